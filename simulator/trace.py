@@ -1,0 +1,403 @@
+"""The access trace: the only contract between a producer (sutro_ir, a user, a test) and the simulator.
+
+A trace is a buffer table, a kernel table and a sequence of chunks. A chunk is columns of numpy
+arrays, one row per memory access, never one Python object per access:
+
+    addr     int64  byte address of the first byte touched
+    nbytes   int32  bytes touched (the element size)
+    is_write bool
+    kernel   int32  row of the kernel table, -1 if unknown
+    instr    int64  instruction id, optional (ByteDMD groups the reads of one instruction by it)
+    buffer   int32  row of the buffer table, optional (derived from addr when absent)
+
+Each chunk knows the training step it belongs to. Chunks come from memory, from a `.npz` file
+(read lazily, one chunk at a time, so a 10^8-access trace never sits in memory whole), or from a
+function that makes chunk i on demand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .errors import SimError
+
+FORMAT = "sutro-trace"
+VERSION = 1
+CHUNK_ACCESSES = 1 << 20
+ROLES = ("param", "data", "activation", "grad", "temp", "other")
+DTYPE_BYTES = {"f64": 8, "f32": 4, "f16": 2, "bf16": 2, "i64": 8, "i32": 4, "i16": 2, "i8": 1,
+               "u8": 1, "bool": 1}
+COLUMNS = {"addr": np.int64, "nbytes": np.int32, "is_write": np.bool_, "kernel": np.int32}
+OPTIONAL_COLUMNS = {"instr": np.int64, "buffer": np.int32}
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """A named region of the flat byte address space."""
+
+    name: str
+    base: int
+    nbytes: int
+    dtype: str = "f32"
+    role: str = "other"
+
+    @property
+    def elem_bytes(self) -> int:
+        return DTYPE_BYTES[self.dtype]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "base": self.base, "nbytes": self.nbytes,
+                "dtype": self.dtype, "role": self.role}
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A kernel: one op or a fused group. `arith` counts arithmetic ops over the whole trace,
+    keyed `op.dtype` (for example `{"fma.f32": 3000, "max.f32": 1000}`)."""
+
+    name: str
+    ops: tuple[str, ...] = ()
+    source: str = ""
+    arith: Mapping[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "ops": list(self.ops), "source": self.source,
+                "arith": dict(self.arith)}
+
+
+@dataclass(frozen=True, eq=False)
+class Chunk:
+    """The accesses of one part of one step, as columns."""
+
+    step: int
+    addr: np.ndarray
+    nbytes: np.ndarray
+    is_write: np.ndarray
+    kernel: np.ndarray
+    instr: np.ndarray | None = None
+    buffer: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.addr)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        cols = {name: getattr(self, name) for name in COLUMNS}
+        cols.update({n: getattr(self, n) for n in OPTIONAL_COLUMNS if getattr(self, n) is not None})
+        return cols
+
+
+def make_chunk(step: int, addr, nbytes, is_write, kernel=None, instr=None, buffer=None,
+               where: str = "trace") -> Chunk:
+    """Build a chunk from array-likes, broadcasting scalars, casting and checking every column."""
+    addr = np.asarray(addr, dtype=np.int64).ravel()
+    n = len(addr)
+    cols = {"addr": addr}
+    given = {"nbytes": nbytes, "is_write": is_write, "kernel": -1 if kernel is None else kernel,
+             "instr": instr, "buffer": buffer}
+    for name, value in given.items():
+        if value is None:
+            cols[name] = None
+            continue
+        dtype = COLUMNS.get(name) or OPTIONAL_COLUMNS[name]
+        arr = np.asarray(value)
+        if arr.ndim == 0:
+            arr = np.full(n, arr, dtype=dtype)
+        cols[name] = _cast(arr.ravel(), dtype, name, where)
+    chunk = Chunk(step=int(step), **cols)
+    check_chunk(chunk, where)
+    return chunk
+
+
+def _cast(arr: np.ndarray, dtype, name: str, where: str) -> np.ndarray:
+    if arr.dtype == dtype:
+        return arr
+    if dtype is np.bool_:
+        if arr.dtype.kind not in "biu":
+            raise SimError(f"column '{name}' must be boolean, got {arr.dtype}", where)
+        return arr.astype(np.bool_)
+    if arr.dtype.kind not in "iub":
+        raise SimError(f"column '{name}' must hold integers, got {arr.dtype}", where)
+    return arr.astype(dtype)
+
+
+def check_chunk(chunk: Chunk, where: str, n_kernels: int | None = None,
+                n_buffers: int | None = None) -> None:
+    """Raise SimError if a chunk is inconsistent (lengths, negative addresses, bad ids)."""
+    n = len(chunk.addr)
+    for name, col in chunk.columns().items():
+        if len(col) != n:
+            raise SimError(f"chunk of step {chunk.step}: column '{name}' has {len(col)} rows, "
+                           f"'addr' has {n}", where)
+    if n == 0:
+        return
+    if chunk.addr.min() < 0:
+        raise SimError(f"chunk of step {chunk.step}: negative address {chunk.addr.min()}", where)
+    if chunk.nbytes.min() <= 0:
+        raise SimError(f"chunk of step {chunk.step}: access size must be positive, "
+                       f"got {chunk.nbytes.min()} bytes", where)
+    _check_ids(chunk.kernel, n_kernels, "kernel", chunk.step, where)
+    if chunk.buffer is not None:
+        _check_ids(chunk.buffer, n_buffers, "buffer", chunk.step, where)
+
+
+def _check_ids(ids: np.ndarray, n_rows: int | None, table: str, step: int, where: str) -> None:
+    lo, hi = int(ids.min()), int(ids.max())
+    if lo < -1 or (n_rows is not None and hi >= n_rows):
+        bad = lo if lo < -1 else hi
+        raise SimError(f"chunk of step {step}: {table} id {bad} is not in the {table} table "
+                       f"({n_rows} rows)", where)
+
+
+class Trace:
+    """Buffer table, kernel table and chunks. Chunks are made on demand by `chunk(i)`."""
+
+    def __init__(self, buffers: Sequence[Buffer], kernels: Sequence[Kernel],
+                 n_chunks: int, get_chunk: Callable[[int], Chunk], meta: Mapping | None = None,
+                 where: str = "trace"):
+        self.buffers = tuple(buffers)
+        self.kernels = tuple(kernels)
+        self.n_chunks = n_chunks
+        self.meta = dict(meta or {})
+        self.where = where
+        self._get_chunk = get_chunk
+        self._bases, self._ends, self._order = _buffer_index(self.buffers, where)
+
+    @classmethod
+    def from_chunks(cls, buffers: Sequence[Buffer], kernels: Sequence[Kernel],
+                    chunks: Sequence[Chunk], meta: Mapping | None = None) -> "Trace":
+        chunks = list(chunks)
+        return cls(buffers, kernels, len(chunks), chunks.__getitem__, meta)
+
+    def chunk(self, i: int) -> Chunk:
+        chunk = self._get_chunk(i)
+        check_chunk(chunk, self.where, len(self.kernels), len(self.buffers))
+        return chunk
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return (self.chunk(i) for i in range(self.n_chunks))
+
+    def buffer_ids(self, chunk: Chunk) -> np.ndarray:
+        """Buffer-table row of each access (-1 if its address is in no buffer)."""
+        if chunk.buffer is not None:
+            return chunk.buffer
+        if not self.buffers:
+            return np.full(len(chunk), -1, dtype=np.int32)
+        pos = np.searchsorted(self._bases, chunk.addr, side="right") - 1
+        inside = (pos >= 0) & (chunk.addr < self._ends[np.maximum(pos, 0)])
+        return np.where(inside, self._order[np.maximum(pos, 0)], -1).astype(np.int32)
+
+    def save(self, path: str | os.PathLike) -> None:
+        save(self, path)
+
+
+def _buffer_index(buffers: Sequence[Buffer], where: str):
+    """Sorted bases for address -> buffer lookup; overlapping buffers are an error."""
+    for b in buffers:
+        if b.role not in ROLES:
+            raise SimError(f"buffer '{b.name}': role must be one of {', '.join(ROLES)}, "
+                           f"got '{b.role}'", where)
+        if b.dtype not in DTYPE_BYTES:
+            raise SimError(f"buffer '{b.name}': unknown dtype '{b.dtype}'", where)
+        if b.base < 0 or b.nbytes < 0:
+            raise SimError(f"buffer '{b.name}': base and size must be >= 0, got base {b.base}, "
+                           f"{b.nbytes} bytes", where)
+    order = np.argsort([b.base for b in buffers], kind="stable").astype(np.int32)
+    bases = np.array([buffers[i].base for i in order], dtype=np.int64)
+    ends = np.array([buffers[i].base + buffers[i].nbytes for i in order], dtype=np.int64)
+    return bases, ends, order
+
+
+# ----------------------------------------------------------------------------- files
+
+def save(trace: Trace, path: str | os.PathLike) -> None:
+    """Write the trace to one `.npz`-style zip, chunk by chunk; the file appears whole or not at all."""
+    path = os.fspath(path)
+    chunk_info = []
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for i, chunk in enumerate(trace):
+                cols = chunk.columns()
+                for name, col in cols.items():
+                    with zf.open(f"c{i:06d}_{name}.npy", "w", force_zip64=True) as f:
+                        np.lib.format.write_array(f, np.ascontiguousarray(col), allow_pickle=False)
+                chunk_info.append({"step": chunk.step, "n": len(chunk), "columns": sorted(cols)})
+            header = {"format": FORMAT, "version": VERSION,
+                      "buffers": [b.to_dict() for b in trace.buffers],
+                      "kernels": [k.to_dict() for k in trace.kernels],
+                      "chunks": chunk_info, "meta": trace.meta}
+            zf.writestr("meta.json", json.dumps(header))
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load(path: str | os.PathLike) -> Trace:
+    """Open a trace file. Chunks are read lazily; every problem is a SimError naming the file."""
+    where = os.fspath(path)
+    if not os.path.exists(where):
+        raise SimError("no such trace file", where)
+    try:
+        zf = zipfile.ZipFile(where)
+        header = json.loads(zf.read("meta.json"))
+    except zipfile.BadZipFile:
+        raise SimError("not a sutro-sim trace: the file is truncated or is not a zip archive",
+                       where) from None
+    except KeyError:
+        raise SimError("not a sutro-sim trace: meta.json is missing (truncated file?)", where) from None
+    except (ValueError, UnicodeDecodeError):
+        raise SimError("corrupt trace: meta.json is not valid JSON", where) from None
+    buffers, kernels, chunks, meta = _parse_header(header, where)
+    names = set(zf.namelist())
+
+    def get_chunk(i: int) -> Chunk:
+        info = chunks[i]
+        cols = {}
+        for name in info["columns"]:
+            member = f"c{i:06d}_{name}.npy"
+            if member not in names:
+                raise SimError(f"truncated trace: chunk {i} has no column '{name}'", where)
+            cols[name] = _read_member(zf, member, where)
+        if len(cols["addr"]) != info["n"]:
+            raise SimError(f"inconsistent trace: chunk {i} should hold {info['n']} accesses, "
+                           f"its addr column holds {len(cols['addr'])}", where)
+        return make_chunk(info["step"], where=where, **cols)
+
+    return Trace(buffers, kernels, len(chunks), get_chunk, meta, where)
+
+
+def _read_member(zf: zipfile.ZipFile, member: str, where: str) -> np.ndarray:
+    try:
+        with zf.open(member) as f:
+            return np.lib.format.read_array(f, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
+        raise SimError(f"corrupt trace: cannot read {member} ({exc})", where) from None
+
+
+def _parse_header(header, where: str):
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise SimError(f"not a sutro-sim trace (meta.json has no format '{FORMAT}')", where)
+    if header.get("version") != VERSION:
+        raise SimError(f"trace format version {header.get('version')} is not supported "
+                       f"(this sutro-sim reads version {VERSION})", where)
+    try:
+        buffers = [Buffer(str(b["name"]), int(b["base"]), int(b["nbytes"]), str(b["dtype"]),
+                          str(b["role"])) for b in header["buffers"]]
+        kernels = [Kernel(str(k["name"]), tuple(k["ops"]), str(k["source"]),
+                          {str(o): int(c) for o, c in k["arith"].items()})
+                   for k in header["kernels"]]
+        chunks = [{"step": int(c["step"]), "n": int(c["n"]), "columns": list(c["columns"])}
+                  for c in header["chunks"]]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise SimError(f"corrupt trace: meta.json is missing or mistypes a field ({exc})",
+                       where) from None
+    for i, c in enumerate(chunks):
+        missing = set(COLUMNS) - set(c["columns"])
+        if missing:
+            raise SimError(f"corrupt trace: chunk {i} lacks column(s) {', '.join(sorted(missing))}",
+                           where)
+    return buffers, kernels, chunks, header.get("meta", {})
+
+
+# ----------------------------------------------------------------------------- building by hand
+
+class TraceBuilder:
+    """Build a trace by hand (tests, examples, other producers).
+
+        b = TraceBuilder()
+        A = b.buffer("A", 4, dtype="f32", role="param")
+        k = b.kernel("scale", ops=("mul",), arith={"mul.f32": 4})
+        b.read(A, kernel=k); b.write(A, kernel=k)      # whole buffer, element order
+        b.read(A, [0, 3], instr=7)                     # chosen elements
+        trace = b.build()
+
+    Buffers are bump-allocated from `start`, each aligned to `align` bytes.
+    """
+
+    def __init__(self, start: int = 0, align: int = 64, chunk_accesses: int = CHUNK_ACCESSES):
+        self.buffers: list[Buffer] = []
+        self.kernels: list[Kernel] = []
+        self._next = start
+        self._align = align
+        self._chunk_accesses = chunk_accesses
+        self._step = 0
+        self._parts: list[tuple[int, dict]] = []
+
+    def buffer(self, name: str, n_elements: int, dtype: str = "f32", role: str = "other") -> int:
+        """Allocate a buffer of n_elements; returns its id."""
+        if dtype not in DTYPE_BYTES:
+            raise SimError(f"buffer '{name}': unknown dtype '{dtype}'")
+        if any(b.name == name for b in self.buffers):
+            raise SimError(f"buffer '{name}' is defined twice")
+        base = -(-self._next // self._align) * self._align
+        nbytes = int(n_elements) * DTYPE_BYTES[dtype]
+        self.buffers.append(Buffer(name, base, nbytes, dtype, role))
+        self._next = base + nbytes
+        return len(self.buffers) - 1
+
+    def kernel(self, name: str, ops: Sequence[str] = (), source: str = "",
+               arith: Mapping[str, int] | None = None) -> int:
+        self.kernels.append(Kernel(name, tuple(ops), source, dict(arith or {})))
+        return len(self.kernels) - 1
+
+    def step(self, step: int) -> None:
+        """Accesses from here on belong to training step `step`."""
+        self._step = int(step)
+
+    def read(self, buf: int | str, index=None, kernel: int = -1, instr=None) -> None:
+        self.access(buf, index, False, kernel, instr)
+
+    def write(self, buf: int | str, index=None, kernel: int = -1, instr=None) -> None:
+        self.access(buf, index, True, kernel, instr)
+
+    def access(self, buf: int | str, index, is_write: bool, kernel: int = -1, instr=None) -> None:
+        """Touch elements `index` (an int, an array, or None for all, in order) of a buffer."""
+        bid = buf if isinstance(buf, (int, np.integer)) else self._buffer_id(buf)
+        b = self.buffers[bid]
+        n_elem = b.nbytes // b.elem_bytes
+        idx = np.arange(n_elem) if index is None else np.atleast_1d(np.asarray(index, np.int64))
+        if len(idx) and (idx.min() < 0 or idx.max() >= n_elem):
+            raise SimError(f"buffer '{b.name}' has {n_elem} elements; index {idx.max()} is outside")
+        cols = {"addr": b.base + idx * b.elem_bytes, "nbytes": b.elem_bytes,
+                "is_write": is_write, "kernel": kernel, "buffer": bid,
+                "instr": -1 if instr is None else instr}
+        self._parts.append((self._step, {k: np.broadcast_to(v, idx.shape) for k, v in cols.items()}))
+
+    def _buffer_id(self, name: str) -> int:
+        for i, b in enumerate(self.buffers):
+            if b.name == name:
+                return i
+        raise SimError(f"no buffer named '{name}'")
+
+    def build(self, meta: Mapping | None = None) -> Trace:
+        chunks = []
+        for step, cols in _group_by_step(self._parts):
+            n = len(cols["addr"])
+            for lo in range(0, max(n, 1), self._chunk_accesses):
+                part = {k: v[lo:lo + self._chunk_accesses] for k, v in cols.items()}
+                if np.all(part["instr"] < 0):
+                    part["instr"] = None
+                chunks.append(make_chunk(step, **part))
+        return Trace.from_chunks(self.buffers, self.kernels, chunks, meta)
+
+
+def _group_by_step(parts):
+    """Consecutive parts of the same step, concatenated column by column."""
+    groups: list[tuple[int, list[dict]]] = []
+    for step, cols in parts:
+        if groups and groups[-1][0] == step:
+            groups[-1][1].append(cols)
+        else:
+            groups.append((step, [cols]))
+    for step, cols_list in groups:
+        yield step, {k: np.concatenate([c[k] for c in cols_list]) for k in cols_list[0]}
