@@ -96,7 +96,7 @@ class Chunk:
 def make_chunk(step: int, addr, nbytes, is_write, kernel=None, instr=None, buffer=None,
                where: str = "trace") -> Chunk:
     """Build a chunk from array-likes, broadcasting scalars, casting and checking every column."""
-    addr = np.asarray(addr, dtype=np.int64).ravel()
+    addr = _cast(np.asarray(addr).ravel(), np.int64, "addr", where)
     n = len(addr)
     cols = {"addr": addr}
     given = {"nbytes": nbytes, "is_write": is_write, "kernel": -1 if kernel is None else kernel,

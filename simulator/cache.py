@@ -1,0 +1,792 @@
+"""Cache simulation of a `Hierarchy` over a trace: numba kernels per level and a streaming driver.
+
+This module owns hits, misses, evictions, writebacks and the bytes moved between levels. It is
+fed chunk by chunk (`CacheSim.feed`), keeps each level's state between chunks, and processes the
+levels one after the other per chunk: level 1 turns the chunk's accesses into hits and misses and
+emits the request stream for level 2 (per missing line: a fill load of the line, THEN, if the
+victim is dirty, a writeback store of the victim; a write-through or non-allocating store passes
+down itself), level 2 processes that stream, and so on down to memory, which serves everything.
+This order is exactly pycachesim's depth-first recursion (`Cache__load` loads from below before
+`Cache__inject` writes the victim back), so counts agree with it (tests/test_vs_pycachesim.py).
+
+Kernels:
+- *scan* (ways <= 32): tags of a set scanned linearly. LRU/FIFO order is a per-slot timestamp
+  (LRU: stamped on every touch, FIFO: on insertion); the victim is an invalid slot, else the
+  smallest stamp. That is the same order as a per-set recency list, at O(ways), which the scan
+  pays anyway.
+- *hash* (ways > 32, e.g. a 65,536-line fully associative level): an open-addressing hash table
+  (linear probing, backward-shift deletion) maps line -> slot; LRU/FIFO order is a per-set
+  doubly linked list: O(1) per access whatever the size.
+- *random*: victim drawn by a seeded in-kernel xorshift64 (invalid slots first).
+- *opt* (Belady): needs the next use of each line in the level's own input stream, which depends
+  on the levels above. A hierarchy with an OPT level is therefore simulated up front, on the whole
+  trace held in memory (streams materialized level by level; `CacheSim(..., trace=...)`); `feed`
+  then hands back each chunk's part. Victim = the line used farthest in the future (scan for
+  small sets, a lazy max-heap for large fully associative levels).
+- Fast path: an access to the same line as the level's previous access is a hit that changes no
+  order (exact for LRU, FIFO and random), so no lookup is made.
+
+Semantics (write-back, write-allocate by default). A hit by a write refreshes LRU recency: that is
+real LRU, and it is what the LRU stack distance of DESIGN.md (Mattson: reads and writes are both
+touches) predicts, so a fully associative LRU level agrees with the stack-distance histogram.
+pycachesim 0.3.1 differs (backend.c `Cache__store`): a store that hits only sets the dirty bit; it
+neither counts a hit nor refreshes LRU, and a write-back, non-write-allocate store miss installs
+the line dirty without fetching it. That is a simplification of its store path, not a hardware
+behaviour; `Hierarchy.pycachesim_compat=True` reproduces it, for validation only.
+Without compat, a non-write-allocate store miss passes the store down and allocates nothing.
+
+Attribution: each request a level receives is charged to a buffer (`bytes_by_level_buffer`): an
+access's own requests (its fills, its stores) to the access's buffer; a writeback to the buffer of
+the access that last made that line dirty (tracked per line, at every level).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from .errors import SimError
+from .hierarchy import Hierarchy, Level
+
+# per-level int64 counters; the last three are kernel state carried between chunks
+RH, RM, WH, WM, RB, WB, EV, WBK, BIN, BOUT, CLOCK, LAST_LINE, LAST_SLOT = range(13)
+N_COUNTERS = 13
+LRU, FIFO, RANDOM, OPT = range(4)
+_POLICY = {"lru": LRU, "fifo": FIFO, "random": RANDOM, "opt": OPT}
+SCAN_MAX_WAYS = 32
+NEVER = np.int64(1) << 62          # next use of a line never used again (OPT)
+_HASH_MUL = np.int64(-7046029254386353131)   # 0x9E3779B97F4A7C15 as int64
+
+
+# ----------------------------------------------------------------------------- results
+
+@dataclass(frozen=True)
+class LevelStats:
+    """One level's counts. At levels below the first, "read" = fill requests from above and
+    "write" = writebacks / stores from above. Memory serves every request (all hits)."""
+
+    name: str
+    capacity_bytes: int | None
+    line_bytes: int
+    ways: int | None
+    policy: str
+    read_hits: int
+    read_misses: int
+    write_hits: int
+    write_misses: int
+    read_bytes: int
+    write_bytes: int
+    evictions: int
+    writebacks: int
+    bytes_in: int
+    bytes_out: int
+
+    @property
+    def hits(self) -> int:
+        return self.read_hits + self.write_hits
+
+    @property
+    def misses(self) -> int:
+        return self.read_misses + self.write_misses
+
+    @property
+    def accesses(self) -> int:
+        return self.hits + self.misses
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.accesses if self.accesses else 0.0
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "capacity_bytes": self.capacity_bytes,
+                "line_bytes": self.line_bytes, "ways": self.ways, "policy": self.policy,
+                "accesses": self.accesses, "hits": self.hits, "misses": self.misses,
+                "hit_rate": self.hit_rate, "read_hits": self.read_hits,
+                "read_misses": self.read_misses, "write_hits": self.write_hits,
+                "write_misses": self.write_misses, "read_bytes": self.read_bytes,
+                "write_bytes": self.write_bytes, "evictions": self.evictions,
+                "writebacks": self.writebacks, "in_bytes": self.bytes_in,
+                "out_bytes": self.bytes_out}
+
+
+# ----------------------------------------------------------------------------- kernel helpers
+
+@numba.njit(cache=True, inline="always")
+def _set_of(line, n_sets, set_mask):
+    return line & set_mask if set_mask >= 0 else line % n_sets
+
+
+@numba.njit(cache=True, inline="always")
+def _emit(out_a, out_nb, out_w, out_src, out_buf, k, a, nb, w, src, buf):
+    out_a[k] = a
+    out_nb[k] = nb
+    out_w[k] = w
+    out_src[k] = src
+    out_buf[k] = buf
+    return k + 1
+
+
+@numba.njit(cache=True, inline="always")
+def _xorshift(rng):
+    x = rng[0]
+    x ^= x << np.uint64(13)
+    x ^= x >> np.uint64(7)
+    x ^= x << np.uint64(17)
+    rng[0] = x
+    return x
+
+
+@numba.njit(cache=True, inline="always")
+def _charge(by_buf, served, src, buf, nb, lvl):
+    """Bytes of a request to its buffer's column; the access it serves reached level `lvl`."""
+    col = buf if buf >= 0 else by_buf.shape[0] - 1
+    by_buf[col] += nb
+    if src >= 0 and served[src] < lvl:
+        served[src] = lvl
+
+
+@numba.njit(cache=True, inline="always")
+def _clip(a, nb, line, line_bits):
+    """Bytes of request [a, a+nb) inside `line`."""
+    lo = max(a, line << line_bits)
+    hi = min(a + nb, (line + 1) << line_bits)
+    return hi - lo, lo
+
+
+@numba.njit(cache=True)
+def count_line_touches(addr, nbytes, line_bits):
+    """Lines touched by a stream of requests (an upper bound for the next level's stream / 2)."""
+    total = 0
+    for i in range(addr.shape[0]):
+        total += ((addr[i] + nbytes[i] - 1) >> line_bits) - (addr[i] >> line_bits) + 1
+    return total
+
+
+@numba.njit(cache=True)
+def _scan_victim(tags, stamps, base, ways, policy, rng):
+    """Slot to fill in set at `base`: an invalid slot, else the oldest stamp, else random."""
+    if policy == RANDOM:
+        for j in range(ways):
+            if tags[base + j] < 0:
+                return base + j
+        return base + np.int64(_xorshift(rng) % np.uint64(ways))
+    best = base
+    for j in range(1, ways):
+        if stamps[base + j] < stamps[best]:
+            best = base + j
+    return best
+
+
+# ----------------------------------------------------------------------------- scan kernel
+
+@numba.njit(cache=True)
+def _scan_level(tags, stamps, dirty, owner, rng, st, cfg, in_a, in_nb, in_w, in_src, in_buf,
+                out_a, out_nb, out_w, out_src, out_buf, served, lvl, by_buf):
+    """One set-associative level (ways <= 32) over a request stream; returns requests emitted."""
+    line_bits, n_sets, set_mask, ways = cfg[0], cfg[1], cfg[2], cfg[3]
+    policy, write_back, write_alloc, compat = cfg[4], cfg[5] != 0, cfg[6] != 0, cfg[7] != 0
+    line_bytes = np.int64(1) << line_bits
+    rh, rm, wh, wm, rb, wb = st[RH], st[RM], st[WH], st[WM], st[RB], st[WB]
+    ev, wbk, bin_, bout = st[EV], st[WBK], st[BIN], st[BOUT]
+    clock, last_line, last_slot = st[CLOCK], st[LAST_LINE], st[LAST_SLOT]
+    has_src = in_src.shape[0] > 0
+    k = 0
+    for i in range(in_a.shape[0]):
+        a, nb, w, buf = np.int64(in_a[i]), np.int64(in_nb[i]), in_w[i], in_buf[i]
+        src = in_src[i] if has_src else i
+        if w:
+            wb += nb
+        else:
+            rb += nb
+        _charge(by_buf, served, src, buf, nb, lvl)
+        for line in range(a >> line_bits, ((a + nb - 1) >> line_bits) + 1):
+            slot = -1
+            if line == last_line:
+                slot = last_slot
+            else:
+                base = _set_of(line, n_sets, set_mask) * ways
+                for j in range(ways):
+                    if tags[base + j] == line:
+                        slot = base + j
+                        break
+                if slot >= 0 and policy == LRU and not (compat and w):
+                    clock += 1
+                    stamps[slot] = clock
+            if slot >= 0:
+                if w:
+                    wh += 1
+                else:
+                    rh += 1
+                if not (compat and w):
+                    last_line, last_slot = line, slot
+                elif line != last_line:
+                    last_line = -1
+            else:
+                if w:
+                    wm += 1
+                else:
+                    rm += 1
+                fill = (not w) or write_alloc
+                if fill or (compat and write_back):
+                    base = _set_of(line, n_sets, set_mask) * ways
+                    slot = _scan_victim(tags, stamps, base, ways, policy, rng)
+                    if fill:
+                        k = _emit(out_a, out_nb, out_w, out_src, out_buf, k,
+                                  line << line_bits, line_bytes, False, src, buf)
+                        bin_ += line_bytes
+                    if tags[slot] >= 0:
+                        ev += 1
+                        if dirty[slot]:
+                            k = _emit(out_a, out_nb, out_w, out_src, out_buf, k,
+                                      tags[slot] << line_bits, line_bytes, True, -1, owner[slot])
+                            wbk += 1
+                            bout += line_bytes
+                    clock += 1
+                    tags[slot] = line
+                    stamps[slot] = clock
+                    dirty[slot] = 0
+                    owner[slot] = buf
+                    last_line, last_slot = line, slot
+                else:
+                    last_line = -1
+            if w:
+                if slot >= 0 and write_back:
+                    dirty[slot] = 1
+                    owner[slot] = buf
+                else:
+                    nbl, lo = _clip(a, nb, line, line_bits)
+                    k = _emit(out_a, out_nb, out_w, out_src, out_buf, k, lo, nbl, True, src, buf)
+                    wbk += 1
+                    bout += nbl
+    st[RH], st[RM], st[WH], st[WM], st[RB], st[WB] = rh, rm, wh, wm, rb, wb
+    st[EV], st[WBK], st[BIN], st[BOUT] = ev, wbk, bin_, bout
+    st[CLOCK], st[LAST_LINE], st[LAST_SLOT] = clock, last_line, last_slot
+    return k
+
+
+# ----------------------------------------------------------------------------- hash kernel
+
+@numba.njit(cache=True, inline="always")
+def _hpos(key, hmask):
+    return ((key * _HASH_MUL) >> 32) & hmask
+
+
+@numba.njit(cache=True)
+def _hfind(hkeys, hvals, hmask, key):
+    """Slot holding line `key`, or -1."""
+    i = _hpos(key, hmask)
+    while hkeys[i] != -1:
+        if hkeys[i] == key:
+            return hvals[i]
+        i = (i + 1) & hmask
+    return -1
+
+
+@numba.njit(cache=True)
+def _hput(hkeys, hvals, hmask, key, val):
+    i = _hpos(key, hmask)
+    while hkeys[i] != -1:
+        i = (i + 1) & hmask
+    hkeys[i] = key
+    hvals[i] = val
+
+
+@numba.njit(cache=True)
+def _hdel(hkeys, hvals, hmask, key):
+    """Remove `key` (present) by backward shift, so probes never meet tombstones."""
+    i = _hpos(key, hmask)
+    while hkeys[i] != key:
+        i = (i + 1) & hmask
+    j = i
+    while True:
+        j = (j + 1) & hmask
+        if hkeys[j] == -1:
+            break
+        home = _hpos(hkeys[j], hmask)
+        stays = (i < home <= j) if i <= j else (home > i or home <= j)
+        if stays:
+            continue
+        hkeys[i] = hkeys[j]
+        hvals[i] = hvals[j]
+        i = j
+    hkeys[i] = -1
+
+
+@numba.njit(cache=True, inline="always")
+def _unlink(prev, nxt, head, tail, s, slot):
+    p, n = prev[slot], nxt[slot]
+    if p >= 0:
+        nxt[p] = n
+    else:
+        head[s] = n
+    if n >= 0:
+        prev[n] = p
+    else:
+        tail[s] = p
+
+
+@numba.njit(cache=True, inline="always")
+def _push_front(prev, nxt, head, tail, s, slot):
+    prev[slot] = -1
+    nxt[slot] = head[s]
+    if head[s] >= 0:
+        prev[head[s]] = slot
+    else:
+        tail[s] = slot
+    head[s] = slot
+
+
+@numba.njit(cache=True)
+def _hash_victim(tags, prev, nxt, head, tail, fill, s, ways, policy, rng, hkeys, hvals, hmask):
+    """Free or evicted slot of set `s`, unlinked from its list and from the hash table."""
+    if fill[s] < ways:
+        fill[s] += 1
+        return s * ways + fill[s] - 1
+    if policy == RANDOM:
+        slot = s * ways + np.int64(_xorshift(rng) % np.uint64(ways))
+    else:
+        slot = tail[s]
+    _unlink(prev, nxt, head, tail, s, slot)
+    _hdel(hkeys, hvals, hmask, tags[slot])
+    return slot
+
+
+@numba.njit(cache=True)
+def _hash_level(tags, dirty, owner, prev, nxt, head, tail, fill, hkeys, hvals, rng, st, cfg,
+                in_a, in_nb, in_w, in_src, in_buf,
+                out_a, out_nb, out_w, out_src, out_buf, served, lvl, by_buf):
+    """One highly associative level (ways > 32): hash lookup, per-set linked-list order."""
+    line_bits, n_sets, set_mask, ways = cfg[0], cfg[1], cfg[2], cfg[3]
+    policy, write_back, write_alloc, compat = cfg[4], cfg[5] != 0, cfg[6] != 0, cfg[7] != 0
+    hmask = hkeys.shape[0] - 1
+    line_bytes = np.int64(1) << line_bits
+    rh, rm, wh, wm, rb, wb = st[RH], st[RM], st[WH], st[WM], st[RB], st[WB]
+    ev, wbk, bin_, bout = st[EV], st[WBK], st[BIN], st[BOUT]
+    last_line, last_slot = st[LAST_LINE], st[LAST_SLOT]
+    has_src = in_src.shape[0] > 0
+    k = 0
+    for i in range(in_a.shape[0]):
+        a, nb, w, buf = np.int64(in_a[i]), np.int64(in_nb[i]), in_w[i], in_buf[i]
+        src = in_src[i] if has_src else i
+        if w:
+            wb += nb
+        else:
+            rb += nb
+        _charge(by_buf, served, src, buf, nb, lvl)
+        for line in range(a >> line_bits, ((a + nb - 1) >> line_bits) + 1):
+            s = _set_of(line, n_sets, set_mask)
+            slot = last_slot if line == last_line else _hfind(hkeys, hvals, hmask, line)
+            if slot >= 0 and line != last_line and policy == LRU and not (compat and w):
+                _unlink(prev, nxt, head, tail, s, slot)
+                _push_front(prev, nxt, head, tail, s, slot)
+            if slot >= 0:
+                if w:
+                    wh += 1
+                else:
+                    rh += 1
+                if not (compat and w):
+                    last_line, last_slot = line, slot
+                elif line != last_line:
+                    last_line = -1
+            else:
+                if w:
+                    wm += 1
+                else:
+                    rm += 1
+                fill_line = (not w) or write_alloc
+                if fill_line or (compat and write_back):
+                    if fill_line:
+                        k = _emit(out_a, out_nb, out_w, out_src, out_buf, k,
+                                  line << line_bits, line_bytes, False, src, buf)
+                        bin_ += line_bytes
+                    slot = _hash_victim(tags, prev, nxt, head, tail, fill, s, ways, policy, rng,
+                                        hkeys, hvals, hmask)
+                    if tags[slot] >= 0:
+                        ev += 1
+                        if dirty[slot]:
+                            k = _emit(out_a, out_nb, out_w, out_src, out_buf, k,
+                                      tags[slot] << line_bits, line_bytes, True, -1, owner[slot])
+                            wbk += 1
+                            bout += line_bytes
+                    tags[slot] = line
+                    dirty[slot] = 0
+                    owner[slot] = buf
+                    _hput(hkeys, hvals, hmask, line, slot)
+                    _push_front(prev, nxt, head, tail, s, slot)
+                    last_line, last_slot = line, slot
+                else:
+                    last_line = -1
+            if w:
+                if slot >= 0 and write_back:
+                    dirty[slot] = 1
+                    owner[slot] = buf
+                else:
+                    nbl, lo = _clip(a, nb, line, line_bits)
+                    k = _emit(out_a, out_nb, out_w, out_src, out_buf, k, lo, nbl, True, src, buf)
+                    wbk += 1
+                    bout += nbl
+    st[RH], st[RM], st[WH], st[WM], st[RB], st[WB] = rh, rm, wh, wm, rb, wb
+    st[EV], st[WBK], st[BIN], st[BOUT] = ev, wbk, bin_, bout
+    st[LAST_LINE], st[LAST_SLOT] = last_line, last_slot
+    return k
+
+
+# ----------------------------------------------------------------------------- OPT kernel
+
+@numba.njit(cache=True)
+def _heap_push(hk, hs, n, key, slot):
+    i = n
+    while i > 0:
+        p = (i - 1) >> 1
+        if hk[p] >= key:
+            break
+        hk[i], hs[i] = hk[p], hs[p]
+        i = p
+    hk[i], hs[i] = key, slot
+    return n + 1
+
+
+@numba.njit(cache=True)
+def _heap_pop(hk, hs, n):
+    """Remove the root of a max-heap of n entries; returns the new size."""
+    n -= 1
+    key, slot = hk[n], hs[n]
+    i = 0
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            break
+        if c + 1 < n and hk[c + 1] > hk[c]:
+            c += 1
+        if hk[c] <= key:
+            break
+        hk[i], hs[i] = hk[c], hs[c]
+        i = c
+    if n > 0:
+        hk[i], hs[i] = key, slot
+    return n
+
+
+@numba.njit(cache=True)
+def _opt_victim(tags, nu, base, ways, use_heap, hk, hs, hn):
+    """Slot of set `base` whose line is used farthest in the future (invalid slots first)."""
+    if not use_heap:
+        best = base
+        for j in range(ways):
+            if tags[base + j] < 0:
+                return base + j, hn
+            if nu[base + j] > nu[best]:
+                best = base + j
+        return best, hn
+    while hn > 0 and hk[0] != nu[hs[0]]:
+        hn = _heap_pop(hk, hs, hn)        # stale: that slot has been touched since
+    slot = hs[0]
+    return slot, _heap_pop(hk, hs, hn)
+
+
+@numba.njit(cache=True)
+def _opt_level(tags, nu, dirty, owner, hkeys, hvals, st, cfg, in_a, in_nb, in_w, in_src, in_buf,
+               next_use, out_a, out_nb, out_w, out_src, out_buf, served, lvl, by_buf):
+    """Belady's OPT over single-line requests with known next-use positions."""
+    line_bits, n_sets, set_mask, ways = cfg[0], cfg[1], cfg[2], cfg[3]
+    write_back, write_alloc = cfg[5] != 0, cfg[6] != 0
+    line_bytes = np.int64(1) << line_bits
+    use_hash = ways > SCAN_MAX_WAYS
+    use_heap = use_hash and n_sets == 1
+    hmask = hkeys.shape[0] - 1
+    hk = np.empty(in_a.shape[0] + tags.shape[0] + 1, np.int64)
+    hs = np.empty(in_a.shape[0] + tags.shape[0] + 1, np.int64)
+    hn = 0
+    free = 0
+    k = 0
+    for i in range(in_a.shape[0]):
+        a, nb, w, buf, src = np.int64(in_a[i]), np.int64(in_nb[i]), in_w[i], in_buf[i], in_src[i]
+        st[WB if w else RB] += nb
+        _charge(by_buf, served, src, buf, nb, lvl)
+        line = a >> line_bits
+        base = _set_of(line, n_sets, set_mask) * ways
+        slot = -1
+        if use_hash:
+            slot = _hfind(hkeys, hvals, hmask, line)
+        else:
+            for j in range(ways):
+                if tags[base + j] == line:
+                    slot = base + j
+                    break
+        if slot >= 0:
+            st[WH if w else RH] += 1
+        else:
+            st[WM if w else RM] += 1
+            if (not w) or write_alloc:
+                k = _emit(out_a, out_nb, out_w, out_src, out_buf, k,
+                          line << line_bits, line_bytes, False, src, buf)
+                st[BIN] += line_bytes
+                if use_heap and free < ways:
+                    slot = free
+                    free += 1
+                else:
+                    slot, hn = _opt_victim(tags, nu, base, ways, use_heap, hk, hs, hn)
+                if tags[slot] >= 0:
+                    st[EV] += 1
+                    if dirty[slot]:
+                        k = _emit(out_a, out_nb, out_w, out_src, out_buf, k,
+                                  tags[slot] << line_bits, line_bytes, True, -1, owner[slot])
+                        st[WBK] += 1
+                        st[BOUT] += line_bytes
+                    if use_hash:
+                        _hdel(hkeys, hvals, hmask, tags[slot])
+                tags[slot] = line
+                dirty[slot] = 0
+                owner[slot] = buf
+                if use_hash:
+                    _hput(hkeys, hvals, hmask, line, slot)
+        if slot >= 0:
+            nu[slot] = next_use[i]
+            if use_heap:
+                hn = _heap_push(hk, hs, hn, next_use[i], slot)
+        if w:
+            if slot >= 0 and write_back:
+                dirty[slot] = 1
+                owner[slot] = buf
+            else:
+                k = _emit(out_a, out_nb, out_w, out_src, out_buf, k, a, nb, True, src, buf)
+                st[WBK] += 1
+                st[BOUT] += nb
+    return k
+
+
+@numba.njit(cache=True)
+def _split_lines(in_a, in_nb, in_w, in_src, in_buf, line_bits, n_out):
+    """Split requests into single-line requests (for OPT, whose next-use is per line)."""
+    a = np.empty(n_out, np.int64)
+    nb = np.empty(n_out, np.int32)
+    w = np.empty(n_out, np.bool_)
+    src = np.empty(n_out, np.int32)
+    buf = np.empty(n_out, np.int32)
+    has_src = in_src.shape[0] > 0
+    k = 0
+    for i in range(in_a.shape[0]):
+        ai, ni = np.int64(in_a[i]), np.int64(in_nb[i])
+        for line in range(ai >> line_bits, ((ai + ni - 1) >> line_bits) + 1):
+            nbl, lo = _clip(ai, ni, line, line_bits)
+            k = _emit(a, nb, w, src, buf, k, lo, nbl, in_w[i], in_src[i] if has_src else i,
+                      in_buf[i])
+    return a, nb, w, src, buf
+
+
+def next_use_positions(lines: np.ndarray) -> np.ndarray:
+    """For each position, the next position touching the same line (NEVER if none)."""
+    order = np.argsort(lines, kind="stable")
+    nxt = np.full(len(lines), NEVER, dtype=np.int64)
+    same = lines[order[1:]] == lines[order[:-1]]
+    nxt[order[:-1][same]] = order[1:][same]
+    return nxt
+
+
+# ----------------------------------------------------------------------------- memory
+
+@numba.njit(cache=True)
+def _memory_level(st, line_bits, in_a, in_nb, in_w, in_src, in_buf, served, lvl, by_buf):
+    """Main memory: every request hits; counts memory lines touched and bytes."""
+    has_src = in_src.shape[0] > 0
+    for i in range(in_a.shape[0]):
+        a, nb, w = np.int64(in_a[i]), np.int64(in_nb[i]), in_w[i]
+        n_lines = ((a + nb - 1) >> line_bits) - (a >> line_bits) + 1
+        st[WH if w else RH] += n_lines
+        st[WB if w else RB] += nb
+        _charge(by_buf, served, in_src[i] if has_src else i, in_buf[i], nb, lvl)
+
+
+# ----------------------------------------------------------------------------- driver
+
+def _log2(x: int) -> int:
+    return x.bit_length() - 1
+
+
+class _LevelState:
+    """The arrays of one cache level, kept between chunks, and its output buffers."""
+
+    def __init__(self, level: Level, compat: bool):
+        self.level = level
+        n_lines, n_sets, ways = level.n_lines, level.n_sets, level.assoc
+        set_mask = n_sets - 1 if n_sets & (n_sets - 1) == 0 else -1
+        self.cfg = np.array([_log2(level.line_bytes), n_sets, set_mask, ways,
+                             _POLICY[level.policy], level.write_back, level.write_allocate,
+                             compat], dtype=np.int64)
+        self.hashed = ways > SCAN_MAX_WAYS
+        self.tags = np.full(n_lines, -1, np.int64)
+        self.dirty = np.zeros(n_lines, np.uint8)
+        self.owner = np.full(n_lines, -1, np.int32)
+        self.rng = np.array([0x9E3779B97F4A7C15 ^ (level.seed * 0x2545F4914F6CDD1D + 1)
+                             & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64)
+        self.st = np.zeros(N_COUNTERS, np.int64)
+        self.st[LAST_LINE] = -1
+        self._out = None
+        if self.hashed or level.policy == "opt":
+            self._init_hash(n_lines, n_sets)
+        if not self.hashed:
+            self.stamps = np.full(n_lines, -1, np.int64)
+
+    def _init_hash(self, n_lines: int, n_sets: int) -> None:
+        size = 1 << max(4, (2 * n_lines - 1).bit_length())
+        self.hkeys = np.full(size, -1, np.int64)
+        self.hvals = np.full(size, -1, np.int64)
+        self.prev = np.full(n_lines, -1, np.int64)
+        self.next = np.full(n_lines, -1, np.int64)
+        self.head = np.full(n_sets, -1, np.int64)
+        self.tail = np.full(n_sets, -1, np.int64)
+        self.fill = np.zeros(n_sets, np.int64)
+        self.nu = np.full(n_lines, -1, np.int64)
+
+    def outputs(self, n_in_lines: int):
+        """Output buffers with room for 2 requests per line touched (fill + writeback)."""
+        need = 2 * n_in_lines
+        if self._out is None or len(self._out[0]) < need:
+            need = max(need, 1024)
+            self._out = (np.empty(need, np.int64), np.empty(need, np.int32),
+                         np.empty(need, np.bool_), np.empty(need, np.int32),
+                         np.empty(need, np.int32))
+        return self._out
+
+    def run(self, stream, served, lvl: int, by_buf):
+        """Process a request stream; returns the stream for the level below (views)."""
+        a, nb = stream[0], stream[1]
+        out = self.outputs(count_line_touches(a, nb, self.cfg[0]))
+        if self.hashed:
+            k = _hash_level(self.tags, self.dirty, self.owner, self.prev, self.next, self.head,
+                            self.tail, self.fill, self.hkeys, self.hvals, self.rng, self.st,
+                            self.cfg, *stream, *out, served, lvl, by_buf)
+        else:
+            k = _scan_level(self.tags, self.stamps, self.dirty, self.owner, self.rng, self.st,
+                            self.cfg, *stream, *out, served, lvl, by_buf)
+        return tuple(col[:k] for col in out)
+
+    def run_opt(self, stream, served, lvl: int, by_buf):
+        """OPT over a whole materialized stream (split per line, next uses computed)."""
+        line_bits = self.cfg[0]
+        n = count_line_touches(stream[0], stream[1], line_bits)
+        split = _split_lines(*stream, line_bits, n)
+        next_use = next_use_positions(split[0] >> line_bits)
+        out = tuple(np.empty(2 * max(n, 1), dt) for dt in
+                    (np.int64, np.int32, np.bool_, np.int32, np.int32))
+        k = _opt_level(self.tags, self.nu, self.dirty, self.owner, self.hkeys, self.hvals,
+                       self.st, self.cfg, *split, next_use, *out, served, lvl, by_buf)
+        return tuple(col[:k] for col in out)
+
+    def stats(self) -> LevelStats:
+        lv, st = self.level, self.st
+        return LevelStats(lv.name, lv.capacity_bytes, lv.line_bytes, lv.ways, lv.policy,
+                          *(int(st[i]) for i in (RH, RM, WH, WM, RB, WB, EV, WBK, BIN, BOUT)))
+
+
+_EMPTY_SRC = np.empty(0, np.int32)
+
+
+class CacheSim:
+    """Streams chunks of a trace through a hierarchy.
+
+        sim = CacheSim(load_hierarchy("cpu-like"), n_buffers=len(trace.buffers))
+        for chunk in trace:
+            served = sim.feed(chunk, trace.buffer_ids(chunk))
+        stats = sim.finish()
+
+    `served[i]` is the index of the deepest level that access i's data requests reached.
+    `bytes_by_level_buffer[l, b]` is the bytes of requests level l received charged to buffer b
+    (last column: addresses outside every buffer). A hierarchy with an OPT level needs `trace`:
+    it is simulated whole at construction (see the module docstring).
+    """
+
+    def __init__(self, hierarchy: Hierarchy, n_buffers: int, trace=None):
+        if not isinstance(n_buffers, (int, np.integer)) or n_buffers < 0:
+            raise SimError(f"n_buffers must be an integer >= 0, got {n_buffers!r}", "cache")
+        self.hierarchy = hierarchy
+        self.n_buffers = int(n_buffers)
+        compat = hierarchy.pycachesim_compat
+        self._levels = [_LevelState(lv, compat) for lv in hierarchy.levels[:-1]]
+        self._memory = hierarchy.levels[-1]
+        self._memory_st = np.zeros(N_COUNTERS, np.int64)
+        n_levels = len(hierarchy.levels)
+        self.bytes_by_level_buffer = np.zeros((n_levels, self.n_buffers + 1), np.int64)
+        self._opt_served = None
+        if any(lv.policy == "opt" for lv in hierarchy.levels[:-1]):
+            self._simulate_whole(trace)
+
+    def feed(self, chunk, buffer_ids: np.ndarray) -> np.ndarray:
+        """Simulate one chunk; returns `served` (int8 per access)."""
+        buffer_ids = self._check_ids(chunk, buffer_ids)
+        if self._opt_served is not None:
+            return self._next_opt_part(len(chunk))
+        served = np.zeros(len(chunk), np.int8)
+        self._run(self._first_stream(chunk, buffer_ids), served, whole=False)
+        return served
+
+    def finish(self) -> list[LevelStats]:
+        """One LevelStats per level, memory last."""
+        return [lv.stats() for lv in self._levels] + [self._memory_stats()]
+
+    # -- internals
+
+    def _check_ids(self, chunk, buffer_ids) -> np.ndarray:
+        ids = np.asarray(buffer_ids)
+        if ids.shape != (len(chunk),):
+            raise SimError(f"buffer_ids has shape {ids.shape}, the chunk has {len(chunk)} "
+                           f"accesses", "cache")
+        if ids.dtype != np.int32:
+            ids = ids.astype(np.int32)
+        if len(ids) and (ids.min() < -1 or ids.max() >= self.n_buffers):
+            raise SimError(f"buffer id {ids.max() if ids.max() >= self.n_buffers else ids.min()} "
+                           f"is not in the buffer table ({self.n_buffers} rows)", "cache")
+        return ids
+
+    @staticmethod
+    def _first_stream(chunk, ids):
+        return (chunk.addr, chunk.nbytes, chunk.is_write, _EMPTY_SRC, ids)
+
+    def _run(self, stream, served, whole: bool) -> None:
+        for lvl, state in enumerate(self._levels):
+            by_buf = self.bytes_by_level_buffer[lvl]
+            if whole and state.level.policy == "opt":
+                stream = state.run_opt(stream, served, lvl, by_buf)
+            else:
+                stream = state.run(stream, served, lvl, by_buf)
+        mem_lvl = len(self._levels)
+        _memory_level(self._memory_st, _log2(self._memory.line_bytes), *stream, served,
+                      mem_lvl, self.bytes_by_level_buffer[mem_lvl])
+
+    def _simulate_whole(self, trace) -> None:
+        if trace is None:
+            raise SimError("a hierarchy with an 'opt' level needs the whole trace up front "
+                           "(CacheSim(..., trace=trace))", self.hierarchy.source or "cache")
+        parts = [(c, trace.buffer_ids(c)) for c in trace]
+        cols = [np.concatenate([getattr(c, n) for c, _ in parts]) if parts else
+                np.empty(0, dt) for n, dt in (("addr", np.int64), ("nbytes", np.int32),
+                                              ("is_write", np.bool_))]
+        ids = np.concatenate([i for _, i in parts]).astype(np.int32) if parts else \
+            np.empty(0, np.int32)
+        self._opt_served = np.zeros(len(ids), np.int8)
+        self._opt_pos = 0
+        stream = (cols[0], cols[1], cols[2], np.arange(len(ids), dtype=np.int32), ids)
+        self._run(stream, self._opt_served, whole=True)
+
+    def _next_opt_part(self, n: int) -> np.ndarray:
+        lo = self._opt_pos
+        if lo + n > len(self._opt_served):
+            raise SimError("with an 'opt' level, feed() must be given the chunks of the trace "
+                           "passed to CacheSim, in order", "cache")
+        self._opt_pos = lo + n
+        return self._opt_served[lo:lo + n]
+
+    def _memory_stats(self) -> LevelStats:
+        lv, st = self._memory, self._memory_st
+        return LevelStats(lv.name, None, lv.line_bytes, None, lv.policy, int(st[RH]), 0,
+                          int(st[WH]), 0, int(st[RB]), int(st[WB]), 0, 0, 0, 0)
+
+
+def simulate(hierarchy: Hierarchy, trace) -> tuple[list[LevelStats], np.ndarray]:
+    """Run a whole trace; returns the level stats and bytes_by_level_buffer."""
+    sim = CacheSim(hierarchy, len(trace.buffers), trace)
+    for chunk in trace:
+        sim.feed(chunk, trace.buffer_ids(chunk))
+    return sim.finish(), sim.bytes_by_level_buffer

@@ -1,0 +1,300 @@
+"""Exact LRU stack (reuse) distance, streamed chunk by chunk in O(N log U).
+
+The distance of an access is the number of distinct *other* units touched since the previous
+access to the same unit (Mattson et al. 1970): 0 for an immediate repeat, -1 (COLD) for a first
+touch. Reads and writes both touch. A unit is whatever the caller feeds: an element address, a
+cache-line number. With weights, a second distance is kept: the total weight of those distinct
+units (with weight = element bytes, the distance in bytes that the sqrt-distance energy prices).
+
+Algorithm (reference/cost-models.md section 1): every unit has one mark, at the position of its
+latest access; the distance of an access whose unit was last seen at position p is the number
+(or weight) of marks after p. Marks are bits of a bitmap; a Fenwick tree over its 64-bit words
+counts whole words and a popcount the last one, so the hot structure is 64x smaller than the
+positions and stays in cache. Positions are renumbered densely when
+they run out ("compaction"), so memory is bounded by the number of distinct units, not by the
+trace length. Unit -> last position lives in a page table (pages of 4096 consecutive unit ids,
+found through a small hash of page numbers), which keeps sequential traces cache friendly.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+COLD = -1
+PAGE_BITS = 12
+PAGE = 1 << PAGE_BITS
+EMPTY = -1
+
+# indices into the scalar state vector
+_NEXT, _N_ROWS, _LAST_PAGE, _LAST_ROW, _TOTAL_C, _TOTAL_W = range(6)
+# stop codes of the kernel
+_DONE, _GROW_ROWS, _GROW_PAGES, _GROW_POSITIONS = range(4)
+
+
+@numba.njit(cache=True, inline="always")
+def _hash(key, bits):
+    return np.int64((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
+
+
+@numba.njit(cache=True)
+def _page_row(page, page_keys, page_rows, st, n_row_capacity):
+    """Row of the page table holding `page`, creating it; -1 = no free row, -2 = hash too full."""
+    if page == st[_LAST_PAGE]:
+        return st[_LAST_ROW]
+    mask = len(page_keys) - 1
+    bits = np.int64(np.log2(len(page_keys)))
+    h = _hash(page, bits)
+    while page_keys[h] != EMPTY and page_keys[h] != page:
+        h = (h + 1) & mask
+    if page_keys[h] == EMPTY:
+        if 2 * (st[_N_ROWS] + 1) > len(page_keys):
+            return -2
+        if st[_N_ROWS] >= n_row_capacity:
+            return -1
+        page_keys[h] = page
+        page_rows[h] = st[_N_ROWS]
+        st[_N_ROWS] += 1
+    st[_LAST_PAGE] = page
+    st[_LAST_ROW] = page_rows[h]
+    return page_rows[h]
+
+
+@numba.njit(cache=True, inline="always")
+def _popcount(x):
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@numba.njit(cache=True, inline="always")
+def _prefix_words(tree, word):
+    """Sum of the per-word values of words 0..word-1."""
+    s = 0
+    i = word
+    while i > 0:
+        s += tree[i]
+        i -= i & -i
+    return s
+
+
+@numba.njit(cache=True, inline="always")
+def _add(tree, word, value):
+    i = word + 1
+    n = len(tree)
+    while i < n:
+        tree[i] += value
+        i += i & -i
+
+
+@numba.njit(cache=True, inline="always")
+def _count_upto(bits, tree_c, pos):
+    """Marks at positions 0..pos: whole words from the tree, the last word by popcount."""
+    w = pos >> 6
+    mask = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(63 - (pos & 63))
+    return _prefix_words(tree_c, w) + _popcount(bits[w] & mask)
+
+
+@numba.njit(cache=True, inline="always")
+def _weight_upto(pos_w, tree_w, pos):
+    """Weight of the marks at positions 0..pos (unmarked positions hold weight 0)."""
+    w = pos >> 6
+    s = _prefix_words(tree_w, w)
+    for j in range(w << 6, pos + 1):
+        s += pos_w[j]
+    return s
+
+
+@numba.njit(cache=True)
+def _build(tree, word_values):
+    """Fenwick tree over per-word values in O(n)."""
+    tree[:] = 0
+    tree[1:len(word_values) + 1] = word_values
+    for i in range(1, len(tree)):
+        j = i + (i & -i)
+        if j < len(tree):
+            tree[j] += tree[i]
+
+
+@numba.njit(cache=True)
+def _compact(last, pos_ref, pos_w, bits, tree_c, tree_w, st, weighted):
+    """Renumber the marked positions 0..U-1 in order; rebuild the bitmap and the trees."""
+    j = 0
+    for p in range(st[_NEXT]):
+        ref = pos_ref[p]
+        if ref < 0:
+            continue
+        last[ref] = j
+        pos_ref[j] = ref
+        pos_w[j] = pos_w[p]
+        j += 1
+    pos_ref[j:] = -1
+    pos_w[j:] = 0
+    st[_NEXT] = j
+    bits[:] = 0
+    counts = np.zeros(len(bits), dtype=np.int64)
+    for p in range(j):
+        bits[p >> 6] |= np.uint64(1) << np.uint64(p & 63)
+        counts[p >> 6] += 1
+    _build(tree_c, counts)
+    if weighted:
+        sums = np.zeros(len(bits), dtype=np.int64)
+        for p in range(j):
+            sums[p >> 6] += pos_w[p]
+        _build(tree_w, sums)
+
+
+@numba.njit(cache=True)
+def _feed(units, weights, start, out_c, out_w, last, page_keys, page_rows, pos_ref, pos_w,
+          bits, tree_c, tree_w, st, weighted):
+    """Distances of units[start:]; stops early (with a code) when a table must grow."""
+    n_row_capacity = len(last) >> PAGE_BITS
+    cap = len(pos_ref)
+    q, total_c, total_w = st[_NEXT], st[_TOTAL_C], st[_TOTAL_W]
+    code = _DONE
+    i = start
+    while i < len(units):
+        u = units[i]
+        row = _page_row(u >> PAGE_BITS, page_keys, page_rows, st, n_row_capacity)
+        if row < 0:
+            code = _GROW_ROWS if row == -1 else _GROW_PAGES
+            break
+        if q == cap:
+            if 2 * total_c > cap:
+                code = _GROW_POSITIONS
+                break
+            st[_NEXT] = q
+            _compact(last, pos_ref, pos_w, bits, tree_c, tree_w, st, weighted)
+            q = st[_NEXT]
+        ref = (row << PAGE_BITS) | (u & (PAGE - 1))
+        p = last[ref]
+        if p == EMPTY:
+            out_c[i] = COLD
+            if weighted:
+                out_w[i] = COLD
+        else:
+            out_c[i] = total_c - _count_upto(bits, tree_c, p)
+            bits[p >> 6] &= ~(np.uint64(1) << np.uint64(p & 63))
+            _add(tree_c, p >> 6, -1)
+            total_c -= 1
+            pos_ref[p] = -1
+            if weighted:
+                out_w[i] = total_w - _weight_upto(pos_w, tree_w, p)
+                _add(tree_w, p >> 6, -pos_w[p])
+                total_w -= pos_w[p]
+                pos_w[p] = 0
+        last[ref] = q
+        pos_ref[q] = ref
+        bits[q >> 6] |= np.uint64(1) << np.uint64(q & 63)
+        _add(tree_c, q >> 6, 1)
+        total_c += 1
+        if weighted:
+            w = weights[i]
+            pos_w[q] = w
+            _add(tree_w, q >> 6, w)
+            total_w += w
+        q += 1
+        i += 1
+    st[_NEXT], st[_TOTAL_C], st[_TOTAL_W] = q, total_c, total_w
+    return i, code
+
+
+@numba.njit(cache=True)
+def _rehash_pages(page_keys, page_rows, new_keys, new_rows):
+    bits = np.int64(np.log2(len(new_keys)))
+    mask = len(new_keys) - 1
+    for h in range(len(page_keys)):
+        k = page_keys[h]
+        if k == EMPTY:
+            continue
+        g = _hash(k, bits)
+        while new_keys[g] != EMPTY:
+            g = (g + 1) & mask
+        new_keys[g] = k
+        new_rows[g] = page_rows[h]
+
+
+class StackDistance:
+    """Streaming exact LRU stack distance. Feed unit ids chunk by chunk; state carries over.
+
+        sd = StackDistance(weighted=True)
+        d_count, d_weight = sd.feed(units, weights)   # int64 arrays, COLD (-1) for first touches
+    """
+
+    def __init__(self, weighted: bool = False, positions: int = 1 << 16):
+        self.weighted = weighted
+        self._st = np.array([0, 0, -1, -1, 0, 0], dtype=np.int64)
+        self._last = np.full(16 * PAGE, EMPTY, dtype=np.int64)
+        self._page_keys = np.full(64, EMPTY, dtype=np.int64)
+        self._page_rows = np.zeros(64, dtype=np.int64)
+        self._alloc_positions(positions)
+
+    @property
+    def distinct_units(self) -> int:
+        return int(self._st[_TOTAL_C])
+
+    def _alloc_positions(self, cap: int) -> None:
+        cap = max(64, cap)
+        self._pos_ref = np.full(cap, -1, dtype=np.int64)
+        self._pos_w = np.zeros(cap, dtype=np.int64)
+        self._bits = np.zeros(cap // 64, dtype=np.uint64)
+        self._tree_c = np.zeros(cap // 64 + 1, dtype=np.int64)
+        self._tree_w = np.zeros(cap // 64 + 1 if self.weighted else 1, dtype=np.int64)
+
+    def feed(self, units: np.ndarray, weights: np.ndarray | None = None):
+        """Distances of these accesses: (count distances, weight distances or None)."""
+        units = np.ascontiguousarray(units, dtype=np.int64)
+        if self.weighted:
+            w = np.ascontiguousarray(weights, dtype=np.int64)
+        else:
+            w = np.zeros(0, dtype=np.int64)
+        out_c = np.empty(len(units), dtype=np.int64)
+        out_w = np.empty(len(units) if self.weighted else 0, dtype=np.int64)
+        i = 0
+        while True:
+            i, code = _feed(units, w, i, out_c, out_w, self._last, self._page_keys,
+                            self._page_rows, self._pos_ref, self._pos_w, self._bits,
+                            self._tree_c, self._tree_w, self._st, self.weighted)
+            if code == _DONE:
+                return out_c, (out_w if self.weighted else None)
+            self._grow(code)
+
+    def _grow(self, code: int) -> None:
+        if code == _GROW_ROWS:
+            self._last = np.concatenate([self._last, np.full_like(self._last, EMPTY)])
+        elif code == _GROW_PAGES:
+            keys = np.full(2 * len(self._page_keys), EMPTY, dtype=np.int64)
+            rows = np.zeros(len(keys), dtype=np.int64)
+            _rehash_pages(self._page_keys, self._page_rows, keys, rows)
+            self._page_keys, self._page_rows = keys, rows
+            self._st[_LAST_PAGE] = -1
+        else:
+            self._grow_positions()
+
+    def _grow_positions(self) -> None:
+        old = (self._pos_ref, self._pos_w)
+        self._alloc_positions(2 * len(self._pos_ref))
+        n = len(old[0])
+        self._pos_ref[:n] = old[0]
+        self._pos_w[:n] = old[1]
+        _compact(self._last, self._pos_ref, self._pos_w, self._bits, self._tree_c, self._tree_w,
+                 self._st, self.weighted)
+
+
+def line_units(addr: np.ndarray, nbytes: np.ndarray, line_bytes: int):
+    """Expand accesses to the cache lines they touch: (line ids, index of the access of each)."""
+    shift = int(line_bytes).bit_length() - 1
+    first = addr >> shift
+    span = ((addr + nbytes - 1) >> shift) - first + 1
+    if np.all(span == 1):
+        return first, np.arange(len(addr))
+    owner = np.repeat(np.arange(len(addr)), span)
+    offset = np.arange(len(owner)) - np.repeat(np.cumsum(span) - span, span)
+    return first[owner] + offset, owner
+
+
+def stack_distances(units, weights=None):
+    """One-shot convenience: distances of a whole unit sequence."""
+    sd = StackDistance(weighted=weights is not None)
+    return sd.feed(np.asarray(units), None if weights is None else np.asarray(weights))

@@ -1,0 +1,122 @@
+"""The seed's buffer-level measure: the published table (cost-models.md section 2) and its
+derivation from an element trace."""
+
+import pytest
+
+from simulator import SimError, TraceBuilder
+from simulator.memtracker import events_from_trace, memtracker, parse_events
+
+PROLOGUE = ("W W1 3000, W b1 1000, W W2 1000, W b2 1, W x 3, W y 1, "
+            "R x 3, R W1 3000, R b1 1000, W h_pre 1000, R h_pre 1000, W h 1000, R h 1000, "
+            "R W2 1000, R b2 1, W out 1")
+STANDARD = ("R out 1, R y 1, W dout 1, R dout 1, R h 1000, W dW2 1000, W db2 1, "
+            "R W2 1000, R dout 1, W dh 1000, R dh 1000, R h_pre 1000, W dh_pre 1000, "
+            "R dh_pre 1000, R x 3, R W1 3000, W W1 3000, R dh_pre 1000, R b1 1000, W b1 1000, "
+            "R dW2 1000, R W2 1000, W W2 1000, R db2 1, R b2 1, W b2 1")
+FUSED = ("R out 1, R y 1, W dout 1, R dout 1, R h 1000, W dW2 1000, W db2 1, R W2 1000, "
+         "R dout 1, W dh 1000, R dW2 1000, R W2 1000, W W2 1000, R db2 1, R b2 1, W b2 1, "
+         "R dh 1000, R h_pre 1000, W dh_pre 1000, R dh_pre 1000, R x 3, R W1 3000, W W1 3000, "
+         "R dh_pre 1000, R b1 1000, W b1 1000")
+
+# variant: (per-read ARD, per-element ARD, dW2 distance, db2 distance), as published
+TABLE = {"standard": (STANDARD, 9716, 10640, 16005, 18005),
+         "fused": (FUSED, 8174, 10219, 3002, 5002)}
+
+
+def events(variant):
+    return parse_events(PROLOGUE + ", " + TABLE[variant][0])
+
+
+def check_row(result, variant):
+    _, per_read, per_element, dw2, db2 = TABLE[variant]
+    assert round(result.per_read_ard) == per_read
+    assert round(result.per_element_ard) == per_element
+    assert result.elements_read == 19013
+    assert result.elements_touched == 34022
+    assert (result.reads, result.writes) == (24, 18)
+    assert result.buffers["dW2"].read_distances == (dw2,)
+    assert result.buffers["db2"].read_distances == (db2,)
+
+
+@pytest.mark.parametrize("variant", ["standard", "fused"])
+def test_published_table(variant):
+    check_row(memtracker(events(variant)), variant)
+
+
+def test_w1_distances():
+    """The reference says W1 "does not move" at "about 15,000". Its first read is the same in
+    both variants, but the fused schedule moves layer 2's update before W1's second read, so that
+    read gets 3,003 elements further: the means are 13,514 and 15,015."""
+    std, fused = memtracker(events("standard")), memtracker(events("fused"))
+    assert std.buffers["W1"].read_distances == (5008, 22019)
+    assert fused.buffers["W1"].read_distances == (5008, 25022)
+    assert (round(std.buffers["W1"].mean), round(fused.buffers["W1"].mean)) == (13514, 15015)
+
+
+def element_trace(evs, chunk_accesses=1 << 20):
+    """One kernel per event touching the whole buffer in order."""
+    b = TraceBuilder(chunk_accesses=chunk_accesses)
+    sizes = {}
+    for _, name, size in evs:
+        sizes.setdefault(name, size)
+    for name, size in sizes.items():
+        b.buffer(name, size)
+    for i, (kind, name, _) in enumerate(evs):
+        k = b.kernel(f"k{i}")
+        b.access(name, None, kind == "W", kernel=k)
+    return b.build()
+
+
+@pytest.mark.parametrize("variant", ["standard", "fused"])
+@pytest.mark.parametrize("chunk_accesses", [1 << 20, 777])
+def test_element_trace_gives_the_same_numbers(variant, chunk_accesses):
+    evs = events(variant)
+    trace = element_trace(evs, chunk_accesses)
+    assert events_from_trace(trace) == evs
+    check_row(memtracker(events_from_trace(trace)), variant)
+
+
+def test_runs_split_on_kernel_buffer_and_direction():
+    b = TraceBuilder()
+    a, c = b.buffer("a", 4), b.buffer("c", 2)
+    k0, k1 = b.kernel("k0"), b.kernel("k1")
+    b.read(a, [0, 1], kernel=k0)
+    b.read(a, [2, 3], kernel=k0)
+    b.read(a, [0, 1], kernel=k1)
+    b.write(a, [0], kernel=k1)
+    b.read(c, kernel=k1)
+    assert events_from_trace(b.build()) == [("R", "a", 4), ("R", "a", 2), ("W", "a", 1),
+                                            ("R", "c", 2)]
+
+
+def test_per_buffer_mean():
+    r = memtracker(parse_events("W a 2, W b 3, R a 1, R a 4"))
+    assert r.buffers["a"].read_distances == (5, 6)
+    assert r.buffers["a"].mean == 5.5
+    assert r.per_element_ard == (5 * 1 + 6 * 4) / 5
+    assert r.to_dict()["buffers"]["a"]["mean_distance_elements"] == 5.5
+
+
+def test_read_before_write_is_an_error():
+    with pytest.raises(SimError) as e:
+        memtracker(parse_events("W a 2, R a 2, R b 1"))
+    assert str(e.value) == ("memtracker: error: event 2 (R b 1) reads buffer 'b', which no "
+                            "earlier event writes")
+
+
+def test_parse_errors():
+    with pytest.raises(SimError) as e:
+        parse_events("W a 2, X b 1")
+    assert str(e.value) == "events: error: event 1: expected 'R|W buffer size', got 'X b 1'"
+    with pytest.raises(SimError, match="size must be positive"):
+        parse_events("W a 0")
+
+
+def test_access_outside_buffers_is_an_error():
+    from simulator.trace import Trace, make_chunk
+    b = TraceBuilder()
+    b.buffer("a", 1)
+    chunk = make_chunk(0, [0, 1000], 4, False)
+    trace = Trace.from_chunks(b.buffers, [], [chunk])
+    with pytest.raises(SimError, match="access 1 at address 1000 is in no buffer"):
+        events_from_trace(trace)
