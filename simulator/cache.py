@@ -10,10 +10,10 @@ This order is exactly pycachesim's depth-first recursion (`Cache__load` loads fr
 `Cache__inject` writes the victim back), so counts agree with it (tests/test_vs_pycachesim.py).
 
 Kernels:
-- *scan* (ways <= 32): tags of a set scanned linearly. LRU/FIFO order is a per-slot timestamp
-  (LRU: stamped on every touch, FIFO: on insertion); the victim is an invalid slot, else the
-  smallest stamp. That is the same order as a per-set recency list, at O(ways), which the scan
-  pays anyway.
+- *scan* (ways <= 32): a set's tags are kept in recency order (LRU: most recent first; FIFO:
+  newest first; invalid last), scanned linearly and shifted on a move to the front, as
+  pycachesim does. O(ways), which the lookup pays anyway, and fewer memory lines touched than a
+  linked list or timestamps; the victim is the last valid line (or an invalid slot).
 - *hash* (ways > 32, e.g. a 65,536-line fully associative level): an open-addressing hash table
   (linear probing, backward-shift deletion) maps line -> slot; LRU/FIFO order is a per-set
   doubly linked list: O(1) per access whatever the size.
@@ -32,7 +32,9 @@ touches) predicts, so a fully associative LRU level agrees with the stack-distan
 pycachesim 0.3.1 differs (backend.c `Cache__store`): a store that hits only sets the dirty bit; it
 neither counts a hit nor refreshes LRU, and a write-back, non-write-allocate store miss installs
 the line dirty without fetching it. That is a simplification of its store path, not a hardware
-behaviour; `Hierarchy.pycachesim_compat=True` reproduces it, for validation only.
+behaviour; `Hierarchy.pycachesim_compat=True` reproduces it, for validation only, together with
+one more pycachesim quirk: the part of a line-spanning write-through store passed down is capped
+at a line's length from its start rather than at the line's end, so it may overrun the line.
 Without compat, a non-write-allocate store miss passes the store down and allocates nothing.
 
 Attribution: each request a level receives is charged to a buffer (`bytes_by_level_buffer`): an
@@ -50,9 +52,9 @@ import numpy as np
 from .errors import SimError
 from .hierarchy import Hierarchy, Level
 
-# per-level int64 counters; the last three are kernel state carried between chunks
-RH, RM, WH, WM, RB, WB, EV, WBK, BIN, BOUT, CLOCK, LAST_LINE, LAST_SLOT = range(13)
-N_COUNTERS = 13
+# per-level int64 counters; the last two are kernel state carried between chunks
+RH, RM, WH, WM, RB, WB, EV, WBK, BIN, BOUT, LAST_LINE, LAST_SLOT = range(12)
+N_COUNTERS = 12
 LRU, FIFO, RANDOM, OPT = range(4)
 _POLICY = {"lru": LRU, "fifo": FIFO, "random": RANDOM, "opt": OPT}
 SCAN_MAX_WAYS = 32
@@ -148,11 +150,13 @@ def _charge(by_buf, served, src, buf, nb, lvl):
 
 
 @numba.njit(cache=True, inline="always")
-def _clip(a, nb, line, line_bits):
-    """Bytes of request [a, a+nb) inside `line`."""
+def _clip(a, nb, line, line_bits, compat):
+    """The part of request [a, a+nb) inside `line`: (bytes, start). pycachesim's
+    `Cache__get_range_from_cl_id_and_range` caps the part at one line's length from its start
+    rather than at the line's end (so the part can overrun the line); compat reproduces that."""
     lo = max(a, line << line_bits)
-    hi = min(a + nb, (line + 1) << line_bits)
-    return hi - lo, lo
+    end = lo + (np.int64(1) << line_bits) if compat else (line + 1) << line_bits
+    return min(a + nb, end) - lo, lo
 
 
 @numba.njit(cache=True)
@@ -164,33 +168,31 @@ def count_line_touches(addr, nbytes, line_bits):
     return total
 
 
-@numba.njit(cache=True)
-def _scan_victim(tags, stamps, base, ways, policy, rng):
-    """Slot to fill in set at `base`: an invalid slot, else the oldest stamp, else random."""
-    if policy == RANDOM:
-        for j in range(ways):
-            if tags[base + j] < 0:
-                return base + j
-        return base + np.int64(_xorshift(rng) % np.uint64(ways))
-    best = base
-    for j in range(1, ways):
-        if stamps[base + j] < stamps[best]:
-            best = base + j
-    return best
+@numba.njit(cache=True, inline="always")
+def _shift_in(tags, meta, base, n, line, m):
+    """Shift positions [0, n) of a set one to the right and put (line, m) at position 0."""
+    for j in range(n, 0, -1):
+        tags[base + j] = tags[base + j - 1]
+        meta[base + j] = meta[base + j - 1]
+    tags[base] = line
+    meta[base] = m
 
 
 # ----------------------------------------------------------------------------- scan kernel
 
 @numba.njit(cache=True)
-def _scan_level(tags, stamps, dirty, owner, rng, st, cfg, in_a, in_nb, in_w, in_src, in_buf,
+def _scan_level(tags, meta, rng, st, cfg, in_a, in_nb, in_w, in_src, in_buf,
                 out_a, out_nb, out_w, out_src, out_buf, served, lvl, by_buf):
-    """One set-associative level (ways <= 32) over a request stream; returns requests emitted."""
+    """One set-associative level (ways <= 32) over a request stream; returns requests emitted.
+
+    A set's tags are kept in order, most recent (LRU) or newest (FIFO) first, invalid (-1) last;
+    `meta` = owner buffer * 2 + dirty bit, moved along with its tag."""
     line_bits, n_sets, set_mask, ways = cfg[0], cfg[1], cfg[2], cfg[3]
     policy, write_back, write_alloc, compat = cfg[4], cfg[5] != 0, cfg[6] != 0, cfg[7] != 0
     line_bytes = np.int64(1) << line_bits
     rh, rm, wh, wm, rb, wb = st[RH], st[RM], st[WH], st[WM], st[RB], st[WB]
     ev, wbk, bin_, bout = st[EV], st[WBK], st[BIN], st[BOUT]
-    clock, last_line, last_slot = st[CLOCK], st[LAST_LINE], st[LAST_SLOT]
+    last_line, last_slot = st[LAST_LINE], st[LAST_SLOT]
     has_src = in_src.shape[0] > 0
     k = 0
     for i in range(in_a.shape[0]):
@@ -202,18 +204,21 @@ def _scan_level(tags, stamps, dirty, owner, rng, st, cfg, in_a, in_nb, in_w, in_
             rb += nb
         _charge(by_buf, served, src, buf, nb, lvl)
         for line in range(a >> line_bits, ((a + nb - 1) >> line_bits) + 1):
-            slot = -1
+            base, p = 0, 0
             if line == last_line:
                 slot = last_slot
             else:
                 base = _set_of(line, n_sets, set_mask) * ways
-                for j in range(ways):
-                    if tags[base + j] == line:
-                        slot = base + j
-                        break
-                if slot >= 0 and policy == LRU and not (compat and w):
-                    clock += 1
-                    stamps[slot] = clock
+                p = 0
+                while p < ways and tags[base + p] != line and tags[base + p] >= 0:
+                    p += 1
+                if p < ways and tags[base + p] == line:
+                    slot = base + p
+                    if policy == LRU and p > 0 and not (compat and w):
+                        _shift_in(tags, meta, base, p, line, meta[slot])
+                        slot = base
+                else:
+                    slot = -1
             if slot >= 0:
                 if w:
                     wh += 1
@@ -230,39 +235,43 @@ def _scan_level(tags, stamps, dirty, owner, rng, st, cfg, in_a, in_nb, in_w, in_
                     rm += 1
                 fill = (not w) or write_alloc
                 if fill or (compat and write_back):
-                    base = _set_of(line, n_sets, set_mask) * ways
-                    slot = _scan_victim(tags, stamps, base, ways, policy, rng)
                     if fill:
                         k = _emit(out_a, out_nb, out_w, out_src, out_buf, k,
                                   line << line_bits, line_bytes, False, src, buf)
                         bin_ += line_bytes
-                    if tags[slot] >= 0:
+                    # p = number of valid lines in the set (the scan stopped at the first invalid)
+                    if policy == RANDOM and p == ways:
+                        p = np.int64(_xorshift(rng) % np.uint64(ways))
+                    v = min(p, ways - 1)
+                    if tags[base + v] >= 0:
                         ev += 1
-                        if dirty[slot]:
+                        if meta[base + v] & 1:
                             k = _emit(out_a, out_nb, out_w, out_src, out_buf, k,
-                                      tags[slot] << line_bits, line_bytes, True, -1, owner[slot])
+                                      tags[base + v] << line_bits, line_bytes, True, -1,
+                                      meta[base + v] >> 1)
                             wbk += 1
                             bout += line_bytes
-                    clock += 1
-                    tags[slot] = line
-                    stamps[slot] = clock
-                    dirty[slot] = 0
-                    owner[slot] = buf
+                    if policy == RANDOM:
+                        slot = base + v
+                        tags[slot] = line
+                        meta[slot] = buf << 1
+                    else:
+                        _shift_in(tags, meta, base, v, line, buf << 1)
+                        slot = base
                     last_line, last_slot = line, slot
                 else:
                     last_line = -1
             if w:
                 if slot >= 0 and write_back:
-                    dirty[slot] = 1
-                    owner[slot] = buf
+                    meta[slot] = (buf << 1) | 1
                 else:
-                    nbl, lo = _clip(a, nb, line, line_bits)
+                    nbl, lo = _clip(a, nb, line, line_bits, compat)
                     k = _emit(out_a, out_nb, out_w, out_src, out_buf, k, lo, nbl, True, src, buf)
                     wbk += 1
                     bout += nbl
     st[RH], st[RM], st[WH], st[WM], st[RB], st[WB] = rh, rm, wh, wm, rb, wb
     st[EV], st[WBK], st[BIN], st[BOUT] = ev, wbk, bin_, bout
-    st[CLOCK], st[LAST_LINE], st[LAST_SLOT] = clock, last_line, last_slot
+    st[LAST_LINE], st[LAST_SLOT] = last_line, last_slot
     return k
 
 
@@ -423,7 +432,7 @@ def _hash_level(tags, dirty, owner, prev, nxt, head, tail, fill, hkeys, hvals, r
                     dirty[slot] = 1
                     owner[slot] = buf
                 else:
-                    nbl, lo = _clip(a, nb, line, line_bits)
+                    nbl, lo = _clip(a, nb, line, line_bits, compat)
                     k = _emit(out_a, out_nb, out_w, out_src, out_buf, k, lo, nbl, True, src, buf)
                     wbk += 1
                     bout += nbl
@@ -570,7 +579,7 @@ def _split_lines(in_a, in_nb, in_w, in_src, in_buf, line_bits, n_out):
     for i in range(in_a.shape[0]):
         ai, ni = np.int64(in_a[i]), np.int64(in_nb[i])
         for line in range(ai >> line_bits, ((ai + ni - 1) >> line_bits) + 1):
-            nbl, lo = _clip(ai, ni, line, line_bits)
+            nbl, lo = _clip(ai, ni, line, line_bits, False)
             k = _emit(a, nb, w, src, buf, k, lo, nbl, in_w[i], in_src[i] if has_src else i,
                       in_buf[i])
     return a, nb, w, src, buf
@@ -627,7 +636,7 @@ class _LevelState:
         if self.hashed or level.policy == "opt":
             self._init_hash(n_lines, n_sets)
         if not self.hashed:
-            self.stamps = np.full(n_lines, -1, np.int64)
+            self.meta = np.full(n_lines, -2, np.int32)
 
     def _init_hash(self, n_lines: int, n_sets: int) -> None:
         size = 1 << max(4, (2 * n_lines - 1).bit_length())
@@ -659,8 +668,8 @@ class _LevelState:
                             self.tail, self.fill, self.hkeys, self.hvals, self.rng, self.st,
                             self.cfg, *stream, *out, served, lvl, by_buf)
         else:
-            k = _scan_level(self.tags, self.stamps, self.dirty, self.owner, self.rng, self.st,
-                            self.cfg, *stream, *out, served, lvl, by_buf)
+            k = _scan_level(self.tags, self.meta, self.rng, self.st, self.cfg, *stream, *out,
+                            served, lvl, by_buf)
         return tuple(col[:k] for col in out)
 
     def run_opt(self, stream, served, lvl: int, by_buf):

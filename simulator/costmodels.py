@@ -75,7 +75,7 @@ def ceil_sqrt_sum(lo, hi) -> np.ndarray:
     lo64, hi64 = np.broadcast_arrays(lo64, hi64)
     _check_range(lo64, hi64)
     with np.errstate(over="ignore"):
-        out = _ceil_sqrt_prefix(hi64) - _ceil_sqrt_prefix(np.maximum(lo64 - 1, 0))
+        out = _ceil_sqrt_prefix(np.maximum(hi64, 0)) - _ceil_sqrt_prefix(np.maximum(lo64 - 1, 0))
     return out.reshape(np.broadcast(np.asarray(lo), np.asarray(hi)).shape)
 
 
@@ -94,22 +94,21 @@ def _check_range(lo: np.ndarray, hi: np.ndarray) -> None:
 
 # ----------------------------------------------------------------------------- gathering a trace
 
-def _gather(trace: Trace, need_instr: bool) -> dict[str, np.ndarray]:
+def _gather(trace: Trace) -> dict[str, np.ndarray]:
     """The whole trace as columns (ByteDMD's liveness needs the future, so it cannot stream)."""
     parts: dict[str, list] = {"addr": [], "nbytes": [], "is_write": [], "buffer": [], "instr": []}
     for i, chunk in enumerate(trace):
-        if need_instr and chunk.instr is None and len(chunk):
+        if not len(chunk):
+            continue
+        if chunk.instr is None:
             raise SimError(f"ByteDMD needs the 'instr' column (which accesses form one "
                            f"instruction); chunk {i} has none", trace.where)
         parts["addr"].append(chunk.addr)
         parts["nbytes"].append(chunk.nbytes.astype(np.int64))
         parts["is_write"].append(chunk.is_write)
         parts["buffer"].append(trace.buffer_ids(chunk))
-        if need_instr:
-            parts["instr"].append(chunk.instr if chunk.instr is not None else chunk.addr[:0])
-    empty = {"addr": np.int64, "nbytes": np.int64, "is_write": np.bool_, "buffer": np.int32,
-             "instr": np.int64}
-    return {k: np.concatenate(v) if v else np.zeros(0, empty[k]) for k, v in parts.items()}
+        parts["instr"].append(chunk.instr)
+    return {k: np.concatenate(v) for k, v in parts.items() if v}
 
 
 def _buffer_index(trace: Trace, names: Sequence[str], what: str) -> np.ndarray:
@@ -149,7 +148,8 @@ def bytedmd(trace: Trace, args: Sequence[str] | None = None,
     """ByteDMD (cost-models.md section 3): each read costs the ceil(sqrt) wire length of its value's
     bytes at its depth in an LRU stack of live values.
 
-    - A value is one element (address) between writes; a write creates a new value.
+    - A value is one element (address of its first byte) between writes; a write creates a new
+      value, whose size is that write's nbytes (an argument's: its first read's).
     - An instruction is all accesses with one `instr` id; they must be consecutive in the trace.
       Its reads are priced at their depths before it (a repeated operand twice, at the same depth),
       then move to the top in read order, then dead values are removed, then the values it writes
@@ -165,16 +165,14 @@ def bytedmd(trace: Trace, args: Sequence[str] | None = None,
     - With b bytes per value and D bytes of values above it, a read costs
       ceil_sqrt_sum(D + 1, D + b); with equal sizes that is bytes (d-1)b+1 .. db at depth d.
     """
-    cols = _gather(trace, need_instr=True)
-    if len(cols["addr"]) == 0:
+    cols = _gather(trace)
+    if not cols:
         return ByteDMDResult(0, 0, 0, np.zeros(0, np.int64), {})
     starts = _instruction_starts(cols["instr"], trace.where)
-    order = np.argsort(np.repeat(np.arange(len(starts) - 1), np.diff(starts)) * 2
-                       + cols["is_write"], kind="stable")
-    cols = {k: v[order] for k, v in cols.items() if len(v)}
-    addrs, elem = np.unique(cols["addr"], return_inverse=True)
+    cols = _reads_before_writes(cols, starts)
+    addrs, first, elem = np.unique(cols["addr"], return_index=True, return_inverse=True)
     elem = elem.astype(np.int64)
-    init = _initial_stack(trace, cols, elem, args)
+    init = _initial_stack(trace, cols, first, args)
     keep = _output_elements(trace, cols, elem, len(addrs), outputs or ())
     last_read, born_live = _liveness(elem, cols["is_write"], keep)
     depth, above, size = _stack_depths(elem, cols["nbytes"], cols["is_write"], starts, last_read,
@@ -203,10 +201,22 @@ def _instruction_starts(instr: np.ndarray, where: str) -> np.ndarray:
     return np.append(starts, len(instr)).astype(np.int64)
 
 
-def _initial_stack(trace: Trace, cols: dict, elem: np.ndarray,
+def _reads_before_writes(cols: dict, starts: np.ndarray) -> dict:
+    """Reorder each instruction's accesses, reads first, each kind keeping its order."""
+    w = cols["is_write"]
+    write_then_read = w[:-1] & ~w[1:]
+    write_then_read[starts[1:-1] - 1] = False
+    if not write_then_read.any():
+        return cols
+    instr_no = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
+    order = np.argsort(instr_no * 2 + w, kind="stable")
+    return {k: v[order] for k, v in cols.items()}
+
+
+def _initial_stack(trace: Trace, cols: dict, first: np.ndarray,
                    args: Sequence[str] | None) -> np.ndarray:
-    """Access index of the first read of each argument element, bottom of the stack first."""
-    _, first = np.unique(elem, return_index=True)
+    """Access index of the first read of each argument element, bottom of the stack first.
+    `first[e]`: index of element e's first access."""
     first = first[~cols["is_write"][first]]
     buf = cols["buffer"][first]
     if (buf < 0).any():

@@ -239,6 +239,9 @@ def _modern_5nm_hbm3() -> EnergyPreset:
                                                       "22 [S]) minus its wire part"),
         arith=_frozen(_derived_arith(add, mul)),
         offchip=_frozen({
+            "dram": _dram(20_000.0, f"{CACM2022}: two 32-bit words from main memory = 1.3 nJ "
+                                    "[P]; no 5 nm-era DDR figure in the sources, so the 'today' "
+                                    "one [D]"),
             "hbm": _hbm(3_500.0, "Moon, Son, Lee (SK hynix), IEDM 2023 paper 15-6, handout p.2: "
                                  "HBM3E ~3.44 pJ/bit (range 3.4-4.3) [S]"),
         }),

@@ -149,3 +149,16 @@ def _check_in_buffers(addr: np.ndarray, bid: np.ndarray, seen: int, where: str) 
         i = int(np.argmin(bid))
         raise SimError(f"access {seen + i} at address {addr[i]} is in no buffer; buffer-level "
                        f"events need every access to name its buffer", where)
+
+
+def with_inputs_written(events: list[Event], trace: Trace) -> list[Event]:
+    """The seed writes its inputs (W1, b1, ..., x, y) before the first step; do the same for every
+    buffer a trace reads before writing it: one whole-buffer write each, in buffer-table order."""
+    written: set[str] = set()
+    inputs: set[str] = set()
+    for kind, buf, _ in events:
+        if kind == "R" and buf not in written:
+            inputs.add(buf)
+        written.add(buf)
+    prologue = [("W", b.name, b.nbytes // b.elem_bytes) for b in trace.buffers if b.name in inputs]
+    return prologue + list(events)

@@ -72,6 +72,7 @@ def test_dally_2020_2mb_reference_figures_are_truncated_not_rounded():
     ("dally-2022", "hbm", "296"),
     ("dally-2022", "dram", "1280"),
     ("modern-5nm-hbm3", "hbm", "301"),
+    ("modern-5nm-hbm3", "dram", "1280"),
     ("horowitz-45nm", "dram", "1280"),
 ])
 def test_offchip_read_matches_reference(preset, kind, pj_per_64b):
@@ -143,7 +144,8 @@ def test_per_level_law_is_bytedmd_at_the_level_edge(preset, capacity):
     # 8 * E_bit(C) = 8 * E0 + u * sqrt(C_bytes)
     p = get_preset(preset)
     fixed, wire = sram_fj_per_bit(p, capacity)
-    assert 8 * (fixed + wire) == pytest.approx(8 * fixed + distance_unit_fj(p) * math.sqrt(capacity))
+    expected = 8 * fixed + distance_unit_fj(p) * math.sqrt(capacity)
+    assert 8 * (fixed + wire) == pytest.approx(expected)
 
 
 # --- Level rules ------------------------------------------------------------------------------
@@ -160,6 +162,15 @@ def test_offchip_splits_device_and_route():
     assert (e.fixed_fj_per_bit, e.wire_fj_per_bit) == (3900.0, 2400.0)
     assert e.to_dict() == {"fj_per_bit": 6300.0, "fixed_fj_per_bit": 3900.0,
                            "wire_fj_per_bit": 2400.0, "source": e.source}
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_real_hierarchy_levels(preset):
+    hierarchy = pytest.importorskip("simulator.hierarchy")
+    l1 = hierarchy.Level("L1", 32 * KB, 64)
+    mem = hierarchy.Level("DRAM", None, 64, offchip="dram")
+    assert level_energy(l1, get_preset(preset)).fj_per_bit == onchip_fj_per_bit(preset, 32 * KB)
+    assert level_energy(mem, get_preset(preset)).fj_per_bit == offchip_fj_per_bit(preset, "dram")
 
 
 def test_offchip_beats_capacity():
@@ -280,11 +291,12 @@ def test_presets_are_immutable():
 
 def sanity_table() -> str:
     """The doc's sanity table, computed by the code."""
-    lines = ["| preset | 8 KB | 32 KB | 2 MB | HBM | DRAM | 64-bit add | u (kappa=1) | u (preset kappa) |",
+    lines = ["| preset | 8 KB | 32 KB | 2 MB | HBM | DRAM | 64-bit add | u (kappa=1) "
+             "| u (preset kappa) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for p in PRESETS.values():
-        cells = [f"{onchip_fj_per_bit(p.name, c) * 64 / 1000:.2f} pJ ({onchip_fj_per_bit(p.name, c):.1f})"
-                 for c in (8 * KB, 32 * KB, 2 * MB)]
+        onchip = [onchip_fj_per_bit(p.name, c) for c in (8 * KB, 32 * KB, 2 * MB)]
+        cells = [f"{e * 64 / 1000:.2f} pJ ({e:.1f})" for e in onchip]
         cells.append(f"{offchip_fj_per_bit(p.name, 'hbm') * 64 / 1000:.1f} pJ"
                      if "hbm" in p.offchip else "none")
         cells.append(f"{offchip_fj_per_bit(p.name, 'dram') * 64 / 1e6:.2f} nJ"

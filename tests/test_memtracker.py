@@ -120,3 +120,19 @@ def test_access_outside_buffers_is_an_error():
     trace = Trace.from_chunks(b.buffers, [], [chunk])
     with pytest.raises(SimError, match="access 1 at address 1000 is in no buffer"):
         events_from_trace(trace)
+
+
+def test_inputs_read_before_written_get_the_seeds_initial_write():
+    from simulator.memtracker import with_inputs_written
+
+    b = TraceBuilder()
+    a, x, y = b.buffer("a", 4), b.buffer("x", 2), b.buffer("y", 2)
+    k = b.kernel("k")
+    b.read(x, kernel=k)
+    b.write(y, kernel=k)
+    b.read(y, kernel=b.kernel("k2"))
+    b.read(a, kernel=b.kernel("k3"))
+    events = with_inputs_written(events_from_trace(b.build()), b.build())
+    assert events == [("W", "a", 4), ("W", "x", 2), ("R", "x", 2), ("W", "y", 2), ("R", "y", 2),
+                      ("R", "a", 4)]
+    assert memtracker(events).per_read_ard == (2 + 2 + 12) / 3  # x at 4 -> 6, y 8 -> 10, a 0 -> 12

@@ -1,0 +1,102 @@
+"""Throughput of simulator.cache against pycachesim 0.3.1 on the cpu-like hierarchy (LRU).
+
+Run by hand: `python benchmarks/bench_cache.py [n_accesses]`. Two traces of 8-byte loads:
+1. passes: sequential passes over three arrays sized for cpu-like's L1, L2 and L3 (16 KiB,
+   512 KiB, 8 MiB), one array after another: each array is swept twice in a row before moving to
+   the next, and the three-array round repeats until n accesses (so the second sweep of each array
+   hits in the level it was sized for, and the first one partly misses, having been evicted by
+   the previous array);
+2. random: uniform random 8-byte-aligned loads over 32 MiB, seed 0.
+Our simulator is timed over `feed` on chunks of 1M accesses, after a warm-up call on a small
+trace so that numba's compile (or cache load) time is excluded; that time is printed separately.
+pycachesim gets its bulk call `cs.load(list_of_addrs, length=8)` (list building not timed).
+Hit and miss counts per level must be identical (a load-only trace: compat does not matter).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from simulator.cache import CacheSim
+from simulator.hierarchy import load_hierarchy
+from simulator.trace import make_chunk
+
+CHUNK = 1 << 20
+ARRAYS = (16 << 10, 512 << 10, 8 << 20)
+
+
+def passes_trace(n: int) -> np.ndarray:
+    base, rounds = 0, []
+    for size in ARRAYS:
+        sweep = base + np.arange(0, size, 8, dtype=np.int64)
+        rounds += [sweep, sweep]
+        base += size + 4096
+    one_round = np.concatenate(rounds)
+    return np.resize(one_round, n)
+
+
+def random_trace(n: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, (32 << 20) // 8, n, dtype=np.int64) * 8
+
+
+def run_ours(addrs: np.ndarray):
+    h = load_hierarchy("cpu-like")
+    t0 = time.perf_counter()
+    warm = CacheSim(h, 0)
+    warm.feed(make_chunk(0, addrs[:1000], 8, False), np.full(1000, -1, np.int32))
+    compile_s = time.perf_counter() - t0
+    chunks = [make_chunk(0, addrs[i:i + CHUNK], 8, False) for i in range(0, len(addrs), CHUNK)]
+    ids = [np.full(len(c), -1, np.int32) for c in chunks]
+    sim = CacheSim(h, 0)
+    t0 = time.perf_counter()
+    for c, i in zip(chunks, ids):
+        sim.feed(c, i)
+    return time.perf_counter() - t0, compile_s, sim.finish()
+
+
+def run_pycachesim(addrs: np.ndarray):
+    import cachesim
+    h = load_hierarchy("cpu-like")
+    below, caches = None, []
+    for lv in reversed(h.levels[:-1]):
+        below = cachesim.Cache(lv.name, lv.n_sets, lv.ways, lv.line_bytes, "LRU",
+                               load_from=below, store_to=below)
+        caches.insert(0, below)
+    mem = cachesim.MainMemory()
+    mem.load_to(caches[-1])
+    mem.store_from(caches[-1])
+    cs = cachesim.CacheSimulator(caches[0], mem)
+    as_list = addrs.tolist()
+    t0 = time.perf_counter()
+    cs.load(as_list, length=8)
+    return time.perf_counter() - t0, [c.stats() for c in caches]
+
+
+def compare(name: str, addrs: np.ndarray) -> bool:
+    ours_s, compile_s, ours = run_ours(addrs)
+    theirs_s, theirs = run_pycachesim(addrs)
+    n = len(addrs)
+    same = all(o.read_hits == t["HIT_count"] and o.read_misses == t["MISS_count"]
+               for o, t in zip(ours, theirs))
+    print(f"{name:8s} {n:>11,d} accesses  sutro-sim {n / ours_s / 1e6:7.1f} M/s "
+          f"({ours_s:.2f} s; compile/cache-load {compile_s:.2f} s)   "
+          f"pycachesim {n / theirs_s / 1e6:6.1f} M/s ({theirs_s:.2f} s)   "
+          f"speed-up {theirs_s / ours_s:4.1f}x   counts identical: {same}")
+    for o in ours[:-1]:
+        print(f"         {o.name}: hits {o.hits:,d} misses {o.misses:,d} hit rate {o.hit_rate:.4f}")
+    return same
+
+
+def main() -> int:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000_000
+    ok = compare("passes", passes_trace(n))
+    ok &= compare("random", random_trace(n))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""PNG plots of a Result: reuse-distance histogram and CDF, energy by level and by buffer."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .simulate import Result  # noqa: E402
+
+
+def write_plots(result: Result, folder: str) -> list[str]:
+    """Write the four plots into folder (created if needed); returns their paths."""
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for name, draw in (("reuse_histogram", _histogram), ("reuse_cdf", _cdf),
+                       ("energy_by_level", _energy_by_level),
+                       ("energy_by_buffer", _energy_by_buffer)):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        draw(result, ax)
+        fig.tight_layout()
+        path = os.path.join(folder, f"{name}.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def _bin_labels(n: int) -> list[str]:
+    return ["0"] + [f"{1 << (k - 1)}" for k in range(1, n)]
+
+
+def _histogram(r: Result, ax) -> None:
+    h = r.reuse.histogram
+    ax.bar(range(len(h)), h, color="#4472c4")
+    ax.set_xticks(range(len(h)), _bin_labels(len(h)), rotation=60, fontsize=7)
+    ax.set_xlabel("LRU stack distance (elements), log2 bins: [label, 2 x label)")
+    ax.set_ylabel("reads")
+    ax.set_title(f"Reuse distance: ARD {r.reuse.ard:,.1f} elements, "
+                 f"{r.reuse.cold_reads:,} cold reads not shown")
+
+
+def _cdf(r: Result, ax) -> None:
+    cdf = r.reuse.cdf()
+    if cdf:
+        ax.step([b for b, _ in cdf], [f for _, f in cdf], where="post", color="#4472c4")
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(0, 1.02)
+    for s in r.levels[:-1]:
+        lines = s.capacity_bytes // s.line_bytes
+        ax.axvline(lines, color="gray", ls=":", lw=1)
+        ax.text(lines, 0.02, f" {s.name}", rotation=90, fontsize=7, color="gray")
+    ax.set_xlabel("LRU stack distance below (elements); dotted: level capacities in lines")
+    ax.set_ylabel("fraction of finite reads")
+    ax.set_title("Reuse distance CDF")
+
+
+def _barh(ax, labels, values_fj, title) -> None:
+    ax.barh(labels[::-1], [v / 1e3 for v in values_fj[::-1]], color="#ed7d31")
+    ax.set_xlabel("energy (pJ)")
+    ax.set_title(title)
+
+
+def _energy_by_level(r: Result, ax) -> None:
+    e = r.energy
+    labels = list(e.by_level) + ["arithmetic"]
+    _barh(ax, labels, list(e.by_level.values()) + [e.arithmetic],
+          f"Energy by level ({r.energy.preset}), total {e.total / 1e3:,.1f} pJ")
+
+
+def _energy_by_buffer(r: Result, ax) -> None:
+    items = sorted(r.energy.by_buffer.items(), key=lambda kv: -kv[1])[:20]
+    _barh(ax, [k for k, _ in items], [v for _, v in items], "Energy by buffer (top 20)")
