@@ -58,6 +58,7 @@ N_COUNTERS = 12
 LRU, FIFO, RANDOM, OPT = range(4)
 _POLICY = {"lru": LRU, "fifo": FIFO, "random": RANDOM, "opt": OPT}
 SCAN_MAX_WAYS = 32
+PIECE = 1 << 16                    # output buffer entries per level (bounded memory)
 NEVER = np.int64(1) << 62          # next use of a line never used again (OPT)
 _HASH_MUL = np.int64(-7046029254386353131)   # 0x9E3779B97F4A7C15 as int64
 
@@ -182,8 +183,9 @@ def _shift_in(tags, meta, base, n, line, m):
 
 @numba.njit(cache=True)
 def _scan_level(tags, meta, rng, st, cfg, in_a, in_nb, in_w, in_src, in_buf,
-                out_a, out_nb, out_w, out_src, out_buf, served, lvl, by_buf):
-    """One set-associative level (ways <= 32) over a request stream; returns requests emitted.
+                out_a, out_nb, out_w, out_src, out_buf, served, lvl, by_buf, start):
+    """One set-associative level (ways <= 32) over requests [start, ...) of a stream, until the
+    output is full; returns (requests emitted, next request to process).
 
     A set's tags are kept in order, most recent (LRU) or newest (FIFO) first, invalid (-1) last;
     `meta` = owner buffer * 2 + dirty bit, moved along with its tag."""
@@ -194,16 +196,19 @@ def _scan_level(tags, meta, rng, st, cfg, in_a, in_nb, in_w, in_src, in_buf,
     ev, wbk, bin_, bout = st[EV], st[WBK], st[BIN], st[BOUT]
     last_line, last_slot = st[LAST_LINE], st[LAST_SLOT]
     has_src = in_src.shape[0] > 0
-    k = 0
-    for i in range(in_a.shape[0]):
+    k, i, n, cap = 0, start, in_a.shape[0], out_a.shape[0]
+    while i < n:
         a, nb, w, buf = np.int64(in_a[i]), np.int64(in_nb[i]), in_w[i], in_buf[i]
+        first, last = a >> line_bits, (a + nb - 1) >> line_bits
+        if k + 2 * (last - first + 1) > cap:
+            break           # output full: the driver passes it down and calls again from i
         src = in_src[i] if has_src else i
         if w:
             wb += nb
         else:
             rb += nb
         _charge(by_buf, served, src, buf, nb, lvl)
-        for line in range(a >> line_bits, ((a + nb - 1) >> line_bits) + 1):
+        for line in range(first, last + 1):
             base, p = 0, 0
             if line == last_line:
                 slot = last_slot
@@ -269,10 +274,11 @@ def _scan_level(tags, meta, rng, st, cfg, in_a, in_nb, in_w, in_src, in_buf,
                     k = _emit(out_a, out_nb, out_w, out_src, out_buf, k, lo, nbl, True, src, buf)
                     wbk += 1
                     bout += nbl
+        i += 1
     st[RH], st[RM], st[WH], st[WM], st[RB], st[WB] = rh, rm, wh, wm, rb, wb
     st[EV], st[WBK], st[BIN], st[BOUT] = ev, wbk, bin_, bout
     st[LAST_LINE], st[LAST_SLOT] = last_line, last_slot
-    return k
+    return k, i
 
 
 # ----------------------------------------------------------------------------- hash kernel
@@ -365,8 +371,9 @@ def _hash_victim(tags, prev, nxt, head, tail, fill, s, ways, policy, rng, hkeys,
 @numba.njit(cache=True)
 def _hash_level(tags, dirty, owner, prev, nxt, head, tail, fill, hkeys, hvals, rng, st, cfg,
                 in_a, in_nb, in_w, in_src, in_buf,
-                out_a, out_nb, out_w, out_src, out_buf, served, lvl, by_buf):
-    """One highly associative level (ways > 32): hash lookup, per-set linked-list order."""
+                out_a, out_nb, out_w, out_src, out_buf, served, lvl, by_buf, start):
+    """One highly associative level (ways > 32): hash lookup, per-set linked-list order.
+    Same contract as `_scan_level`."""
     line_bits, n_sets, set_mask, ways = cfg[0], cfg[1], cfg[2], cfg[3]
     policy, write_back, write_alloc, compat = cfg[4], cfg[5] != 0, cfg[6] != 0, cfg[7] != 0
     hmask = hkeys.shape[0] - 1
@@ -375,16 +382,19 @@ def _hash_level(tags, dirty, owner, prev, nxt, head, tail, fill, hkeys, hvals, r
     ev, wbk, bin_, bout = st[EV], st[WBK], st[BIN], st[BOUT]
     last_line, last_slot = st[LAST_LINE], st[LAST_SLOT]
     has_src = in_src.shape[0] > 0
-    k = 0
-    for i in range(in_a.shape[0]):
+    k, i, n, cap = 0, start, in_a.shape[0], out_a.shape[0]
+    while i < n:
         a, nb, w, buf = np.int64(in_a[i]), np.int64(in_nb[i]), in_w[i], in_buf[i]
+        first, last = a >> line_bits, (a + nb - 1) >> line_bits
+        if k + 2 * (last - first + 1) > cap:
+            break           # output full: the driver passes it down and calls again from i
         src = in_src[i] if has_src else i
         if w:
             wb += nb
         else:
             rb += nb
         _charge(by_buf, served, src, buf, nb, lvl)
-        for line in range(a >> line_bits, ((a + nb - 1) >> line_bits) + 1):
+        for line in range(first, last + 1):
             s = _set_of(line, n_sets, set_mask)
             slot = last_slot if line == last_line else _hfind(hkeys, hvals, hmask, line)
             if slot >= 0 and line != last_line and policy == LRU and not (compat and w):
@@ -436,10 +446,11 @@ def _hash_level(tags, dirty, owner, prev, nxt, head, tail, fill, hkeys, hvals, r
                     k = _emit(out_a, out_nb, out_w, out_src, out_buf, k, lo, nbl, True, src, buf)
                     wbk += 1
                     bout += nbl
+        i += 1
     st[RH], st[RM], st[WH], st[WM], st[RB], st[WB] = rh, rm, wh, wm, rb, wb
     st[EV], st[WBK], st[BIN], st[BOUT] = ev, wbk, bin_, bout
     st[LAST_LINE], st[LAST_SLOT] = last_line, last_slot
-    return k
+    return k, i
 
 
 # ----------------------------------------------------------------------------- OPT kernel
@@ -649,28 +660,28 @@ class _LevelState:
         self.fill = np.zeros(n_sets, np.int64)
         self.nu = np.full(n_lines, -1, np.int64)
 
-    def outputs(self, n_in_lines: int):
-        """Output buffers with room for 2 requests per line touched (fill + writeback)."""
-        need = 2 * n_in_lines
+    def outputs(self, max_request_bytes: int):
+        """The reused output buffers, with room for at least one request's fills and writebacks."""
+        need = max(PIECE, 2 * (max_request_bytes // self.level.line_bytes + 2))
         if self._out is None or len(self._out[0]) < need:
-            need = max(need, 1024)
             self._out = (np.empty(need, np.int64), np.empty(need, np.int32),
                          np.empty(need, np.bool_), np.empty(need, np.int32),
                          np.empty(need, np.int32))
         return self._out
 
-    def run(self, stream, served, lvl: int, by_buf):
-        """Process a request stream; returns the stream for the level below (views)."""
-        a, nb = stream[0], stream[1]
-        out = self.outputs(count_line_touches(a, nb, self.cfg[0]))
+    def step(self, stream, start: int, served, lvl: int, by_buf):
+        """Process requests from `start` until the output buffer is full or the stream ends;
+        returns (the output piece, as views, and where to resume)."""
+        out = self.outputs(int(stream[1].max()) if start == 0 else 0)
         if self.hashed:
-            k = _hash_level(self.tags, self.dirty, self.owner, self.prev, self.next, self.head,
-                            self.tail, self.fill, self.hkeys, self.hvals, self.rng, self.st,
-                            self.cfg, *stream, *out, served, lvl, by_buf)
+            k, stop = _hash_level(self.tags, self.dirty, self.owner, self.prev, self.next,
+                                  self.head, self.tail, self.fill, self.hkeys, self.hvals,
+                                  self.rng, self.st, self.cfg, *stream, *out, served, lvl,
+                                  by_buf, start)
         else:
-            k = _scan_level(self.tags, self.meta, self.rng, self.st, self.cfg, *stream, *out,
-                            served, lvl, by_buf)
-        return tuple(col[:k] for col in out)
+            k, stop = _scan_level(self.tags, self.meta, self.rng, self.st, self.cfg, *stream,
+                                  *out, served, lvl, by_buf, start)
+        return tuple(col[:k] for col in out), stop
 
     def run_opt(self, stream, served, lvl: int, by_buf):
         """OPT over a whole materialized stream (split per line, next uses computed)."""
@@ -707,7 +718,7 @@ class CacheSim:
     it is simulated whole at construction (see the module docstring).
     """
 
-    def __init__(self, hierarchy: Hierarchy, n_buffers: int, trace=None):
+    def __init__(self, hierarchy: Hierarchy, n_buffers: int, trace=None, fused: bool = True):
         if not isinstance(n_buffers, (int, np.integer)) or n_buffers < 0:
             raise SimError(f"n_buffers must be an integer >= 0, got {n_buffers!r}", "cache")
         self.hierarchy = hierarchy
@@ -719,20 +730,33 @@ class CacheSim:
         n_levels = len(hierarchy.levels)
         self.bytes_by_level_buffer = np.zeros((n_levels, self.n_buffers + 1), np.int64)
         self._opt_served = None
+        self._fused = None
+        if fused and cache_fused.eligible(hierarchy.levels[:-1]):
+            self._fused = cache_fused.FusedHierarchy(hierarchy.levels[:-1], self._memory,
+                                                     self.n_buffers, compat)
         if any(lv.policy == "opt" for lv in hierarchy.levels[:-1]):
             self._simulate_whole(trace)
 
     def feed(self, chunk, buffer_ids: np.ndarray) -> np.ndarray:
         """Simulate one chunk; returns `served` (int8 per access)."""
         buffer_ids = self._check_ids(chunk, buffer_ids)
+        if self._fused is not None:
+            served = self._fused.feed(chunk, buffer_ids)
+            self.bytes_by_level_buffer = self._fused.bytes_by_level_buffer()
+            return served
         if self._opt_served is not None:
             return self._next_opt_part(len(chunk))
         served = np.zeros(len(chunk), np.int8)
-        self._run(self._first_stream(chunk, buffer_ids), served, whole=False)
+        self._run(self._first_stream(chunk, buffer_ids), served)
         return served
 
     def finish(self) -> list[LevelStats]:
         """One LevelStats per level, memory last."""
+        if self._fused is not None:
+            counts = self._fused.counters()
+            for state, row in zip(self._levels, counts):
+                state.st[:] = row
+            self._memory_st[:] = counts[-1]
         return [lv.stats() for lv in self._levels] + [self._memory_stats()]
 
     # -- internals
@@ -753,16 +777,22 @@ class CacheSim:
     def _first_stream(chunk, ids):
         return (chunk.addr, chunk.nbytes, chunk.is_write, _EMPTY_SRC, ids)
 
-    def _run(self, stream, served, whole: bool) -> None:
-        for lvl, state in enumerate(self._levels):
-            by_buf = self.bytes_by_level_buffer[lvl]
-            if whole and state.level.policy == "opt":
-                stream = state.run_opt(stream, served, lvl, by_buf)
-            else:
-                stream = state.run(stream, served, lvl, by_buf)
-        mem_lvl = len(self._levels)
-        _memory_level(self._memory_st, _log2(self._memory.line_bytes), *stream, served,
-                      mem_lvl, self.bytes_by_level_buffer[mem_lvl])
+    def _run(self, stream, served, lvl: int = 0) -> None:
+        """Level `lvl` processes the stream piece by piece (bounded buffers), each piece going
+        all the way down before the next is made: the same order as processing it whole."""
+        by_buf = self.bytes_by_level_buffer[lvl]
+        if lvl == len(self._levels):
+            _memory_level(self._memory_st, _log2(self._memory.line_bytes), *stream, served,
+                          lvl, by_buf)
+            return
+        state = self._levels[lvl]
+        if state.level.policy == "opt":
+            self._run(state.run_opt(stream, served, lvl, by_buf), served, lvl + 1)
+            return
+        start, n = 0, len(stream[0])
+        while start < n:
+            piece, start = state.step(stream, start, served, lvl, by_buf)
+            self._run(piece, served, lvl + 1)
 
     def _simulate_whole(self, trace) -> None:
         if trace is None:
@@ -777,7 +807,7 @@ class CacheSim:
         self._opt_served = np.zeros(len(ids), np.int8)
         self._opt_pos = 0
         stream = (cols[0], cols[1], cols[2], np.arange(len(ids), dtype=np.int32), ids)
-        self._run(stream, self._opt_served, whole=True)
+        self._run(stream, self._opt_served)
 
     def _next_opt_part(self, n: int) -> np.ndarray:
         lo = self._opt_pos
@@ -799,3 +829,6 @@ def simulate(hierarchy: Hierarchy, trace) -> tuple[list[LevelStats], np.ndarray]
     for chunk in trace:
         sim.feed(chunk, trace.buffer_ids(chunk))
     return sim.finish(), sim.bytes_by_level_buffer
+
+
+from . import cache_fused  # noqa: E402  (it imports this module's constants)

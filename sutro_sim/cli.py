@@ -67,7 +67,7 @@ def cmd_simulate(args) -> int:
 
     trace = load(args.trace)
     hierarchy = load_hierarchy(args.hierarchy)
-    energy_mod.get_preset(args.energy)  # fail before the long part
+    energy_mod.get_preset(args.energy, where="--energy")  # fail before the long part
     bar = ProgressBar("simulating")
     try:
         result = simulate(trace, hierarchy, args.energy, progress=bar)
