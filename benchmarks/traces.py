@@ -1,9 +1,10 @@
 """Benchmark traces, made chunk by chunk on demand (never whole in memory).
 
 - passes: repeated sequential passes of 8-byte loads over three arrays sized for the L1, L2 and
-  L3 of `cpu-like` (16 KiB, 512 KiB, 8 MiB): 600 passes over the first, 20 over the second, then
-  passes over the third until 10 million accesses.
-- random: uniform random 8-byte-aligned 8-byte loads over 32 MiB, seeded.
+  L3 of `cpu-like` (16 KiB, 512 KiB, 8 MiB, 4 KiB apart): each array is swept twice in a row,
+  then the next; the three-array round repeats until 10 million accesses (the second sweep of
+  an array hits in the level it was sized for, the first partly misses);
+- random: uniform random 8-byte-aligned 8-byte loads over 32 MiB, seed 0.
 - mlp: the seed's MLP step (standard backprop, reference/cost-models.md section 2) scaled to a
   20-bit input and 1,000 hidden units, element by element, repeated for as many steps as asked:
   the shape of a fully traced 20-bit sparse-parity training run.
@@ -20,19 +21,15 @@ ARRAYS = {"A": 16 << 10, "B": 512 << 10, "C": 8 << 20}
 
 
 def passes_addresses(n: int = 10_000_000) -> np.ndarray:
-    bases, base = {}, 0
-    for name, nbytes in ARRAYS.items():
-        bases[name] = base
-        base += nbytes
-    seq = [np.tile(bases["A"] + np.arange(ARRAYS["A"] // 8) * 8, 600),
-           np.tile(bases["B"] + np.arange(ARRAYS["B"] // 8) * 8, 20)]
-    rest = n - sum(len(s) for s in seq)
-    c = bases["C"] + np.arange(ARRAYS["C"] // 8) * 8
-    seq.append(np.tile(c, -(-rest // len(c)))[:rest])
-    return np.concatenate(seq).astype(np.int64)
+    base, sweeps = 0, []
+    for nbytes in ARRAYS.values():
+        sweep = base + np.arange(0, nbytes, 8, dtype=np.int64)
+        sweeps += [sweep, sweep]
+        base += nbytes + 4096
+    return np.resize(np.concatenate(sweeps), n)
 
 
-def random_addresses(n: int = 10_000_000, span: int = 32 << 20, seed: int = 1) -> np.ndarray:
+def random_addresses(n: int = 10_000_000, span: int = 32 << 20, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, span // 8, n, dtype=np.int64) * 8
 
 
@@ -51,7 +48,7 @@ def passes_trace(n: int = 10_000_000) -> Trace:
     base, buffers = 0, []
     for name, nbytes in ARRAYS.items():
         buffers.append(Buffer(name, base, nbytes, "f64", "data"))
-        base += nbytes
+        base += nbytes + 4096
     return load_trace(passes_addresses(n), buffers)
 
 

@@ -15,8 +15,10 @@ hierarchies and traces); two differences in *how*:
   access that spans lines runs on one thread.
 
 Recency is a stamp per slot: (global access index << 24) + touches so far in that access; the
-victim is the slot with the smallest stamp (free slots have -1). Stamps do not depend on which
-thread made them, so chunks may alternate between one and two threads.
+victim is the slot with the smallest stamp (free slots have -1), found in the same pass that
+looks for the line. Stamps do not depend on which thread made them, so chunks may alternate
+between one and two threads. The sets that an access AHEAD positions later will touch below
+level 1 are prefetched (level 1 is small enough to stay in the host's cache).
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .intrinsics import prefetch
 from .cache import (BIN, BOUT, EV, FIFO, LRU, N_COUNTERS, RB, RH, RM, SCAN_MAX_WAYS, WB, WBK,
                     WH, WM, _log2)
 
 STAMP_BITS = 24
+AHEAD = 12  # accesses ahead whose lower-level sets are prefetched
 # columns of the per-level configuration table
 LINE_BITS, N_SETS, SET_MASK, WAYS, OFFSET, POLICY, WRITE_BACK, WRITE_ALLOC = range(8)
 
@@ -44,6 +48,20 @@ def shard_bits(levels) -> tuple[int, int] | None:
     lo = max(_log2(lv.line_bytes) for lv in levels)
     hi = min(_log2(lv.line_bytes) + _log2(lv.n_sets) for lv in levels)
     return (lo, 1) if hi > lo else None
+
+
+@numba.njit(cache=True)
+def _prefetch_sets(a, cfg, tags, stamp):
+    """Ask for the tags and stamps of the sets below level 1 that address a will touch."""
+    for l in range(1, cfg.shape[0]):
+        if cfg[l, SET_MASK] < 0:
+            continue
+        base = cfg[l, OFFSET] + ((a >> cfg[l, LINE_BITS]) & cfg[l, SET_MASK]) * cfg[l, WAYS]
+        end = base + cfg[l, WAYS] - 1
+        prefetch(tags, base)
+        prefetch(stamp, base)
+        prefetch(tags, end)
+        prefetch(stamp, end)
 
 
 @numba.njit(cache=True)
@@ -77,6 +95,8 @@ def _shard(shard, n_shards, shift, addr, nbytes, is_write, buf, first_index, cfg
                 meta[last[0, 1]] = (f0 << 1) | 1
             served[i] = 0
             continue
+        if i + AHEAD < addr.shape[0]:
+            _prefetch_sets(addr[i + AHEAD], cfg, tags, stamp)
         qa[0, 0], qb[0, 0], qw[0, 0], qs[0, 0], qf[0, 0] = a0, nb0, w0, i, f0
         qn[0] = 1
         reach = 0
@@ -98,6 +118,7 @@ def _shard(shard, n_shards, shift, addr, nbytes, is_write, buf, first_index, cfg
                 by_buf[l, owner if owner >= 0 else unmapped] += nb
                 for line in range(a >> lb, ((a + nb - 1) >> lb) + 1):
                     now += 1
+                    v, oldest = -1, np.int64(1) << 62  # victim: a free slot (-1) or the LRU line
                     if line == last[l, 0]:
                         slot = last[l, 1]
                     else:
@@ -107,6 +128,8 @@ def _shard(shard, n_shards, shift, addr, nbytes, is_write, buf, first_index, cfg
                             if tags[base + j] == line:
                                 slot = base + j
                                 break
+                            if stamp[base + j] < oldest:
+                                v, oldest = base + j, stamp[base + j]
                     if slot >= 0:  # hit
                         cnt[l, WH if w else RH] += 1
                         if compat and w:
@@ -125,11 +148,6 @@ def _shard(shard, n_shards, shift, addr, nbytes, is_write, buf, first_index, cfg
                                 qs[l + 1, k], qf[l + 1, k] = src, owner
                                 k += 1
                                 cnt[l, BIN] += line_bytes
-                            base = off + (line & mask if mask >= 0 else line % n_sets) * ways
-                            v, best = base, stamp[base]
-                            for j in range(1, ways):  # a free slot (-1) or the LRU / oldest line
-                                if stamp[base + j] < best:
-                                    v, best = base + j, stamp[base + j]
                             if tags[v] >= 0:
                                 cnt[l, EV] += 1
                                 if meta[v] & 1:

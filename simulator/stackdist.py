@@ -3,8 +3,10 @@
 The distance of an access is the number of distinct *other* units touched since the previous
 access to the same unit (Mattson et al. 1970): 0 for an immediate repeat, -1 (COLD) for a first
 touch. Reads and writes both touch. A unit is whatever the caller feeds: an element address, a
-cache-line number. With weights, a second distance is kept: the total weight of those distinct
-units (with weight = element bytes, the distance in bytes that the sqrt-distance energy prices).
+cache-line number. With weights (>= 1), a second distance is kept: the total weight of those
+distinct units (with weight = element bytes, the distance in bytes that the sqrt-distance energy
+prices). While every weight seen is the same, that is the count times the weight; the weight
+trees are built the first time a second weight appears.
 
 Algorithm (reference/cost-models.md section 1): every unit has one mark, at the position of its
 latest access; the distance of an access whose unit was last seen at position p is the number
@@ -24,10 +26,11 @@ import numpy as np
 COLD = -1
 PAGE_BITS = 12
 PAGE = 1 << PAGE_BITS
+BLOCK_BITS = 3  # the Fenwick trees count blocks of 2^3 words = 512 positions
 EMPTY = -1
 
 # indices into the scalar state vector
-_NEXT, _N_ROWS, _LAST_PAGE, _LAST_ROW, _TOTAL_C, _TOTAL_W = range(6)
+_NEXT, _N_ROWS, _LAST_PAGE, _LAST_ROW, _TOTAL_C, _TOTAL_W, _UNIFORM = range(7)
 # stop codes of the kernel
 _DONE, _GROW_ROWS, _GROW_PAGES, _GROW_POSITIONS = range(4)
 
@@ -69,10 +72,10 @@ def _popcount(x):
 
 
 @numba.njit(cache=True, inline="always")
-def _prefix_words(tree, word):
-    """Sum of the per-word values of words 0..word-1."""
+def _prefix(tree, block):
+    """Sum of the per-block values of blocks 0..block-1."""
     s = 0
-    i = word
+    i = block
     while i > 0:
         s += tree[i]
         i -= i & -i
@@ -80,8 +83,8 @@ def _prefix_words(tree, word):
 
 
 @numba.njit(cache=True, inline="always")
-def _add(tree, word, value):
-    i = word + 1
+def _add(tree, block, value):
+    i = block + 1
     n = len(tree)
     while i < n:
         tree[i] += value
@@ -90,17 +93,23 @@ def _add(tree, word, value):
 
 @numba.njit(cache=True, inline="always")
 def _count_upto(bits, tree_c, pos):
-    """Marks at positions 0..pos: whole words from the tree, the last word by popcount."""
+    """Marks at positions 0..pos: whole blocks from the tree, whole words of the last block and
+    the last word by popcount."""
     w = pos >> 6
+    s = _prefix(tree_c, w >> BLOCK_BITS)
+    for k in range((w >> BLOCK_BITS) << BLOCK_BITS, w):
+        s += _popcount(bits[k])
     mask = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(63 - (pos & 63))
-    return _prefix_words(tree_c, w) + _popcount(bits[w] & mask)
+    return s + _popcount(bits[w] & mask)
 
 
 @numba.njit(cache=True, inline="always")
-def _weight_upto(pos_w, tree_w, pos):
+def _weight_upto(pos_w, word_w, tree_w, pos):
     """Weight of the marks at positions 0..pos (unmarked positions hold weight 0)."""
     w = pos >> 6
-    s = _prefix_words(tree_w, w)
+    s = _prefix(tree_w, w >> BLOCK_BITS)
+    for k in range((w >> BLOCK_BITS) << BLOCK_BITS, w):
+        s += word_w[k]
     for j in range(w << 6, pos + 1):
         s += pos_w[j]
     return s
@@ -108,9 +117,10 @@ def _weight_upto(pos_w, tree_w, pos):
 
 @numba.njit(cache=True)
 def _build(tree, word_values):
-    """Fenwick tree over per-word values in O(n)."""
+    """Fenwick tree over per-block sums of per-word values, in O(n)."""
     tree[:] = 0
-    tree[1:len(word_values) + 1] = word_values
+    for k in range(len(word_values)):
+        tree[(k >> BLOCK_BITS) + 1] += word_values[k]
     for i in range(1, len(tree)):
         j = i + (i & -i)
         if j < len(tree):
@@ -118,7 +128,7 @@ def _build(tree, word_values):
 
 
 @numba.njit(cache=True)
-def _compact(last, pos_ref, pos_w, bits, tree_c, tree_w, st, weighted):
+def _compact(last, pos_ref, pos_w, bits, word_w, tree_c, tree_w, st, weighted):
     """Renumber the marked positions 0..U-1 in order; rebuild the bitmap and the trees."""
     j = 0
     for p in range(st[_NEXT]):
@@ -127,10 +137,12 @@ def _compact(last, pos_ref, pos_w, bits, tree_c, tree_w, st, weighted):
             continue
         last[ref] = j
         pos_ref[j] = ref
-        pos_w[j] = pos_w[p]
+        if weighted:
+            pos_w[j] = pos_w[p]
         j += 1
     pos_ref[j:] = -1
-    pos_w[j:] = 0
+    if weighted:
+        pos_w[j:] = 0
     st[_NEXT] = j
     bits[:] = 0
     counts = np.zeros(len(bits), dtype=np.int64)
@@ -139,19 +151,20 @@ def _compact(last, pos_ref, pos_w, bits, tree_c, tree_w, st, weighted):
         counts[p >> 6] += 1
     _build(tree_c, counts)
     if weighted:
-        sums = np.zeros(len(bits), dtype=np.int64)
+        word_w[:] = 0
         for p in range(j):
-            sums[p >> 6] += pos_w[p]
-        _build(tree_w, sums)
+            word_w[p >> 6] += pos_w[p]
+        _build(tree_w, word_w)
 
 
 @numba.njit(cache=True)
 def _feed(units, weights, start, out_c, out_w, last, page_keys, page_rows, pos_ref, pos_w,
-          bits, tree_c, tree_w, st, weighted):
+          bits, word_w, tree_c, tree_w, st, weighted):
     """Distances of units[start:]; stops early (with a code) when a table must grow."""
     n_row_capacity = len(last) >> PAGE_BITS
     cap = len(pos_ref)
     q, total_c, total_w = st[_NEXT], st[_TOTAL_C], st[_TOTAL_W]
+    uniform = st[_UNIFORM]  # 0: no weight yet; > 0: every weight so far; -1: mixed
     code = _DONE
     i = start
     while i < len(units):
@@ -165,9 +178,15 @@ def _feed(units, weights, start, out_c, out_w, last, page_keys, page_rows, pos_r
                 code = _GROW_POSITIONS
                 break
             st[_NEXT] = q
-            _compact(last, pos_ref, pos_w, bits, tree_c, tree_w, st, weighted)
+            _compact(last, pos_ref, pos_w, bits, word_w, tree_c, tree_w, st, weighted)
             q = st[_NEXT]
         ref = (row << PAGE_BITS) | (u & (PAGE - 1))
+        if weighted and uniform >= 0 and weights[i] != uniform:
+            if uniform > 0:  # a second weight: from now on the weight trees are needed
+                _rebuild_weights(pos_w, word_w, tree_w, q)
+                uniform = -1
+            else:
+                uniform = weights[i]
         p = last[ref]
         if p == EMPTY:
             out_c[i] = COLD
@@ -176,28 +195,43 @@ def _feed(units, weights, start, out_c, out_w, last, page_keys, page_rows, pos_r
         else:
             out_c[i] = total_c - _count_upto(bits, tree_c, p)
             bits[p >> 6] &= ~(np.uint64(1) << np.uint64(p & 63))
-            _add(tree_c, p >> 6, -1)
+            _add(tree_c, p >> (6 + BLOCK_BITS), -1)
             total_c -= 1
             pos_ref[p] = -1
-            if weighted:
-                out_w[i] = total_w - _weight_upto(pos_w, tree_w, p)
-                _add(tree_w, p >> 6, -pos_w[p])
+            if weighted and uniform > 0:  # every marked unit weighs `uniform`
+                out_w[i] = out_c[i] * uniform
+                total_w -= uniform
+                pos_w[p] = 0
+            elif weighted:
+                out_w[i] = total_w - _weight_upto(pos_w, word_w, tree_w, p)
+                _add(tree_w, p >> (6 + BLOCK_BITS), -pos_w[p])
+                word_w[p >> 6] -= pos_w[p]
                 total_w -= pos_w[p]
                 pos_w[p] = 0
         last[ref] = q
         pos_ref[q] = ref
         bits[q >> 6] |= np.uint64(1) << np.uint64(q & 63)
-        _add(tree_c, q >> 6, 1)
+        _add(tree_c, q >> (6 + BLOCK_BITS), 1)
         total_c += 1
         if weighted:
             w = weights[i]
             pos_w[q] = w
-            _add(tree_w, q >> 6, w)
             total_w += w
+            if uniform < 0:
+                _add(tree_w, q >> (6 + BLOCK_BITS), w)
+                word_w[q >> 6] += w
         q += 1
         i += 1
-    st[_NEXT], st[_TOTAL_C], st[_TOTAL_W] = q, total_c, total_w
+    st[_NEXT], st[_TOTAL_C], st[_TOTAL_W], st[_UNIFORM] = q, total_c, total_w, uniform
     return i, code
+
+
+@numba.njit(cache=True)
+def _rebuild_weights(pos_w, word_w, tree_w, n):
+    word_w[:] = 0
+    for p in range(n):
+        word_w[p >> 6] += pos_w[p]
+    _build(tree_w, word_w)
 
 
 @numba.njit(cache=True)
@@ -224,7 +258,7 @@ class StackDistance:
 
     def __init__(self, weighted: bool = False, positions: int = 1 << 16):
         self.weighted = weighted
-        self._st = np.array([0, 0, -1, -1, 0, 0], dtype=np.int64)
+        self._st = np.array([0, 0, -1, -1, 0, 0, 0], dtype=np.int64)
         self._last = np.full(16 * PAGE, EMPTY, dtype=np.int64)
         self._page_keys = np.full(64, EMPTY, dtype=np.int64)
         self._page_rows = np.zeros(64, dtype=np.int64)
@@ -235,18 +269,22 @@ class StackDistance:
         return int(self._st[_TOTAL_C])
 
     def _alloc_positions(self, cap: int) -> None:
-        cap = max(64, cap)
+        cap = max(1 << (6 + BLOCK_BITS), cap)
         self._pos_ref = np.full(cap, -1, dtype=np.int64)
-        self._pos_w = np.zeros(cap, dtype=np.int64)
-        self._bits = np.zeros(cap // 64, dtype=np.uint64)
-        self._tree_c = np.zeros(cap // 64 + 1, dtype=np.int64)
-        self._tree_w = np.zeros(cap // 64 + 1 if self.weighted else 1, dtype=np.int64)
+        self._pos_w = np.zeros(cap if self.weighted else 1, dtype=np.int64)
+        self._bits = np.zeros(cap >> 6, dtype=np.uint64)
+        self._word_w = np.zeros(cap >> 6 if self.weighted else 1, dtype=np.int64)
+        blocks = cap >> (6 + BLOCK_BITS)
+        self._tree_c = np.zeros(blocks + 1, dtype=np.int64)
+        self._tree_w = np.zeros(blocks + 1 if self.weighted else 1, dtype=np.int64)
 
     def feed(self, units: np.ndarray, weights: np.ndarray | None = None):
         """Distances of these accesses: (count distances, weight distances or None)."""
         units = np.ascontiguousarray(units, dtype=np.int64)
         if self.weighted:
             w = np.ascontiguousarray(weights, dtype=np.int64)
+            if len(w) != len(units) or (len(w) and w.min() < 1):
+                raise ValueError("weights must be one integer >= 1 per unit")
         else:
             w = np.zeros(0, dtype=np.int64)
         out_c = np.empty(len(units), dtype=np.int64)
@@ -255,7 +293,7 @@ class StackDistance:
         while True:
             i, code = _feed(units, w, i, out_c, out_w, self._last, self._page_keys,
                             self._page_rows, self._pos_ref, self._pos_w, self._bits,
-                            self._tree_c, self._tree_w, self._st, self.weighted)
+                            self._word_w, self._tree_c, self._tree_w, self._st, self.weighted)
             if code == _DONE:
                 return out_c, (out_w if self.weighted else None)
             self._grow(code)
@@ -277,9 +315,9 @@ class StackDistance:
         self._alloc_positions(2 * len(self._pos_ref))
         n = len(old[0])
         self._pos_ref[:n] = old[0]
-        self._pos_w[:n] = old[1]
-        _compact(self._last, self._pos_ref, self._pos_w, self._bits, self._tree_c, self._tree_w,
-                 self._st, self.weighted)
+        self._pos_w[:len(old[1])] = old[1]
+        _compact(self._last, self._pos_ref, self._pos_w, self._bits, self._word_w, self._tree_c,
+                 self._tree_w, self._st, self.weighted)
 
 
 def line_units(addr: np.ndarray, nbytes: np.ndarray, line_bytes: int):

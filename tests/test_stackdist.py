@@ -92,3 +92,40 @@ def test_seed_sequences_element_level(variant, read_ard, dw2):
     assert round(d[reads].mean()) == read_ard
     dw2_reads = reads & (chunk.buffer == [b.name for b in trace.buffers].index("dW2"))
     assert d[dw2_reads].mean() == dw2
+
+
+def test_growth_past_many_blocks_matches_the_definition():
+    """More distinct units than the initial capacity: positions grow and compact repeatedly."""
+    rng = np.random.default_rng(3)
+    units = rng.integers(0, 1500, 6000) * 7
+    weights = rng.integers(1, 9, 6000)
+    sd = StackDistance(weighted=True)
+    got_c, got_w = sd.feed(units, weights)
+    last_seen, weight_of = {}, {}
+    for i, u in enumerate(units):
+        if u not in last_seen:
+            assert got_c[i] == COLD and got_w[i] == COLD
+        else:
+            between = np.unique(units[last_seen[u] + 1:i])
+            between = between[between != u]
+            assert got_c[i] == len(between)
+            assert got_w[i] == sum(weight_of[b] for b in between)
+        last_seen[u] = i
+        weight_of[u] = weights[i]
+
+
+def test_uniform_weights_then_a_second_weight_matches_brute_force():
+    """One element size for a while (distance in bytes = count x size), then mixed sizes."""
+    rng = np.random.default_rng(11)
+    units = rng.integers(0, 200, 4000) * 3
+    weights = np.where(np.arange(4000) < 2500, 4, rng.integers(1, 9, 4000))
+    sd = StackDistance(weighted=True)
+    parts = [sd.feed(units[lo:lo + 1000], weights[lo:lo + 1000]) for lo in range(0, 4000, 1000)]
+    want_c, want_w = brute_force(units.tolist(), weights.tolist())
+    assert np.concatenate([p[0] for p in parts]).tolist() == want_c
+    assert np.concatenate([p[1] for p in parts]).tolist() == want_w
+
+
+def test_weights_must_be_positive():
+    with pytest.raises(ValueError):
+        StackDistance(weighted=True).feed(np.array([1, 2]), np.array([4, 0]))
