@@ -64,12 +64,18 @@ def _steps(r: Result) -> str:
 def _levels(r: Result) -> str:
     headers = ["level", "capacity", "line", "ways", "policy", "accesses", "hits", "misses",
                "hit rate", "evictions", "writebacks", "bytes in", "bytes out", "energy"]
-    rows = [[s.name, size(s.capacity_bytes), f"{s.line_bytes} B",
-             "full" if s.ways is None else str(s.ways), s.policy, count(s.accesses),
-             count(s.hits), count(s.misses), f"{100 * s.hit_rate:.2f}%", count(s.evictions),
-             count(s.writebacks), size(s.bytes_in), size(s.bytes_out),
-             energy(r.energy.by_level[s.name])] for s in r.levels]
+    rows = [_level_row(s, r.energy.by_level[s.name]) for s in r.levels]
     return table(headers, rows)
+
+
+def _level_row(s, fj: float) -> list[str]:
+    if s.capacity_bytes is None:  # memory serves every request
+        return [s.name, "memory", "-", "-", "-", count(s.accesses), "-", "-", "-", "-", "-", "-",
+                "-", energy(fj)]
+    return [s.name, size(s.capacity_bytes), f"{s.line_bytes} B",
+            "full" if s.ways is None else str(s.ways), s.policy, count(s.accesses),
+            count(s.hits), count(s.misses), f"{100 * s.hit_rate:.2f}%", count(s.evictions),
+            count(s.writebacks), size(s.bytes_in), size(s.bytes_out), energy(fj)]
 
 
 def _energy(r: Result) -> str:

@@ -80,6 +80,7 @@ class Result:
                          "write_bytes": r.write_bytes},
             "reuse": r.to_dict(),
             "levels": [_level_dict(s) for s in self.levels],
+            "traffic": traffic(self.levels),
             "energy_fj": self.energy.to_dict(),
             "buffers": [dict(b.to_dict(), energy_fj=self.energy.by_buffer.get(b.name, 0.0))
                         for b in r.buffers],
@@ -136,12 +137,31 @@ def simulate(trace: Trace, hierarchy: Hierarchy, energy: str = "dally-2020",
         if progress:
             progress(i + 1, trace.n_chunks)
     levels = tuple(cache.finish())
+    check_balance(hierarchy, levels)
     reuse = acc.result([lv.name for lv in hierarchy.levels],
                        {b.name: b.nbytes for b in trace.buffers})
     report = _energy(trace, hierarchy, preset, level_energy, levels, cache, reuse,
                      u * distance_units)
     return Result(trace.where, hierarchy.name, tuple(sorted(set(steps))), reuse, levels, report,
                   time.perf_counter() - t0, dict(trace.meta))
+
+
+def traffic(levels: tuple[LevelStats, ...]) -> list[dict]:
+    """Bytes across each boundary: filled up into the upper level, written down into the lower."""
+    return [{"upper": u.name, "lower": d.name, "up_bytes": u.bytes_in, "down_bytes": u.bytes_out}
+            for u, d in zip(levels, levels[1:])]
+
+
+def check_balance(hierarchy: Hierarchy, levels: tuple[LevelStats, ...]) -> None:
+    """Bytes moved between levels must balance: what a level fills (its filling misses x its line)
+    is what the level below serves, and what it writes down is what the level below takes in."""
+    for lv, up, down in zip(hierarchy.levels, levels, levels[1:]):
+        filling_misses = up.read_misses + (up.write_misses if lv.write_allocate else 0)
+        ok = (up.bytes_in == filling_misses * up.line_bytes == down.read_bytes
+              and up.bytes_out == down.write_bytes)
+        if not ok:
+            raise RuntimeError(f"internal error: bytes between {up.name} and {down.name} do not "
+                               f"balance: {up} vs {down}")
 
 
 def _unit_shift(trace: Trace) -> int:

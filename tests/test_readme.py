@@ -1,0 +1,46 @@
+"""The README is a contract: its quickstart output, its commands and its example are tested."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def quickstart_commands() -> list[str]:
+    block = README.split("## Quickstart")[1].split("```sh\n")[1].split("```")[0]
+    return block.strip().splitlines()
+
+
+def quickstart_output() -> str:
+    return README.split("<!-- quickstart-output -->\n```\n")[1].split("```")[0]
+
+
+def test_ci_runs_the_readme_commands():
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = quickstart_commands()
+    assert len(commands) == 2
+    for command in commands:
+        assert command in ci.splitlines()
+
+
+def test_quickstart_output_is_what_the_command_prints():
+    out = subprocess.run([sys.executable, "-m", "sutro_sim", "simulate",
+                          "examples/seed_mlp_step.npz"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    assert out == quickstart_output()
+
+
+def test_prose_numbers_come_from_the_output():
+    prose = README.split("<!-- quickstart-output -->")[1].split("```")[2].split("##")[0]
+    for number in re.findall(r"\d[\d,]*\.?\d*", prose):
+        assert number.rstrip(".") in quickstart_output(), number
+
+
+def test_python_example_runs():
+    code = README.split("## From Python")[1].split("```python\n")[1].split("```")[0]
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    assert len(out.split()) == 2 + 4  # ARD, energy, four hit rates
