@@ -336,3 +336,23 @@ def stack_distances(units, weights=None):
     """One-shot convenience: distances of a whole unit sequence."""
     sd = StackDistance(weighted=weights is not None)
     return sd.feed(np.asarray(units), None if weights is None else np.asarray(weights))
+
+
+def trace_distances(trace, granularity: str = "element", line_bytes: int = 64):
+    """Stack distances of a whole trace, chunk by chunk: yields (chunk, distances, owner) where
+    owner[i] is the access a distance belongs to (identity except for "line", where an access
+    spanning lines has one distance per line).
+
+    granularity: "element" (distinct elements), "byte" (bytes of distinct elements, each access
+    atomic) or "line" (distinct cache lines of line_bytes)."""
+    if granularity not in ("element", "byte", "line"):
+        raise ValueError(f"granularity must be element, byte or line, got {granularity!r}")
+    sd = StackDistance(weighted=granularity == "byte")
+    for chunk in trace:
+        if granularity == "line":
+            units, owner = line_units(chunk.addr, chunk.nbytes, line_bytes)
+            yield chunk, sd.feed(units)[0], owner
+        elif granularity == "byte":
+            yield chunk, sd.feed(chunk.addr, chunk.nbytes)[1], np.arange(len(chunk))
+        else:
+            yield chunk, sd.feed(chunk.addr)[0], np.arange(len(chunk))

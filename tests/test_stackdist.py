@@ -129,3 +129,22 @@ def test_uniform_weights_then_a_second_weight_matches_brute_force():
 def test_weights_must_be_positive():
     with pytest.raises(ValueError):
         StackDistance(weighted=True).feed(np.array([1, 2]), np.array([4, 0]))
+
+
+def test_trace_distances_at_three_granularities():
+    from simulator.stackdist import trace_distances
+
+    b = TraceBuilder(chunk_accesses=2)
+    a = b.buffer("a", 32, dtype="f32")   # 128 bytes: two 64-byte lines
+    h = b.buffer("h", 2, dtype="f16")
+    b.read(a, [0, 20, 1])   # lines 0, 1, 0
+    b.read(h, [0])
+    b.read(a, [0])
+    trace = b.build()
+    got = {g: np.concatenate([d for _, d, _ in trace_distances(trace, g)]).tolist()
+           for g in ("element", "byte", "line")}
+    assert got["element"] == [COLD, COLD, COLD, COLD, 3]
+    assert got["byte"] == [COLD, COLD, COLD, COLD, 4 + 4 + 2]
+    assert got["line"] == [COLD, COLD, 1, COLD, 1]   # h sits on its own line (64-byte aligned)
+    with pytest.raises(ValueError):
+        list(trace_distances(trace, "word"))
