@@ -1,11 +1,14 @@
 """Cache simulation of a `Hierarchy` over a trace: numba kernels per level and a streaming driver.
 
 This module owns hits, misses, evictions, writebacks and the bytes moved between levels. It is
-fed chunk by chunk (`CacheSim.feed`), keeps each level's state between chunks, and processes the
-levels one after the other per chunk: level 1 turns the chunk's accesses into hits and misses and
-emits the request stream for level 2 (per missing line: a fill load of the line, THEN, if the
-victim is dirty, a writeback store of the victim; a write-through or non-allocating store passes
-down itself), level 2 processes that stream, and so on down to memory, which serves everything.
+fed chunk by chunk (`CacheSim.feed`) and keeps each level's state between chunks. Hierarchies
+whose levels are all LRU/FIFO with few ways take the fast path in `cache_fused` (same counts,
+checked against this module's general path in tests/test_cache.py). The general path, here,
+takes every policy and size and processes the levels one after the other per chunk: level 1
+turns the chunk's accesses into hits and misses and emits the request stream for level 2 (per
+missing line: a fill load of the line, THEN, if the victim is dirty, a writeback store of the
+victim; a write-through or non-allocating store passes down itself), level 2 processes that
+stream, and so on down to memory, which serves everything.
 This order is exactly pycachesim's depth-first recursion (`Cache__load` loads from below before
 `Cache__inject` writes the victim back), so counts agree with it (tests/test_vs_pycachesim.py).
 
