@@ -41,6 +41,8 @@ from .intrinsics import prefetch
 STAMP_BITS = 24
 AHEAD = 12          # requests ahead whose lower-level sets are prefetched
 PIECE = 1 << 16     # accesses per piece: bounds the level-2 request buffer
+BATCH = 1 << 12     # level-2 requests taken down together: bounds the buffers below
+MIN_PER_CLASS = 16  # group a piece's level-2 requests only if the classes get this many each
 CLASS_BITS = 10     # at most 1,024 set classes
 # columns of the per-level configuration table
 LINE_BITS, N_SETS, SET_MASK, WAYS, OFFSET, POLICY, WRITE_BACK, WRITE_ALLOC = range(8)
@@ -75,219 +77,219 @@ def _any_spans(addr, nbytes, line_bits):
     return False
 
 
-@numba.njit(cache=True)
-def _prefetch_sets(a, cfg, tags, stamp):
-    """Ask for the tags and stamps of the sets below level 1 that address a will touch."""
-    for l in range(1, cfg.shape[0]):
-        if cfg[l, SET_MASK] < 0:
-            continue
-        base = cfg[l, OFFSET] + ((a >> cfg[l, LINE_BITS]) & cfg[l, SET_MASK]) * cfg[l, WAYS]
-        end = base + cfg[l, WAYS] - 1
-        prefetch(tags, base)
-        prefetch(stamp, base)
-        prefetch(tags, end)
-        prefetch(stamp, end)
+MASK40 = (1 << 40) - 1
 
 
 @numba.njit(cache=True)
-def _descend(from_chunk, lo, hi, shard, n_shards, shard_shift, addr, nbytes, is_write, buf,
-             rows, out, out_n, stop, first_index, cfg, compat, mem_bits, qcap, tags, meta, stamp,
-             cnt, by_buf, served):
-    """Take requests down the hierarchy, each all the way before the next.
-
-    from_chunk: the requests are the chunk's accesses lo..hi-1 (this shard's), entering at level
-    1; else the buffered level-2 requests rows[lo..hi-1], entering at level 2. Requests that reach
-    level `stop` are appended to `out` (from row out_n on) instead of being simulated; returns the
-    new length of `out`. A buffered request is a row (address, bytes | write << 40 | data << 41,
-    access index, buffer). One flat loop nest: numba passes arrays to a call as
-    reference-counted structs, which would cost more than the work here."""
-    n_levels = cfg.shape[0]
+def _level(l, chunk, shard, n_shards, shard_shift, addr, nbytes, is_write, buf, rows, lo, hi, out,
+           cfg, compat, first_index, tick, tags, meta, stamp, cnt, by_buf, served, last):
+    """Requests lo..hi-1 at cache level l, in order: this shard's accesses of the chunk (chunk =
+    True, level 1) or request rows (address, bytes | write << 40 | data << 41, access index,
+    buffer). What they send to level l + 1 (fills, then the victim's writeback, then
+    write-through stores) is written to `out` from row 0. Returns (rows written, tick). One flat
+    loop with the level's configuration in locals: numba passes arrays to a call as
+    reference-counted structs, which would cost more than the work of one request."""
+    lb, n_sets, mask = cfg[l, LINE_BITS], cfg[l, N_SETS], cfg[l, SET_MASK]
+    ways, off, lru = cfg[l, WAYS], cfg[l, OFFSET], cfg[l, POLICY] == LRU
+    write_back, write_alloc = cfg[l, WRITE_BACK] != 0, cfg[l, WRITE_ALLOC] != 0
+    line_bytes = np.int64(1) << lb
     unmapped = by_buf.shape[1] - 1
-    # per-level queues of one request's consequences: address, bytes, write, time, data?, buffer
-    qa = np.empty((n_levels + 1, qcap), np.int64)
-    qb = np.empty((n_levels + 1, qcap), np.int64)
-    qw = np.empty((n_levels + 1, qcap), np.bool_)
-    qt = np.empty((n_levels + 1, qcap), np.int64)
-    qd = np.empty((n_levels + 1, qcap), np.bool_)
-    qf = np.empty((n_levels + 1, qcap), np.int64)
-    qn = np.zeros(n_levels + 1, np.int64)
-    last = np.full((n_levels, 2), -1, np.int64)  # per level: the line touched last, its slot
-    lb0, wb0 = cfg[0, LINE_BITS], cfg[0, WRITE_BACK] != 0
-    first = 0 if from_chunk else 1
-    tick = 0
+    last_line, last_slot = last[l, 0], last[l, 1]
+    rh = rm = wh = wm = rb = wb = ev = wbk = bin_ = bout = 0
+    n = 0
     for k in range(lo, hi):
-        if from_chunk:
-            a0 = addr[k]
-            if n_shards > 1 and ((a0 >> shard_shift) & 1) != shard:
+        if chunk:
+            a = addr[k]
+            if n_shards > 1 and ((a >> shard_shift) & 1) != shard:
                 continue
-            nb0, w0, t0, d0, f0 = np.int64(nbytes[k]), is_write[k], first_index + k, True, \
-                np.int64(buf[k])
-            line0 = a0 >> lb0
-            if line0 == last[0, 0] and (a0 + nb0 - 1) >> lb0 == line0 and (
-                    not w0 or (wb0 and not compat)):
-                # the line level 1 touched last: a hit that changes no order (the general
-                # loop below would do exactly this, slower)
-                cnt[0, WB if w0 else RB] += nb0
-                cnt[0, WH if w0 else RH] += 1
-                by_buf[0, f0 if f0 >= 0 else unmapped] += nb0
-                if w0:
-                    meta[last[0, 1]] = (f0 << 1) | 1
-                continue
-            if stop > n_levels and k + AHEAD < hi:
-                _prefetch_sets(addr[k + AHEAD], cfg, tags, stamp)
+            nb, w, t, owner, data = np.int64(nbytes[k]), is_write[k], first_index + k, \
+                np.int64(buf[k]), np.int64(1)
         else:
-            a0, packed, t0, f0 = rows[k, 0], rows[k, 1], rows[k, 2], rows[k, 3]
-            nb0, w0, d0 = packed & ((1 << 40) - 1), (packed >> 40) & 1 == 1, packed >> 41 == 1
-            if k + AHEAD < hi:
-                _prefetch_sets(rows[k + AHEAD, 0], cfg, tags, stamp)
-        qa[first, 0], qb[first, 0], qw[first, 0] = a0, nb0, w0
-        qt[first, 0], qd[first, 0], qf[first, 0] = t0, d0, f0
-        qn[first] = 1
-        for l in range(first, n_levels + 1):
-            if l == stop:  # buffer for the grouped pass
-                for r in range(qn[l]):
-                    out[out_n, 0], out[out_n, 2], out[out_n, 3] = qa[l, r], qt[l, r], qf[l, r]
-                    out[out_n, 1] = qb[l, r] | (np.int64(qw[l, r]) << 40) | (np.int64(qd[l, r]) << 41)
-                    out_n += 1
-                break
-            if l == n_levels:  # memory serves everything
-                for r in range(qn[l]):
-                    a, nb, w, owner = qa[l, r], qb[l, r], qw[l, r], qf[l, r]
-                    if qd[l, r]:
-                        served[qt[l, r] - first_index] = n_levels
-                    cnt[l, WH if w else RH] += ((a + nb - 1) >> mem_bits) - (a >> mem_bits) + 1
-                    cnt[l, WB if w else RB] += nb
-                    by_buf[l, owner if owner >= 0 else unmapped] += nb
-                break
-            if qn[l] == 0:
-                break
-            lb, n_sets, mask = cfg[l, LINE_BITS], cfg[l, N_SETS], cfg[l, SET_MASK]
-            ways, off, lru = cfg[l, WAYS], cfg[l, OFFSET], cfg[l, POLICY] == LRU
-            write_back, write_alloc = cfg[l, WRITE_BACK] != 0, cfg[l, WRITE_ALLOC] != 0
-            line_bytes = np.int64(1) << lb
-            k1 = 0  # requests queued for level l + 1
-            for r in range(qn[l]):
-                a, nb, w, t, data, owner = qa[l, r], qb[l, r], qw[l, r], qt[l, r], qd[l, r], \
-                    qf[l, r]
-                if data and l > 0:
-                    served[t - first_index] = max(served[t - first_index], l)
-                cnt[l, WB if w else RB] += nb
-                by_buf[l, owner if owner >= 0 else unmapped] += nb
-                for line in range(a >> lb, ((a + nb - 1) >> lb) + 1):
-                    tick += 1
-                    now = (t << STAMP_BITS) | tick
-                    v, oldest = -1, np.int64(1) << 62  # victim: a free slot or the LRU line
-                    if line == last[l, 0]:
-                        slot = last[l, 1]
-                    else:
-                        base = off + (line & mask if mask >= 0 else line % n_sets) * ways
-                        slot = -1
-                        for j in range(ways):
-                            if tags[base + j] == line:
-                                slot = base + j
-                                break
-                            if stamp[base + j] < oldest:
-                                v, oldest = base + j, stamp[base + j]
-                    if slot >= 0:  # hit
-                        cnt[l, WH if w else RH] += 1
-                        if compat and w:
-                            if line != last[l, 0]:
-                                last[l, 0] = -1
-                        else:
-                            if lru and line != last[l, 0]:
-                                stamp[slot] = now
-                            last[l, 0], last[l, 1] = line, slot
-                    else:  # miss
-                        cnt[l, WM if w else RM] += 1
-                        fill = (not w) or write_alloc
-                        if fill or (compat and write_back):
-                            if fill:
-                                qa[l + 1, k1], qb[l + 1, k1], qw[l + 1, k1] = \
-                                    line << lb, line_bytes, False
-                                qt[l + 1, k1], qd[l + 1, k1], qf[l + 1, k1] = t, data, owner
-                                k1 += 1
-                                cnt[l, BIN] += line_bytes
-                            if tags[v] >= 0:
-                                cnt[l, EV] += 1
-                                if meta[v] & 1:
-                                    qa[l + 1, k1], qb[l + 1, k1], qw[l + 1, k1] = \
-                                        tags[v] << lb, line_bytes, True
-                                    qt[l + 1, k1], qd[l + 1, k1], qf[l + 1, k1] = \
-                                        t, False, meta[v] >> 1
-                                    k1 += 1
-                                    cnt[l, WBK] += 1
-                                    cnt[l, BOUT] += line_bytes
-                            tags[v], meta[v], stamp[v] = line, owner << 1, now
-                            last[l, 0], last[l, 1] = line, v
-                            slot = v
-                        else:
-                            last[l, 0] = -1
-                    if not w:
-                        continue
-                    if slot >= 0 and write_back:
-                        meta[slot] = (owner << 1) | 1
-                        continue
-                    lo_b = max(a, line << lb)  # write-through or not allocated: pass it down
-                    end = lo_b + line_bytes if compat else (line + 1) << lb
-                    part = min(a + nb, end) - lo_b
-                    qa[l + 1, k1], qb[l + 1, k1], qw[l + 1, k1] = lo_b, part, True
-                    qt[l + 1, k1], qd[l + 1, k1], qf[l + 1, k1] = t, data, owner
-                    k1 += 1
-                    cnt[l, WBK] += 1
-                    cnt[l, BOUT] += part
-            qn[l + 1] = k1
-    return out_n
+            a, packed, t, owner = rows[k, 0], rows[k, 1], rows[k, 2], rows[k, 3]
+            nb, w, data = packed & MASK40, (packed >> 40) & 1 == 1, packed >> 41
+            if data and served[t - first_index] < l:
+                served[t - first_index] = l
+        if w:
+            wb += nb
+        else:
+            rb += nb
+        by_buf[l, owner if owner >= 0 else unmapped] += nb
+        for line in range(a >> lb, ((a + nb - 1) >> lb) + 1):
+            tick += 1
+            now = (t << STAMP_BITS) | tick
+            v, oldest = -1, np.int64(1) << 62  # victim: a free slot (-1) or the LRU line
+            if line == last_line:
+                slot = last_slot
+            else:
+                base = off + (line & mask if mask >= 0 else line % n_sets) * ways
+                slot = -1
+                for j in range(ways):
+                    if tags[base + j] == line:
+                        slot = base + j
+                        break
+                    if stamp[base + j] < oldest:
+                        v, oldest = base + j, stamp[base + j]
+            if slot >= 0:  # hit
+                if w:
+                    wh += 1
+                else:
+                    rh += 1
+                if compat and w:
+                    if line != last_line:
+                        last_line = -1
+                else:
+                    if lru and line != last_line:
+                        stamp[slot] = now
+                    last_line, last_slot = line, slot
+            else:  # miss
+                if w:
+                    wm += 1
+                else:
+                    rm += 1
+                fill = (not w) or write_alloc
+                if fill or (compat and write_back):
+                    if fill:
+                        out[n, 0], out[n, 1], out[n, 2], out[n, 3] = \
+                            line << lb, line_bytes | (data << 41), t, owner
+                        n += 1
+                        bin_ += line_bytes
+                    if tags[v] >= 0:
+                        ev += 1
+                        if meta[v] & 1:
+                            out[n, 0], out[n, 1], out[n, 2], out[n, 3] = \
+                                tags[v] << lb, line_bytes | (np.int64(1) << 40), t, meta[v] >> 1
+                            n += 1
+                            wbk += 1
+                            bout += line_bytes
+                    tags[v], meta[v], stamp[v] = line, owner << 1, now
+                    last_line, last_slot = line, v
+                    slot = v
+                else:
+                    last_line = -1
+            if not w:
+                continue
+            if slot >= 0 and write_back:
+                meta[slot] = (owner << 1) | 1
+                continue
+            lo_b = max(a, line << lb)  # write-through or not allocated: pass the store down
+            end = lo_b + line_bytes if compat else (line + 1) << lb
+            part = min(a + nb, end) - lo_b
+            out[n, 0], out[n, 1], out[n, 2], out[n, 3] = \
+                lo_b, part | (np.int64(1) << 40) | (data << 41), t, owner
+            n += 1
+            wbk += 1
+            bout += part
+    cnt[l, RH] += rh
+    cnt[l, RM] += rm
+    cnt[l, WH] += wh
+    cnt[l, WM] += wm
+    cnt[l, RB] += rb
+    cnt[l, WB] += wb
+    cnt[l, EV] += ev
+    cnt[l, WBK] += wbk
+    cnt[l, BIN] += bin_
+    cnt[l, BOUT] += bout
+    last[l, 0], last[l, 1] = last_line, last_slot
+    return n, tick
+
+
+@numba.njit(cache=True)
+def _memory(m, rows, lo, hi, mem_bits, first_index, cnt, by_buf, served):
+    """Memory serves every request; counts the memory lines and bytes."""
+    unmapped = by_buf.shape[1] - 1
+    for k in range(lo, hi):
+        a, packed, t, owner = rows[k, 0], rows[k, 1], rows[k, 2], rows[k, 3]
+        nb, w = packed & MASK40, (packed >> 40) & 1 == 1
+        if packed >> 41:
+            served[t - first_index] = m
+        cnt[m, WH if w else RH] += ((a + nb - 1) >> mem_bits) - (a >> mem_bits) + 1
+        cnt[m, WB if w else RB] += nb
+        by_buf[m, owner if owner >= 0 else unmapped] += nb
+
+
+@numba.njit(cache=True)
+def _below(rows, lo, hi, bufs, no_col, no_flags, cfg, compat, mem_bits, first_index, tick, tags,
+           meta, stamp, cnt, by_buf, served, last):
+    """Level-2 requests rows[lo..hi-1] down every level below, BATCH rows at a time, one level at
+    a time: a level takes the whole batch, in order, before the next takes what it sent down."""
+    n_levels = cfg.shape[0]
+    for start in range(lo, hi, BATCH):
+        src, a, b = rows, start, min(start + BATCH, hi)
+        for l in range(1, n_levels):
+            out = bufs[l & 1]
+            n, tick = _level(l, False, 0, 1, 0, no_col, no_col, no_flags, no_col, src, a, b, out,
+                             cfg, compat, first_index, tick, tags, meta, stamp, cnt, by_buf,
+                             served, last)
+            src, a, b = out, 0, n
+        _memory(n_levels, src, a, b, mem_bits, first_index, cnt, by_buf, served)
+    return tick
 
 
 @numba.njit(cache=True)
 def _group(rows, n, shift, mask, shard_step, n_classes, out):
-    """Rows 0..n-1 moved into `out` ordered by set class, stably (counting sort)."""
+    """Rows 0..n-1 moved into `out` ordered by set class, stably (counting sort); returns the
+    start row of every class (and the end, last)."""
     start = np.zeros(n_classes + 1, np.int64)
     for j in range(n):
         start[(((rows[j, 0] >> shift) & mask) >> shard_step) + 1] += 1
     for c in range(n_classes):
         start[c + 1] += start[c]
+    fill = start[:-1].copy()
     for j in range(n):
         c = ((rows[j, 0] >> shift) & mask) >> shard_step
-        k = start[c]
-        start[c] = k + 1
+        k = fill[c]
+        fill[c] = k + 1
         out[k, 0], out[k, 1], out[k, 2], out[k, 3] = rows[j, 0], rows[j, 1], rows[j, 2], rows[j, 3]
+    return start
 
 
 @numba.njit(cache=True)
 def _shard(shard, n_shards, addr, nbytes, is_write, buf, first_index, cfg, compat, mem_bits,
-           qcap, cap1, piece, cls_shift, cls_mask, tags, meta, stamp, cnt, by_buf, served):
-    """This shard's part of a chunk, piece by piece: level 1 in trace order, then (grouped) the
-    levels below class by class."""
+           fanout, piece, cls_shift, cls_mask, min_per_class, tags, meta, stamp, cnt, by_buf,
+           served):
+    """This shard's part of a chunk, piece by piece: level 1 in trace order, then the levels
+    below, class by class when the hierarchy has set classes."""
     n_levels = cfg.shape[0]
-    grouped = cls_mask >= 0
-    stop = 1 if grouped else n_levels + 1
-    size = piece * cap1 if grouped else 1
-    buffered, ordered = np.empty((size, 4), np.int64), np.empty((size, 4), np.int64)
     shard_step = 1 if n_shards > 1 else 0
-    n_classes = (cls_mask + 1) >> shard_step if grouped else 1
+    n_classes = (cls_mask + 1) >> shard_step if cls_mask >= 0 else 1
+    size = piece * fanout[0]
+    level2 = np.empty((size, 4), np.int64)
+    ordered = np.empty((size if cls_mask >= 0 else 1, 4), np.int64)
+    deeper = BATCH
+    for f in fanout[1:]:
+        deeper *= f
+    bufs = (np.empty((deeper, 4), np.int64), np.empty((deeper, 4), np.int64))
+    last = np.full((n_levels, 2), -1, np.int64)  # per level: the line touched last, its slot
+    no_col, no_flags = np.empty(0, np.int64), np.empty(0, np.bool_)  # no chunk below level 1
     for lo in range(0, addr.shape[0], piece):
         hi = min(lo + piece, addr.shape[0])
-        n = _descend(True, lo, hi, shard, n_shards, cls_shift, addr, nbytes, is_write, buf,
-                     buffered, buffered, 0, stop, first_index, cfg, compat, mem_bits, qcap, tags,
-                     meta, stamp, cnt, by_buf, served)
-        if not grouped or n == 0:
-            continue
-        _group(buffered, n, cls_shift, cls_mask, shard_step, n_classes, ordered)
-        _descend(False, 0, n, shard, n_shards, cls_shift, addr, nbytes, is_write, buf, ordered,
-                 buffered, 0, n_levels + 1, first_index, cfg, compat, mem_bits, qcap, tags, meta,
-                 stamp, cnt, by_buf, served)
+        n1, tick = _level(0, True, shard, n_shards, cls_shift, addr, nbytes, is_write, buf,
+                          level2, lo, hi, level2, cfg, compat, first_index, 0, tags, meta, stamp,
+                          cnt, by_buf, served, last)
+        if n_levels == 1:
+            _memory(1, level2, 0, n1, mem_bits, first_index, cnt, by_buf, served)
+        elif cls_mask < 0 or n1 < min_per_class * n_classes:
+            # few requests reached level 2 (the piece mostly hit): grouping would not pay
+            _below(level2, 0, n1, bufs, no_col, no_flags, cfg, compat, mem_bits, first_index,
+                   tick, tags, meta, stamp, cnt, by_buf, served, last)
+        else:
+            start = _group(level2, n1, cls_shift, cls_mask, shard_step, n_classes, ordered)
+            for c in range(n_classes):
+                if start[c + 1] > start[c]:
+                    tick = _below(ordered, start[c], start[c + 1], bufs, no_col, no_flags, cfg,
+                                  compat, mem_bits, first_index, tick, tags, meta, stamp, cnt,
+                                  by_buf, served, last)
 
 
 @numba.njit(cache=True, parallel=True)
-def _run(n_shards, addr, nbytes, is_write, buf, first_index, cfg, compat, mem_bits, qcap, cap1,
-         piece, cls_shift, cls_mask, tags, meta, stamp, cnt, by_buf, served):
+def _run(n_shards, addr, nbytes, is_write, buf, first_index, cfg, compat, mem_bits, fanout,
+         piece, cls_shift, cls_mask, min_per_class, tags, meta, stamp, cnt, by_buf, served):
     """Shards in parallel; each writes its own counters and its own `served` row (no two
     threads write one cache line)."""
     for s in numba.prange(n_shards):
         _shard(s, n_shards, addr, nbytes, is_write, buf, first_index, cfg, compat, mem_bits,
-               qcap, cap1, piece, cls_shift, cls_mask, tags, meta, stamp, cnt[s], by_buf[s],
-               served[s])
+               fanout, piece, cls_shift, cls_mask, min_per_class, tags, meta, stamp, cnt[s],
+               by_buf[s], served[s])
 
 
 class FusedHierarchy:
@@ -316,20 +318,20 @@ class FusedHierarchy:
         self.cnt = np.zeros((2, n + 2, N_COUNTERS), np.int64)
         self.by_buf = np.zeros((2, n + 2, n_buffers + 1), np.int64)
         self.accesses = 0
+        self.min_per_class = MIN_PER_CLASS  # tests set 0 to group every piece
 
     def feed(self, chunk, buffer_ids: np.ndarray) -> np.ndarray:
         n_shards = 1
         if self.shardable and not _any_spans(chunk.addr, chunk.nbytes, self.cfg[0, LINE_BITS]):
             n_shards = 2
         served = np.zeros((n_shards, len(chunk)), np.int8)
-        max_bytes = int(chunk.nbytes.max(initial=1))
-        qcap = _queue_capacity(self.levels, max_bytes)
-        # stamps count line touches per piece in STAMP_BITS - 1 bits at most
-        piece = max(1, min(PIECE, (1 << (STAMP_BITS - 1)) // (qcap * len(self.levels))))
+        fanout = _fanout(self.levels, int(chunk.nbytes.max(initial=1)))
+        # stamps count the line touches of a piece in STAMP_BITS - 1 bits
+        touches = int(np.cumprod(fanout).sum())
+        piece = max(1, min(PIECE, (1 << (STAMP_BITS - 1)) // touches))
         _run(n_shards, chunk.addr, chunk.nbytes, chunk.is_write, buffer_ids, self.accesses,
-             self.cfg, self.compat, self.mem_bits, qcap,
-             3 * (max_bytes // self.levels[0].line_bytes + 2), piece, self.cls_shift,
-             self.cls_mask, self.tags, self.meta, self.stamp, self.cnt, self.by_buf, served)
+             self.cfg, self.compat, self.mem_bits, fanout, piece, self.cls_shift, self.cls_mask,
+             self.min_per_class, self.tags, self.meta, self.stamp, self.cnt, self.by_buf, served)
         self.accesses += len(chunk)
         return served.max(axis=0)
 
@@ -341,13 +343,11 @@ class FusedHierarchy:
         return self.by_buf[:, :-1].sum(axis=0)
 
 
-def _queue_capacity(levels, max_access_bytes: int) -> int:
-    """Requests one access can cause at any level: at most a fill, a writeback and a
-    write-through store per line a request touches."""
-    cap = most = 1
-    req_bytes = max_access_bytes
-    for lv in levels:
-        cap *= 3 * (req_bytes // lv.line_bytes + 2)
-        most = max(most, cap)
-        req_bytes = lv.line_bytes
-    return most
+def _fanout(levels, max_access_bytes: int) -> np.ndarray:
+    """Per level, the most requests one request can send to the level below: a fill, a
+    writeback and a write-through store for every line it touches. A request below level 1 is at
+    most one line of the level above long (pycachesim's store part may start mid-line)."""
+    out = [3 * (max_access_bytes // levels[0].line_bytes + 2)]
+    for above, lv in zip(levels, levels[1:]):
+        out.append(3 * (max(1, above.line_bytes // lv.line_bytes) + 1))
+    return np.array(out, dtype=np.int64)

@@ -221,9 +221,11 @@ def fused_case(seed, n=4000):
             rng.integers(-1, 3, n))
 
 
-def run_path(h, addr, nbytes, w, ids, fused, chunk_size=701):
+def run_path(h, addr, nbytes, w, ids, fused, chunk_size=701, always_group=False):
     sim = CacheSim(h, 3, fused=fused)
     assert (sim._fused is not None) == fused
+    if always_group:
+        sim._fused.min_per_class = 0
     chunk = make_chunk(0, addr, nbytes, w)
     served = [sim.feed(make_chunk(0, chunk.addr[i:i + chunk_size], chunk.nbytes[i:i + chunk_size],
                                   chunk.is_write[i:i + chunk_size]),
@@ -235,7 +237,8 @@ def run_path(h, addr, nbytes, w, ids, fused, chunk_size=701):
 @pytest.mark.parametrize("seed", range(60))
 def test_fused_path_equals_the_general_path(seed):
     h, addr, nbytes, w, ids = fused_case(seed)
-    stats_f, served_f, bytes_f = run_path(h, addr, nbytes, w, ids, fused=True)
+    stats_f, served_f, bytes_f = run_path(h, addr, nbytes, w, ids, fused=True,
+                                          always_group=seed % 2 == 0)
     stats_g, served_g, bytes_g = run_path(h, addr, nbytes, w, ids, fused=False)
     assert stats_f == stats_g
     assert np.array_equal(served_f, served_g) and np.array_equal(bytes_f, bytes_g)
