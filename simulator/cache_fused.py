@@ -3,30 +3,27 @@
 Used when every cache level is LRU or FIFO with at most SCAN_MAX_WAYS lines per set (cpu-like,
 most configs). Same semantics and counters as the general level-by-level path in cache.py;
 tests/test_cache.py checks that the two agree on random hierarchies and traces, and
-tests/test_vs_pycachesim.py runs through this path. What it does differently is the order of
-work, which no count can see:
+tests/test_vs_pycachesim.py runs through this path. What it changes is the order of work, which
+no count can see, because each set still sees its requests in trace order:
 
 - **Set classes.** Two requests that meet in one set of a level agree on that level's set-index
   bits. With power-of-two set counts, the address bits [max line bits, min(line bits + set bits))
-  are set-index bits of *every* level, so they split all sets into classes that never exchange a
-  line. Any reorder that keeps each class's requests in trace order keeps every set's requests in
-  trace order, so every level sees, set by set, exactly what it would have seen.
-- **Two shards.** The lowest class bit splits the hierarchy in two halves; one thread simulates
-  each half over the same chunk, in trace order. A chunk with an access that spans two level-1
-  lines runs on one thread (its lines may fall in both halves).
-- **Grouping below level 1.** Each thread takes a piece of the chunk through level 1 in trace
-  order, collecting the requests for level 2 (fills, writebacks, write-through stores: each inside
-  one level-1 line, so inside one class); sorts them by class, stably (counting sort); and takes
-  them down the remaining levels class by class, so the sets in use at any moment are a small,
-  host-cache-resident part of the big levels' state.
-- **Fused.** Each request goes down all its levels before the next starts, through small
-  per-level queues in pycachesim's order (fill, then the victim's writeback, then a write-through
-  store), so no stream is written out but the one between levels 1 and 2.
+  are set-index bits of *every* level below level 1, so they split those levels' sets into
+  classes that never exchange a line. Any reorder of level-2 requests that keeps each class in
+  trace order keeps every set's requests in trace order.
+- **Two shards.** When the lowest class bit is also a set-index bit of level 1, it splits the
+  whole hierarchy in two halves; one thread simulates each half over the same chunk. A chunk with
+  an access that spans two level-1 lines runs on one thread (its lines may fall in both halves).
+- **Level-major batches.** Each thread takes a piece of its accesses through level 1 in trace
+  order, collecting what level 1 sends down (fills, then the victim's writeback, then
+  write-through stores: pycachesim's order). When enough requests reach level 2, it sorts them by
+  class, stably (counting sort), so that the part of the big levels' state in use stays in the
+  host's cache. Each batch then goes down one level at a time: a level takes the whole batch in
+  order, then the next level takes what it sent down.
 
 Recency is a stamp per slot, (access index << 24) | touches so far in this piece: within a set,
 stamps grow in processing order, whichever thread or piece made them. The victim is the smallest
-stamp (free slots hold -1), found in the pass that looks for the line. Sets that a request some
-way ahead will touch below level 1 are prefetched.
+stamp (free slots hold -1), found in the pass that looks for the line.
 """
 
 from __future__ import annotations
