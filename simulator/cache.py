@@ -52,15 +52,12 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from . import cache_fused
+from .cache_counters import (BIN, BOUT, EV, LAST_LINE, LAST_SLOT, LRU, N_COUNTERS, POLICY_IDS, RANDOM, RB, RH, RM, SCAN_MAX_WAYS, WB, WBK, WH, WM)
+from .cache_counters import log2 as _log2
 from .errors import SimError
 from .hierarchy import Hierarchy, Level
 
-# per-level int64 counters; the last two are kernel state carried between chunks
-RH, RM, WH, WM, RB, WB, EV, WBK, BIN, BOUT, LAST_LINE, LAST_SLOT = range(12)
-N_COUNTERS = 12
-LRU, FIFO, RANDOM, OPT = range(4)
-_POLICY = {"lru": LRU, "fifo": FIFO, "random": RANDOM, "opt": OPT}
-SCAN_MAX_WAYS = 32
 PIECE = 1 << 16                    # output buffer entries per level (bounded memory)
 NEVER = np.int64(1) << 62          # next use of a line never used again (OPT)
 _HASH_MUL = np.int64(-7046029254386353131)   # 0x9E3779B97F4A7C15 as int64
@@ -624,10 +621,6 @@ def _memory_level(st, line_bits, in_a, in_nb, in_w, in_src, in_buf, served, lvl,
 
 # ----------------------------------------------------------------------------- driver
 
-def _log2(x: int) -> int:
-    return x.bit_length() - 1
-
-
 class _LevelState:
     """The arrays of one cache level, kept between chunks, and its output buffers."""
 
@@ -636,7 +629,7 @@ class _LevelState:
         n_lines, n_sets, ways = level.n_lines, level.n_sets, level.assoc
         set_mask = n_sets - 1 if n_sets & (n_sets - 1) == 0 else -1
         self.cfg = np.array([_log2(level.line_bytes), n_sets, set_mask, ways,
-                             _POLICY[level.policy], level.write_back, level.write_allocate,
+                             POLICY_IDS[level.policy], level.write_back, level.write_allocate,
                              compat], dtype=np.int64)
         self.hashed = ways > SCAN_MAX_WAYS
         self.tags = np.full(n_lines, -1, np.int64)
@@ -826,12 +819,9 @@ class CacheSim:
                           int(st[WH]), 0, int(st[RB]), int(st[WB]), 0, 0, 0, 0)
 
 
-def simulate(hierarchy: Hierarchy, trace) -> tuple[list[LevelStats], np.ndarray]:
+def simulate_hierarchy(hierarchy: Hierarchy, trace) -> tuple[list[LevelStats], np.ndarray]:
     """Run a whole trace; returns the level stats and bytes_by_level_buffer."""
     sim = CacheSim(hierarchy, len(trace.buffers), trace)
     for chunk in trace:
         sim.feed(chunk, trace.buffer_ids(chunk))
     return sim.finish(), sim.bytes_by_level_buffer
-
-
-from . import cache_fused  # noqa: E402  (it imports this module's constants)

@@ -23,7 +23,8 @@ no count can see, because each set still sees its requests in trace order:
 
 Recency is a stamp per slot, (access index << 24) | touches so far in this piece: within a set,
 stamps grow in processing order, whichever thread or piece made them. The victim is the smallest
-stamp (free slots hold -1), found in the pass that looks for the line.
+stamp (free slots hold -1), found in the pass that looks for the line. Below level 1 the set a
+request AHEAD rows later will scan is prefetched.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .cache import (BIN, BOUT, EV, FIFO, LRU, N_COUNTERS, RB, RH, RM, SCAN_MAX_WAYS, WB, WBK,
-                    WH, WM, _log2)
+from .cache_counters import (BIN, BOUT, EV, FIFO, LRU, N_COUNTERS, RB, RH, RM, SCAN_MAX_WAYS, WB,
+                             WBK, WH, WM)
+from .cache_counters import log2 as _log2
 from .intrinsics import prefetch
 
 STAMP_BITS = 24
@@ -106,6 +108,12 @@ def _level(l, chunk, shard, n_shards, shard_shift, addr, nbytes, is_write, buf, 
             nb, w, data = packed & MASK40, (packed >> 40) & 1 == 1, packed >> 41
             if data and served[t - first_index] < l:
                 served[t - first_index] = l
+            if mask >= 0 and k + AHEAD < hi:  # the set a later request will scan
+                ahead = off + ((rows[k + AHEAD, 0] >> lb) & mask) * ways
+                prefetch(tags, ahead)
+                prefetch(stamp, ahead)
+                prefetch(tags, ahead + ways - 1)
+                prefetch(stamp, ahead + ways - 1)
         if w:
             wb += nb
         else:

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from simulator.cache import CacheSim, simulate
+from simulator.cache import CacheSim, simulate_hierarchy
 from simulator.errors import SimError
 from simulator.hierarchy import Hierarchy, Level
-from simulator.trace import Buffer, Trace, TraceBuilder, make_chunk
+from simulator.trace import TraceBuilder, make_chunk
 
 
 def hier(*levels, compat=False, mem_line=None):
@@ -156,8 +156,8 @@ def opt_trace(lines, nbytes=4):
 def test_opt_hand_case():
     # 2 lines: A B C A B. OPT evicts B for C (B is used later than A): A hits. LRU: no hit.
     trace = opt_trace([0, 1, 2, 0, 1])
-    opt, _ = simulate(hier(Level("L1", 8, 4, policy="opt")), trace)
-    lru, _ = simulate(hier(Level("L1", 8, 4, policy="lru")), trace)
+    opt, _ = simulate_hierarchy(hier(Level("L1", 8, 4, policy="opt")), trace)
+    lru, _ = simulate_hierarchy(hier(Level("L1", 8, 4, policy="lru")), trace)
     assert (opt[0].hits, lru[0].hits) == (1, 0)
 
 
@@ -166,8 +166,8 @@ def test_opt_hand_case():
 def test_opt_beats_lru(ways, n_lines, seed):
     rng = np.random.default_rng(seed)
     trace = opt_trace((rng.zipf(1.2, 4000) % 500).tolist())
-    opt, by_buf = simulate(hier(Level("L1", n_lines * 4, 4, ways, "opt")), trace)
-    lru, _ = simulate(hier(Level("L1", n_lines * 4, 4, ways, "lru")), trace)
+    opt, by_buf = simulate_hierarchy(hier(Level("L1", n_lines * 4, 4, ways, "opt")), trace)
+    lru, _ = simulate_hierarchy(hier(Level("L1", n_lines * 4, 4, ways, "lru")), trace)
     assert opt[0].hits >= lru[0].hits and opt[0].accesses == lru[0].accesses
     assert by_buf[0].sum() == opt[0].read_bytes
 
