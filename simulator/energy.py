@@ -302,9 +302,10 @@ def _given_energy(level) -> LevelEnergy:
 def _offchip_energy(level, preset: EnergyPreset) -> LevelEnergy:
     kind = level.offchip
     if kind not in preset.offchip:
-        raise SimError(f"level '{level.name}' is off-chip '{kind}', but energy preset "
-                       f"'{preset.name}' has no '{kind}' (it has: {', '.join(preset.offchip)})",
-                       f"level '{level.name}'")
+        raise SimError(f"level '{level.name}' is off-chip '{kind}', which energy preset "
+                       f"'{preset.name}' does not price (it has: {', '.join(preset.offchip)}); "
+                       f"choose another --energy or give the level an energy_fj_per_bit",
+                       f"energy preset '{preset.name}'")
     chip = preset.offchip[kind]
     device = chip.device_fj_per_bit.value
     route = chip.route_mm.value * preset.wire_fj_per_bit_mm.value

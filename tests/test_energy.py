@@ -189,8 +189,10 @@ def test_onchip_split():
 def test_missing_offchip_kind_names_level_and_preset():
     with pytest.raises(SimError) as err:
         level_energy(FakeLevel("HBM", offchip="hbm"), get_preset("horowitz-45nm"))
-    assert str(err.value) == ("level 'HBM': error: level 'HBM' is off-chip 'hbm', but energy "
-                              "preset 'horowitz-45nm' has no 'hbm' (it has: dram)")
+    assert str(err.value) == ("energy preset 'horowitz-45nm': error: level 'HBM' is off-chip "
+                              "'hbm', which energy preset 'horowitz-45nm' does not price (it has: "
+                              "dram); choose another --energy or give the level an "
+                              "energy_fj_per_bit")
 
 
 def test_unpriceable_main_memory():
