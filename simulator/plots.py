@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .report import ENERGY_UNITS, energy, size  # noqa: E402
 from .simulate import Result  # noqa: E402
 
 
@@ -49,18 +50,22 @@ def _cdf(r: Result, ax) -> None:
         ax.step([b for b, _ in cdf], [f for _, f in cdf], where="post", color="#4472c4")
     ax.set_xscale("log", base=2)
     ax.set_ylim(0, 1.02)
-    for s in r.levels[:-1]:
-        lines = s.capacity_bytes // s.line_bytes
-        ax.axvline(lines, color="gray", ls=":", lw=1)
-        ax.text(lines, 0.02, f" {s.name}", rotation=90, fontsize=7, color="gray")
-    ax.set_xlabel("LRU stack distance below (elements); dotted: level capacities in lines")
+    elem_bytes = r.reuse.read_bytes / r.reuse.reads if r.reuse.reads else 4.0
+    for s in r.levels[:-1]:  # a capacity in elements of the trace's mean read size
+        elements = s.capacity_bytes / elem_bytes
+        ax.axvline(elements, color="gray", ls=":", lw=1)
+        ax.text(elements, 0.02, f" {s.name} ({size(s.capacity_bytes)})", rotation=90,
+                fontsize=7, color="gray")
+    ax.set_xlabel("LRU stack distance below (elements); dotted: level capacities")
     ax.set_ylabel("fraction of finite reads")
     ax.set_title("Reuse distance CDF")
 
 
 def _barh(ax, labels, values_fj, title) -> None:
-    ax.barh(labels[::-1], [v / 1e3 for v in values_fj[::-1]], color="#ed7d31")
-    ax.set_xlabel("energy (pJ)")
+    scale, unit = next(((s, u) for s, u in ENERGY_UNITS if max(values_fj, default=0) >= s),
+                       (1.0, "fJ"))
+    ax.barh(labels[::-1], [v / scale for v in values_fj[::-1]], color="#ed7d31")
+    ax.set_xlabel(f"energy ({unit})")
     ax.set_title(title)
 
 
@@ -68,7 +73,7 @@ def _energy_by_level(r: Result, ax) -> None:
     e = r.energy
     labels = list(e.by_level) + ["arithmetic"]
     _barh(ax, labels, list(e.by_level.values()) + [e.arithmetic],
-          f"Energy by level ({r.energy.preset}), total {e.total / 1e3:,.1f} pJ")
+          f"Energy by level ({r.energy.preset}), total {energy(e.total)}")
 
 
 def _energy_by_buffer(r: Result, ax) -> None:
