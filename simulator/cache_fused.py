@@ -95,6 +95,7 @@ def _level(l, chunk, shard, n_shards, shard_shift, addr, nbytes, is_write, buf, 
     unmapped = by_buf.shape[1] - 1
     last_line, last_slot = last[l, 0], last[l, 1]
     rh = rm = wh = wm = rb = wb = ev = wbk = bin_ = bout = 0
+    run_owner, run_bytes = np.int64(-1), np.int64(0)
     n = 0
     for k in range(lo, hi):
         if chunk:
@@ -106,8 +107,6 @@ def _level(l, chunk, shard, n_shards, shard_shift, addr, nbytes, is_write, buf, 
         else:
             a, packed, t, owner = rows[k, 0], rows[k, 1], rows[k, 2], rows[k, 3]
             nb, w, data = packed & MASK40, (packed >> 40) & 1 == 1, packed >> 41
-            if data and served[t - first_index] < l:
-                served[t - first_index] = l
             if mask >= 0 and k + AHEAD < hi:  # the set a later request will scan
                 ahead = off + ((rows[k + AHEAD, 0] >> lb) & mask) * ways
                 prefetch(tags, ahead)
@@ -118,8 +117,13 @@ def _level(l, chunk, shard, n_shards, shard_shift, addr, nbytes, is_write, buf, 
             wb += nb
         else:
             rb += nb
-        by_buf[l, owner if owner >= 0 else unmapped] += nb
-        for line in range(a >> lb, ((a + nb - 1) >> lb) + 1):
+        if owner != run_owner:  # bytes per buffer, added up over runs of one buffer
+            by_buf[l, run_owner if run_owner >= 0 else unmapped] += run_bytes
+            run_owner, run_bytes = owner, np.int64(0)
+        run_bytes += nb
+        line, end_line = (a >> lb) - 1, (a + nb - 1) >> lb
+        while line < end_line:  # each line the request touches
+            line += 1
             tick += 1
             now = (t << STAMP_BITS) | tick
             v, oldest = -1, np.int64(1) << 62  # victim: a free slot (-1) or the LRU line
@@ -134,7 +138,8 @@ def _level(l, chunk, shard, n_shards, shard_shift, addr, nbytes, is_write, buf, 
                         break
                     if stamp[base + j] < oldest:
                         v, oldest = base + j, stamp[base + j]
-            if slot >= 0:  # hit
+            hit = slot >= 0
+            if hit:
                 if w:
                     wh += 1
                 else:
@@ -172,9 +177,13 @@ def _level(l, chunk, shard, n_shards, shard_shift, addr, nbytes, is_write, buf, 
                 else:
                     last_line = -1
             if not w:
+                if hit and data and l > 0 and served[t - first_index] < l:  # its data ends here
+                    served[t - first_index] = l
                 continue
             if slot >= 0 and write_back:
                 meta[slot] = (owner << 1) | 1
+                if data and l > 0 and served[t - first_index] < l:
+                    served[t - first_index] = l
                 continue
             lo_b = max(a, line << lb)  # write-through or not allocated: pass the store down
             end = lo_b + line_bytes if compat else (line + 1) << lb
@@ -184,6 +193,7 @@ def _level(l, chunk, shard, n_shards, shard_shift, addr, nbytes, is_write, buf, 
             n += 1
             wbk += 1
             bout += part
+    by_buf[l, run_owner if run_owner >= 0 else unmapped] += run_bytes
     cnt[l, RH] += rh
     cnt[l, RM] += rm
     cnt[l, WH] += wh
