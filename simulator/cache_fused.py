@@ -104,6 +104,19 @@ def _level(l, chunk, shard, n_shards, shard_shift, addr, nbytes, is_write, buf, 
                 continue
             nb, w, t, owner, data = np.int64(nbytes[k]), is_write[k], first_index + k, \
                 np.int64(buf[k]), np.int64(1)
+            if (a >> lb) == last_line and ((a + nb - 1) >> lb) == last_line and owner == run_owner \
+                    and (not w or (write_back and not compat)):
+                # the line this level touched last, again: a hit that changes no order (the
+                # loop below would do exactly this, slower)
+                run_bytes += nb
+                if w:
+                    wh += 1
+                    wb += nb
+                    meta[last_slot] = (owner << 1) | 1
+                else:
+                    rh += 1
+                    rb += nb
+                continue
         else:
             a, packed, t, owner = rows[k, 0], rows[k, 1], rows[k, 2], rows[k, 3]
             nb, w, data = packed & MASK40, (packed >> 40) & 1 == 1, packed >> 41
