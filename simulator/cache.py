@@ -692,9 +692,17 @@ class _LevelState:
         return tuple(col[:k] for col in out)
 
     def stats(self) -> LevelStats:
-        lv, st = self.level, self.st
-        return LevelStats(lv.name, lv.capacity_bytes, lv.line_bytes, lv.ways, lv.policy,
-                          *(int(st[i]) for i in (RH, RM, WH, WM, RB, WB, EV, WBK, BIN, BOUT)))
+        return level_stats(self.level, self.st)
+
+
+def level_stats(level: Level, st: np.ndarray) -> LevelStats:
+    """A level's counter row as LevelStats; memory serves every request (all hits)."""
+    if level.is_memory:
+        return LevelStats(level.name, None, level.line_bytes, None, level.policy, int(st[RH]), 0,
+                          int(st[WH]), 0, int(st[RB]), int(st[WB]), 0, 0, 0, 0)
+    return LevelStats(level.name, level.capacity_bytes, level.line_bytes, level.ways,
+                      level.policy,
+                      *(int(st[i]) for i in (RH, RM, WH, WM, RB, WB, EV, WBK, BIN, BOUT)))
 
 
 _EMPTY_SRC = np.empty(0, np.int32)
@@ -720,26 +728,31 @@ class CacheSim:
         self.hierarchy = hierarchy
         self.n_buffers = int(n_buffers)
         compat = hierarchy.pycachesim_compat
-        self._levels = [_LevelState(lv, compat) for lv in hierarchy.levels[:-1]]
         self._memory = hierarchy.levels[-1]
-        self._memory_st = np.zeros(N_COUNTERS, np.int64)
-        n_levels = len(hierarchy.levels)
-        self.bytes_by_level_buffer = np.zeros((n_levels, self.n_buffers + 1), np.int64)
         self._opt_served = None
         self._fused = None
         if fused and cache_fused.eligible(hierarchy.levels[:-1]):
             self._fused = cache_fused.FusedHierarchy(hierarchy.levels[:-1], self._memory,
                                                      self.n_buffers, compat)
+            return
+        self._levels = [_LevelState(lv, compat) for lv in hierarchy.levels[:-1]]
+        self._memory_st = np.zeros(N_COUNTERS, np.int64)
+        self._bytes = np.zeros((len(hierarchy.levels), self.n_buffers + 1), np.int64)
         if any(lv.policy == "opt" for lv in hierarchy.levels[:-1]):
             self._simulate_whole(trace)
+
+    @property
+    def bytes_by_level_buffer(self) -> np.ndarray:
+        """[level, buffer]: bytes of the requests each level received, charged to buffers."""
+        if self._fused is not None:
+            return self._fused.bytes_by_level_buffer()
+        return self._bytes
 
     def feed(self, chunk, buffer_ids: np.ndarray) -> np.ndarray:
         """Simulate one chunk; returns `served` (int8 per access)."""
         buffer_ids = self._check_ids(chunk, buffer_ids)
         if self._fused is not None:
-            served = self._fused.feed(chunk, buffer_ids)
-            self.bytes_by_level_buffer = self._fused.bytes_by_level_buffer()
-            return served
+            return self._fused.feed(chunk, buffer_ids)
         if self._opt_served is not None:
             return self._next_opt_part(len(chunk))
         served = np.zeros(len(chunk), np.int8)
@@ -749,11 +762,9 @@ class CacheSim:
     def finish(self) -> list[LevelStats]:
         """One LevelStats per level, memory last."""
         if self._fused is not None:
-            counts = self._fused.counters()
-            for state, row in zip(self._levels, counts):
-                state.st[:] = row
-            self._memory_st[:] = counts[-1]
-        return [lv.stats() for lv in self._levels] + [self._memory_stats()]
+            return [level_stats(lv, row)
+                    for lv, row in zip(self.hierarchy.levels, self._fused.counters())]
+        return [lv.stats() for lv in self._levels] + [level_stats(self._memory, self._memory_st)]
 
     # -- internals
 
@@ -776,7 +787,7 @@ class CacheSim:
     def _run(self, stream, served, lvl: int = 0) -> None:
         """Level `lvl` processes the stream piece by piece (bounded buffers), each piece going
         all the way down before the next is made: the same order as processing it whole."""
-        by_buf = self.bytes_by_level_buffer[lvl]
+        by_buf = self._bytes[lvl]
         if lvl == len(self._levels):
             _memory_level(self._memory_st, _log2(self._memory.line_bytes), *stream, served,
                           lvl, by_buf)
@@ -813,10 +824,6 @@ class CacheSim:
         self._opt_pos = lo + n
         return self._opt_served[lo:lo + n]
 
-    def _memory_stats(self) -> LevelStats:
-        lv, st = self._memory, self._memory_st
-        return LevelStats(lv.name, None, lv.line_bytes, None, lv.policy, int(st[RH]), 0,
-                          int(st[WH]), 0, int(st[RB]), int(st[WB]), 0, 0, 0, 0)
 
 
 def simulate_hierarchy(hierarchy: Hierarchy, trace) -> tuple[list[LevelStats], np.ndarray]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .simulate import Result
+from .simulate import Result, step_ranges
 
 ENERGY_UNITS = ((1e15, "J"), (1e12, "mJ"), (1e9, "uJ"), (1e6, "nJ"), (1e3, "pJ"), (1.0, "fJ"))
 
@@ -58,7 +58,7 @@ def _summary(r: Result) -> str:
 
 
 def _steps(r: Result) -> str:
-    return r.to_dict()["traced_steps"] or "none"
+    return step_ranges(r.steps) or "none"
 
 
 def _levels(r: Result) -> str:

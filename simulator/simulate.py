@@ -74,7 +74,7 @@ class Result:
         r = self.reuse
         return {
             "trace": self.trace, "hierarchy": self.hierarchy,
-            "steps": len(self.steps), "traced_steps": _ranges(self.steps),
+            "steps": len(self.steps), "traced_steps": step_ranges(self.steps),
             "wall_s": self.wall_s, "meta": self.meta,
             "accesses": {"reads": r.reads, "writes": r.writes, "read_bytes": r.read_bytes,
                          "write_bytes": r.write_bytes},
@@ -93,7 +93,7 @@ def _level_dict(s: LevelStats) -> dict:
     return d
 
 
-def _ranges(steps: tuple[int, ...]) -> str:
+def step_ranges(steps: tuple[int, ...]) -> str:
     """'0-9,20' for the steps (0,1,...,9,20)."""
     if not steps:
         return ""
