@@ -53,7 +53,8 @@ import numba
 import numpy as np
 
 from . import cache_fused
-from .cache_counters import (BIN, BOUT, EV, LAST_LINE, LAST_SLOT, LRU, N_COUNTERS, POLICY_IDS, RANDOM, RB, RH, RM, SCAN_MAX_WAYS, WB, WBK, WH, WM)
+from .cache_counters import (BIN, BOUT, EV, LAST_LINE, LAST_SLOT, LRU, N_COUNTERS, POLICY_IDS,
+                             RANDOM, RB, RH, RM, SCAN_MAX_WAYS, WB, WBK, WH, WM)
 from .cache_counters import log2 as _log2
 from .errors import SimError
 from .hierarchy import Hierarchy, Level

@@ -1,8 +1,10 @@
 """The seed's buffer-level distance measure ("memtracker", cost-models.md section 2).
 
-This module owns the buffer-level event form of a run (`Event`: read or write of a whole buffer),
-its text form (`parse_events`), its derivation from an element trace (`events_from_trace`) and
-the measure itself (`memtracker`), which reproduces the seed's published ARD tables.
+This module owns the buffer-level event form of a run (`Event`: read or write of a whole buffer;
+`EventTable`: the same as columns), its text form (`parse_events`), its derivation from an
+element trace (`event_table`, `events_from_trace`) and the measure itself (`memtracker`), which
+reproduces the seed's published ARD tables. On traces everything is columnar: a kernel that
+interleaves two buffers makes one event per access, so no Python loop runs per event.
 
 The measure: a clock counts elements touched (reads and writes, repeats included); a write
 remembers the clock for its buffer; a read's distance is the clock minus its buffer's last
@@ -76,32 +78,79 @@ class MemtrackerResult:
                 "buffers": {name: b.to_dict() for name, b in self.buffers.items()}}
 
 
-def memtracker(events: Iterable[Event]) -> MemtrackerResult:
+@dataclass(frozen=True, eq=False)
+class EventTable:
+    """Buffer-level events as columns: event i writes (or reads) size[i] elements of buffer
+    names[buffer[i]]."""
+
+    names: tuple[str, ...]
+    is_write: np.ndarray
+    buffer: np.ndarray
+    size: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.size)
+
+    @classmethod
+    def from_events(cls, events: Iterable[Event]) -> "EventTable":
+        events = list(events)
+        for i, (kind, buf, size) in enumerate(events):
+            _check_event(i, kind, buf, size)
+        names = tuple(dict.fromkeys(buf for _, buf, _ in events))
+        index = {n: i for i, n in enumerate(names)}
+        return cls(names, np.array([k == "W" for k, _, _ in events], dtype=np.bool_),
+                   np.array([index[b] for _, b, _ in events], dtype=np.int64),
+                   np.array([s for _, _, s in events], dtype=np.int64))
+
+    def as_list(self) -> list[Event]:
+        cols = zip(self.is_write.tolist(), self.buffer.tolist(), self.size.tolist())
+        return [("W" if w else "R", self.names[b], n) for w, b, n in cols]
+
+
+def memtracker(events: Iterable[Event] | EventTable) -> MemtrackerResult:
     """Run the seed's clock over buffer-level events. Reading a never-written buffer is an error.
     With no reads, both ARDs are 0.0."""
-    clock, writes = 0, 0
-    last_write: dict[str, int] = {}
-    distances: dict[str, list[int]] = {}
-    weighted, elements_read, n_reads = 0, 0, 0
-    for i, (kind, buf, size) in enumerate(events):
-        _check_event(i, kind, buf, size)
-        if kind == "W":
-            last_write[buf] = clock
-            writes += 1
-        else:
-            if buf not in last_write:
-                raise SimError(f"event {i} (R {buf} {size}) reads buffer '{buf}', which no "
-                               f"earlier event writes", "memtracker")
-            d = clock - last_write[buf]
-            distances.setdefault(buf, []).append(d)
-            weighted, elements_read, n_reads = weighted + size * d, elements_read + size, n_reads + 1
-        clock += size
-    total = sum(sum(v) for v in distances.values())
+    t = events if isinstance(events, EventTable) else EventTable.from_events(events)
+    n = len(t)
+    clock = np.cumsum(t.size) - t.size                  # the clock when each event starts
+    writer = _last_write(t.is_write, t.buffer)          # latest write event of its buffer
+    reads = np.flatnonzero(~t.is_write)
+    orphan = reads[writer[reads] < 0]
+    if len(orphan):
+        i = int(orphan[0])
+        raise SimError(f"event {i} (R {t.names[t.buffer[i]]} {t.size[i]}) reads buffer "
+                       f"'{t.names[t.buffer[i]]}', which no earlier event writes", "memtracker")
+    dist = clock[reads] - clock[writer[reads]]
+    size = t.size[reads]
+    order = np.argsort(t.buffer[reads], kind="stable")  # reads grouped by buffer, in order
+    groups = np.split(dist[order], np.flatnonzero(np.diff(t.buffer[reads][order])) + 1)
+    first_use = np.unique(t.buffer[reads][order], return_index=True)[0]
+    per_buffer = {t.names[b]: BufferDistances(tuple(g.tolist())) for b, g in zip(first_use, groups)
+                  if len(g)}
     return MemtrackerResult(
-        per_read_ard=total / n_reads if n_reads else 0.0,
-        per_element_ard=weighted / elements_read if elements_read else 0.0,
-        elements_read=elements_read, elements_touched=clock, reads=n_reads, writes=writes,
-        buffers={b: BufferDistances(tuple(d)) for b, d in distances.items()})
+        per_read_ard=float(dist.sum()) / len(reads) if len(reads) else 0.0,
+        per_element_ard=float((size * dist).sum()) / size.sum() if len(reads) else 0.0,
+        elements_read=int(size.sum()), elements_touched=int(t.size.sum()), reads=len(reads),
+        writes=n - len(reads),
+        buffers={name: per_buffer[name] for name in _in_order_of_first_read(t, reads)})
+
+
+def _last_write(is_write: np.ndarray, buffer: np.ndarray) -> np.ndarray:
+    """For each event, the index of the latest write to its buffer at or before it (-1: none).
+    Events sorted by (buffer, index); a running maximum of write indices, offset per buffer so
+    that no buffer sees another's writes."""
+    n = len(buffer)
+    order = np.lexsort((np.arange(n), buffer))
+    key = buffer[order] * (n + 1) + np.where(is_write[order], order + 1, 0)
+    latest = np.maximum.accumulate(key) - buffer[order] * (n + 1) - 1
+    out = np.empty(n, dtype=np.int64)
+    out[order] = latest
+    return out
+
+
+def _in_order_of_first_read(t: EventTable, reads: np.ndarray) -> list[str]:
+    _, first = np.unique(t.buffer[reads], return_index=True)
+    return [t.names[t.buffer[reads][i]] for i in np.sort(first)]
 
 
 def _check_event(i: int, kind, buf, size) -> None:
@@ -112,36 +161,49 @@ def _check_event(i: int, kind, buf, size) -> None:
                        "memtracker")
 
 
-def events_from_trace(trace: Trace) -> list[Event]:
+def event_table(trace: Trace) -> EventTable:
     """Buffer-level events of an element trace: each maximal run of consecutive accesses with the
     same (kernel, buffer, is_write) is one event of that many elements. Runs continue across chunk
     boundaries. An access in no buffer is a SimError."""
-    runs: list[list] = []  # [kernel, buffer, is_write, count]
-    seen = 0
+    parts, seen = [], 0
     for chunk in trace:
         bid = trace.buffer_ids(chunk)
         _check_in_buffers(chunk.addr, bid, seen, trace.where)
-        for run in _runs(chunk.kernel, bid, chunk.is_write):
-            if runs and runs[-1][:3] == run[:3]:
-                runs[-1][3] += run[3]
-            else:
-                runs.append(run)
+        parts.append(_runs(chunk.kernel, bid, chunk.is_write))
         seen += len(chunk)
-    return [("W" if w else "R", trace.buffers[b].name, n) for _, b, w, n in runs]
+    cols = [np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, np.int64)
+            for i in range(4)]
+    kernel, buffer, is_write, count = _merge_runs(*cols)
+    return EventTable(tuple(b.name for b in trace.buffers), is_write.astype(np.bool_),
+                      buffer.astype(np.int64), count)
 
 
-def _runs(kernel: np.ndarray, buffer: np.ndarray, is_write: np.ndarray) -> list[list]:
-    """Maximal runs of equal (kernel, buffer, is_write), found with vectorized comparisons."""
+def events_from_trace(trace: Trace) -> list[Event]:
+    """`event_table(trace)` as a list of (kind, buffer, size) tuples."""
+    return event_table(trace).as_list()
+
+
+def _runs(kernel: np.ndarray, buffer: np.ndarray, is_write: np.ndarray):
+    """Maximal runs of equal (kernel, buffer, is_write): their keys and lengths, as columns."""
     n = len(kernel)
-    if n == 0:
-        return []
     change = np.ones(n, dtype=np.bool_)
     change[1:] = ((kernel[1:] != kernel[:-1]) | (buffer[1:] != buffer[:-1])
                   | (is_write[1:] != is_write[:-1]))
     starts = np.flatnonzero(change)
     counts = np.diff(np.append(starts, n))
-    return [[int(k), int(b), bool(w), int(c)] for k, b, w, c
-            in zip(kernel[starts], buffer[starts], is_write[starts], counts)]
+    return (kernel[starts].astype(np.int64), buffer[starts].astype(np.int64),
+            is_write[starts].astype(np.int64), counts.astype(np.int64))
+
+
+def _merge_runs(kernel, buffer, is_write, count):
+    """Join consecutive runs with equal keys (a run cut by a chunk boundary)."""
+    if len(count) == 0:
+        return kernel, buffer, is_write, count
+    keep = np.ones(len(count), dtype=np.bool_)
+    keep[1:] = (kernel[1:] != kernel[:-1]) | (buffer[1:] != buffer[:-1]) | \
+        (is_write[1:] != is_write[:-1])
+    starts = np.flatnonzero(keep)
+    return kernel[starts], buffer[starts], is_write[starts], np.add.reduceat(count, starts)
 
 
 def _check_in_buffers(addr: np.ndarray, bid: np.ndarray, seen: int, where: str) -> None:
@@ -151,14 +213,16 @@ def _check_in_buffers(addr: np.ndarray, bid: np.ndarray, seen: int, where: str) 
                        f"events need every access to name its buffer", where)
 
 
-def with_inputs_written(events: list[Event], trace: Trace) -> list[Event]:
+def with_inputs_written(events: Iterable[Event] | EventTable, trace: Trace) -> EventTable:
     """The seed writes its inputs (W1, b1, ..., x, y) before the first step; do the same for every
     buffer a trace reads before writing it: one whole-buffer write each, in buffer-table order."""
-    written: set[str] = set()
-    inputs: set[str] = set()
-    for kind, buf, _ in events:
-        if kind == "R" and buf not in written:
-            inputs.add(buf)
-        written.add(buf)
-    prologue = [("W", b.name, b.nbytes // b.elem_bytes) for b in trace.buffers if b.name in inputs]
-    return prologue + list(events)
+    t = events if isinstance(events, EventTable) else EventTable.from_events(events)
+    _, first = np.unique(t.buffer, return_index=True)
+    read_first = {t.names[t.buffer[i]] for i in first if not t.is_write[i]}
+    inputs = [b for b in trace.buffers if b.name in read_first]
+    names = t.names + tuple(b.name for b in inputs if b.name not in t.names)
+    index = {n: i for i, n in enumerate(names)}
+    return EventTable(
+        names, np.concatenate([np.ones(len(inputs), np.bool_), t.is_write]),
+        np.concatenate([np.array([index[b.name] for b in inputs], np.int64), t.buffer]),
+        np.concatenate([np.array([b.nbytes // b.elem_bytes for b in inputs], np.int64), t.size]))

@@ -90,9 +90,9 @@ def cmd_simulate(args) -> int:
 
 def _cost_models(trace) -> dict:
     from simulator.costmodels import address_cost, bytedmd
-    from simulator.memtracker import events_from_trace, memtracker, with_inputs_written
+    from simulator.memtracker import event_table, memtracker, with_inputs_written
 
-    events = with_inputs_written(events_from_trace(trace), trace)
+    events = with_inputs_written(event_table(trace), trace)
     out = {"memtracker": memtracker(events).to_dict()}
     cell = min((b.elem_bytes for b in trace.buffers), default=1)
     origin = min((b.base for b in trace.buffers), default=0) - cell  # first element = cell 1

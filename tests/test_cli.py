@@ -53,7 +53,8 @@ def test_cost_models_on_the_seed_step(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["simulate", "nope.npz"], "nope.npz: error: no such trace file"),
-    (["simulate", SEED_STEP, "--hierarchy", "nope"], "nope: error: no hierarchy preset named 'nope' (presets: cpu-like, h100-like, sutro-tiers)"),
+    (["simulate", SEED_STEP, "--hierarchy", "nope"],
+     "nope: error: no hierarchy preset named 'nope' (presets: cpu-like, h100-like, sutro-tiers)"),
     (["simulate", SEED_STEP, "--energy", "nope"], "unknown energy preset 'nope'"),
     (["simulate", SEED_STEP, "--hierarchy", "h100-like", "--energy", "horowitz-45nm"],
      "energy preset 'horowitz-45nm': error: level 'HBM3' is off-chip 'hbm'"),
