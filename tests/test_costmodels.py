@@ -175,15 +175,21 @@ def test_bytedmd_instruction_must_be_consecutive():
 
 # ----------------------------------------------------------------------------- ByteDMD, brute force
 
-def brute_bytedmd(buffers, instrs, args=None, outputs=()):
-    """The rules of section 3 on a Python list, bottom of the stack first."""
-    size = {name: DTYPE_BYTES[dtype] for name, (_, dtype) in buffers.items()}
+def first_access(instrs):
+    """'R' or 'W': how each element is first touched."""
     first = {}
     for reads, writes in instrs:
         for el in reads:
             first.setdefault(el, "R")
         for el in writes:
             first.setdefault(el, "W")
+    return first
+
+
+def brute_bytedmd(buffers, instrs, args=None, outputs=()):
+    """The rules of section 3 on a Python list, bottom of the stack first."""
+    size = {name: DTYPE_BYTES[dtype] for name, (_, dtype) in buffers.items()}
+    first = first_access(instrs)
     if args is None:
         args = [n for n in buffers if any(first.get((n, i)) == "R" for i in range(buffers[n][0]))]
     stack = [(n, i) for n in reversed(args) for i in range(buffers[n][0]) if first.get((n, i)) == "R"]
@@ -234,12 +240,7 @@ def random_args(rng, buffers, instrs):
     """None (the default) or an explicit order: the needed buffers shuffled, maybe with extras."""
     if rng.random() < 0.5:
         return None
-    first = {}
-    for reads, writes in instrs:
-        for el in reads:
-            first.setdefault(el, "R")
-        for el in writes:
-            first.setdefault(el, "W")
+    first = first_access(instrs)
     needed = {n for (n, _), kind in first.items() if kind == "R"}
     args = [n for n in buffers if n in needed or rng.random() < 0.3]
     rng.shuffle(args)
