@@ -11,6 +11,8 @@ Our simulator is timed over `feed` on chunks of 1M accesses, after a warm-up cal
 trace so that numba's compile (or cache load) time is excluded; that time is printed separately.
 pycachesim gets its bulk call `cs.load(list_of_addrs, length=8)` (list building not timed).
 Hit and miss counts per level must be identical (a load-only trace: compat does not matter).
+Last, the random trace through cpu-like cut after L1, L2 and L3, on one thread and on two: the
+time per access that each level adds.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 import numpy as np
 
 from simulator.cache import CacheSim
-from simulator.hierarchy import load_hierarchy
+from simulator.hierarchy import Hierarchy, load_hierarchy
 from simulator.trace import make_chunk
 from traces import CHUNK, passes_addresses, random_addresses
 
@@ -89,11 +91,37 @@ def compare(name: str, addrs: np.ndarray) -> bool:
     return same
 
 
+def per_level(addrs: np.ndarray) -> None:
+    """Where the time goes: cpu-like cut after L1, L2 and L3, on one thread and on two."""
+    h = load_hierarchy("cpu-like")
+    chunks = [make_chunk(0, addrs[i:i + CHUNK], 8, False) for i in range(0, len(addrs), CHUNK)]
+    for n_levels in (1, 2, 3):
+        cut = Hierarchy(f"cpu-like[:{n_levels}]", h.levels[:n_levels] + h.levels[-1:])
+        row = []
+        for threads in (1, 2):
+            if threads == 2 and not CacheSim(cut, 0)._fused.shardable:
+                row.append("2 threads    -  (one level: nothing to split)")
+                continue
+            best = float("inf")
+            for _ in range(REPEATS):
+                sim = CacheSim(cut, 0)
+                sim._fused.shardable &= threads == 2
+                t0 = time.perf_counter()
+                for c in chunks:
+                    sim.feed(c, np.full(len(c), -1, np.int32))
+                best = min(best, time.perf_counter() - t0)
+            row.append(f"{threads} thread{'s' * (threads > 1)} {best / len(addrs) * 1e9:6.1f} ns")
+        print(f"         {' + '.join(lv.name for lv in cut.levels[:-1]):12s} per access: "
+              + ",  ".join(row))
+
+
 def main() -> int:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000_000
     print(f"best of {REPEATS} runs each; machine: {platform.machine()}, {os.cpu_count()} cores")
     ok = compare("passes", passes_addresses(n))
     ok &= compare("random", random_addresses(n))
+    print("random, by levels:")
+    per_level(random_addresses(n))
     return 0 if ok else 1
 
 
