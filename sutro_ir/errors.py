@@ -1,0 +1,40 @@
+"""Errors in a .sir program: `file:line:col: error: message`, the source line and a caret.
+
+SirError is a SimError, so the command line treats every user mistake the same way (exit 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simulator.errors import SimError
+
+
+@dataclass(frozen=True)
+class Loc:
+    """A place in a source file. Never part of any equality: nodes compare without it."""
+
+    file: str
+    line: int
+    col: int
+    text: str = ""      # the whole source line, for the caret
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+NOWHERE = Loc("<program>", 0, 0)
+
+
+class SirError(SimError):
+    """A mistake in a .sir program or in the options that configure it (`--set`)."""
+
+    def __init__(self, message: str, loc: Loc | None = None):
+        super().__init__(message, str(loc) if loc and loc.line else (loc.file if loc else ""))
+        self.loc = loc
+
+    def __str__(self) -> str:
+        head = super().__str__()
+        if not self.loc or not self.loc.text:
+            return head
+        return f"{head}\n    {self.loc.text}\n    {' ' * (self.loc.col - 1)}^"

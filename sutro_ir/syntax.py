@@ -1,0 +1,306 @@
+"""Text -> syntax tree. The grammar lives in grammar.lark; lark's errors become SirErrors here,
+and only here, in words a user understands.
+
+The tree is small frozen dataclasses; a `loc` never takes part in equality.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lark
+from lark import Lark, Transformer, v_args
+
+from .errors import Loc, SirError
+
+# ----------------------------------------------------------------------------- expressions
+
+
+@dataclass(frozen=True)
+class Num:
+    value: float | int
+    loc: Loc = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Str:
+    value: str
+    loc: Loc = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Name:
+    id: str
+    loc: Loc = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Call:
+    fn: str
+    args: tuple
+    kwargs: tuple          # ((name, expr), ...) in source order
+    loc: Loc = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class BinOp:
+    op: str                # + - * / @ ** < <= > >= == !=
+    a: object
+    b: object
+    loc: Loc = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Neg:
+    a: object
+    loc: Loc = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Index:
+    a: object
+    index: object
+    loc: Loc = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Transpose:
+    a: object
+    loc: Loc = field(compare=False, repr=False)
+
+
+# ----------------------------------------------------------------------------- statements and items
+
+@dataclass(frozen=True)
+class TypeSpec:
+    dtype: str
+    dims: tuple            # expressions; () for a scalar
+    loc: Loc = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Let:
+    name: str
+    type: TypeSpec | None
+    expr: object
+    loc: Loc = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Update:
+    name: str
+    op: str                # += -= *= /= :=
+    expr: object
+    loc: Loc = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Predict:
+    expr: object
+    loc: Loc = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class ConfigItem:
+    bindings: tuple        # ((name, expr, loc), ...)
+    loc: Loc = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class DataItem:
+    names: tuple[str, str]
+    call: Call
+    loc: Loc = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class ParamItem:
+    name: str
+    type: TypeSpec
+    init: object
+    loc: Loc = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class LoopItem:
+    """`train (x, y) in D [batch B] for E epochs [until C] { ... }` or `eval (x, y) in D { ... }`."""
+
+    kind: str              # "train" or "eval"
+    x: str
+    y: str
+    dataset: str
+    batch: object | None
+    epochs: object | None
+    until: object | None
+    body: tuple
+    loc: Loc = field(compare=False, repr=False)
+    dataset_loc: Loc = field(compare=False, repr=False, default=None)
+
+
+@dataclass(frozen=True)
+class Module:
+    items: tuple
+    file: str = field(compare=False)
+    lines: tuple = field(compare=False, repr=False, default=())
+
+
+# ----------------------------------------------------------------------------- parsing
+
+@functools.cache
+def _parser() -> Lark:
+    grammar = (Path(__file__).parent / "grammar.lark").read_text()
+    return Lark(grammar, parser="lalr", lexer="contextual", propagate_positions=True,
+                maybe_placeholders=True)
+
+
+def parse(text: str, file: str = "<program>") -> Module:
+    """Parse .sir source text into a Module; any syntax error is a SirError with a caret."""
+    lines = tuple(text.splitlines())
+    source = text if text.endswith("\n") else text + "\n"
+    try:
+        tree = _parser().parse(source)
+    except lark.exceptions.UnexpectedInput as exc:
+        raise _syntax_error(exc, file, lines) from None
+    return Module(tuple(_Build(file, lines).transform(tree).children), file, lines)
+
+
+def loc_at(file: str, lines: tuple, line: int, col: int) -> Loc:
+    text = lines[line - 1] if 0 < line <= len(lines) else ""
+    return Loc(file, line, col, text)
+
+
+TOKEN_WORDS = {"_NL": "end of line", "NAME": "a name", "NUMBER": "a number", "STRING": "a string",
+               "AUGOP": "an update (-=, +=, ...)", "COMPOP": "a comparison", "ADDOP": "+ or -",
+               "MULOP": "*, / or @", "$END": "end of file", "LPAR": "(", "RPAR": ")",
+               "LSQB": "[", "RSQB": "]", "LBRACE": "{", "RBRACE": "}", "COMMA": ",",
+               "COLON": ":", "EQUAL": "=", "MINUS": "-", "__ANON_0": ".T", "__ANON_1": "**"}
+
+
+def _syntax_error(exc: lark.exceptions.UnexpectedInput, file: str, lines: tuple) -> SirError:
+    line, col = max(exc.line, 1), max(exc.column, 1)
+    if line > len(lines):                      # at the end of the file
+        line = max(len(lines), 1)
+        col = len(lines[line - 1]) + 1 if lines else 1
+    loc = loc_at(file, lines, line, col)
+    if isinstance(exc, lark.exceptions.UnexpectedCharacters):
+        return SirError(f"unexpected character {lines[line - 1][col - 1]!r}"
+                        if col <= len(lines[line - 1]) else "unexpected character", loc)
+    token = getattr(exc, "token", None)
+    found = "end of file" if token is None or token.type == "$END" else (
+        "end of line" if token.type == "_NL" else repr(str(token)))
+    expected = sorted({TOKEN_WORDS.get(t, _keyword(t)) for t in (exc.expected or ())})
+    hint = f"; expected {_one_of(expected)}" if expected and len(expected) <= 8 else ""
+    return SirError(f"unexpected {found}{hint}", loc)
+
+
+def _keyword(terminal: str) -> str:
+    pattern = _parser().get_terminal(terminal).pattern.value if terminal in _terminals() else terminal
+    return repr(pattern)
+
+
+@functools.cache
+def _terminals() -> frozenset:
+    return frozenset(t.name for t in _parser().terminals)
+
+
+def _one_of(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+@v_args(meta=True)
+class _Build(Transformer):
+    """lark tree -> dataclasses, with a Loc on everything."""
+
+    def __init__(self, file: str, lines: tuple):
+        super().__init__()
+        self.file, self.lines = file, lines
+
+    def _loc(self, meta_or_token) -> Loc:
+        return loc_at(self.file, self.lines, meta_or_token.line, meta_or_token.column)
+
+    # expressions
+    def number(self, meta, c):
+        text = str(c[0])
+        value = int(text) if text.isdigit() else float(text)
+        return Num(value, self._loc(meta))
+
+    def string(self, meta, c):
+        return Str(str(c[0])[1:-1], self._loc(meta))
+
+    def name(self, meta, c):
+        return Name(str(c[0]), self._loc(meta))
+
+    def call(self, meta, c):
+        args = tuple(a for a in c[1:] if a is not None and not isinstance(a, tuple))
+        kwargs = tuple(a for a in c[1:] if isinstance(a, tuple))
+        return Call(str(c[0]), args, kwargs, self._loc(meta))
+
+    def kwarg(self, meta, c):
+        return (str(c[0]), c[1])
+
+    def binop(self, meta, c):
+        return BinOp(str(c[1]), c[0], c[2], self._loc(c[1]))
+
+    compare = binop
+
+    def pow(self, meta, c):
+        return BinOp("**", c[0], c[1], self._loc(meta))
+
+    def neg(self, meta, c):
+        return Neg(c[0], self._loc(meta))
+
+    def index(self, meta, c):
+        return Index(c[0], c[1], self._loc(meta))
+
+    def transpose(self, meta, c):
+        return Transpose(c[0], self._loc(meta))
+
+    # items
+    def type(self, meta, c):
+        dims = tuple(d for d in c[1:] if d is not None)
+        return TypeSpec(str(c[0]), dims, self._loc(meta))
+
+    def binding(self, meta, c):
+        return (str(c[0]), c[1], self._loc(c[0]))
+
+    def config(self, meta, c):
+        return ConfigItem(tuple(c), self._loc(meta))
+
+    def data(self, meta, c):
+        return DataItem((str(c[0]), str(c[1])), c[2], self._loc(meta))
+
+    def param(self, meta, c):
+        return ParamItem(str(c[0]), c[1], c[2], self._loc(c[0]))
+
+    def pattern(self, meta, c):
+        return (str(c[0]), str(c[1]))
+
+    def batch(self, meta, c):
+        return c[0]
+
+    def until(self, meta, c):
+        return c[0]
+
+    def block(self, meta, c):
+        return tuple(c)
+
+    def train(self, meta, c):
+        (x, y), dataset, batch, epochs, until, body = c
+        return LoopItem("train", x, y, str(dataset), batch, epochs, until, body, self._loc(meta),
+                        self._loc(dataset))
+
+    def eval(self, meta, c):
+        (x, y), dataset, body = c
+        return LoopItem("eval", x, y, str(dataset), None, None, None, body, self._loc(meta),
+                        self._loc(dataset))
+
+    def let(self, meta, c):
+        return Let(str(c[0]), c[1], c[2], self._loc(c[0]))
+
+    def update(self, meta, c):
+        return Update(str(c[0]), str(c[1]), c[2], self._loc(c[0]))
+
+    def predict(self, meta, c):
+        return Predict(c[0], self._loc(meta))
