@@ -50,7 +50,10 @@ class OpDef:
 
 
 def _ew(fn):
-    return lambda out, *args: fn(*args, out=out)
+    def run(out, *args):
+        fn(*args, out=out)
+    run.ufunc = fn              # the executor calls the ufunc directly
+    return run
 
 
 def _relu(out, a):

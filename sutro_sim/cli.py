@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.add_argument("--plot", metavar="DIR", help="write PNG plots into DIR")
     s.set_defaults(func=cmd_simulate)
+    _run_parser(sub)
+    _graph_parser(sub)
+    ps = sub.add_parser("passes", help="list the registered passes")
+    ps.set_defaults(func=cmd_passes)
     h = sub.add_parser("hierarchies", help="list the hierarchy presets")
     h.add_argument("--json", action="store_true")
     h.set_defaults(func=cmd_hierarchies)
@@ -57,6 +61,112 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_energies)
     return p
+
+
+def _run_parser(sub) -> None:
+    r = sub.add_parser("run", help="compile a .sir program, train it for real, trace and price it",
+                       description="Compile a .sir program, train it for real with numpy, trace "
+                       "every memory access of the chosen steps and price them.")
+    r.add_argument("program", help=".sir program (see docs/language.md)")
+    r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a config constant (repeatable; also --set a=1 b=2)", nargs="+")
+    r.add_argument("--hierarchy", default="sutro-tiers",
+                   help="preset name or TOML file (default: sutro-tiers)")
+    r.add_argument("--energy", default="dally-2020", help="energy preset (default: dally-2020)")
+    r.add_argument("--passes", default="", metavar="PIPELINE",
+                   help="pass pipeline, e.g. identity (list: sutro-sim passes)")
+    r.add_argument("--seed", type=int, help="parameter initialization seed (sets config `seed` "
+                   "too, when the program has one)")
+    r.add_argument("--trace-steps", default="auto", metavar="SPEC",
+                   help="which training steps to trace: auto (default: every step if the run has "
+                   f"at most 400,000 accesses, else the first steps that fit), all, N (the "
+                   "first N) or every:K")
+    r.add_argument("--json", action="store_true", help="print the result as JSON")
+    r.add_argument("--plot", metavar="DIR", help="write PNG plots into DIR")
+    r.add_argument("--profile", action="store_true", help="print the time of each phase")
+    r.set_defaults(func=cmd_run)
+
+
+def _graph_parser(sub) -> None:
+    g = sub.add_parser("graph", help="print a program's IR (after a pass pipeline)",
+                       description="Print the canonical IR of a .sir program after a pipeline.")
+    g.add_argument("program")
+    g.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", nargs="+")
+    g.add_argument("-p", "--passes", default="", metavar="PIPELINE")
+    g.add_argument("--dot", action="store_true", help="print the training step as Graphviz dot")
+    g.set_defaults(func=cmd_graph)
+
+
+def _overrides(groups) -> dict:
+    out = {}
+    for item in (i for group in groups for i in group):
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip():
+            raise SimError(f"--set {item}: expected NAME=VALUE", "--set")
+        out[name.strip()] = value
+    return out
+
+
+def cmd_run(args) -> int:
+    from simulator.progress import ProgressBar
+    from sutro_sim.run import render_profile, render_run, run
+
+    overrides = _overrides(args.set)
+    if args.seed is not None:
+        overrides.setdefault("seed", str(args.seed))
+    train_bar, sim_bar = ProgressBar("training"), ProgressBar("simulating")
+    try:
+        result = run(args.program, overrides, args.hierarchy, args.energy, args.passes,
+                     args.seed, args.trace_steps, progress=sim_bar, train_progress=train_bar)
+    finally:
+        train_bar.close()
+        sim_bar.close()
+    if args.plot:
+        from simulator.plots import write_plots
+        paths = write_plots(result.sim, args.plot)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=1))
+        return 0
+    print(render_run(result))
+    if args.profile:
+        print("\n" + render_profile(result))
+    if args.plot:
+        print("\nplots: " + ", ".join(paths))
+    return 0
+
+
+def cmd_graph(args) -> int:
+    from sutro_ir.compile import compile_file
+    from sutro_ir.printer import print_program
+
+    overrides = _overrides(args.set)
+    program = compile_file(args.program, overrides, args.passes)
+    if args.dot:
+        print(_dot(program.train.graph))
+    else:
+        print(print_program(program), end="")
+    return 0
+
+
+def _dot(graph) -> str:
+    nx_graph = graph.nx_graph()
+    lines = ["digraph step {", "  rankdir=TB;"]
+    for name, data in nx_graph.nodes(data=True):
+        n = data["node"]
+        lines.append(f'  "{name}" [label="{name}\\n{n.op} {n.type}"];')
+    for a, b, data in nx_graph.edges(data=True):
+        style = ' [style=dashed, label="anti"]' if data["kind"] == "anti" else ""
+        lines.append(f'  "{a}" -> "{b}"{style};')
+    return "\n".join(lines + ["}"])
+
+
+def cmd_passes(args) -> int:
+    from sutro_ir.passes import REGISTRY
+
+    for info in REGISTRY.values():
+        print(f"{info.name} ({'exact' if info.exact else 'approximate'})")
+        print("    " + info.doc.replace("\n", "\n    "))
+    return 0
 
 
 def cmd_simulate(args) -> int:

@@ -1,0 +1,85 @@
+"""The pass interface: named, pure `Graph -> Graph` functions with keyword options, run as a
+pipeline string such as `identity` or `fuse{max_ops=8},recompute{values=h_pre}`. The graph is
+verified after every pass. Only `identity` exists yet; the scheduling passes come next.
+
+A pass's docstring has a `Preserves:` line and a `Changes:` line; `sutro-sim passes` prints them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import SirError
+from .graph import Graph, verify
+
+PassFn = Callable[..., Graph]
+
+
+@dataclass(frozen=True)
+class PassInfo:
+    name: str
+    fn: PassFn
+    exact: bool
+
+    @property
+    def doc(self) -> str:
+        return (self.fn.__doc__ or "").strip()
+
+
+REGISTRY: dict[str, PassInfo] = {}
+
+
+def register(name: str, exact: bool) -> Callable[[PassFn], PassFn]:
+    def add(fn: PassFn) -> PassFn:
+        REGISTRY[name] = PassInfo(name, fn, exact)
+        return fn
+    return add
+
+
+@register("identity", exact=True)
+def identity(graph: Graph) -> Graph:
+    """Returns the graph unchanged.
+    Preserves: everything.
+    Changes: nothing."""
+    return graph
+
+
+_STEP = re.compile(r"\s*([a-z][a-z0-9-]*)\s*(?:\{([^}]*)\})?\s*(?:,|$)")
+
+
+def parse_pipeline(text: str) -> list[tuple[str, dict]]:
+    """'a,b{k=v,k2=v2}' -> [('a', {}), ('b', {'k': 'v', 'k2': 'v2'})]. Empty text: no passes."""
+    from .lower import parse_value
+
+    steps, pos, text = [], 0, text.strip()
+    while pos < len(text):
+        m = _STEP.match(text, pos)
+        if not m or m.end() == pos:
+            raise SirError(f"--passes: cannot read the pipeline at {text[pos:]!r} (expected "
+                           "name or name{key=value,...}, separated by commas)")
+        name, opts = m.group(1), m.group(2)
+        if name not in REGISTRY:
+            raise SirError(f"--passes: unknown pass '{name}' (registered: "
+                           f"{', '.join(sorted(REGISTRY))})")
+        options = {}
+        for item in filter(None, (o.strip() for o in (opts or "").split(","))):
+            key, eq, val = item.partition("=")
+            if not eq:
+                raise SirError(f"--passes: option '{item}' of '{name}' needs key=value")
+            options[key.strip()] = parse_value(val)
+        steps.append((name, options))
+        pos = m.end()
+    return steps
+
+
+def run_pipeline(graph: Graph, text: str) -> Graph:
+    """Apply each pass in turn; verify after each."""
+    for name, options in parse_pipeline(text):
+        try:
+            graph = REGISTRY[name].fn(graph, **options)
+        except TypeError as e:
+            raise SirError(f"--passes: {name}: {e}") from None
+        verify(graph, where=f"after pass {name}")
+    return graph

@@ -1,0 +1,167 @@
+"""`sutro-sim run FILE`: compile, train for real, trace the chosen steps, simulate, report.
+
+The one place (with cli.py) where sutro_ir and simulator meet: sutro_ir makes the trace,
+simulator prices it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from simulator.errors import SimError
+from simulator.hierarchy import load_hierarchy
+from simulator.report import count, energy, size, table
+from simulator.simulate import Result, simulate, step_ranges
+from sutro_ir.compile import compile_program, read_source
+from sutro_ir.execute import Executor, TrainResult
+from sutro_ir.passes import parse_pipeline
+from sutro_ir.schedule import schedule
+from sutro_ir.tracegen import StepTrace
+
+AUTO_BUDGET = 400_000       # accesses traced by default: every step if the run fits, else the first
+
+
+@dataclass(frozen=True)
+class RunResult:
+    program: str
+    config: dict
+    passes: tuple
+    train: TrainResult
+    sim: Result
+    trace_policy: str
+    traced: tuple
+    accesses_per_step: int
+    wall_s: float
+    profile: dict = field(default_factory=dict)
+
+    @property
+    def energy_per_step_fj(self) -> float:
+        return self.sim.energy.total / max(len(self.traced), 1)
+
+    @property
+    def all_traced(self) -> bool:
+        return len(self.traced) == self.train.steps
+
+    def to_dict(self) -> dict:
+        d = self.sim.to_dict()
+        for key in ("trace", "meta", "steps", "traced_steps", "wall_s"):
+            d.pop(key, None)
+        traced = {"policy": self.trace_policy, "steps": step_ranges(self.traced),
+                  "n_steps": len(self.traced), "accesses_per_step": self.accesses_per_step,
+                  "energy_per_step_fj": self.energy_per_step_fj,
+                  "all_steps": self.all_traced,
+                  "extrapolated_total_energy_fj": self.energy_per_step_fj * self.train.steps}
+        return {"program": self.program, "config": self.config, "passes": list(self.passes),
+                "accuracy": {"train": self.train.train_accuracy, "test": self.train.test_accuracy},
+                "steps": self.train.steps, "epochs": self.train.epochs, "wall_s": self.wall_s,
+                "traced": traced, **d, "profile_s": dict(self.profile)}
+
+
+def select_steps(spec: str, total: int, per_step: int) -> list[int]:
+    """`auto` (every step if they fit AUTO_BUDGET accesses, else as many first steps as fit),
+    `all`, `N` (the first N), or `every:K` (steps 0, K, 2K, ...)."""
+    spec = spec.strip()
+    if spec == "all":
+        return list(range(total))
+    if spec == "auto":
+        return list(range(max(1, min(total, AUTO_BUDGET // max(per_step, 1)))))
+    if spec.startswith("every:"):
+        k = _positive(spec[6:], spec)
+        return list(range(0, total, k))
+    return list(range(min(_positive(spec, spec), total)))
+
+
+def _positive(text: str, spec: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise SimError(f"--trace-steps {spec}: expected auto, all, a number of first steps N, or "
+                       "every:K", "--trace-steps")
+    return n
+
+
+def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers",
+        energy_preset: str = "dally-2020", passes: str = "", seed: int | None = None,
+        trace_steps: str = "auto", progress=None, train_progress=None) -> RunResult:
+    t0 = time.perf_counter()
+    prof = {}
+    hier = load_hierarchy(hierarchy)
+    from simulator import energy as energy_mod
+    energy_mod.get_preset(energy_preset, where="--energy")
+    overrides = dict(overrides or {})
+    text = read_source(path)
+    parse_pipeline(passes)
+    t = time.perf_counter()
+    program = compile_program(text, path, overrides, passes)
+    if seed is None:
+        seed = int(program.config_dict.get("seed", 0))
+    sched = schedule(program.train.graph)
+    eval_sched = schedule(program.eval.graph)
+    prof["compile"] = time.perf_counter() - t
+    t = time.perf_counter()
+    executor = Executor(program, sched, eval_sched.kernels, seed)
+    trained = executor.train(train_progress)
+    prof["execute"] = time.perf_counter() - t
+    t = time.perf_counter()
+    step_trace = StepTrace(sched, program.train.x, program.train.y,
+                           [p.name for p in program.params])
+    steps = select_steps(trace_steps, trained.steps, step_trace.accesses_per_step)
+    trace = step_trace.trace(steps, {"program": path})
+    prof["trace_generation"] = time.perf_counter() - t
+    t = time.perf_counter()
+    sim = simulate(trace, hier, energy_preset, progress=progress)
+    prof["simulation"] = time.perf_counter() - t
+    return RunResult(path, program.config_dict, tuple(n for n, _ in parse_pipeline(passes)),
+                     trained, sim, trace_steps, tuple(steps), step_trace.accesses_per_step,
+                     time.perf_counter() - t0, prof)
+
+
+# ----------------------------------------------------------------------------- report
+
+def render_run(r: RunResult) -> str:
+    from simulator.report import render
+
+    head = [f"program    {r.program}" + (f"    passes {', '.join(r.passes)}" if r.passes else ""),
+            "config     " + ", ".join(f"{k}={v}" for k, v in r.config.items()),
+            f"accuracy   train {100 * r.train.train_accuracy:.1f}%, test "
+            f"{100 * r.train.test_accuracy:.1f}%",
+            f"training   {r.train.steps:,} steps in {r.train.epochs} epochs, "
+            f"{r.train.execute_s:.2f} s; wall {r.wall_s:.2f} s",
+            _traced_line(r)]
+    sim_text = render(r.sim).split("\n\n", 1)[1]
+    return "\n".join(head) + "\n" + _accesses(r) + "\n\n" + sim_text
+
+
+def _traced_line(r: RunResult) -> str:
+    per = energy(r.energy_per_step_fj)
+    line = (f"traced     steps {step_ranges(r.traced)} ({len(r.traced):,} of {r.train.steps:,}; "
+            f"--trace-steps {r.trace_policy}), {r.accesses_per_step:,} accesses and {per} per step")
+    if not r.all_traced:
+        line += (f"\n           whole run, extrapolated from the traced steps: "
+                 f"{energy(r.energy_per_step_fj * r.train.steps)}")
+    return line
+
+
+def _accesses(r: RunResult) -> str:
+    u = r.sim.reuse
+    return "\n".join([
+        f"accesses   {u.reads + u.writes:,}: {u.reads:,} reads ({size(u.read_bytes)}), "
+        f"{u.writes:,} writes ({size(u.write_bytes)})",
+        f"reuse      ARD {u.ard:,.1f} elements = {u.ard_bytes:,.1f} bytes over "
+        f"{u.finite_reads:,} reads; {u.cold_reads:,} cold reads (first touch, not averaged)",
+        f"hierarchy  {r.sim.hierarchy}    energy preset  {r.sim.energy.preset}"])
+
+
+def render_profile(r: RunResult) -> str:
+    rows = [[phase, f"{s:.3f}"] for phase, s in r.profile.items()]
+    tg = r.profile.get("trace_generation", 0.0)
+    rows.append(["total", f"{r.wall_s:.3f}"])
+    text = table(["phase", "seconds"], rows)
+    if tg > 0:
+        text += (f"\ntrace generation: one step's {count(r.accesses_per_step)} accesses built at "
+                 f"{r.accesses_per_step / tg / 1e6:,.1f} M accesses/s, then replayed for "
+                 f"{len(r.traced):,} traced steps")
+    return text
