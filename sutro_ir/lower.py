@@ -254,6 +254,7 @@ def _loop(items: list[LoopItem], kind: str, consts, params, info, module) -> Loo
     body = _Body(kind, consts, params, module.file)
     body.input(item.x, info.x_dtype, lead + info.x_shape, item.loc)
     body.input(item.y, info.y_dtype, lead + info.y_shape, item.loc)
+    body.later = {s.name: s.loc for s in item.body if isinstance(s, Let)}
     for stmt in item.body:
         body.statement(stmt)
     graph = body.finish(item)
@@ -294,6 +295,7 @@ class _Body:
         self.params = {p.name: p for p in params}
         self.current = {p.name: p.name for p in params}   # parameter -> its current version
         self.outputs: list[str] = []
+        self.later: dict[str, Loc] = {}      # names the block defines, for "read before defined"
         self.temp = 0
         for p in params:
             self._add(Node(p.name, "param", dtype=p.dtype, shape=p.shape, loc=p.loc))
@@ -421,6 +423,9 @@ class _Body:
             return value
         if e.id in ("true", "false"):
             return e.id == "true"
+        if e.id in self.later:
+            raise SirError(f"'{e.id}' is read before it is defined (at line "
+                           f"{self.later[e.id].line})", e.loc)
         raise SirError(f"unknown name '{e.id}'", e.loc)
 
     def _neg(self, e: Neg):

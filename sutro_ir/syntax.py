@@ -192,6 +192,9 @@ def _syntax_error(exc: lark.exceptions.UnexpectedInput, file: str, lines: tuple)
     found = "end of file" if token is None or token.type == "$END" else (
         "end of line" if token.type == "_NL" else repr(str(token)))
     expected = sorted({TOKEN_WORDS.get(t, _keyword(t)) for t in (exc.expected or ())})
+    closers = [TOKEN_WORDS[t] for t in ("RPAR", "RSQB") if t in (exc.expected or ())]
+    if len(expected) > 8 and closers:     # inside brackets, the closer is what is missing
+        expected = closers
     hint = f"; expected {_one_of(expected)}" if expected and len(expected) <= 8 else ""
     return SirError(f"unexpected {found}{hint}", loc)
 

@@ -99,6 +99,22 @@ def _index(node: Node, ins: list[BufferSlot], out: BufferSlot):
     return [i * size + np.arange(size), np.arange(size)], [a, out]
 
 
+def n_accesses(node: Node, graph) -> int:
+    """How many accesses one execution of the node's kernel makes (without building them)."""
+    kind = OPS[node.op].kind
+    n_out = n_elements(node.shape)
+    shapes = [graph[a].shape for a in node.operands]
+    if kind == "elementwise":
+        return n_out * (len(shapes) + 1)
+    if kind == "matmul":
+        return n_out * (2 * shapes[1][0] + 1)
+    if kind == "outer":
+        return 3 * n_out
+    if kind == "reduce":
+        return n_elements(shapes[0]) + n_out
+    return 2 * n_out
+
+
 PATTERNS = {"elementwise": _elementwise, "matmul": _matmul, "outer": _outer,
             "transpose": _transpose, "reduce": _reduce, "index": _index}
 

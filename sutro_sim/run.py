@@ -58,6 +58,23 @@ class RunResult:
                 "traced": traced, **d, "profile_s": dict(self.profile)}
 
 
+TRACE_BYTES_PER_ACCESS = 64    # one step's columns and the temporaries that build them
+
+
+def check_trace_memory(sched) -> None:
+    """Refuse, before building it, a step whose trace would not fit in memory."""
+    from sutro_ir.lower import MEMORY_FRACTION, _physical_memory
+    from sutro_ir.tracegen import n_accesses
+
+    per_step = sum(n_accesses(k.node, sched.graph) for k in sched.kernels)
+    need = per_step * TRACE_BYTES_PER_ACCESS
+    if need > MEMORY_FRACTION * _physical_memory():
+        raise SimError(f"one training step makes {per_step:,} memory accesses; tracing it needs "
+                       f"about {need / 2**30:,.1f} GiB, more than this machine's "
+                       f"{_physical_memory() / 2**30:,.1f} GiB (make the program smaller)",
+                       "trace")
+
+
 def select_steps(spec: str, total: int, per_step: int) -> list[int]:
     """`auto` (every step if they fit AUTO_BUDGET accesses, else as many first steps as fit),
     `all`, `N` (the first N), or `every:K` (steps 0, K, 2K, ...)."""
@@ -100,6 +117,7 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
         seed = int(program.config_dict.get("seed", 0))
     sched = schedule(program.train.graph)
     eval_sched = schedule(program.eval.graph)
+    check_trace_memory(sched)
     prof["compile"] = time.perf_counter() - t
     t = time.perf_counter()
     executor = Executor(program, sched, eval_sched.kernels, seed)
