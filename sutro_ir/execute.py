@@ -114,6 +114,12 @@ class Executor:
         return hits / len(xs)
 
     def train(self, progress: Callable[[int, int], None] | None = None) -> TrainResult:
+        """Run every step; a program that overflows or divides by zero trains on with inf/nan,
+        as numpy would, without a warning per step."""
+        with np.errstate(all="ignore"):
+            return self._train(progress)
+
+    def _train(self, progress) -> TrainResult:
         t0 = time.perf_counter()
         loop = self.program.train
         xs, ys = self.split(loop.dataset)

@@ -1,0 +1,195 @@
+"""The .sir language: parse -> lower -> print round trips, golden IR, exact error messages,
+verify's anti-dependency check, and a fuzz test of the whole front end."""
+
+import dataclasses
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from sutro_ir.compile import compile_program
+from sutro_ir.errors import SirError
+from sutro_ir.graph import Graph, verify
+from sutro_ir.printer import print_program
+
+ROOT = Path(__file__).resolve().parent.parent
+PROGRAMS = sorted((ROOT / "programs").glob("*.sir"))
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def compile_text(text, file="t.sir", overrides=None):
+    return compile_program(text, file, overrides)
+
+
+@pytest.mark.parametrize("path", PROGRAMS, ids=lambda p: p.name)
+def test_print_parse_round_trip(path):
+    program = compile_text(path.read_text(), str(path))
+    text = print_program(program)
+    again = compile_text(text, "printed.sir")
+    assert again == program
+    assert print_program(again) == text
+
+
+@pytest.mark.parametrize("path", PROGRAMS, ids=lambda p: p.name)
+def test_first_line_says_what_the_program_shows(path):
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# ") and len(first) > 30
+
+
+def test_golden_ir_of_mlp_backprop():
+    program = compile_text((ROOT / "programs/mlp_backprop.sir").read_text())
+    golden = GOLDEN / "mlp_backprop.ir"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(print_program(program))
+    assert print_program(program) == golden.read_text()
+
+
+BASE = (ROOT / "programs/mlp_backprop.sir").read_text()
+
+
+def error_of(text, overrides=None) -> str:
+    with pytest.raises(SirError) as info:
+        compile_text(text, "p.sir", overrides)
+    return str(info.value)
+
+
+ERRORS = [
+    ("h = relu(h_pre)", "h = relu(h_pre",
+     "p.sir:15:17: error: unexpected end of line; expected )\n"
+     "      h = relu(h_pre\n                    ^"),
+    ("h = relu(h_pre)", "h = relu(hpre)",
+     "p.sir:15:12: error: unknown name 'hpre'\n      h = relu(hpre)\n               ^"),
+    ("h_pre = W1 @ x + b1", "h_pre = x @ W1 + b1",
+     "p.sir:14:13: error: matmul expects inner dims to match, got f32[20] and f32[1000,20]\n"
+     "      h_pre = x @ W1 + b1\n                ^"),
+    ("W2 -= lr * (dW2 + wd * W2)", "h -= lr * dW2",
+     "p.sir:26:3: error: only parameters can be updated; 'h' is a value, not a parameter\n"
+     "      h -= lr * dW2\n      ^"),
+    ("  h = relu(h_pre)", "  h = relu(h_pre)\n  q = zz + 1\n  zz = h",
+     "p.sir:16:7: error: 'zz' is read before it is defined (at line 17)\n"
+     "      q = zz + 1\n          ^"),
+    ("dW2 = dout * h", "dW2 = dout * dW1",
+     "p.sir:19:16: error: 'dW1' is read before it is defined (at line 22)\n"
+     "      dW2 = dout * dW1\n                   ^"),
+    ("dW2 = dout * h", "dW2 = h * x",
+     "p.sir:19:11: error: mul expects operands of the same shape (or broadcastable), got "
+     "f32[1000] and f32[20]\n      dW2 = dout * h\n".replace("dout * h", "h * x") +
+     "              ^"),
+    ("b2 -= lr * (dout + wd * b2)", "b2 -= lr * dh",
+     "p.sir:27:3: error: the update of 'b2' gives f32[1000]; the parameter is f32[]\n"
+     "      b2 -= lr * dh\n      ^"),
+    ("predict sign", "W1 -= 1\n  predict sign",
+     "p.sir:31:3: error: the eval block cannot update parameter 'W1'\n      W1 -= 1\n      ^"),
+    ("param b2: f32[] = zeros()", "param b2: f64[] = zeros()",
+     "p.sir:10:11: error: unknown dtype 'f64' (known: f32, f16, i8, bool)\n"
+     "    param b2: f64[] = zeros()\n              ^"),
+    ("h = relu(h_pre)", "h = h_pre $ 2",
+     "p.sir:15:13: error: unexpected character '$'\n      h = h_pre $ 2\n                ^"),
+]
+
+
+@pytest.mark.parametrize("old,new,message", ERRORS, ids=[e[1][:20] for e in ERRORS])
+def test_error_messages_are_exact(old, new, message):
+    assert old in BASE
+    assert error_of(BASE.replace(old, new, 1)) == message
+
+
+def test_set_errors():
+    assert error_of(BASE, {"nbits": "3"}) == (
+        "p.sir: error: --set nbits: the program has no config constant 'nbits' (it has: n_bits, "
+        "k, hidden, lr, wd, epochs, seed, n_train, n_test)")
+    msg = error_of(BASE, {"n_bits": "abc"})
+    assert msg.startswith("p.sir:2:8: error: --set n_bits=abc: 'n_bits' is an integer "
+                          "(default 20), got a string\n")
+    assert error_of(BASE, {"lr": "true"}).startswith(
+        "p.sir:2:43: error: --set lr=true: 'lr' is a number (default 0.05), got true or false")
+
+
+def test_set_recomputes_dependent_constants():
+    program = compile_text(BASE, overrides={"n_bits": "3", "lr": "1"})
+    config = program.config_dict
+    assert (config["n_bits"], config["n_train"], config["lr"]) == (3, 64, 1.0)
+    assert program.param("W1").shape == (1000, 3)
+
+
+def test_more_memory_than_the_machine_has_is_refused_up_front():
+    msg = error_of(BASE, {"hidden": "1000000000"})
+    assert "GiB of buffers; this machine has" in msg and msg.startswith("p.sir:7:7: error: ")
+
+
+def test_verify_rejects_a_read_of_an_old_version_after_its_update():
+    graph = compile_text(BASE).train.graph
+    nodes = list(graph.nodes)
+    # hoist the update of W2 (with the temporaries it needs) above the backward read dh = dout * W2,
+    # the reordering that once broke training by hand
+    update = [n for n in nodes if n.name in ("%22", "%23", "%24", "W2@1")]
+    rest = [n for n in nodes if n not in update]
+    read = next(i for i, n in enumerate(rest) if n.name == "dh")
+    moved = rest[:read] + update + rest[read:]
+    with pytest.raises(SirError, match="'dh' reads 'W2' after the update 'W2@1' overwrote it"):
+        verify(Graph(tuple(moved)), where="test")
+
+
+def test_networkx_view_has_the_anti_dependency_edges():
+    g = compile_text(BASE).train.graph.nx_graph()
+    anti = {(a, b) for a, b, d in g.edges(data=True) if d["kind"] == "anti"}
+    assert ("dh", "W2@1") in anti and ("%0", "W1@1") in anti
+    assert ("%22", "W2@1") in anti          # wd * W2 reads the old W2 too
+
+
+def test_verify_checks_types():
+    graph = compile_text(BASE).train.graph
+    bad = [dataclasses.replace(n, shape=(7,)) if n.name == "h" else n for n in graph.nodes]
+    with pytest.raises(SirError, match="'h' is typed f32\\[7\\] but relu gives f32\\[1000\\]"):
+        verify(Graph(tuple(bad)), where="test")
+
+
+# ----------------------------------------------------------------------------- fuzz
+
+PIECES = ["(", ")", "[", "]", "{", "}", ",", "=", "-=", "@", "*", "+", "-", "/", "**", "<", ".T",
+          "0", "1", "2.5", "x", "y", "W1", "h", "relu(", "sum(", "outer(", "f16(", "\n", " ",
+          "predict", "train", "eval", "param", "config", "epochs", '"pm1"', "%3", "#", "batch"]
+
+
+def mutate(text: str, rng: random.Random) -> str:
+    for _ in range(rng.randint(1, 3)):
+        i = rng.randrange(len(text))
+        choice = rng.random()
+        if choice < 0.3:
+            text = text[:i] + text[i + rng.randint(1, 8):]
+        elif choice < 0.7:
+            text = text[:i] + rng.choice(PIECES) + text[i:]
+        else:
+            j = rng.randrange(len(text))
+            text = text[:i] + text[j:j + rng.randint(1, 10)] + text[i:]
+    return text
+
+
+def test_fuzz_front_end_gives_clean_errors_or_programs():
+    from sutro_sim.run import run
+
+    rng = random.Random(1234)
+    sources = [p.read_text() for p in PROGRAMS if p.name in ("xor.sir", "parity3.sir")]
+    ok = errors = ran = 0
+    for i in range(3000):
+        text = mutate(rng.choice(sources), rng)
+        try:
+            compile_text(text, "fuzz.sir")
+        except SirError as e:
+            assert str(e).startswith("fuzz.sir"), str(e)
+            errors += 1
+            continue
+        ok += 1
+        if ran < 40:        # and the successes run end to end
+            path = Path(os.environ.get("TMPDIR", "/tmp")) / f"fuzz_{os.getpid()}.sir"
+            path.write_text(text)
+            try:
+                run(str(path), {"epochs": "1"} if "epochs =" in text else None,
+                    trace_steps="1")
+            except SirError as e:
+                assert str(e).startswith(str(path)) or "error:" in str(e)
+            finally:
+                path.unlink()
+            ran += 1
+    assert errors > 1000 and ok > 50
