@@ -1,0 +1,123 @@
+"""Lowering to the trace: each kernel's accesses equal the loop nest of the machine model
+(written here as plain Python loops), and the trace of a run is what the schedule says."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sutro_ir.compile import compile_program, compile_file
+from sutro_ir.schedule import schedule
+from sutro_ir.tracegen import StepTrace, kernel_accesses, n_accesses
+from sutro_sim.run import select_steps
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PROGRAM = """
+config lr = 0.5
+data train, test = xor(train=8, test=8)
+param A: f32[3, 2] = normal(std=1)
+param B: f16[4] = zeros()
+train (x, y) in train for 1 epochs {
+  mv = A @ x
+  tm = A.T @ mv
+  o = outer(mv, x)
+  t = transpose(A)
+  s0 = sum(A, axis=0)
+  s = sum(A)
+  i = index(A, i=1)
+  e = mv * 2 + y
+  c = f16(mv)
+  A -= lr * o
+}
+eval (x, y) in test { predict sign(A @ x)[0] }
+"""
+
+
+def loops(node, sched):
+    """The machine model's loop nest, one access at a time: [(buffer, element, is_write)]."""
+    g = sched.graph
+    args = [g[a].buffer for a in node.operands]
+    shapes = [g[a].shape for a in node.operands]
+    out = node.buffer
+    acc = []
+    if node.op == "matmul":
+        (a, b), (sa, sb) = args, shapes
+        ta = dict(node.attrs).get("ta", 0)
+        I, K = (sa[1], sa[0]) if ta else (sa if len(sa) == 2 else (1, sa[0]))
+        for i in range(I):
+            for k in range(K):
+                acc += [(a, k * I + i if ta else i * K + k), (b, k)]
+            acc.append((out, i, True))
+    elif node.op == "outer":
+        for i in range(shapes[0][0]):
+            for j in range(shapes[1][0]):
+                acc += [(args[0], i), (args[1], j), (out, i * shapes[1][0] + j, True)]
+    elif node.op == "transpose":
+        r, c = shapes[0]
+        for j in range(c):
+            for i in range(r):
+                acc += [(args[0], i * c + j), (out, j * r + i, True)]
+    elif node.op == "sum" and dict(node.attrs).get("axis") == 0:
+        r, c = shapes[0]
+        for j in range(c):
+            acc += [(args[0], i * c + j) for i in range(r)] + [(out, j, True)]
+    elif node.op == "sum":
+        acc += [(args[0], e) for e in range(6)] + [(out, 0, True)]
+    elif node.op == "index":
+        acc += [(args[0], 2), (out, 0, True), (args[0], 3), (out, 1, True)]
+    else:                                   # elementwise, broadcasting scalars
+        n = int(np.prod(node.shape))
+        for e in range(n):
+            acc += [(a, e if s else 0) for a, s in zip(args, shapes)] + [(out, e, True)]
+    return [(a[0], a[1], len(a) == 3) for a in acc]
+
+
+def test_each_kernel_follows_its_loop_nest():
+    program = compile_program(PROGRAM, "t.sir")
+    sched = schedule(program.train.graph)
+    for k in sched.kernels:
+        addr, nbytes, is_write = kernel_accesses(k.node, sched)
+        want = loops(k.node, sched)
+        got_addr = [sched.slot(b).base + e * sched.slot(b).elem_bytes for b, e, _ in want]
+        assert list(addr) == got_addr, k.name
+        assert list(is_write) == [w for _, _, w in want], k.name
+        assert list(nbytes) == [sched.slot(b).elem_bytes for b, _, _ in want], k.name
+        assert n_accesses(k.node, sched.graph) == len(addr)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "programs").glob("*.sir")), ids=lambda p: p.name)
+def test_counted_accesses_equal_built_ones(path):
+    program = compile_file(str(path))
+    sched = schedule(program.train.graph)
+    st = StepTrace(sched, program.train.x, program.train.y, [p.name for p in program.params])
+    x, y = sched.slot(program.train.x), sched.slot(program.train.y)
+    load = x.nbytes // x.elem_bytes + y.nbytes // y.elem_bytes
+    assert st.accesses_per_step == load + sum(n_accesses(k.node, sched.graph)
+                                               for k in sched.kernels)
+
+
+def test_trace_replays_the_step_and_initializes_parameters_once():
+    program = compile_program(PROGRAM, "t.sir")
+    sched = schedule(program.train.graph)
+    st = StepTrace(sched, "x", "y", ["A", "B"])
+    trace = st.trace([0, 1, 5], {}, chunk=50)
+    chunks = list(trace)
+    assert sorted({c.step for c in chunks}) == [0, 1, 5]
+    per_step = {s: sum(len(c) for c in chunks if c.step == s) for s in (0, 1, 5)}
+    assert per_step == {0: st.accesses_per_step + 6 + 4, 1: st.accesses_per_step,
+                        5: st.accesses_per_step}
+    first = chunks[0]
+    assert trace.kernels[first.kernel[0]].name == "init" and first.is_write[:10].all()
+    arith = {k.name: k.arith for k in trace.kernels}
+    assert arith["mv"] == {"fma.f32": 3 * 2 * 3}          # 3 steps x 6 fma
+    assert arith["c"] == {}
+
+
+def test_select_steps():
+    assert select_steps("all", 5, 10) == [0, 1, 2, 3, 4]
+    assert select_steps("3", 5, 10) == [0, 1, 2]
+    assert select_steps("every:2", 5, 10) == [0, 2, 4]
+    assert select_steps("auto", 5, 10) == [0, 1, 2, 3, 4]
+    assert select_steps("auto", 10**6, 200_000) == [0, 1]
+    assert select_steps("auto", 10, 10**9) == [0]
