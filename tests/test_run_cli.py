@@ -1,0 +1,85 @@
+"""`sutro-sim run`, `graph` and `passes` from the command line: the JSON contract, the traced
+steps, and user mistakes as `file:line:col: error:` with exit status 2."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sutro_sim.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_run_json_follows_the_contract(capsys):
+    code, out, _ = run_cli(capsys, "run", str(ROOT / "programs/xor.sir"), "--json",
+                           "--trace-steps", "all")
+    assert code == 0
+    d = json.loads(out)
+    for key in ("program", "config", "passes", "accuracy", "steps", "wall_s", "accesses",
+                "reuse", "levels", "energy_fj", "buffers", "traced"):
+        assert key in d
+    assert d["accuracy"]["train"] == 1.0
+    traced = d["traced"]
+    assert traced["n_steps"] == d["steps"] and traced["all_steps"]
+    a = d["accesses"]
+    params = 8 * 2 + 8 + 8 + 1             # init writes every parameter once
+    assert a["reads"] + a["writes"] == d["steps"] * traced["accesses_per_step"] + params
+    assert {lv["name"] for lv in d["levels"]} == {"registers", "L1", "L2", "HBM"}
+    assert d["energy_fj"]["total"] > 0 and d["energy_fj"]["arithmetic"] > 0
+    assert traced["energy_per_step_fj"] == pytest.approx(d["energy_fj"]["total"] / d["steps"])
+
+
+def test_run_default_traces_the_first_steps_and_labels_the_extrapolation(capsys):
+    code, out, _ = run_cli(capsys, "run", str(ROOT / "programs/mlp_backprop.sir"), "--set",
+                           "epochs=1", "n_train=20", "--profile")
+    assert code == 0
+    assert "traced     steps 0 (1 of 20; --trace-steps auto), 339,045 accesses" in out
+    assert "whole run, extrapolated from the traced steps:" in out
+    assert "trace_generation" in out and "simulation" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--set", "nbits=3"], "error: --set nbits: the program has no config constant 'nbits'"),
+    (["--set", "lr"], "--set: error: --set lr: expected NAME=VALUE"),
+    (["--trace-steps", "every:0"], "--trace-steps: error: --trace-steps every:0: expected auto"),
+    (["--passes", "fuse"], "error: --passes: unknown pass 'fuse' (registered: identity)"),
+    (["--hierarchy", "nope"], "error:"),
+])
+def test_bad_options_exit_2(capsys, argv, message):
+    code, out, err = run_cli(capsys, "run", str(ROOT / "programs/xor.sir"), *argv)
+    assert code == 2 and message in err and "Traceback" not in err and out == ""
+
+
+def test_bad_program_exits_2_with_caret(tmp_path):
+    bad = tmp_path / "bad.sir"
+    bad.write_text((ROOT / "programs/xor.sir").read_text().replace("h = relu(h_pre)",
+                                                                    "h = relu(h_pre, 2)"))
+    proc = subprocess.run([sys.executable, "-m", "sutro_sim.cli", "run", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert lines[0] == f"{bad}:13:7: error: relu takes 1 operand, got 2"
+    assert lines[1] == "      h = relu(h_pre, 2)" and lines[2] == "          ^"
+
+
+def test_graph_prints_canonical_ir_and_dot(capsys):
+    code, out, _ = run_cli(capsys, "graph", str(ROOT / "programs/mlp_backprop.sir"), "-p",
+                           "identity")
+    assert code == 0 and out == (Path(__file__).parent / "golden/mlp_backprop.ir").read_text()
+    code, out, _ = run_cli(capsys, "graph", str(ROOT / "programs/mlp_backprop.sir"), "--dot")
+    assert code == 0 and out.startswith("digraph step {")
+    assert '"dh" -> "W2@1" [style=dashed, label="anti"];' in out
+
+
+def test_passes_lists_identity(capsys):
+    code, out, _ = run_cli(capsys, "passes")
+    assert code == 0 and out.startswith("identity (exact)") and "Preserves:" in out
