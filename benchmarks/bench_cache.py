@@ -23,11 +23,11 @@ import sys
 import time
 
 import numpy as np
+from traces import CHUNK, passes_addresses, random_addresses
 
 from simulator.cache import CacheSim
 from simulator.hierarchy import Hierarchy, load_hierarchy
 from simulator.trace import make_chunk
-from traces import CHUNK, passes_addresses, random_addresses
 
 REPEATS = 3  # this VM's timings swing by tens of per cent: best of three, both sides
 

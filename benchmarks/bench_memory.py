@@ -13,9 +13,10 @@ import resource
 import sys
 import time
 
+from traces import mlp_trace
+
 from simulator.hierarchy import load_hierarchy
 from simulator.simulate import simulate
-from traces import mlp_trace
 
 
 def main() -> None:

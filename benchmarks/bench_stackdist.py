@@ -13,10 +13,9 @@ import platform
 import time
 
 import numpy as np
-
-from simulator.stackdist import StackDistance
 from traces import CHUNK, passes_addresses, random_addresses
 
+from simulator.stackdist import StackDistance
 
 REPEATS = 3  # this VM's timings swing by tens of per cent: best of three
 

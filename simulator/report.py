@@ -26,7 +26,10 @@ def size(nbytes) -> str:
         return "-"
     for scale, unit in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
         if nbytes >= scale:
-            return f"{nbytes / scale:.3g} {unit}" if nbytes % scale else f"{nbytes // scale} {unit}"
+            if not nbytes % scale:
+                return f"{nbytes // scale} {unit}"
+            value = nbytes / scale    # 3 significant digits, never exponent notation (1,023 KiB)
+            return f"{value:.3g} {unit}" if value < 1000 else f"{value:,.0f} {unit}"
     return f"{nbytes} B"
 
 

@@ -17,7 +17,7 @@ import functools
 from dataclasses import dataclass, field
 
 from .errors import NOWHERE, Loc, SirError
-from .ops import OPS, OpError, Operand, infer, show
+from .ops import OPS, Operand, OpError, infer, show
 
 SOURCE_OPS = ("param", "input")
 

@@ -14,11 +14,37 @@ import os
 from . import datasets
 from .errors import Loc, SirError
 from .graph import Graph, Node, operand, verify
-from .ops import (BINOPS, CONST_BINOPS, CONST_FUNCS, DTYPES, OPS, OpError, Operand, infer,
-                  n_elements, show)
+from .ops import (
+    BINOPS,
+    CONST_BINOPS,
+    CONST_FUNCS,
+    DTYPES,
+    OPS,
+    Operand,
+    OpError,
+    infer,
+    n_elements,
+    show,
+)
 from .program import Data, Init, Loop, Param, Program
-from .syntax import (BinOp, Call, ConfigItem, DataItem, Index, Let, LoopItem, Module, Name, Neg,
-                     Num, ParamItem, Predict, Str, Transpose, Update)
+from .syntax import (
+    BinOp,
+    Call,
+    ConfigItem,
+    DataItem,
+    Index,
+    Let,
+    LoopItem,
+    Module,
+    Name,
+    Neg,
+    Num,
+    ParamItem,
+    Predict,
+    Str,
+    Transpose,
+    Update,
+)
 
 INITS = {"normal": ("std", "mean"), "uniform": ("low", "high"), "zeros": (), "ones": (),
          "constant": ("value",)}

@@ -9,8 +9,8 @@ that says what was expected and what was found; the caller adds the source locat
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

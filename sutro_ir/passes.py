@@ -8,8 +8,8 @@ A pass's docstring has a `Preserves:` line and a `Changes:` line; `sutro-sim pas
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .errors import SirError
 from .graph import Graph, verify

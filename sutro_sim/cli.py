@@ -79,7 +79,7 @@ def _run_parser(sub) -> None:
                    "too, when the program has one)")
     r.add_argument("--trace-steps", default="auto", metavar="SPEC",
                    help="which training steps to trace: auto (default: every step if the run has "
-                   f"at most 400,000 accesses, else the first steps that fit), all, N (the "
+                   "at most 400,000 accesses, else the first steps that fit), all, N (the "
                    "first N) or every:K")
     r.add_argument("--json", action="store_true", help="print the result as JSON")
     r.add_argument("--plot", metavar="DIR", help="write PNG plots into DIR")

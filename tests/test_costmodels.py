@@ -6,10 +6,10 @@ import random
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from simulator import SimError, TraceBuilder
-from simulator import costmodels
+from simulator import SimError, TraceBuilder, costmodels
 from simulator.costmodels import address_cost, bytedmd, ceil_sqrt_sum
 from simulator.trace import DTYPE_BYTES
 

@@ -7,9 +7,19 @@ from dataclasses import dataclass
 
 import pytest
 
-from simulator.energy import (PER_BIT, PER_OP, PER_OP_32, PRESETS, QUADRATIC_OPS, arith_fj,
-                              distance_unit_fj, get_preset, level_energy, preset_table,
-                              sram_fj_per_bit)
+from simulator.energy import (
+    PER_BIT,
+    PER_OP,
+    PER_OP_32,
+    PRESETS,
+    QUADRATIC_OPS,
+    arith_fj,
+    distance_unit_fj,
+    get_preset,
+    level_energy,
+    preset_table,
+    sram_fj_per_bit,
+)
 from simulator.errors import SimError
 
 KB, MB = 1024, 1024 * 1024

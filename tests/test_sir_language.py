@@ -193,3 +193,9 @@ def test_fuzz_front_end_gives_clean_errors_or_programs():
                 path.unlink()
             ran += 1
     assert errors > 1000 and ok > 50
+
+
+def test_language_reference_shows_the_real_grammar():
+    doc = (ROOT / "docs/language.md").read_text()
+    grammar = (ROOT / "sutro_ir/grammar.lark").read_text()
+    assert doc.split("```lark\n")[1].split("```")[0] == grammar

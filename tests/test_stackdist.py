@@ -4,7 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator.stackdist import COLD, StackDistance, line_units, stack_distances
 from simulator.trace import TraceBuilder

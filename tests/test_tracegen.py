@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sutro_ir.compile import compile_program, compile_file
+from sutro_ir.compile import compile_file, compile_program
 from sutro_ir.schedule import schedule
 from sutro_ir.tracegen import StepTrace, kernel_accesses, n_accesses
 from sutro_sim.run import select_steps
