@@ -24,7 +24,7 @@ import numpy as np
 from simulator.trace import CHUNK_ACCESSES, Buffer, Chunk, Kernel, Trace
 
 from .graph import Node
-from .ops import OPS, RANK, Operand, arith_counts, n_elements
+from .ops import OPS, RANK, arith_counts, n_elements
 from .schedule import BufferSlot, Schedule
 
 
@@ -127,7 +127,9 @@ class StepTrace:
 
     def __init__(self, sched: Schedule, x: str, y: str, params: list[str]):
         self.sched = sched
-        self.buffer_ids = {b.name: i for i, b in enumerate(sched.buffers)}
+        order = sorted(range(len(sched.buffers)), key=lambda i: sched.buffers[i].base)
+        self._order = np.array(order, np.int32)      # buffer ids by base address
+        self._bases = np.array([sched.buffers[i].base for i in order], np.int64)
         self.kernel_names = ["init", "load"] + [k.name for k in sched.kernels]
         parts = [self._writes([x, y], 1)]
         self.per_step_arith = []
@@ -153,20 +155,10 @@ class StepTrace:
                 "kernel": np.full(len(addr), kid, np.int32),
                 "buffer": self._order[bids].astype(np.int32)}
 
-    @property
-    def _bases(self) -> np.ndarray:
-        return np.array([b.base for b in sorted(self.sched.buffers, key=lambda b: b.base)])
-
-    @property
-    def _order(self) -> np.ndarray:
-        order = sorted(range(len(self.sched.buffers)), key=lambda i: self.sched.buffers[i].base)
-        return np.array(order, np.int32)
-
     def _arith(self, node: Node) -> dict:
         g = self.sched.graph
-        args = [Operand(g[a].dtype, g[a].shape) for a in node.operands]
         return arith_counts(OPS[node.op], _price_dtype(node, g), node.shape,
-                            [a.shape for a in args], dict(node.attrs))
+                            [g[a].shape for a in node.operands], dict(node.attrs))
 
     @property
     def accesses_per_step(self) -> int:

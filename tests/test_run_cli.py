@@ -83,3 +83,13 @@ def test_graph_prints_canonical_ir_and_dot(capsys):
 def test_passes_lists_identity(capsys):
     code, out, _ = run_cli(capsys, "passes")
     assert code == 0 and out.startswith("identity (exact)") and "Preserves:" in out
+
+
+def test_the_seeds_3_bit_setup_figures_quoted_in_docs():
+    from sutro_sim.run import run
+
+    r = run(str(ROOT / "programs/mlp_backprop.sir"),
+            {"n_bits": "3", "hidden": "1000", "lr": "0.5"}, trace_steps="1")
+    assert (r.train.steps, r.accesses_per_step) == (896, 84_028)
+    doc = (ROOT / "docs/machine-model.md").read_text()
+    assert "896 steps\nof 84,028 accesses" in doc or "896 steps of 84,028 accesses" in doc
