@@ -43,21 +43,29 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: Sequence[
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-def render(result: Result) -> str:
-    return "\n\n".join([_summary(result), _levels(result), _energy(result), _buffers(result)])
+def render(result: Result, summary: bool = True) -> str:
+    """The whole report; summary=False leaves out the head (for callers that print their own)."""
+    tables = [_levels(result), _energy(result), _buffers(result)]
+    return "\n\n".join([_summary(result)] * summary + tables)
 
 
 def _summary(r: Result) -> str:
-    u = r.reuse
     return "\n".join([
         f"trace      {r.trace}",
         f"hierarchy  {r.hierarchy}    energy preset  {r.energy.preset}",
         f"steps      {len(r.steps)} traced ({_steps(r)})",
+        *access_lines(r.reuse),
+    ])
+
+
+def access_lines(u) -> list[str]:
+    """Accesses and ARD, the two lines every report opens with."""
+    return [
         f"accesses   {u.reads + u.writes:,}: {u.reads:,} reads ({size(u.read_bytes)}), "
         f"{u.writes:,} writes ({size(u.write_bytes)})",
         f"reuse      ARD {u.ard:,.1f} elements = {u.ard_bytes:,.1f} bytes over "
         f"{u.finite_reads:,} reads; {u.cold_reads:,} cold reads (first touch, not averaged)",
-    ])
+    ]
 
 
 def _steps(r: Result) -> str:

@@ -1,4 +1,5 @@
-"""The .sir language and its compiler: parse, graph IR, passes, schedule, executor, lowering to a trace.
+"""The .sir language and its compiler: parse, graph IR, passes, schedule, executor, and the
+lowering to a trace.
 
 Produces traces for `simulator/` and never depends on how they are priced.
 """

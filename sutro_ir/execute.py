@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import datasets
-from .graph import Graph, Node
-from .ops import DTYPES, OPS, RANK
+from .graph import Graph, Node, compute_dtype
+from .ops import DTYPES, OPS
 from .program import Program
 from .schedule import Schedule
 
@@ -70,20 +70,12 @@ class Step:
 
 def _closure(n: Node, graph: Graph, arrays) -> Callable[[], None]:
     op = OPS[n.op]
-    kind = _const_dtype(n, graph)
+    kind = compute_dtype(n, graph)      # constants take the dtype the op computes in
     args = [arrays[graph[a].buffer] if isinstance(a, str) else DTYPES[kind](a) for a in n.args]
     ufunc = getattr(op.run, "ufunc", None)
     if ufunc is not None:
         return functools.partial(ufunc, *args, out=arrays[n.buffer])
     return functools.partial(op.run, arrays[n.buffer], *args, **dict(n.attrs))
-
-
-def _const_dtype(n: Node, graph: Graph) -> str:
-    """Constants take the dtype the op computes in (a comparison: its operands')."""
-    if OPS[n.op].dtype_rule != "bool":
-        return n.dtype
-    kinds = [graph[a].dtype for a in n.operands]
-    return max(kinds, key=RANK.__getitem__)
 
 
 class Executor:
@@ -125,8 +117,7 @@ class Executor:
         xs, ys = self.split(loop.dataset)
         x, y = self.arrays[loop.x], self.arrays[loop.y]
         b = loop.batch or 1
-        per_epoch = len(xs) // b
-        starts = range(0, per_epoch * b, b)
+        starts = range(0, self.steps_per_epoch * b, b)
         step, history = 0, []
         for epoch in range(loop.epochs):
             for i in starts:

@@ -17,7 +17,7 @@ import functools
 from dataclasses import dataclass, field
 
 from .errors import NOWHERE, Loc, SirError
-from .ops import OPS, Operand, OpError, infer, show
+from .ops import OPS, RANK, Operand, OpError, infer, show
 
 SOURCE_OPS = ("param", "input")
 
@@ -156,6 +156,13 @@ def _check_update(graph: Graph, update: Node, old: str, where: str) -> None:
     if late:
         raise SirError(f"{where}: '{late[0]}' reads '{old}' after the update '{update.name}' "
                        "overwrote it", graph[late[0]].loc)
+
+
+def compute_dtype(n: Node, graph: Graph) -> str:
+    """The dtype an op computes in: its result's, except a comparison computes in its operands'."""
+    if OPS[n.op].dtype_rule != "bool" or not n.operands:
+        return n.dtype
+    return max((graph[a].dtype for a in n.operands), key=RANK.__getitem__)
 
 
 def operand(n: Node) -> Operand:

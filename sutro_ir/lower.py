@@ -241,7 +241,7 @@ def _check_names(params: tuple[Param, ...], consts: dict) -> None:
 
 def check_memory(program: Program) -> None:
     """Refuse up front what would not fit in this machine's memory."""
-    limit = int(MEMORY_FRACTION * _physical_memory())
+    limit = int(MEMORY_FRACTION * physical_memory())
     total, where = 0, program.data.loc
     for p in program.params:
         total += n_elements(p.shape) * DTYPES[p.dtype]().itemsize
@@ -253,10 +253,10 @@ def check_memory(program: Program) -> None:
         total += sum(n_elements(n.shape) * DTYPES[n.dtype]().itemsize for n in loop.graph.body)
     if total > limit:
         raise SirError(f"this program needs {total / 2**30:,.1f} GiB of buffers; this machine "
-                       f"has {_physical_memory() / 2**30:,.1f} GiB of memory", where)
+                       f"has {physical_memory() / 2**30:,.1f} GiB of memory", where)
 
 
-def _physical_memory() -> int:
+def physical_memory() -> int:
     try:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):

@@ -8,10 +8,13 @@ step's values), each aligned to ALIGN bytes. A parameter's versions share its bu
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
+from simulator.trace import DTYPE_BYTES
+
 from .graph import SOURCE_OPS, Graph, Node
-from .ops import DTYPES, n_elements
+from .ops import n_elements
 
 ALIGN = 64
 
@@ -26,7 +29,7 @@ class BufferSlot:
 
     @property
     def elem_bytes(self) -> int:
-        return DTYPES[self.dtype]().itemsize
+        return DTYPE_BYTES[self.dtype]
 
     @property
     def nbytes(self) -> int:
@@ -52,7 +55,7 @@ class Schedule:
     def slot(self, buffer: str) -> BufferSlot:
         return self._slots[buffer]
 
-    @property
+    @functools.cached_property
     def _slots(self) -> dict:
         return {b.name: b for b in self.buffers}
 

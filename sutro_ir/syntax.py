@@ -125,7 +125,8 @@ class ParamItem:
 
 @dataclass(frozen=True)
 class LoopItem:
-    """`train (x, y) in D [batch B] for E epochs [until C] { ... }` or `eval (x, y) in D { ... }`."""
+    """`train (x, y) in D [batch B] for E epochs [until C] { ... }`, or
+    `eval (x, y) in D { ... }`."""
 
     kind: str              # "train" or "eval"
     x: str
@@ -174,9 +175,8 @@ def loc_at(file: str, lines: tuple, line: int, col: int) -> Loc:
 
 TOKEN_WORDS = {"_NL": "end of line", "NAME": "a name", "NUMBER": "a number", "STRING": "a string",
                "AUGOP": "an update (-=, +=, ...)", "COMPOP": "a comparison", "ADDOP": "+ or -",
-               "MULOP": "*, / or @", "$END": "end of file", "LPAR": "(", "RPAR": ")",
-               "LSQB": "[", "RSQB": "]", "LBRACE": "{", "RBRACE": "}", "COMMA": ",",
-               "COLON": ":", "EQUAL": "=", "MINUS": "-", "__ANON_0": ".T", "__ANON_1": "**"}
+               "MULOP": "*, / or @", "$END": "end of file"}
+"""Words for the pattern terminals; a literal terminal (`(`, `epochs`) is shown as itself."""
 
 
 def _syntax_error(exc: lark.exceptions.UnexpectedInput, file: str, lines: tuple) -> SirError:
@@ -192,7 +192,7 @@ def _syntax_error(exc: lark.exceptions.UnexpectedInput, file: str, lines: tuple)
     found = "end of file" if token is None or token.type == "$END" else (
         "end of line" if token.type == "_NL" else repr(str(token)))
     expected = sorted({TOKEN_WORDS.get(t, _keyword(t)) for t in (exc.expected or ())})
-    closers = [TOKEN_WORDS[t] for t in ("RPAR", "RSQB") if t in (exc.expected or ())]
+    closers = [_keyword(t) for t in ("RPAR", "RSQB") if t in (exc.expected or ())]
     if len(expected) > 8 and closers:     # inside brackets, the closer is what is missing
         expected = closers
     hint = f"; expected {_one_of(expected)}" if expected and len(expected) <= 8 else ""
@@ -200,8 +200,9 @@ def _syntax_error(exc: lark.exceptions.UnexpectedInput, file: str, lines: tuple)
 
 
 def _keyword(terminal: str) -> str:
-    pattern = _parser().get_terminal(terminal).pattern.value if terminal in _terminals() else terminal
-    return repr(pattern)
+    if terminal not in _terminals():
+        return terminal
+    return _parser().get_terminal(terminal).pattern.value
 
 
 @functools.cache

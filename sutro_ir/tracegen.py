@@ -23,8 +23,8 @@ import numpy as np
 
 from simulator.trace import CHUNK_ACCESSES, Buffer, Chunk, Kernel, Trace
 
-from .graph import Node
-from .ops import OPS, RANK, arith_counts, n_elements
+from .graph import Node, compute_dtype
+from .ops import OPS, arith_counts, n_elements
 from .schedule import BufferSlot, Schedule
 
 
@@ -130,7 +130,6 @@ class StepTrace:
         order = sorted(range(len(sched.buffers)), key=lambda i: sched.buffers[i].base)
         self._order = np.array(order, np.int32)      # buffer ids by base address
         self._bases = np.array([sched.buffers[i].base for i in order], np.int64)
-        self.kernel_names = ["init", "load"] + [k.name for k in sched.kernels]
         parts = [self._writes([x, y], 1)]
         self.per_step_arith = []
         for kid, k in enumerate(sched.kernels, start=2):
@@ -157,7 +156,7 @@ class StepTrace:
 
     def _arith(self, node: Node) -> dict:
         g = self.sched.graph
-        return arith_counts(OPS[node.op], _price_dtype(node, g), node.shape,
+        return arith_counts(OPS[node.op], compute_dtype(node, g), node.shape,
                             [g[a].shape for a in node.operands], dict(node.attrs))
 
     @property
@@ -186,12 +185,6 @@ class StepTrace:
             return Chunk(s, part["addr"], part["nbytes"], part["is_write"], part["kernel"],
                          None, part["buffer"])
         return Trace(buffers, kernels, len(pieces), get, meta, where="run")
-
-
-def _price_dtype(node: Node, g) -> str:
-    if OPS[node.op].dtype_rule == "bool" and node.operands:
-        return max((g[a].dtype for a in node.operands), key=RANK.__getitem__)
-    return node.dtype
 
 
 def _concat(parts: list[dict]) -> dict:

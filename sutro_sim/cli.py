@@ -42,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
                        "reuse distances, hits per level, energy.")
     s.add_argument("trace", help="trace file (.npz, see docs/trace-format.md)")
     s.add_argument("--hierarchy", default="sutro-tiers",
-                   help="preset name or TOML file (default: sutro-tiers; list: sutro-sim hierarchies)")
+                   help="preset name or TOML file (default: sutro-tiers; "
+                   "list: sutro-sim hierarchies)")
     s.add_argument("--energy", default="dally-2020",
                    help="energy preset (default: dally-2020; list: sutro-sim energies)")
     s.add_argument("--cost-models", action="store_true",

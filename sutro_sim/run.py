@@ -9,15 +9,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from simulator import energy as energy_mod
 from simulator.errors import SimError
 from simulator.hierarchy import load_hierarchy
-from simulator.report import count, energy, size, table
+from simulator.report import access_lines, count, energy, render, table
 from simulator.simulate import Result, simulate, step_ranges
 from sutro_ir.compile import compile_program, read_source
 from sutro_ir.execute import Executor, TrainResult
+from sutro_ir.lower import MEMORY_FRACTION, physical_memory
 from sutro_ir.passes import parse_pipeline
 from sutro_ir.schedule import schedule
-from sutro_ir.tracegen import StepTrace
+from sutro_ir.tracegen import StepTrace, n_accesses
 
 AUTO_BUDGET = 400_000       # accesses traced by default: every step if the run fits, else the first
 
@@ -63,15 +65,12 @@ TRACE_BYTES_PER_ACCESS = 64    # one step's columns and the temporaries that bui
 
 def check_trace_memory(sched) -> None:
     """Refuse, before building it, a step whose trace would not fit in memory."""
-    from sutro_ir.lower import MEMORY_FRACTION, _physical_memory
-    from sutro_ir.tracegen import n_accesses
-
     per_step = sum(n_accesses(k.node, sched.graph) for k in sched.kernels)
     need = per_step * TRACE_BYTES_PER_ACCESS
-    if need > MEMORY_FRACTION * _physical_memory():
+    if need > MEMORY_FRACTION * physical_memory():
         raise SimError(f"one training step makes {per_step:,} memory accesses; tracing it needs "
                        f"about {need / 2**30:,.1f} GiB, more than this machine's "
-                       f"{_physical_memory() / 2**30:,.1f} GiB (make the program smaller)",
+                       f"{physical_memory() / 2**30:,.1f} GiB (make the program smaller)",
                        "trace")
 
 
@@ -106,11 +105,10 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
     t0 = time.perf_counter()
     prof = {}
     hier = load_hierarchy(hierarchy)
-    from simulator import energy as energy_mod
     energy_mod.get_preset(energy_preset, where="--energy")
     overrides = dict(overrides or {})
     text = read_source(path)
-    parse_pipeline(passes)
+    pass_names = tuple(name for name, _ in parse_pipeline(passes))
     t = time.perf_counter()
     program = compile_program(text, path, overrides, passes)
     if seed is None:
@@ -132,16 +130,13 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
     t = time.perf_counter()
     sim = simulate(trace, hier, energy_preset, progress=progress)
     prof["simulation"] = time.perf_counter() - t
-    return RunResult(path, program.config_dict, tuple(n for n, _ in parse_pipeline(passes)),
-                     trained, sim, trace_steps, tuple(steps), step_trace.accesses_per_step,
-                     time.perf_counter() - t0, prof)
+    return RunResult(path, program.config_dict, pass_names, trained, sim, trace_steps,
+                     tuple(steps), step_trace.accesses_per_step, time.perf_counter() - t0, prof)
 
 
 # ----------------------------------------------------------------------------- report
 
 def render_run(r: RunResult) -> str:
-    from simulator.report import render
-
     head = [f"program    {r.program}" + (f"    passes {', '.join(r.passes)}" if r.passes else ""),
             "config     " + ", ".join(f"{k}={v}" for k, v in r.config.items()),
             f"accuracy   train {100 * r.train.train_accuracy:.1f}%, test "
@@ -149,8 +144,9 @@ def render_run(r: RunResult) -> str:
             f"training   {r.train.steps:,} steps in {r.train.epochs} epochs, "
             f"{r.train.execute_s:.2f} s; wall {r.wall_s:.2f} s",
             _traced_line(r)]
-    sim_text = render(r.sim).split("\n\n", 1)[1]
-    return "\n".join(head) + "\n" + _accesses(r) + "\n\n" + sim_text
+    head += access_lines(r.sim.reuse)
+    head.append(f"hierarchy  {r.sim.hierarchy}    energy preset  {r.sim.energy.preset}")
+    return "\n".join(head) + "\n\n" + render(r.sim, summary=False)
 
 
 def _traced_line(r: RunResult) -> str:
@@ -161,16 +157,6 @@ def _traced_line(r: RunResult) -> str:
         line += (f"\n           whole run, extrapolated from the traced steps: "
                  f"{energy(r.energy_per_step_fj * r.train.steps)}")
     return line
-
-
-def _accesses(r: RunResult) -> str:
-    u = r.sim.reuse
-    return "\n".join([
-        f"accesses   {u.reads + u.writes:,}: {u.reads:,} reads ({size(u.read_bytes)}), "
-        f"{u.writes:,} writes ({size(u.write_bytes)})",
-        f"reuse      ARD {u.ard:,.1f} elements = {u.ard_bytes:,.1f} bytes over "
-        f"{u.finite_reads:,} reads; {u.cold_reads:,} cold reads (first touch, not averaged)",
-        f"hierarchy  {r.sim.hierarchy}    energy preset  {r.sim.energy.preset}"])
 
 
 def render_profile(r: RunResult) -> str:

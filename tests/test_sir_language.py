@@ -188,7 +188,7 @@ def test_fuzz_front_end_gives_clean_errors_or_programs():
                 run(str(path), {"epochs": "1"} if "epochs =" in text else None,
                     trace_steps="1")
             except SirError as e:
-                assert str(e).startswith(str(path)) or "error:" in str(e)
+                assert str(e).startswith(str(path)), str(e)
             finally:
                 path.unlink()
             ran += 1
