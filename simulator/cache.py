@@ -19,7 +19,8 @@ Kernels:
   linked list or timestamps; the victim is the last valid line (or an invalid slot).
 - *hash* (ways > 32, e.g. a 65,536-line fully associative level): an open-addressing hash table
   (linear probing, backward-shift deletion) maps line -> slot; LRU/FIFO order is a per-set
-  doubly linked list: O(1) per access whatever the size.
+  doubly linked list: O(1) per access whatever the size. Keys sit next to their values and
+  each slot's prev next to its next, so a probe or a link touches one host cache line.
 - *random*: victim drawn by a seeded in-kernel xorshift64 (invalid slots first).
 - *opt* (Belady): needs the next use of each line in the level's own input stream, which depends
   on the levels above. A hierarchy with an OPT level is therefore simulated up front, on the whole
@@ -289,73 +290,75 @@ def _hpos(key, hmask):
     return ((key * _HASH_MUL) >> 32) & hmask
 
 
-@numba.njit(cache=True)
-def _hfind(hkeys, hvals, hmask, key):
-    """Slot holding line `key`, or -1."""
+@numba.njit(cache=True, inline="always")
+def _hfind(htab, hmask, key):
+    """Slot holding line `key`, or -1. `htab` interleaves (key, slot) pairs, so a probe touches
+    one host cache line, not two arrays."""
     i = _hpos(key, hmask)
-    while hkeys[i] != -1:
-        if hkeys[i] == key:
-            return hvals[i]
+    while htab[2 * i] != -1:
+        if htab[2 * i] == key:
+            return htab[2 * i + 1]
         i = (i + 1) & hmask
     return -1
 
 
-@numba.njit(cache=True)
-def _hput(hkeys, hvals, hmask, key, val):
+@numba.njit(cache=True, inline="always")
+def _hput(htab, hmask, key, val):
     i = _hpos(key, hmask)
-    while hkeys[i] != -1:
+    while htab[2 * i] != -1:
         i = (i + 1) & hmask
-    hkeys[i] = key
-    hvals[i] = val
+    htab[2 * i] = key
+    htab[2 * i + 1] = val
 
 
-@numba.njit(cache=True)
-def _hdel(hkeys, hvals, hmask, key):
+@numba.njit(cache=True, inline="always")
+def _hdel(htab, hmask, key):
     """Remove `key` (present) by backward shift, so probes never meet tombstones."""
     i = _hpos(key, hmask)
-    while hkeys[i] != key:
+    while htab[2 * i] != key:
         i = (i + 1) & hmask
     j = i
     while True:
         j = (j + 1) & hmask
-        if hkeys[j] == -1:
+        if htab[2 * j] == -1:
             break
-        home = _hpos(hkeys[j], hmask)
+        home = _hpos(htab[2 * j], hmask)
         stays = (i < home <= j) if i <= j else (home > i or home <= j)
         if stays:
             continue
-        hkeys[i] = hkeys[j]
-        hvals[i] = hvals[j]
+        htab[2 * i] = htab[2 * j]
+        htab[2 * i + 1] = htab[2 * j + 1]
         i = j
-    hkeys[i] = -1
+    htab[2 * i] = -1
 
 
 @numba.njit(cache=True, inline="always")
-def _unlink(prev, nxt, head, tail, s, slot):
-    p, n = prev[slot], nxt[slot]
+def _unlink(link, head, tail, s, slot):
+    """`link` interleaves (prev, next) per slot."""
+    p, n = link[2 * slot], link[2 * slot + 1]
     if p >= 0:
-        nxt[p] = n
+        link[2 * p + 1] = n
     else:
         head[s] = n
     if n >= 0:
-        prev[n] = p
+        link[2 * n] = p
     else:
         tail[s] = p
 
 
 @numba.njit(cache=True, inline="always")
-def _push_front(prev, nxt, head, tail, s, slot):
-    prev[slot] = -1
-    nxt[slot] = head[s]
+def _push_front(link, head, tail, s, slot):
+    link[2 * slot] = -1
+    link[2 * slot + 1] = head[s]
     if head[s] >= 0:
-        prev[head[s]] = slot
+        link[2 * head[s]] = slot
     else:
         tail[s] = slot
     head[s] = slot
 
 
-@numba.njit(cache=True)
-def _hash_victim(tags, prev, nxt, head, tail, fill, s, ways, policy, rng, hkeys, hvals, hmask):
+@numba.njit(cache=True, inline="always")
+def _hash_victim(tags, link, head, tail, fill, s, ways, policy, rng, htab, hmask):
     """Free or evicted slot of set `s`, unlinked from its list and from the hash table."""
     if fill[s] < ways:
         fill[s] += 1
@@ -364,20 +367,20 @@ def _hash_victim(tags, prev, nxt, head, tail, fill, s, ways, policy, rng, hkeys,
         slot = s * ways + np.int64(_xorshift(rng) % np.uint64(ways))
     else:
         slot = tail[s]
-    _unlink(prev, nxt, head, tail, s, slot)
-    _hdel(hkeys, hvals, hmask, tags[slot])
+    _unlink(link, head, tail, s, slot)
+    _hdel(htab, hmask, tags[slot])
     return slot
 
 
 @numba.njit(cache=True)
-def _hash_level(tags, dirty, owner, prev, nxt, head, tail, fill, hkeys, hvals, rng, st, cfg,
+def _hash_level(tags, dirty, owner, link, head, tail, fill, htab, rng, st, cfg,
                 in_a, in_nb, in_w, in_src, in_buf,
                 out_a, out_nb, out_w, out_src, out_buf, served, lvl, by_buf, start):
     """One highly associative level (ways > 32): hash lookup, per-set linked-list order.
     Same contract as `_scan_level`."""
     line_bits, n_sets, set_mask, ways = cfg[0], cfg[1], cfg[2], cfg[3]
     policy, write_back, write_alloc, compat = cfg[4], cfg[5] != 0, cfg[6] != 0, cfg[7] != 0
-    hmask = hkeys.shape[0] - 1
+    hmask = htab.shape[0] // 2 - 1
     line_bytes = np.int64(1) << line_bits
     rh, rm, wh, wm, rb, wb = st[RH], st[RM], st[WH], st[WM], st[RB], st[WB]
     ev, wbk, bin_, bout = st[EV], st[WBK], st[BIN], st[BOUT]
@@ -397,10 +400,10 @@ def _hash_level(tags, dirty, owner, prev, nxt, head, tail, fill, hkeys, hvals, r
         _charge(by_buf, served, src, buf, nb, lvl)
         for line in range(first, last + 1):
             s = _set_of(line, n_sets, set_mask)
-            slot = last_slot if line == last_line else _hfind(hkeys, hvals, hmask, line)
+            slot = last_slot if line == last_line else _hfind(htab, hmask, line)
             if slot >= 0 and line != last_line and policy == LRU and not (compat and w):
-                _unlink(prev, nxt, head, tail, s, slot)
-                _push_front(prev, nxt, head, tail, s, slot)
+                _unlink(link, head, tail, s, slot)
+                _push_front(link, head, tail, s, slot)
             if slot >= 0:
                 if w:
                     wh += 1
@@ -421,8 +424,8 @@ def _hash_level(tags, dirty, owner, prev, nxt, head, tail, fill, hkeys, hvals, r
                         k = _emit(out_a, out_nb, out_w, out_src, out_buf, k,
                                   line << line_bits, line_bytes, False, src, buf)
                         bin_ += line_bytes
-                    slot = _hash_victim(tags, prev, nxt, head, tail, fill, s, ways, policy, rng,
-                                        hkeys, hvals, hmask)
+                    slot = _hash_victim(tags, link, head, tail, fill, s, ways, policy, rng,
+                                        htab, hmask)
                     if tags[slot] >= 0:
                         ev += 1
                         if dirty[slot]:
@@ -433,8 +436,8 @@ def _hash_level(tags, dirty, owner, prev, nxt, head, tail, fill, hkeys, hvals, r
                     tags[slot] = line
                     dirty[slot] = 0
                     owner[slot] = buf
-                    _hput(hkeys, hvals, hmask, line, slot)
-                    _push_front(prev, nxt, head, tail, s, slot)
+                    _hput(htab, hmask, line, slot)
+                    _push_front(link, head, tail, s, slot)
                     last_line, last_slot = line, slot
                 else:
                     last_line = -1
@@ -508,7 +511,7 @@ def _opt_victim(tags, nu, base, ways, use_heap, hk, hs, hn):
 
 
 @numba.njit(cache=True)
-def _opt_level(tags, nu, dirty, owner, hkeys, hvals, st, cfg, in_a, in_nb, in_w, in_src, in_buf,
+def _opt_level(tags, nu, dirty, owner, htab, st, cfg, in_a, in_nb, in_w, in_src, in_buf,
                next_use, out_a, out_nb, out_w, out_src, out_buf, served, lvl, by_buf):
     """Belady's OPT over single-line requests with known next-use positions."""
     line_bits, n_sets, set_mask, ways = cfg[0], cfg[1], cfg[2], cfg[3]
@@ -516,7 +519,7 @@ def _opt_level(tags, nu, dirty, owner, hkeys, hvals, st, cfg, in_a, in_nb, in_w,
     line_bytes = np.int64(1) << line_bits
     use_hash = ways > SCAN_MAX_WAYS
     use_heap = use_hash and n_sets == 1
-    hmask = hkeys.shape[0] - 1
+    hmask = htab.shape[0] // 2 - 1
     hk = np.empty(in_a.shape[0] + tags.shape[0] + 1, np.int64)
     hs = np.empty(in_a.shape[0] + tags.shape[0] + 1, np.int64)
     hn = 0
@@ -530,7 +533,7 @@ def _opt_level(tags, nu, dirty, owner, hkeys, hvals, st, cfg, in_a, in_nb, in_w,
         base = _set_of(line, n_sets, set_mask) * ways
         slot = -1
         if use_hash:
-            slot = _hfind(hkeys, hvals, hmask, line)
+            slot = _hfind(htab, hmask, line)
         else:
             for j in range(ways):
                 if tags[base + j] == line:
@@ -557,12 +560,12 @@ def _opt_level(tags, nu, dirty, owner, hkeys, hvals, st, cfg, in_a, in_nb, in_w,
                         st[WBK] += 1
                         st[BOUT] += line_bytes
                     if use_hash:
-                        _hdel(hkeys, hvals, hmask, tags[slot])
+                        _hdel(htab, hmask, tags[slot])
                 tags[slot] = line
                 dirty[slot] = 0
                 owner[slot] = buf
                 if use_hash:
-                    _hput(hkeys, hvals, hmask, line, slot)
+                    _hput(htab, hmask, line, slot)
         if slot >= 0:
             nu[slot] = next_use[i]
             if use_heap:
@@ -648,10 +651,8 @@ class _LevelState:
 
     def _init_hash(self, n_lines: int, n_sets: int) -> None:
         size = 1 << max(4, (2 * n_lines - 1).bit_length())
-        self.hkeys = np.full(size, -1, np.int64)
-        self.hvals = np.full(size, -1, np.int64)
-        self.prev = np.full(n_lines, -1, np.int64)
-        self.next = np.full(n_lines, -1, np.int64)
+        self.htab = np.full(2 * size, -1, np.int64)      # (line, slot) pairs
+        self.link = np.full(2 * n_lines, -1, np.int64)   # (prev, next) slot pairs
         self.head = np.full(n_sets, -1, np.int64)
         self.tail = np.full(n_sets, -1, np.int64)
         self.fill = np.zeros(n_sets, np.int64)
@@ -671,8 +672,8 @@ class _LevelState:
         returns (the output piece, as views, and where to resume)."""
         out = self.outputs(int(stream[1].max()) if start == 0 else 0)
         if self.hashed:
-            k, stop = _hash_level(self.tags, self.dirty, self.owner, self.prev, self.next,
-                                  self.head, self.tail, self.fill, self.hkeys, self.hvals,
+            k, stop = _hash_level(self.tags, self.dirty, self.owner, self.link,
+                                  self.head, self.tail, self.fill, self.htab,
                                   self.rng, self.st, self.cfg, *stream, *out, served, lvl,
                                   by_buf, start)
         else:
@@ -688,7 +689,7 @@ class _LevelState:
         next_use = next_use_positions(split[0] >> line_bits)
         out = tuple(np.empty(2 * max(n, 1), dt) for dt in
                     (np.int64, np.int32, np.bool_, np.int32, np.int32))
-        k = _opt_level(self.tags, self.nu, self.dirty, self.owner, self.hkeys, self.hvals,
+        k = _opt_level(self.tags, self.nu, self.dirty, self.owner, self.htab,
                        self.st, self.cfg, *split, next_use, *out, served, lvl, by_buf)
         return tuple(col[:k] for col in out)
 
