@@ -21,7 +21,8 @@ from sutro_ir.passes import parse_pipeline
 from sutro_ir.schedule import schedule
 from sutro_ir.tracegen import StepTrace, n_accesses
 
-AUTO_BUDGET = 400_000       # accesses traced by default: every step if the run fits, else the first
+AUTO_ALL = 2_500_000        # `auto` traces every step of a run that makes at most this many accesses,
+AUTO_FIRST = 400_000        # and else as many first steps as fit in this many (at least one)
 
 
 @dataclass(frozen=True)
@@ -75,13 +76,16 @@ def check_trace_memory(sched) -> None:
 
 
 def select_steps(spec: str, total: int, per_step: int) -> list[int]:
-    """`auto` (every step if they fit AUTO_BUDGET accesses, else as many first steps as fit),
+    """`auto` (every step if the run makes at most AUTO_ALL accesses, else as many first steps
+    as fit in AUTO_FIRST),
     `all`, `N` (the first N), or `every:K` (steps 0, K, 2K, ...)."""
     spec = spec.strip()
     if spec == "all":
         return list(range(total))
     if spec == "auto":
-        return list(range(max(1, min(total, AUTO_BUDGET // max(per_step, 1)))))
+        if total * per_step <= AUTO_ALL:
+            return list(range(total))
+        return list(range(max(1, min(total, AUTO_FIRST // max(per_step, 1)))))
     if spec.startswith("every:"):
         k = _positive(spec[6:], spec)
         return list(range(0, total, k))

@@ -85,11 +85,13 @@ def test_passes_lists_identity(capsys):
     assert code == 0 and out.startswith("identity (exact)") and "Preserves:" in out
 
 
-def test_the_seeds_3_bit_setup_figures_quoted_in_docs():
+def test_the_seeds_3_bit_setup_is_traced_whole_by_default():
     from sutro_sim.run import run
 
     r = run(str(ROOT / "programs/mlp_backprop.sir"),
-            {"n_bits": "3", "hidden": "1000", "lr": "0.5"}, trace_steps="1")
-    assert (r.train.steps, r.accesses_per_step) == (896, 84_028)
-    doc = (ROOT / "docs/machine-model.md").read_text()
-    assert "896 steps\nof 84,028 accesses" in doc or "896 steps of 84,028 accesses" in doc
+            {"n_bits": "3", "hidden": "1000", "lr": "0.5"})
+    assert (r.train.steps, r.accesses_per_step) == (24, 84_028)
+    assert r.all_traced and r.train.train_accuracy == 1.0
+    assert r.sim.reuse.reads + r.sim.reuse.writes == 2_021_673
+    doc = " ".join((ROOT / "docs/machine-model.md").read_text().split())
+    assert "24 steps of 84,028 accesses, 2,021,673 in all" in doc

@@ -109,7 +109,7 @@ def test_set_errors():
 def test_set_recomputes_dependent_constants():
     program = compile_text(BASE, overrides={"n_bits": "3", "lr": "1"})
     config = program.config_dict
-    assert (config["n_bits"], config["n_train"], config["lr"]) == (3, 64, 1.0)
+    assert (config["n_bits"], config["n_train"], config["lr"]) == (3, 8, 1.0)
     assert program.param("W1").shape == (1000, 3)
 
 

@@ -119,5 +119,6 @@ def test_select_steps():
     assert select_steps("3", 5, 10) == [0, 1, 2]
     assert select_steps("every:2", 5, 10) == [0, 2, 4]
     assert select_steps("auto", 5, 10) == [0, 1, 2, 3, 4]
-    assert select_steps("auto", 10**6, 200_000) == [0, 1]
+    assert select_steps("auto", 12, 200_000) == list(range(12))       # 2.4 M accesses: all
+    assert select_steps("auto", 13, 200_000) == [0, 1]                # 2.6 M: the first 400 k
     assert select_steps("auto", 10, 10**9) == [0]
