@@ -95,3 +95,11 @@ def test_the_seeds_3_bit_setup_is_traced_whole_by_default():
     assert r.sim.reuse.reads + r.sim.reuse.writes == 2_021_673
     doc = " ".join((ROOT / "docs/machine-model.md").read_text().split())
     assert "24 steps of 84,028 accesses, 2,021,673 in all" in doc
+
+
+def test_run_writes_plots(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "run", str(ROOT / "programs/xor.sir"), "--plot", str(tmp_path))
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert code == 0 and len(pngs) == 4
+    assert all(str(tmp_path / p) in out.splitlines()[-1] for p in pngs)
+    assert all((tmp_path / p).stat().st_size > 1000 for p in pngs)
