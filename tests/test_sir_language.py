@@ -199,3 +199,18 @@ def test_language_reference_shows_the_real_grammar():
     doc = (ROOT / "docs/language.md").read_text()
     grammar = (ROOT / "sutro_ir/grammar.lark").read_text()
     assert doc.split("```lark\n")[1].split("```")[0] == grammar
+
+
+def test_pass_pipelines_parse_and_fail_clearly():
+    from sutro_ir.passes import parse_pipeline, run_pipeline
+
+    assert parse_pipeline("") == []
+    assert parse_pipeline("identity, identity{}") == [("identity", {}), ("identity", {})]
+    graph = compile_text(BASE).train.graph
+    assert run_pipeline(graph, "identity,identity") == graph
+    with pytest.raises(SirError, match="--passes: unknown pass 'fuse' \\(registered: identity\\)"):
+        parse_pipeline("identity,fuse")
+    with pytest.raises(SirError, match="option 'max_ops' of 'identity' needs key=value"):
+        parse_pipeline("identity{max_ops}")
+    with pytest.raises(SirError, match="--passes: identity: .*unexpected keyword argument"):
+        run_pipeline(graph, "identity{max_ops=8}")

@@ -122,3 +122,15 @@ def test_select_steps():
     assert select_steps("auto", 12, 200_000) == list(range(12))       # 2.4 M accesses: all
     assert select_steps("auto", 13, 200_000) == [0, 1]                # 2.6 M: the first 400 k
     assert select_steps("auto", 10, 10**9) == [0]
+
+
+def test_bytes_moved_follow_the_dtype():
+    text = PROGRAM.replace("param A: f32[3, 2]", "param A: f16[3, 2]")
+    program = compile_program(text.replace("A -= lr * o", "A -= f16(lr * o)"), "t.sir")
+    sched = schedule(program.train.graph)
+    st = StepTrace(sched, "x", "y", ["A", "B"])
+    a = sched.slot("A")
+    touches_a = (st.step["addr"] >= a.base) & (st.step["addr"] < a.base + a.nbytes)
+    assert a.elem_bytes == 2 and touches_a.any()
+    assert set(st.step["nbytes"][touches_a]) == {2}
+    assert set(st.step["nbytes"][~touches_a]) <= {1, 2, 4}    # bool, f16 and f32 values
