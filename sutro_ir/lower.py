@@ -44,6 +44,7 @@ from .syntax import (
     Str,
     Transpose,
     Update,
+    loc_at,
 )
 
 INITS = {"normal": ("std", "mean"), "uniform": ("low", "high"), "zeros": (), "ones": (),
@@ -100,8 +101,9 @@ def _config(items: list[ConfigItem], overrides: dict[str, str], module: Module) 
     unknown = [k for k in overrides if k not in values]
     if unknown:
         known = ", ".join(values) or "none"
+        where = next(iter(locs.values()), loc_at(module.file, module.lines, 1, 1))
         raise SirError(f"--set {unknown[0]}: the program has no config constant '{unknown[0]}' "
-                       f"(it has: {known})", Loc(module.file, 0, 0))
+                       f"(it has: {known})", where)
     return list(values.items())
 
 

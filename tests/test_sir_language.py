@@ -97,8 +97,10 @@ def test_error_messages_are_exact(old, new, message):
 
 def test_set_errors():
     assert error_of(BASE, {"nbits": "3"}) == (
-        "p.sir: error: --set nbits: the program has no config constant 'nbits' (it has: n_bits, "
-        "k, hidden, lr, wd, epochs, seed, n_train, n_test)")
+        "p.sir:2:8: error: --set nbits: the program has no config constant 'nbits' (it has: "
+        "n_bits, k, hidden, lr, wd, epochs, seed, n_train, n_test)\n"
+        "    config n_bits = 20, k = 3, hidden = 1000, lr = 0.05, wd = 0.01, epochs = 14, seed = 42\n"
+        "           ^")
     msg = error_of(BASE, {"n_bits": "abc"})
     assert msg.startswith("p.sir:2:8: error: --set n_bits=abc: 'n_bits' is an integer "
                           "(default 20), got a string\n")
