@@ -134,3 +134,11 @@ def test_bytes_moved_follow_the_dtype():
     assert a.elem_bytes == 2 and touches_a.any()
     assert set(st.step["nbytes"][touches_a]) == {2}
     assert set(st.step["nbytes"][~touches_a]) <= {1, 2, 4}    # bool, f16 and f32 values
+
+
+def test_docs_quote_the_auto_budgets():
+    from sutro_sim.run import AUTO_ALL, AUTO_FIRST
+
+    doc = " ".join((ROOT / "docs/machine-model.md").read_text().split())
+    assert (f"every step when the whole run makes at most {AUTO_ALL:,} accesses" in doc
+            and f"as many first steps as fit in {AUTO_FIRST:,} accesses" in doc)
