@@ -61,7 +61,10 @@ class Step:
         for n in graph.nodes:
             if n.buffer not in arrays:
                 arrays[n.buffer] = np.zeros(n.shape, DTYPES[n.dtype])
-        self.calls = [_closure(k.node, graph, arrays) for k in kernels]
+        # a fused kernel runs node by node over whole arrays: the same arithmetic in the same
+        # order, so results are bit-identical; its register values get scratch arrays, which
+        # the trace does not see
+        self.calls = [_closure(n, graph, arrays) for k in kernels for n in k.nodes]
 
     def __call__(self) -> None:
         for call in self.calls:

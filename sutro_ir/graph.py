@@ -7,6 +7,9 @@
   parameter's own buffer. Every read of the old version must come before the update: that
   anti-dependency is an edge of the networkx view, and `verify` checks it.
 - Source locations never take part in equality.
+- `kernels` lists the fused groups a pass made (runs of consecutive nodes executed as one loop
+  nest, see `check_kernel`); every other node is a kernel of its own. `layout` names the memory
+  layout the schedule uses ("bump", or "liveness" after the layout pass).
 
 networkx is a derived view (`nx_graph`), built on demand for analysis; the tuple is the truth.
 """
@@ -56,6 +59,8 @@ class Graph:
 
     nodes: tuple[Node, ...]
     outputs: tuple[str, ...] = ()
+    kernels: tuple[tuple[str, ...], ...] = ()   # fused groups of two or more nodes
+    layout: str = "bump"
 
     @functools.cached_property
     def by_name(self) -> dict[str, Node]:
@@ -91,6 +96,30 @@ def nx_view(graph: Graph):
     return g
 
 
+def previous_version(n: Node) -> str | None:
+    """The name of the version an update replaces (W1 for W1@1, W1@1 for W1@2), else None."""
+    if n.version == 0:
+        return None
+    return n.buffer if n.version == 1 else f"{n.buffer}@{n.version - 1}"
+
+
+def readers(graph: Graph) -> dict[str, list[str]]:
+    """For every value, the nodes that read it, in schedule order."""
+    out: dict[str, list[str]] = {n.name: [] for n in graph.nodes}
+    for n in graph.nodes:
+        for a in dict.fromkeys(n.operands):
+            out[a].append(n.name)
+    return out
+
+
+def reordered(graph: Graph, body: list[str], kernels=()) -> Graph:
+    """The graph with its computing nodes in a new order (sources stay first), and new fused
+    groups."""
+    sources = tuple(n for n in graph.nodes if n.op in SOURCE_OPS)
+    return Graph(sources + tuple(graph[m] for m in body), graph.outputs,
+                 tuple(tuple(k) for k in kernels), graph.layout)
+
+
 def _updates(graph: Graph):
     """(update node, name of the version it replaces) for every parameter update."""
     for n in graph.nodes:
@@ -116,7 +145,51 @@ def verify(graph: Graph, where: str = "graph") -> Graph:
     for out in graph.outputs:
         if out not in seen:
             raise SirError(f"{where}: output '{out}' is not defined", None)
+    position = {n.name: i for i, n in enumerate(graph.nodes)}
+    grouped: set[str] = set()
+    for group in graph.kernels:
+        if grouped & set(group):
+            raise SirError(f"{where}: '{sorted(grouped & set(group))[0]}' is in two kernels", None)
+        grouped |= set(group)
+        check_kernel(graph, group, position, where)
     return graph
+
+
+def check_kernel(graph: Graph, group: tuple[str, ...], position: dict, where: str) -> None:
+    """A fused kernel is one loop nest over the output index space of its first node (the
+    anchor: any op). The others are elementwise ops of that shape, evaluated per iteration in
+    registers, so they must be consecutive nodes of the schedule, and an update in the kernel may
+    only overwrite what the kernel reads of the old version at the same index: every reader of
+    the old version inside the kernel is elementwise and reads it unbroadcast."""
+    if len(group) < 2:
+        raise SirError(f"{where}: a fused kernel needs two nodes or more, got {list(group)}", None)
+    missing = [m for m in group if m not in position]
+    if missing:
+        raise SirError(f"{where}: fused kernel names '{missing[0]}', which is not a node", None)
+    first = position[group[0]]
+    if [position[m] for m in group] != list(range(first, first + len(group))):
+        raise SirError(f"{where}: fused kernel {'+'.join(group)} is not a run of consecutive "
+                       "nodes", graph[group[0]].loc)
+    anchor = graph[group[0]]
+    if anchor.op in SOURCE_OPS:
+        raise SirError(f"{where}: fused kernel starts with {anchor.op} '{anchor.name}'", None)
+    for m in group[1:]:
+        n = graph[m]
+        if OPS[n.op].kind != "elementwise" or n.shape != anchor.shape:
+            raise SirError(f"{where}: '{m}' ({n.op}, {n.type}) cannot join the loop nest of "
+                           f"'{anchor.name}' ({anchor.op}, {anchor.type})", n.loc)
+    members = set(group)
+    for m in group:
+        n = graph[m]
+        if n.version == 0:
+            continue
+        old = n.buffer if n.version == 1 else f"{n.buffer}@{n.version - 1}"
+        for r in _readers(graph, old):
+            reader = graph[r]
+            if r in members and r != m and (
+                    OPS[reader.op].kind != "elementwise" or reader.shape != n.shape):
+                raise SirError(f"{where}: '{r}' reads '{old}' in the loop nest that overwrites "
+                               "it, not element by element", reader.loc)
 
 
 def _check_node(n: Node, seen: dict, where: str) -> None:

@@ -1,9 +1,12 @@
 """Graph -> Schedule: the ordered kernels of one step and the byte layout of their buffers.
 
-A kernel is one op for now (the fusion pass of a later issue groups several). Every value that
-leaves a kernel is *materialized*: it has a buffer. Buffers are bump-allocated in one flat byte
-address space, in the order they are first defined (parameters, then the example, then the
-step's values), each aligned to ALIGN bytes. A parameter's versions share its buffer.
+A kernel is one node, or a group the fuse pass made (graph.kernels). A value is *materialized*
+(it has a buffer) when it leaves its kernel: read by another kernel, predicted, a parameter or
+its new version, or the example. A value made and used inside one kernel lives in registers.
+Buffers are bump-allocated in one flat byte address space, in the order they are first defined
+(parameters, then the example, then the step's values), each aligned to ALIGN bytes; a
+parameter's versions share its buffer. The liveness layout (graph.layout == "liveness") lets a
+step value take the place of one whose last read is over (passes/layout.py).
 """
 
 from __future__ import annotations
@@ -40,10 +43,12 @@ class BufferSlot:
 class Kernel:
     name: str
     nodes: tuple[Node, ...]
+    stores: tuple[str, ...]     # the nodes whose values it writes to memory, in node order
 
     @property
-    def node(self) -> Node:
-        return self.nodes[-1]
+    def anchor(self) -> Node:
+        """The node whose output index space is the kernel's loop nest."""
+        return self.nodes[0]
 
 
 @dataclass(frozen=True)
@@ -53,24 +58,66 @@ class Schedule:
     buffers: tuple[BufferSlot, ...]
 
     def slot(self, buffer: str) -> BufferSlot:
-        return self._slots[buffer]
+        return self.buffers[self._index[buffer]]
+
+    def index(self, buffer: str) -> int:
+        """The buffer's row in `buffers` (and in the trace's buffer table)."""
+        return self._index[buffer]
 
     @functools.cached_property
-    def _slots(self) -> dict:
-        return {b.name: b for b in self.buffers}
+    def _index(self) -> dict:
+        return {b.name: i for i, b in enumerate(self.buffers)}
 
 
 def schedule(graph: Graph, start: int = 0) -> Schedule:
-    kernels = tuple(Kernel(n.name, (n,)) for n in graph.nodes if n.op not in SOURCE_OPS)
-    return Schedule(graph, kernels, layout(graph, start))
+    groups = kernel_groups(graph)
+    stored = materialized(graph, groups)
+    kernels = tuple(Kernel(_kernel_name(g, stored), tuple(graph[m] for m in g),
+                           tuple(m for m in g if m in stored)) for g in groups)
+    if graph.layout == "liveness":
+        from .passes.layout import liveness_layout
+        return Schedule(graph, kernels, liveness_layout(graph, kernels, stored, start))
+    return Schedule(graph, kernels, layout(graph, stored, start))
 
 
-def layout(graph: Graph, start: int = 0) -> tuple[BufferSlot, ...]:
-    """Bump allocation in definition order; one slot per buffer."""
+def kernel_groups(graph: Graph) -> list[tuple[str, ...]]:
+    """The step's kernels in order: the fused groups, and every other computing node alone."""
+    group_of = {m: g for g in graph.kernels for m in g}
+    out = []
+    for n in graph.body:
+        g = group_of.get(n.name, (n.name,))
+        if g[0] == n.name:
+            out.append(g)
+    return out
+
+
+def materialized(graph: Graph, groups: list[tuple[str, ...]]) -> set[str]:
+    """The values stored in memory: those read outside the kernel that makes them, predicted,
+    parameters and their versions, the example, and the output of every one-node kernel."""
+    kernel_of = {m: i for i, g in enumerate(groups) for m in g}
+    out = {n.name for n in graph.nodes if n.op in SOURCE_OPS or n.version > 0}
+    out |= set(graph.outputs)
+    out |= {g[0] for g in groups if len(g) == 1}
+    for n in graph.body:
+        for a in n.operands:
+            if kernel_of.get(a) != kernel_of[n.name]:
+                out.add(a)
+    return out
+
+
+def _kernel_name(group: tuple[str, ...], stored: set[str]) -> str:
+    if len(group) == 1:
+        return group[0]
+    shown = [m.split("@")[0] for m in group if m in stored] or [group[-1]]
+    return "fused:" + "+".join(shown)
+
+
+def layout(graph: Graph, stored: set[str], start: int = 0) -> tuple[BufferSlot, ...]:
+    """Bump allocation in definition order; one slot per materialized buffer."""
     names = {n.name for n in graph.nodes}
     slots, seen, nxt = [], set(), start
     for n in graph.nodes:
-        if n.buffer in seen:
+        if n.buffer in seen or n.name not in stored:
             continue
         seen.add(n.buffer)
         base = -(-nxt // ALIGN) * ALIGN

@@ -21,37 +21,62 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.trace import CHUNK_ACCESSES, Buffer, Chunk, Kernel, Trace
+from simulator.trace import CHUNK_ACCESSES, Buffer, Chunk, Trace
+from simulator.trace import Kernel as TraceKernel
 
 from .graph import Node, compute_dtype
 from .ops import OPS, arith_counts, n_elements
-from .schedule import BufferSlot, Schedule
+from .schedule import BufferSlot, Kernel, Schedule
 
 
-def kernel_accesses(node: Node, sched: Schedule) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(addr, nbytes, is_write) of one execution of a one-op kernel."""
-    out = sched.slot(node.buffer)
-    ins = [sched.slot(sched.graph[a].buffer) if isinstance(a, str) else None for a in node.args]
-    kind = OPS[node.op].kind
-    cols, slots = PATTERNS[kind](node, [s for s in ins if s is not None], out)
-    return _interleave(cols, slots)
+def kernel_accesses(kernel: Kernel, sched: Schedule):
+    """(addr, nbytes, is_write, buffer) of one execution of a kernel (buffer: the row of
+    sched.buffers that each access touches). One loop nest over the anchor's
+    output index space; per iteration: the anchor's reads, then each later node's reads of values
+    from outside the kernel (an element already read in this iteration is in a register), then
+    the writes of the values the kernel stores, in node order."""
+    anchor, members = kernel.anchor, {m.name for m in kernel.nodes}
+    ins = [sched.slot(sched.graph[a].buffer) for a in anchor.operands]
+    kind = OPS[anchor.op].kind
+    cols, slots = PATTERNS[kind](anchor, ins, None)
+    cols, slots = cols[:-1], slots[:-1]
+    seen = {(s.name, s.shape) for s in slots} if kind == "elementwise" else set()
+    for n in kernel.nodes[1:]:
+        for a in n.operands:
+            s = sched.slot(sched.graph[a].buffer) if a not in members else None
+            if s is None or (s.name, s.shape) in seen:
+                continue
+            seen.add((s.name, s.shape))
+            cols.append(_broadcast_index(s, n.shape))
+            slots.append(s)
+    for name in kernel.stores:
+        cols.append(np.arange(n_elements(anchor.shape)))
+        slots.append(sched.slot(sched.graph[name].buffer))
+    addr, nbytes, is_write, which = _interleave(cols, slots, n_writes=len(kernel.stores))
+    rows = np.array([sched.index(s.name) for s in slots], np.int32)
+    return addr, nbytes, is_write, rows[which]
 
 
-def _interleave(cols: list[np.ndarray], slots: list[BufferSlot]):
-    """cols[j][r] is the r-th iteration's j-th access; the last column is the write."""
+def _broadcast_index(s: BufferSlot, shape: tuple) -> np.ndarray:
+    return np.broadcast_to(np.arange(n_elements(s.shape)).reshape(s.shape), shape).ravel()
+
+
+def _interleave(cols: list[np.ndarray], slots: list[BufferSlot], n_writes: int = 1):
+    """cols[j][r] is the r-th iteration's j-th access; the last n_writes columns are writes.
+    Returns (addr, nbytes, is_write, slot): slot is the index into `slots` of each access."""
     rows = cols[0].shape[0]
     addr = np.empty((rows, len(cols)), np.int64)
     for j, (c, s) in enumerate(zip(cols, slots)):
         addr[:, j] = s.base + c * s.elem_bytes
     sizes = np.array([s.elem_bytes for s in slots], np.int32)
     writes = np.zeros(len(cols), bool)
-    writes[-1] = True
-    return addr.ravel(), np.tile(sizes, rows), np.tile(writes, rows)
+    writes[len(cols) - n_writes:] = True
+    which = np.tile(np.arange(len(cols), dtype=np.int32), rows)
+    return addr.ravel(), np.tile(sizes, rows), np.tile(writes, rows), which
 
 
 def _elementwise(node: Node, ins: list[BufferSlot], out: BufferSlot):
-    cols = [np.broadcast_to(np.arange(n_elements(s.shape)).reshape(s.shape), node.shape).ravel()
-            for s in ins]
+    cols = [_broadcast_index(s, node.shape) for s in ins]
     return cols + [np.arange(n_elements(node.shape))], ins + [out]
 
 
@@ -99,20 +124,31 @@ def _index(node: Node, ins: list[BufferSlot], out: BufferSlot):
     return [i * size + np.arange(size), np.arange(size)], [a, out]
 
 
-def n_accesses(node: Node, graph) -> int:
-    """How many accesses one execution of the node's kernel makes (without building them)."""
-    kind = OPS[node.op].kind
-    n_out = n_elements(node.shape)
-    shapes = [graph[a].shape for a in node.operands]
+def n_accesses(kernel: Kernel, graph) -> int:
+    """How many accesses one execution of a kernel makes (without building them)."""
+    anchor, members = kernel.anchor, {m.name for m in kernel.nodes}
+    kind = OPS[anchor.op].kind
+    n_out = n_elements(anchor.shape)
+    shapes = [graph[a].shape for a in anchor.operands]
     if kind == "elementwise":
-        return n_out * (len(shapes) + 1)
-    if kind == "matmul":
-        return n_out * (2 * shapes[1][0] + 1)
-    if kind == "outer":
-        return 3 * n_out
-    if kind == "reduce":
-        return n_elements(shapes[0]) + n_out
-    return 2 * n_out
+        reads = n_out * len(shapes)
+    elif kind == "matmul":
+        reads = n_out * 2 * shapes[1][0]
+    elif kind == "outer":
+        reads = 2 * n_out
+    elif kind == "reduce":
+        reads = n_elements(shapes[0])
+    else:
+        reads = n_out
+    seen = {(graph[a].buffer, graph[a].shape) for a in anchor.operands} \
+        if kind == "elementwise" else set()
+    for n in kernel.nodes[1:]:
+        for a in n.operands:
+            key = (graph[a].buffer, graph[a].shape)
+            if a not in members and key not in seen:
+                seen.add(key)
+                reads += n_out
+    return reads + n_out * len(kernel.stores)
 
 
 PATTERNS = {"elementwise": _elementwise, "matmul": _matmul, "outer": _outer,
@@ -127,15 +163,12 @@ class StepTrace:
 
     def __init__(self, sched: Schedule, x: str, y: str, params: list[str]):
         self.sched = sched
-        order = sorted(range(len(sched.buffers)), key=lambda i: sched.buffers[i].base)
-        self._order = np.array(order, np.int32)      # buffer ids by base address
-        self._bases = np.array([sched.buffers[i].base for i in order], np.int64)
         parts = [self._writes([x, y], 1)]
         self.per_step_arith = []
         for kid, k in enumerate(sched.kernels, start=2):
-            addr, nbytes, is_write = kernel_accesses(k.node, sched)
-            parts.append(self._columns(addr, nbytes, is_write, kid))
-            self.per_step_arith.append(self._arith(k.node))
+            addr, nbytes, is_write, buffer = kernel_accesses(k, sched)
+            parts.append(self._columns(addr, nbytes, is_write, kid, buffer))
+            self.per_step_arith.append(self._arith(k))
         self.step = _concat(parts)
         self.init = self._writes(params, 0)
 
@@ -145,19 +178,23 @@ class StepTrace:
             s = self.sched.slot(name)
             n = n_elements(s.shape)
             parts.append(self._columns(s.base + np.arange(n) * s.elem_bytes,
-                                       np.full(n, s.elem_bytes, np.int32), np.ones(n, bool), kid))
+                                       np.full(n, s.elem_bytes, np.int32), np.ones(n, bool), kid,
+                                       np.full(n, self.sched.index(name), np.int32)))
         return _concat(parts)
 
-    def _columns(self, addr, nbytes, is_write, kid: int) -> dict:
-        bids = np.searchsorted(self._bases, addr, side="right") - 1
+    @staticmethod
+    def _columns(addr, nbytes, is_write, kid: int, buffer) -> dict:
         return {"addr": addr, "nbytes": nbytes, "is_write": is_write,
-                "kernel": np.full(len(addr), kid, np.int32),
-                "buffer": self._order[bids].astype(np.int32)}
+                "kernel": np.full(len(addr), kid, np.int32), "buffer": buffer}
 
-    def _arith(self, node: Node) -> dict:
-        g = self.sched.graph
-        return arith_counts(OPS[node.op], compute_dtype(node, g), node.shape,
-                            [g[a].shape for a in node.operands], dict(node.attrs))
+    def _arith(self, kernel: Kernel) -> dict:
+        g, total = self.sched.graph, {}
+        for node in kernel.nodes:
+            counts = arith_counts(OPS[node.op], compute_dtype(node, g), node.shape,
+                                  [g[a].shape for a in node.operands], dict(node.attrs))
+            for key, v in counts.items():
+                total[key] = total.get(key, 0) + v
+        return total
 
     @property
     def accesses_per_step(self) -> int:
@@ -167,13 +204,13 @@ class StepTrace:
         """The trace of the given steps (ascending), chunks made on demand."""
         buffers = [Buffer(b.name, b.base, b.nbytes, b.dtype, b.role) for b in self.sched.buffers]
         n = len(steps)
-        kernels = [Kernel("init", ("init",), "parameter initialization"),
-                   Kernel("load", ("load",), "the example written into x and y")]
+        kernels = [TraceKernel("init", ("init",), "parameter initialization"),
+                   TraceKernel("load", ("load",), "the example written into x and y")]
         for k, arith in zip(self.sched.kernels, self.per_step_arith):
-            node = k.node
-            kernels.append(Kernel(k.name, tuple(m.op for m in k.nodes),
-                                  str(node.loc) if node.loc.line else "",
-                                  {key: v * n for key, v in arith.items()}))
+            node = k.nodes[-1]
+            kernels.append(TraceKernel(k.name, tuple(m.op for m in k.nodes),
+                                       str(node.loc) if node.loc.line else "",
+                                       {key: v * n for key, v in arith.items()}))
         pieces = []
         for s in steps:
             cols = _concat([self.init, self.step]) if s == 0 else self.step

@@ -180,7 +180,9 @@ def cmd_passes(args) -> int:
     from sutro_ir.passes import REGISTRY
 
     for info in REGISTRY.values():
-        print(f"{info.name} ({'exact' if info.exact else 'approximate'})")
+        kind = "exact" if info.exact is True else "approximate" if info.exact is False \
+            else "exact unless its options say approximate"
+        print(f"{info.name} ({kind})")
         print("    " + info.doc.replace("\n", "\n    "))
     return 0
 

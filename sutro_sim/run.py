@@ -66,7 +66,7 @@ TRACE_BYTES_PER_ACCESS = 64    # one step's columns and the temporaries that bui
 
 def check_trace_memory(sched) -> None:
     """Refuse, before building it, a step whose trace would not fit in memory."""
-    per_step = sum(n_accesses(k.node, sched.graph) for k in sched.kernels)
+    per_step = sum(n_accesses(k, sched.graph) for k in sched.kernels)
     need = per_step * TRACE_BYTES_PER_ACCESS
     if need > MEMORY_FRACTION * physical_memory():
         raise SimError(f"one training step makes {per_step:,} memory accesses; tracing it needs "

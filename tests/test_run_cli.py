@@ -51,7 +51,9 @@ def test_run_default_traces_the_first_steps_and_labels_the_extrapolation(capsys)
     (["--set", "nbits=3"], "error: --set nbits: the program has no config constant 'nbits'"),
     (["--set", "lr"], "--set: error: --set lr: expected NAME=VALUE"),
     (["--trace-steps", "every:0"], "--trace-steps: error: --trace-steps every:0: expected auto"),
-    (["--passes", "fuse"], "error: --passes: unknown pass 'fuse' (registered: identity)"),
+    (["--passes", "fusion"], "error: --passes: unknown pass 'fusion' (registered: cse, dce, fuse,"),
+    (["--passes", "fuse{max_ops=0}"], "error: --passes: fuse: max_ops must be a positive integer"),
+    (["--passes", "fuse,layer-local-update"], "run it before fuse"),
     (["--hierarchy", "nope"], "error:"),
 ])
 def test_bad_options_exit_2(capsys, argv, message):

@@ -210,8 +210,9 @@ def test_pass_pipelines_parse_and_fail_clearly():
     assert parse_pipeline("identity, identity{}") == [("identity", {}), ("identity", {})]
     graph = compile_text(BASE).train.graph
     assert run_pipeline(graph, "identity,identity") == graph
-    with pytest.raises(SirError, match="--passes: unknown pass 'fuse' \\(registered: identity\\)"):
-        parse_pipeline("identity,fuse")
+    with pytest.raises(SirError, match="--passes: unknown pass 'fusion' \\(registered: cse, dce, "
+                       "fuse, identity, layer-local-update, liveness-layout\\)"):
+        parse_pipeline("identity,fusion")
     with pytest.raises(SirError, match="option 'max_ops' of 'identity' needs key=value"):
         parse_pipeline("identity{max_ops}")
     with pytest.raises(SirError, match="--passes: identity: .*unexpected keyword argument"):

@@ -77,13 +77,13 @@ def test_each_kernel_follows_its_loop_nest():
     program = compile_program(PROGRAM, "t.sir")
     sched = schedule(program.train.graph)
     for k in sched.kernels:
-        addr, nbytes, is_write = kernel_accesses(k.node, sched)
-        want = loops(k.node, sched)
+        addr, nbytes, is_write, _ = kernel_accesses(k, sched)
+        want = loops(k.anchor, sched)
         got_addr = [sched.slot(b).base + e * sched.slot(b).elem_bytes for b, e, _ in want]
         assert list(addr) == got_addr, k.name
         assert list(is_write) == [w for _, _, w in want], k.name
         assert list(nbytes) == [sched.slot(b).elem_bytes for b, _, _ in want], k.name
-        assert n_accesses(k.node, sched.graph) == len(addr)
+        assert n_accesses(k, sched.graph) == len(addr)
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "programs").glob("*.sir")), ids=lambda p: p.name)
@@ -93,7 +93,7 @@ def test_counted_accesses_equal_built_ones(path):
     st = StepTrace(sched, program.train.x, program.train.y, [p.name for p in program.params])
     x, y = sched.slot(program.train.x), sched.slot(program.train.y)
     load = x.nbytes // x.elem_bytes + y.nbytes // y.elem_bytes
-    assert st.accesses_per_step == load + sum(n_accesses(k.node, sched.graph)
+    assert st.accesses_per_step == load + sum(n_accesses(k, sched.graph)
                                                for k in sched.kernels)
 
 

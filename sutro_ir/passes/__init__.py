@@ -1,6 +1,8 @@
 """The pass interface: named, pure `Graph -> Graph` functions with keyword options, run as a
-pipeline string such as `identity` or `fuse{max_ops=8},recompute{values=h_pre}`. The graph is
-verified after every pass. Only `identity` exists yet; the scheduling passes come next.
+pipeline string such as `layer-local-update,fuse` or `fuse{max_ops=8},recompute{values=h_pre}`.
+The graph is verified after every pass. Each pass lives in its own module of this package and
+declares whether it is exact (every output and trained weight bit-identical to the unscheduled
+program; tests/test_passes.py checks it) or approximate.
 
 A pass's docstring has a `Preserves:` line and a `Changes:` line; `sutro-sim passes` prints them.
 """
@@ -11,8 +13,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import SirError
-from .graph import Graph, verify
+from ..errors import SirError
+from ..graph import Graph, verify
 
 PassFn = Callable[..., Graph]
 
@@ -21,7 +23,15 @@ PassFn = Callable[..., Graph]
 class PassInfo:
     name: str
     fn: PassFn
-    exact: bool
+    exact: bool | Callable[..., bool]   # or a function of the pass's options
+
+    def is_exact(self, options: dict) -> bool:
+        if not callable(self.exact):
+            return self.exact
+        try:
+            return self.exact(**options)
+        except TypeError:           # an unknown option: running the pass says so
+            return False
 
     @property
     def doc(self) -> str:
@@ -31,7 +41,7 @@ class PassInfo:
 REGISTRY: dict[str, PassInfo] = {}
 
 
-def register(name: str, exact: bool) -> Callable[[PassFn], PassFn]:
+def register(name: str, exact: bool | Callable[..., bool]) -> Callable[[PassFn], PassFn]:
     def add(fn: PassFn) -> PassFn:
         REGISTRY[name] = PassInfo(name, fn, exact)
         return fn
@@ -51,7 +61,7 @@ _STEP = re.compile(r"\s*([a-z][a-z0-9-]*)\s*(?:\{([^}]*)\})?\s*(?:,|$)")
 
 def parse_pipeline(text: str) -> list[tuple[str, dict]]:
     """'a,b{k=v,k2=v2}' -> [('a', {}), ('b', {'k': 'v', 'k2': 'v2'})]. Empty text: no passes."""
-    from .lower import parse_value
+    from ..lower import parse_value
 
     steps, pos, text = [], 0, text.strip()
     while pos < len(text):
@@ -83,3 +93,11 @@ def run_pipeline(graph: Graph, text: str) -> Graph:
             raise SirError(f"--passes: {name}: {e}") from None
         verify(graph, where=f"after pass {name}")
     return graph
+
+
+def is_exact(text: str) -> bool:
+    """Does every pass of the pipeline keep results bit-identical?"""
+    return all(REGISTRY[name].is_exact(options) for name, options in parse_pipeline(text))
+
+
+from . import fuse, hygiene, layer_local, layout  # noqa: E402,F401  (each registers its passes)
