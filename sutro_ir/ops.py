@@ -73,7 +73,8 @@ def _logistic_loss(out, a, b):   # log(1 + exp(-a*b))
 
 
 def _sigmoid(out, a):
-    np.negative(a, out=out)
+    np.copyto(out, a)               # a may be bool, which numpy will not negate
+    np.negative(out, out=out)
     np.exp(out, out=out)
     np.add(out.dtype.type(1), out, out=out)
     np.reciprocal(out, out=out)
@@ -196,11 +197,18 @@ def _dtype(op: OpDef, args, arrays, attrs) -> str:
     if rule == "where":
         arrays = [a for a in args[1:] if a.dtype is not None] or arrays
     if rule == "first":
-        return arrays[0].dtype
-    best = max((a.dtype for a in arrays), key=RANK.__getitem__)
+        best = arrays[0].dtype
+    else:
+        best = max((a.dtype for a in arrays), key=RANK.__getitem__)
     if rule == "float" and best not in FLOATS:
         return "f32"
+    if best == "bool" and op.name in NO_BOOL:
+        raise OpError(f"{op.name} of bool values is not defined: cast them first, "
+                      "e.g. cast(a, to=\"f32\")")
     return best
+
+
+NO_BOOL = ("sub", "pow", "neg", "sign")   # numpy refuses these on bools
 
 
 def _broadcast(op, args, attrs) -> tuple:

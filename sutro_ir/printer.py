@@ -1,5 +1,6 @@
 """Program -> canonical .sir text. The printer and the parser are inverses:
-`lower(parse(print_program(p))) == p` for every program and after every pipeline.
+`lower(parse(print_program(p))) == p` for every program, and after every pipeline the nodes come
+back the same, in the same order (fused kernels print as comments, which the parser skips).
 
 Canonical form: configuration constants evaluated, every dataset argument given, one statement
 per node with its type (`h: f32[1000] = relu(h_pre)`), updates as `W1 := sub(W1, %7)`.
@@ -52,7 +53,21 @@ def _loop(kind: str, loop: Loop) -> list[str]:
 
 
 def graph_lines(g: Graph) -> list[str]:
-    out = [node_line(n) for n in g.nodes if n.op not in SOURCE_OPS]
+    """One line per node; a fused kernel's nodes are indented under a comment that names what
+    the kernel stores (comments: the text still parses, to the same nodes, unfused)."""
+    from .schedule import schedule
+
+    out = []
+    if g.kernels:
+        for k in schedule(g).kernels:
+            if len(k.nodes) == 1:
+                out.append(node_line(k.nodes[0]))
+                continue
+            stores = ", ".join(_ref(m) for m in k.stores) or "nothing"
+            out.append(f"# kernel {k.name}: one loop over {k.anchor.type}, stores {stores}")
+            out += ["  " + node_line(n) for n in k.nodes]
+    else:
+        out = [node_line(n) for n in g.nodes if n.op not in SOURCE_OPS]
     out += [f"predict {_ref(o)}" for o in g.outputs]
     return out
 

@@ -73,7 +73,7 @@ def fuse(graph: Graph, max_ops: int = 64, updates: bool = True, anchors: bool = 
                 return i if _reads_in_place(kernels[i], old, node.shape) else i + 1
         return start
 
-    def choose(node) -> _Kernel | None:
+    def choose(node, extra: int) -> _Kernel | None:
         if OPS[node.op].kind != "elementwise" or (node.version and not updates):
             return None
         made = [kernel_of[a] for a in node.operands if a in kernel_of]
@@ -84,7 +84,7 @@ def fuse(graph: Graph, max_ops: int = 64, updates: bool = True, anchors: bool = 
         for i in range(len(kernels) - 1, lo - 1, -1):
             k = kernels[i]
             connected = k in made or bool(k.reads & set(node.operands))
-            if k.open and k.shape == node.shape and len(k.nodes) < max_ops and connected:
+            if k.open and k.shape == node.shape and len(k.nodes) + extra < max_ops and connected:
                 return k
         return None
 
@@ -103,15 +103,22 @@ def fuse(graph: Graph, max_ops: int = 64, updates: bool = True, anchors: bool = 
         waiting = [p for p in pending if p.name in node.operands]
         for p in waiting:
             pending.remove(p)
-        target = choose(node)
-        if target is None:
-            place_alone(node)
-            target = kernel_of[node.name]
+        target = choose(node, sum(p.shape == node.shape for p in waiting))
+        if target is None:             # a new kernel; the waiting nodes of its shape open it
+            joins = OPS[node.op].kind == "elementwise" and (updates or not node.version)
+            same = [p for p in waiting if joins and p.shape == node.shape][:max_ops - 1]
+            first, *rest = [*same, node]
+            place_alone(first)
+            target = kernel_of[first.name]
+            for p in rest:
+                target.add(p)
+                kernel_of[p.name] = target
             for p in waiting:
-                place_alone(p, before=target)
+                if p not in same:
+                    place_alone(p, before=target)
             continue
         for p in waiting:
-            if p.shape == target.shape and len(target.nodes) < max_ops:
+            if p.shape == target.shape:
                 target.add(p)
                 kernel_of[p.name] = target
             else:

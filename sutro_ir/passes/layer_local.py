@@ -5,7 +5,8 @@ parameter update, its private chain (the update and the nodes only it reads, suc
 `%24 = mul(0.05, %23)` or a gradient used nowhere else) moves up to just after the last of
 - the nodes that make what the chain reads (the gradient is complete), and
 - the other reads of the parameter's old version (the last read of the old value is done).
-The chain keeps its own order; the nodes it moves above keep theirs. Every node reads the same
+The chain keeps its own order; the nodes it moves above keep theirs; no node moves down past a
+node of the chain that was before it. Every node reads the same
 versions as before, so the result is bit-identical.
 
 With approximate=true the second condition is dropped: reads of the old version that come after
@@ -50,9 +51,10 @@ def layer_local_update(graph: Graph, approximate: bool = False) -> Graph:
                 nodes[r] = _read_new(nodes[r], old, update)
         elif late:
             after = max(pos[r] for r in late)
-        rest = [m for m in order if m not in chain]
-        cut = sum(1 for m in order[:after + 1] if m not in chain)
-        order = rest[:cut] + [m for m in order if m in chain] + rest[cut:]
+        # the chain's nodes after that point move up to it; nothing moves down
+        moving = [m for m in order[after + 1:] if m in chain]
+        rest = [m for m in order[after + 1:] if m not in chain]
+        order = order[:after + 1] + moving + rest
     return reordered(Graph(tuple(nodes.values()), graph.outputs), order)
 
 

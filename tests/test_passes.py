@@ -1,0 +1,258 @@
+"""The scheduling passes: exact passes are bit-identical (on seeded random graphs and on every
+program), fused kernels follow the rule of graph.check_kernel, and what each pass does to the
+seed's MLP (golden IR, stored buffers, access counts)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sutro_ir.compile import compile_file, compile_program
+from sutro_ir.errors import SirError
+from sutro_ir.execute import Executor, Step
+from sutro_ir.graph import Graph, Node, verify
+from sutro_ir.ops import OPS, Operand, OpError, infer
+from sutro_ir.passes import REGISTRY, is_exact, run_pipeline
+from sutro_ir.printer import print_program
+from sutro_ir.schedule import schedule
+from sutro_ir.tracegen import kernel_accesses, n_accesses
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parent / "golden"
+PROGRAMS = sorted((ROOT / "programs").glob("*.sir"))
+SMALL = {"mlp_backprop.sir": {"n_bits": "3", "hidden": "40", "epochs": "3"},
+         "sparse_parity.sir": {"epochs": "2"}}
+EXACT = ["dce", "cse", "fuse", "layer-local-update", "liveness-layout",
+         "layer-local-update,fuse", "fuse{hoist=false}", "fuse{updates=false,anchors=false}",
+         "fuse{max_ops=2}", "dce,cse,layer-local-update,fuse,liveness-layout"]
+
+
+def bits(a: np.ndarray) -> bytes:
+    return np.ascontiguousarray(a).tobytes()
+
+
+# ----------------------------------------------------------------------------- random graphs
+
+SHAPES = [(), (4,), (3, 4)]
+UNARY = ["neg", "relu", "abs", "sigmoid"]
+BINARY = ["add", "sub", "mul", "maximum", "gt", "lt"]
+
+
+def random_graph(seed: int) -> Graph:
+    """A valid step graph: parameters P0..P2 and inputs x, y; elementwise, matmul, outer and
+    reduction nodes over random earlier values; each parameter updated at a random point (later
+    nodes read the new version), the way a training step does."""
+    rng = np.random.default_rng(seed)
+    nodes = [Node("P0", "param", dtype="f32", shape=(3, 4)), Node("P1", "param", dtype="f32",
+             shape=(4,)), Node("P2", "param", dtype="f32", shape=()),
+             Node("x", "input", dtype="f32", shape=(4,)), Node("y", "input", dtype="f32",
+             shape=())]
+    current = {n.name: n.name for n in nodes}     # buffer -> latest version
+    values = [n.name for n in nodes]
+    by_name = {n.name: n for n in nodes}
+    pending = ["P0", "P1", "P2"]
+    rng.shuffle(pending)
+    count = 0
+    while count < 24 or pending:
+        count += 1
+        if pending and (count > 24 or rng.random() < 0.12):
+            p = pending.pop()
+            same = [v for v in values if by_name[v].shape == by_name[p].shape
+                    and by_name[v].dtype == "f32" and by_name[v].buffer != p]
+            grad = str(rng.choice(same)) if same else current[p]
+            step = _node(f"%s{count}", "mul", [0.25, grad], by_name)
+            old = current[p]
+            version = 1 if old == p else int(old.split("@")[1]) + 1
+            new = _node(f"{p}@{version}", "sub", [old, step.name], {**by_name,
+                                                                     step.name: step})
+            for n in (step, new):
+                nodes.append(n)
+                by_name[n.name] = n
+            values.append(step.name)
+            current[p] = new.name
+            values = [v for v in values if by_name[v].buffer != p] + [new.name]
+            continue
+        node = _random_op(rng, f"v{count}", values, by_name)
+        if node is not None:
+            nodes.append(node)
+            by_name[node.name] = node
+            values.append(node.name)
+    outputs = (values[-1],) if by_name[values[-1]].version == 0 else ()
+    return verify(Graph(tuple(nodes), outputs))
+
+
+def _node(name, op, args, by_name, attrs=()):
+    ops = [Operand(by_name[a].dtype, by_name[a].shape) if isinstance(a, str)
+           else Operand(None, (), a) for a in args]
+    dtype, shape = infer(OPS[op], ops, dict(attrs))
+    return Node(name, op, tuple(args), tuple(attrs), dtype, tuple(shape))
+
+
+def _random_op(rng, name, values, by_name):
+    kind = rng.choice(["unary", "binary", "binary", "const", "matmul", "outer", "sum"])
+    pick = lambda: str(rng.choice(values))          # noqa: E731
+    try:
+        if kind == "unary":
+            return _node(name, str(rng.choice(UNARY)), [pick()], by_name)
+        if kind == "binary":
+            return _node(name, str(rng.choice(BINARY)), [pick(), pick()], by_name)
+        if kind == "const":
+            return _node(name, "mul", [float(rng.choice([0.5, 2.0, -1.5])), pick()], by_name)
+        if kind == "matmul":
+            return _node(name, "matmul", [pick(), pick()], by_name)
+        if kind == "outer":
+            return _node(name, "outer", [pick(), pick()], by_name)
+        return _node(name, "sum", [pick()], by_name)
+    except OpError:
+        return None
+
+
+def execute(graph: Graph, seed: int) -> dict[str, np.ndarray]:
+    """Run the scheduled graph once on seeded inputs; every buffer's final contents."""
+    rng = np.random.default_rng(seed)
+    arrays = {n.name: rng.normal(size=n.shape).astype(np.float32)
+              for n in graph.nodes if n.op in ("param", "input")}
+    with np.errstate(all="ignore"):
+        Step(graph, arrays, schedule(graph).kernels)()
+    return arrays
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_exact_passes_are_bit_identical_on_random_graphs(seed):
+    graph = random_graph(seed)
+    want = execute(graph, seed)
+    for pipeline in EXACT:
+        got = execute(run_pipeline(graph, pipeline), seed)
+        for name, value in got.items():     # every value the scheduled graph still computes
+            assert bits(value) == bits(want[name]), (pipeline, name)
+        for p in ("P0", "P1", "P2"):
+            assert bits(got[p]) == bits(want[p])
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_fused_kernels_obey_the_rule_and_count_their_accesses(seed):
+    graph = run_pipeline(random_graph(seed), "fuse")
+    sched = schedule(graph)
+    assert sum(len(k.nodes) for k in sched.kernels) == len(graph.body)
+    for k in sched.kernels:
+        addr, nbytes, is_write, _ = kernel_accesses(k, sched)
+        assert len(addr) == n_accesses(k, graph)
+        assert int(is_write.sum()) == len(k.stores) * int(np.prod(k.anchor.shape, dtype=int))
+
+
+# ----------------------------------------------------------------------------- programs
+
+def train(path: Path, pipeline: str):
+    program = compile_file(str(path), SMALL.get(path.name, {}), pipeline)
+    ex = Executor(program, schedule(program.train.graph), schedule(program.eval.graph).kernels,
+                  seed=int(program.config_dict.get("seed", 0)))
+    result = ex.train()
+    return result, {p.name: ex.arrays[p.name].copy() for p in program.params}
+
+
+@pytest.mark.parametrize("path", PROGRAMS, ids=lambda p: p.stem)
+def test_exact_passes_train_every_program_to_the_same_bits(path):
+    base, weights = train(path, "")
+    for pipeline in ("fuse", "layer-local-update", "dce,cse,layer-local-update,fuse,"
+                     "liveness-layout"):
+        result, got = train(path, pipeline)
+        assert (result.steps, result.train_accuracy, result.test_accuracy) == \
+            (base.steps, base.train_accuracy, base.test_accuracy), pipeline
+        for name in weights:
+            assert bits(got[name]) == bits(weights[name]), (pipeline, name)
+
+
+def test_every_registered_pass_is_exercised():
+    tested = {step.split("{")[0] for p in EXACT for step in p.split(",")}
+    assert set(REGISTRY) - {"identity"} <= tested | {"layer-local-update"}
+    assert all(is_exact(p) for p in EXACT)
+    assert not is_exact("layer-local-update{approximate=true}")
+
+
+def test_approximate_layer_local_update_reads_the_new_weights_and_says_so():
+    graph = compile_file(str(ROOT / "programs/mlp_backprop.sir")).train.graph
+    out = run_pipeline(graph, "layer-local-update{approximate=true}")
+    assert "W2@1" in out["dh"].operands          # dh = dout * W2 now reads the updated W2
+    base, weights = train(ROOT / "programs/mlp_backprop.sir", "")
+    _, got = train(ROOT / "programs/mlp_backprop.sir", "layer-local-update{approximate=true}")
+    assert bits(got["W1"]) != bits(weights["W1"])
+
+
+# ----------------------------------------------------------------------------- the seed's MLP
+
+def mlp(pipeline: str):
+    return compile_file(str(ROOT / "programs/mlp_backprop.sir"), {}, pipeline)
+
+
+@pytest.mark.parametrize("pipeline,golden", [("layer-local-update", "mlp_backprop.llu.ir"),
+                                             ("layer-local-update,fuse", "mlp_backprop.fused.ir")])
+def test_golden_scheduled_ir(pipeline, golden):
+    text = print_program(mlp(pipeline))
+    if os.environ.get("UPDATE_GOLDEN"):
+        (GOLDEN / golden).write_text(text)
+    assert text == (GOLDEN / golden).read_text()
+    again = compile_program(text, "printed.sir")  # the comments parse away: same nodes
+    assert again.train.graph.nodes == mlp(pipeline).train.graph.nodes
+
+
+def test_layer_local_update_order_on_the_mlp():
+    body = [n.name for n in mlp("layer-local-update").train.graph.body]
+    # each update right after its gradient is complete and the old value's last read
+    assert body.index("b2@1") < body.index("dW2") < body.index("W2@1") < body.index("dh_pre")
+    assert body.index("dh") < body.index("W2@1")
+    assert body.index("b1@1") < body.index("dW1") < body.index("W1@1") == len(body) - 1
+
+
+def test_fuse_keeps_gradients_and_intermediates_in_registers():
+    sched = schedule(mlp("layer-local-update,fuse").train.graph)
+    stored = {b.name for b in sched.buffers}
+    assert stored == {"W1", "b1", "W2", "b2", "x", "y", "h", "%11", "dout", "dh_pre"}
+    assert [k.name for k in sched.kernels] == ["fused:h+%11", "fused:dout+b2",
+                                               "fused:W2+dh_pre+b1", "fused:W1"]
+    # accesses per step: 339,024 unfused; these are the loop nests of the four kernels
+    counts = [n_accesses(k, sched.graph) for k in sched.kernels]
+    assert counts == [43_000, 2_004, 8_000, 80_000]
+    unfused = schedule(mlp("").train.graph)
+    assert sum(n_accesses(k, unfused.graph) for k in unfused.kernels) == 339_024
+
+
+def test_fuse_options_limit_what_fuses():
+    assert mlp("fuse{max_ops=1}").train.graph.kernels == ()
+    assert max(map(len, mlp("fuse{max_ops=3}").train.graph.kernels)) == 3
+    no_updates = mlp("fuse{updates=false}").train.graph
+    assert not any(n.version for k in no_updates.kernels for n in map(no_updates.__getitem__, k))
+    no_anchor = mlp("fuse{anchors=false}").train.graph
+    assert all(OPS[no_anchor[k[0]].op].kind == "elementwise" for k in no_anchor.kernels)
+
+
+def test_liveness_layout_reuses_dead_bytes():
+    bump = schedule(mlp("").train.graph)
+    live = schedule(mlp("liveness-layout").train.graph)
+    top = lambda s: max(b.base + b.nbytes for b in s.buffers)     # noqa: E731
+    assert top(live) < top(bump)
+    params = {b.name: b.base for b in bump.buffers if b.role in ("param", "data")}
+    assert params == {b.name: b.base for b in live.buffers if b.role in ("param", "data")}
+
+
+def test_verify_rejects_illegal_kernels():
+    graph = mlp("").train.graph
+    with pytest.raises(SirError, match="cannot join the loop nest"):
+        verify(Graph(graph.nodes, graph.outputs, (("h", "%3"),)))
+    with pytest.raises(SirError, match="not a run of consecutive nodes"):
+        verify(Graph(graph.nodes, graph.outputs, (("h_pre", "dW2"),)))
+    # the matmul reads all of P for every output element: P's update cannot share its loop
+    g = Graph((Node("P", "param", dtype="f32", shape=(4,)),
+               Node("M", "param", dtype="f32", shape=(4, 4)),
+               Node("v", "matmul", ("M", "P"), dtype="f32", shape=(4,)),
+               Node("P@1", "sub", ("P", "v"), dtype="f32", shape=(4,))), (), (("v", "P@1"),))
+    with pytest.raises(SirError, match="'v' reads 'P' in the loop nest that overwrites it"):
+        verify(g)
+    verify(Graph(g.nodes))                      # the same nodes unfused are fine
+
+
+def test_reordering_after_fuse_is_refused():
+    with pytest.raises(SirError, match="run it before fuse"):
+        mlp("fuse,layer-local-update")
