@@ -79,3 +79,51 @@ def _energy_by_level(r: Result, ax) -> None:
 def _energy_by_buffer(r: Result, ax) -> None:
     items = sorted(r.energy.by_buffer.items(), key=lambda kv: -kv[1])[:20]
     _barh(ax, [k for k, _ in items], [v for _, v in items], "Energy by buffer (top 20)")
+
+
+def write_comparison(results: list[tuple[str, Result]], folder: str) -> list[str]:
+    """Several labelled results of one program: reuse-distance CDFs overlaid, and energy by
+    level (plus arithmetic) as bars side by side. Returns the two paths."""
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for name, draw in (("compare_reuse_cdf", _cdf_overlay), ("compare_energy", _energy_bars)):
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        draw(results, ax)
+        fig.tight_layout()
+        path = os.path.join(folder, f"{name}.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def _cdf_overlay(results, ax) -> None:
+    for label, r in results:
+        cdf = r.reuse.cdf()
+        if cdf:
+            ax.step([b for b, _ in cdf], [f for _, f in cdf], where="post",
+                    label=f"{label} (ARD {r.reuse.ard:,.0f})")
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("LRU stack distance below (elements)")
+    ax.set_ylabel("fraction of finite reads")
+    ax.set_title("Reuse distance CDF by pipeline")
+    ax.legend(fontsize=7, loc="upper left")
+
+
+def _energy_bars(results, ax) -> None:
+    totals = [r.energy.total for _, r in results]
+    scale, unit = next(((s, u) for s, u in ENERGY_UNITS if max(totals, default=0) >= s),
+                       (1.0, "fJ"))
+    parts = list(results[0][1].energy.by_level) + ["arithmetic"]
+    x = range(len(results))
+    bottom = [0.0] * len(results)
+    for part in parts:
+        values = [(r.energy.arithmetic if part == "arithmetic" else r.energy.by_level.get(part, 0.0))
+                  / scale for _, r in results]
+        ax.bar(x, values, bottom=bottom, label=part)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    ax.set_xticks(list(x), [label for label, _ in results], rotation=20, fontsize=7, ha="right")
+    ax.set_ylabel(f"energy ({unit})")
+    ax.set_title("Energy by level, per pipeline (same traced steps)")
+    ax.legend(fontsize=7)

@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", metavar="DIR", help="write PNG plots into DIR")
     s.set_defaults(func=cmd_simulate)
     _run_parser(sub)
+    _compare_parser(sub)
     _graph_parser(sub)
     ps = sub.add_parser("passes", help="list the registered passes")
     ps.set_defaults(func=cmd_passes)
@@ -84,23 +85,41 @@ def _run_parser(sub) -> None:
                        description="Compile a .sir program, train it for real with numpy, trace "
                        "every memory access of the chosen steps and price them.")
     r.add_argument("program", help=".sir program (see docs/language.md)")
+    r.add_argument("--passes", default="", metavar="PIPELINE",
+                   help="pass pipeline, e.g. layer-local-update,fuse (list: sutro-sim passes)")
+    _job_options(r)
+    r.add_argument("--profile", action="store_true", help="print the time of each phase")
+    r.set_defaults(func=cmd_run)
+
+
+def _compare_parser(sub) -> None:
+    c = sub.add_parser("compare", help="one program under several pass pipelines, side by side",
+                       description="Run one .sir program under several pass pipelines and "
+                       "compare accuracy, accesses, reuse, hit rates and energy. The "
+                       "unscheduled program is the first row unless the first -p names "
+                       "another; every row traces the same steps.")
+    c.add_argument("program", help=".sir program (see docs/language.md)")
+    c.add_argument("-p", "--passes", action="append", default=[], metavar="PIPELINE",
+                   help="a pipeline (repeatable; `none`: the unscheduled program)")
+    _job_options(c)
+    c.set_defaults(func=cmd_compare)
+
+
+def _job_options(r) -> None:
+    """The options of a job that trains and prices a program (run, compare)."""
     r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a config constant (repeatable; also --set a=1 b=2)", nargs="+")
     r.add_argument("--hierarchy", default="sutro-tiers",
                    help="preset name or TOML file (default: sutro-tiers)")
     r.add_argument("--energy", default="dally-2020", help="energy preset (default: dally-2020)")
-    r.add_argument("--passes", default="", metavar="PIPELINE",
-                   help="pass pipeline, e.g. identity (list: sutro-sim passes)")
     r.add_argument("--seed", type=int, help="parameter initialization seed (sets config `seed` "
                    "too, when the program has one)")
     r.add_argument("--trace-steps", default="auto", metavar="SPEC",
                    help="which training steps to trace: auto (default: every step if the run has "
-                   "at most 2,500,000 accesses, else the first steps that fit in 400,000), all, N (the "
-                   "first N) or every:K")
+                   "at most 2,500,000 accesses, else the first steps that fit in 400,000), all, "
+                   "N (the first N) or every:K")
     r.add_argument("--json", action="store_true", help="print the result as JSON")
     r.add_argument("--plot", metavar="DIR", help="write PNG plots into DIR")
-    r.add_argument("--profile", action="store_true", help="print the time of each phase")
-    r.set_defaults(func=cmd_run)
 
 
 def _graph_parser(sub) -> None:
@@ -174,6 +193,40 @@ def _dot(graph) -> str:
         style = ' [style=dashed, label="anti"]' if data["kind"] == "anti" else ""
         lines.append(f'  "{a}" -> "{b}"{style};')
     return "\n".join(lines + ["}"])
+
+
+def cmd_compare(args) -> int:
+    from simulator.progress import ProgressBar
+    from sutro_sim.compare import compare, pipelines_of, render_compare
+    from sutro_ir.passes import parse_pipeline
+
+    overrides = _overrides(args.set)
+    if args.seed is not None:
+        overrides.setdefault("seed", str(args.seed))
+    pipelines = pipelines_of(args.passes)
+    for p in pipelines:             # every pipeline checked before the first long run
+        parse_pipeline(p)
+    bars: list = []
+
+    def progress(i: int, pipeline: str):
+        bars.append(ProgressBar(f"simulating {pipeline or 'none'} ({i + 1}/{len(pipelines)})"))
+        return bars[-1]
+    try:
+        result = compare(args.program, pipelines, overrides, args.hierarchy, args.energy,
+                         args.seed, args.trace_steps, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    if args.plot:
+        from simulator.plots import write_comparison
+        paths = write_comparison([(row.label, row.result.sim) for row in result.rows], args.plot)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=1))
+        return 0
+    print(render_compare(result))
+    if args.plot:
+        print("\nplots: " + ", ".join(paths))
+    return 0
 
 
 def cmd_passes(args) -> int:

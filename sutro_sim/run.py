@@ -37,6 +37,7 @@ class RunResult:
     accesses_per_step: int
     wall_s: float
     profile: dict = field(default_factory=dict)
+    kernels: int = 0            # kernels per training step, after the passes
 
     @property
     def energy_per_step_fj(self) -> float:
@@ -52,6 +53,7 @@ class RunResult:
             d.pop(key, None)
         traced = {"policy": self.trace_policy, "steps": step_ranges(self.traced),
                   "n_steps": len(self.traced), "accesses_per_step": self.accesses_per_step,
+                  "kernels_per_step": self.kernels,
                   "energy_per_step_fj": self.energy_per_step_fj,
                   "all_steps": self.all_traced,
                   "extrapolated_total_energy_fj": self.energy_per_step_fj * self.train.steps}
@@ -135,7 +137,8 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
     sim = simulate(trace, hier, energy_preset, progress=progress)
     prof["simulation"] = time.perf_counter() - t
     return RunResult(path, program.config_dict, pass_names, trained, sim, trace_steps,
-                     tuple(steps), step_trace.accesses_per_step, time.perf_counter() - t0, prof)
+                     tuple(steps), step_trace.accesses_per_step, time.perf_counter() - t0, prof,
+                     len(sched.kernels))
 
 
 # ----------------------------------------------------------------------------- report

@@ -1,0 +1,125 @@
+"""`sutro-sim compare FILE -p PIPELINE -p PIPELINE ...`: one program under several pass
+pipelines, side by side.
+
+Every row runs the whole job (`run`): it trains for real and simulates the traced steps. All rows
+trace the same steps, the ones `--trace-steps` picks for the first row, so that their reads,
+writes and energies are comparable. The first row is the baseline for the change column; the
+unscheduled program is first unless the first -p says otherwise (`-p none` is the unscheduled
+program, anywhere).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simulator.report import energy, table
+from simulator.simulate import step_ranges
+from sutro_ir.passes import is_exact
+
+from .run import RunResult, run
+
+NONE = "none"
+
+
+@dataclass(frozen=True)
+class Row:
+    pipeline: str
+    exact: bool
+    kernels: int
+    result: RunResult
+
+    @property
+    def label(self) -> str:
+        return self.pipeline or NONE
+
+
+@dataclass(frozen=True)
+class Comparison:
+    rows: tuple[Row, ...]
+    trace_steps: str
+
+    def to_dict(self) -> dict:
+        base = self.rows[0]
+        return {"program": base.result.program, "config": base.result.config,
+                "trace_steps": self.trace_steps,
+                "traced_steps": step_ranges(base.result.traced),
+                "rows": [_row_dict(r, base) for r in self.rows]}
+
+
+def pipelines_of(args: list[str]) -> list[str]:
+    """The rows' pipelines: '' for none, the unscheduled baseline added first if missing."""
+    out = ["" if p.strip() in ("", NONE) else p.strip() for p in args]
+    if not out or out[0] != "":
+        out.insert(0, "")
+    return list(dict.fromkeys(out))
+
+
+def compare(path: str, pipelines: list[str], overrides: dict | None = None,
+            hierarchy: str = "sutro-tiers", energy_preset: str = "dally-2020",
+            seed: int | None = None, trace_steps: str = "auto", progress=None) -> Comparison:
+    """Run every pipeline; the first run decides which steps all of them trace."""
+    rows: list[Row] = []
+    spec = trace_steps
+    for i, pipeline in enumerate(pipelines):
+        r = run(path, overrides, hierarchy, energy_preset, pipeline, seed, spec,
+                progress=progress(i, pipeline) if progress else None)
+        if i == 0 and trace_steps.strip() == "auto":
+            spec = "all" if r.all_traced else str(len(r.traced))
+        rows.append(Row(pipeline, is_exact(pipeline), r.kernels, r))
+    return Comparison(tuple(rows), spec)
+
+
+def _split(r: RunResult) -> dict:
+    e = r.sim.energy
+    return {"total": e.total, "memory": e.total - e.arithmetic, "arithmetic": e.arithmetic,
+            "by_level": dict(e.by_level)}
+
+
+def _change(new: float, old: float) -> float | None:
+    return (new - old) / old if old else None
+
+
+def _row_dict(row: Row, base: Row) -> dict:
+    r, b = row.result, base.result
+    reuse = r.sim.reuse
+    return {"pipeline": row.label, "exact": row.exact,
+            "accuracy": {"train": r.train.train_accuracy, "test": r.train.test_accuracy},
+            "steps": r.train.steps, "kernels": row.kernels,
+            "accesses_per_step": r.accesses_per_step,
+            "reads": reuse.reads, "writes": reuse.writes, "ard": reuse.ard,
+            "hit_rate": {s.name: s.hit_rate for s in r.sim.levels},
+            "energy_fj": _split(r), "energy_per_step_fj": r.energy_per_step_fj,
+            "change": {"energy": _change(r.sim.energy.total, b.sim.energy.total),
+                       "reads": _change(reuse.reads, b.sim.reuse.reads),
+                       "ard": _change(reuse.ard, b.sim.reuse.ard)},
+            "run": r.to_dict()}
+
+
+def render_compare(c: Comparison) -> str:
+    base = c.rows[0].result
+    levels = [s.name for s in base.sim.levels]
+    head = ["pipeline", "exact", "train", "test", "kernels", "reads", "writes", "ARD"]
+    head += [f"{name} hit" for name in levels[:-1]]
+    head += ["energy", "memory", "arith", "vs first"]
+    rows = []
+    for row in c.rows:
+        r = row.result
+        reuse, e = r.sim.reuse, r.sim.energy
+        change = _change(e.total, base.sim.energy.total)
+        rows.append([row.label, "yes" if row.exact else "NO",
+                     f"{100 * r.train.train_accuracy:.1f}%", f"{100 * r.train.test_accuracy:.1f}%",
+                     f"{row.kernels}", f"{reuse.reads:,}", f"{reuse.writes:,}", f"{reuse.ard:,.1f}",
+                     *[f"{100 * s.hit_rate:.1f}%" for s in r.sim.levels[:-1]],
+                     energy(e.total), energy(e.total - e.arithmetic), energy(e.arithmetic),
+                     "" if row is c.rows[0] else f"{100 * change:+.1f}%"])
+    lines = [f"program    {base.program}",
+             "config     " + ", ".join(f"{k}={v}" for k, v in base.config.items()),
+             f"traced     steps {step_ranges(base.traced)} of every row (--trace-steps "
+             f"{c.trace_steps}); hierarchy {base.sim.hierarchy}, energy preset "
+             f"{base.sim.energy.preset}", ""]
+    lines.append(table(head, rows))
+    approx = [row.label for row in c.rows if not row.exact]
+    if approx:
+        lines.append("\napproximate (changes the arithmetic; compare its accuracy): "
+                     + ", ".join(approx))
+    return "\n".join(lines)
