@@ -2,8 +2,9 @@
 
 This module owns the buffer-level event form of a run (`Event`: read or write of a whole buffer;
 `EventTable`: the same as columns), its text form (`parse_events`), its derivation from an
-element trace (`event_table`, `events_from_trace`) and the measure itself (`memtracker`), which
-reproduces the seed's published ARD tables. On traces everything is columnar: a kernel that
+element trace (`event_table`, `events_from_trace`: runs of accesses; `op_event_table`: one event
+per buffer an op execution touches, the seed's own view) and the measure itself (`memtracker`),
+which reproduces the seed's published ARD tables. On traces everything is columnar: a kernel that
 interleaves two buffers makes one event per access, so no Python loop runs per event.
 
 The measure: a clock counts elements touched (reads and writes, repeats included); a write
@@ -176,6 +177,51 @@ def event_table(trace: Trace) -> EventTable:
     kernel, buffer, is_write, count = _merge_runs(*cols)
     return EventTable(tuple(b.name for b in trace.buffers), is_write.astype(np.bool_),
                       buffer.astype(np.int64), count)
+
+
+def op_event_table(trace: Trace) -> EventTable:
+    """The seed's op-level view of an element trace: each execution of a kernel (a maximal run of
+    accesses with one kernel id, across chunk boundaries) reads each buffer it reads, then
+    writes each buffer it writes, once, as many elements as it touches distinct elements of it;
+    reads in the order of their first access, then writes likewise. This is how the seed's
+    instrumented ops report (`R x 3, R W1 3000, R b1 1000, W h_pre 1000` for W1 @ x + b1), so a
+    scheduled program's events compare with its published table. Holds the distinct
+    (execution, buffer, address) rows of the whole trace in memory: for small runs."""
+    rows, seen, last_kernel, occ0 = [], 0, None, 0
+    for chunk in trace:
+        bid = trace.buffer_ids(chunk)
+        _check_in_buffers(chunk.addr, bid, seen, trace.where)
+        k = chunk.kernel
+        change = np.ones(len(k), dtype=np.int64)
+        change[1:] = k[1:] != k[:-1]
+        if len(k) and last_kernel is not None and k[0] == last_kernel:
+            change[0] = 0               # the execution goes on from the previous chunk
+        occ = occ0 + np.cumsum(change) - 1
+        rows.append(np.stack([occ, chunk.is_write.astype(np.int64), bid.astype(np.int64),
+                              chunk.addr, seen + np.arange(len(k))], axis=1))
+        if len(k):
+            occ0, last_kernel = int(occ[-1]) + 1, int(k[-1])
+        seen += len(chunk)
+    names = tuple(b.name for b in trace.buffers)
+    if not rows or not sum(len(r) for r in rows):
+        return EventTable(names, np.zeros(0, np.bool_), np.zeros(0, np.int64),
+                          np.zeros(0, np.int64))
+    a = np.concatenate(rows)
+    # distinct (execution, direction, buffer, address), keeping each one's first access
+    order = np.lexsort((a[:, 4], a[:, 3], a[:, 2], a[:, 1], a[:, 0]))
+    a = a[order]
+    new = np.ones(len(a), dtype=np.bool_)
+    new[1:] = np.any(a[1:, :4] != a[:-1, :4], axis=1)
+    a = a[new]
+    # per (execution, direction, buffer): the count of distinct addresses and the first access
+    key_new = np.ones(len(a), dtype=np.bool_)
+    key_new[1:] = np.any(a[1:, :3] != a[:-1, :3], axis=1)
+    starts = np.flatnonzero(key_new)
+    size = np.diff(np.append(starts, len(a)))
+    first = np.minimum.reduceat(a[:, 4], starts)
+    occ, is_write, buffer = a[starts, 0], a[starts, 1], a[starts, 2]
+    ev = np.lexsort((first, is_write, occ))   # per execution: reads, then writes, by first access
+    return EventTable(names, is_write[ev].astype(np.bool_), buffer[ev], size[ev])
 
 
 def events_from_trace(trace: Trace) -> list[Event]:

@@ -120,6 +120,8 @@ def _job_options(r) -> None:
                    "N (the first N) or every:K")
     r.add_argument("--json", action="store_true", help="print the result as JSON")
     r.add_argument("--plot", metavar="DIR", help="write PNG plots into DIR")
+    r.add_argument("--cost-models", action="store_true",
+                   help="also compute the seed's memtracker measure over op-level events")
 
 
 def _graph_parser(sub) -> None:
@@ -152,7 +154,8 @@ def cmd_run(args) -> int:
     train_bar, sim_bar = ProgressBar("training"), ProgressBar("simulating")
     try:
         result = run(args.program, overrides, args.hierarchy, args.energy, args.passes,
-                     args.seed, args.trace_steps, progress=sim_bar, train_progress=train_bar)
+                     args.seed, args.trace_steps, progress=sim_bar, train_progress=train_bar,
+                     cost_models=args.cost_models)
     finally:
         train_bar.close()
         sim_bar.close()
@@ -213,7 +216,8 @@ def cmd_compare(args) -> int:
         return bars[-1]
     try:
         result = compare(args.program, pipelines, overrides, args.hierarchy, args.energy,
-                         args.seed, args.trace_steps, progress=progress)
+                         args.seed, args.trace_steps, progress=progress,
+                         cost_models=args.cost_models)
     finally:
         for bar in bars:
             bar.close()

@@ -56,13 +56,14 @@ def pipelines_of(args: list[str]) -> list[str]:
 
 def compare(path: str, pipelines: list[str], overrides: dict | None = None,
             hierarchy: str = "sutro-tiers", energy_preset: str = "dally-2020",
-            seed: int | None = None, trace_steps: str = "auto", progress=None) -> Comparison:
+            seed: int | None = None, trace_steps: str = "auto", progress=None,
+            cost_models: bool = False) -> Comparison:
     """Run every pipeline; the first run decides which steps all of them trace."""
     rows: list[Row] = []
     spec = trace_steps
     for i, pipeline in enumerate(pipelines):
         r = run(path, overrides, hierarchy, energy_preset, pipeline, seed, spec,
-                progress=progress(i, pipeline) if progress else None)
+                progress=progress(i, pipeline) if progress else None, cost_models=cost_models)
         if i == 0 and trace_steps.strip() == "auto":
             spec = "all" if r.all_traced else str(len(r.traced))
         rows.append(Row(pipeline, is_exact(pipeline), r.kernels, r))
@@ -101,6 +102,9 @@ def render_compare(c: Comparison) -> str:
     head = ["pipeline", "exact", "train", "test", "kernels", "reads", "writes", "ARD"]
     head += [f"{name} hit" for name in levels[:-1]]
     head += ["energy", "memory", "arith", "vs first"]
+    seed = base.memtracker is not None
+    if seed:
+        head += ["memtracker ARD", "vs first"]
     rows = []
     for row in c.rows:
         r = row.result
@@ -112,6 +116,9 @@ def render_compare(c: Comparison) -> str:
                      *[f"{100 * s.hit_rate:.1f}%" for s in r.sim.levels[:-1]],
                      energy(e.total), energy(e.total - e.arithmetic), energy(e.arithmetic),
                      "" if row is c.rows[0] else f"{100 * change:+.1f}%"])
+        if seed:
+            m, m0 = r.memtracker["per_read_ard_elements"], base.memtracker["per_read_ard_elements"]
+            rows[-1] += [f"{m:,.1f}", "" if row is c.rows[0] else f"{100 * _change(m, m0):+.1f}%"]
     lines = [f"program    {base.program}",
              "config     " + ", ".join(f"{k}={v}" for k, v in base.config.items()),
              f"traced     steps {step_ranges(base.traced)} of every row (--trace-steps "

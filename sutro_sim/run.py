@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from simulator import energy as energy_mod
 from simulator.errors import SimError
 from simulator.hierarchy import load_hierarchy
+from simulator.memtracker import memtracker, op_event_table, with_inputs_written
 from simulator.report import access_lines, count, energy, render, table
 from simulator.simulate import Result, simulate, step_ranges
 from sutro_ir.compile import compile_program, read_source
@@ -38,6 +39,7 @@ class RunResult:
     wall_s: float
     profile: dict = field(default_factory=dict)
     kernels: int = 0            # kernels per training step, after the passes
+    memtracker: dict | None = None  # the seed's measure over op-level events (cost_models)
 
     @property
     def energy_per_step_fj(self) -> float:
@@ -60,7 +62,8 @@ class RunResult:
         return {"program": self.program, "config": self.config, "passes": list(self.passes),
                 "accuracy": {"train": self.train.train_accuracy, "test": self.train.test_accuracy},
                 "steps": self.train.steps, "epochs": self.train.epochs, "wall_s": self.wall_s,
-                "traced": traced, **d, "profile_s": dict(self.profile)}
+                "traced": traced, **d, "profile_s": dict(self.profile),
+                **({"memtracker": self.memtracker} if self.memtracker else {})}
 
 
 TRACE_BYTES_PER_ACCESS = 64    # one step's columns and the temporaries that build them
@@ -107,7 +110,8 @@ def _positive(text: str, spec: str) -> int:
 
 def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers",
         energy_preset: str = "dally-2020", passes: str = "", seed: int | None = None,
-        trace_steps: str = "auto", progress=None, train_progress=None) -> RunResult:
+        trace_steps: str = "auto", progress=None, train_progress=None,
+        cost_models: bool = False) -> RunResult:
     t0 = time.perf_counter()
     prof = {}
     hier = load_hierarchy(hierarchy)
@@ -136,9 +140,14 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
     t = time.perf_counter()
     sim = simulate(trace, hier, energy_preset, progress=progress)
     prof["simulation"] = time.perf_counter() - t
+    seed_measure = None
+    if cost_models:
+        t = time.perf_counter()
+        seed_measure = memtracker(with_inputs_written(op_event_table(trace), trace)).to_dict()
+        prof["memtracker"] = time.perf_counter() - t
     return RunResult(path, program.config_dict, pass_names, trained, sim, trace_steps,
                      tuple(steps), step_trace.accesses_per_step, time.perf_counter() - t0, prof,
-                     len(sched.kernels))
+                     len(sched.kernels), seed_measure)
 
 
 # ----------------------------------------------------------------------------- report
@@ -152,8 +161,16 @@ def render_run(r: RunResult) -> str:
             f"{r.train.execute_s:.2f} s; wall {r.wall_s:.2f} s",
             _traced_line(r)]
     head += access_lines(r.sim.reuse)
+    if r.memtracker:
+        head.append(memtracker_line(r.memtracker))
     head.append(f"hierarchy  {r.sim.hierarchy}    energy preset  {r.sim.energy.preset}")
     return "\n".join(head) + "\n\n" + render(r.sim, summary=False)
+
+
+def memtracker_line(m: dict) -> str:
+    return (f"memtracker per-read ARD {m['per_read_ard_elements']:,.1f}, per-element ARD "
+            f"{m['per_element_ard_elements']:,.1f} elements over {m['reads']:,} op-level reads "
+            "(the seed's buffer-level measure)")
 
 
 def _traced_line(r: RunResult) -> str:

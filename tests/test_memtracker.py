@@ -182,3 +182,29 @@ def test_interleaved_kernel_gives_one_event_per_access():
     assert r.reads == 8                                          # w, x, w, x, ... one element each
     assert r.buffers["x"].read_distances == (3, 5, 7, 9)        # written at clock 4
     assert r.buffers["w"].read_distances == (6, 8, 10, 12)      # written at clock 0
+
+
+@pytest.mark.parametrize("variant", ["standard", "fused"])
+@pytest.mark.parametrize("chunk_accesses", [1 << 20, 777])
+def test_op_events_of_an_element_trace_are_the_seed_events(variant, chunk_accesses):
+    from simulator.memtracker import op_event_table
+    evs = events(variant)
+    trace = element_trace(evs, chunk_accesses)
+    assert op_event_table(trace).as_list() == evs
+    check_row(memtracker(op_event_table(trace)), variant)
+
+
+def test_op_events_read_each_buffer_once_per_execution_then_write():
+    from simulator.memtracker import op_event_table
+    b = TraceBuilder(chunk_accesses=5)          # the execution spans chunks
+    w, x, y = b.buffer("w", 4), b.buffer("x", 2), b.buffer("y", 2)
+    k, k2 = b.kernel("matvec"), b.kernel("copy")
+    for i in range(2):                          # y = w @ x, element by element, interleaved
+        for j in range(2):
+            b.read(w, 2 * i + j, kernel=k)
+            b.read(x, j, kernel=k)
+        b.write(y, i, kernel=k)
+    b.read(y, kernel=k2)
+    b.write(x, kernel=k2)
+    assert op_event_table(b.build()).as_list() == [("R", "w", 4), ("R", "x", 2), ("W", "y", 2),
+                                                   ("R", "y", 2), ("W", "x", 2)]
