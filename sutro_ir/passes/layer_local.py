@@ -5,8 +5,9 @@ parameter update, its private chain (the update and the nodes only it reads, suc
 `%24 = mul(0.05, %23)` or a gradient used nowhere else) moves up to just after the last of
 - the nodes that make what the chain reads (the gradient is complete), and
 - the other reads of the parameter's old version (the last read of the old value is done).
-The chain keeps its own order; the nodes it moves above keep theirs; no node moves down past a
-node of the chain that was before it. Every node reads the same
+The chain moves as one block, in its own order, so a gradient is computed straight into its
+update; a chain node that was earlier moves down with it, unless a node it would pass reads its
+value or overwrites a version it reads, and then only the chain's later nodes move up. Every node reads the same
 versions as before, so the result is bit-identical.
 
 With approximate=true the second condition is dropped: reads of the old version that come after
@@ -51,11 +52,34 @@ def layer_local_update(graph: Graph, approximate: bool = False) -> Graph:
                 nodes[r] = _read_new(nodes[r], old, update)
         elif late:
             after = max(pos[r] for r in late)
-        # the chain's nodes after that point move up to it; nothing moves down
-        moving = [m for m in order[after + 1:] if m in chain]
-        rest = [m for m in order[after + 1:] if m not in chain]
-        order = order[:after + 1] + moving + rest
+        if after <= _latest(g, chain, order, pos):
+            # the whole chain, in its order, right after that point: its gradient is computed
+            # straight into its update
+            rest = [m for m in order if m not in chain]
+            cut = sum(1 for m in order[:after + 1] if m not in chain)
+            order = rest[:cut] + [m for m in order if m in chain] + rest[cut:]
+        else:
+            # a chain node may not move that far down: only the nodes after the point move up
+            moving = [m for m in order[after + 1:] if m in chain]
+            rest = [m for m in order[after + 1:] if m not in chain]
+            order = order[:after + 1] + moving + rest
     return reordered(Graph(tuple(nodes.values()), graph.outputs), order)
+
+
+def _latest(g: Graph, chain: set[str], order: list[str], pos: dict) -> int:
+    """The last position after which the chain may sit: no node outside it that reads a chain
+    value, or overwrites a version a chain node reads, may end up before that chain node."""
+    limit = len(order) - 1
+    for c in chain:
+        reads = set(g[c].operands)
+        for m in order[pos[c] + 1:]:
+            if m in chain:
+                continue
+            n = g[m]
+            if c in n.operands or (n.version and previous_version(n) in reads):
+                limit = min(limit, pos[m] - 1)
+                break
+    return limit
 
 
 def private_chain(graph: Graph, update: str) -> set[str]:
