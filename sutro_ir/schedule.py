@@ -105,6 +105,34 @@ def materialized(graph: Graph, groups: list[tuple[str, ...]]) -> set[str]:
     return out
 
 
+def last_reads(graph: Graph, kernels) -> dict[str, int]:
+    """For every buffer, the index of the last kernel that reads it."""
+    out: dict[str, int] = {}
+    for i, k in enumerate(kernels):
+        for n in k.nodes:
+            for a in n.operands:
+                out[graph[a].buffer] = i
+    return out
+
+
+def peak_live_bytes(sched: Schedule) -> int:
+    """The most bytes of step values (activations, gradients, temporaries: not parameters or the
+    example) stored at once: a value is live from the kernel that stores it to the last kernel
+    that reads it."""
+    graph, kernels = sched.graph, sched.kernels
+    last = last_reads(graph, kernels)
+    born: dict[str, int] = {}
+    for i, k in enumerate(kernels):
+        for name in k.stores:
+            born.setdefault(graph[name].buffer, i)
+    step = [b for b in sched.buffers if b.role not in ("param", "data") and b.name in born]
+    live = [0] * (len(kernels) + 1)
+    for b in step:
+        for i in range(born[b.name], max(last.get(b.name, 0), born[b.name]) + 1):
+            live[i] += b.nbytes
+    return max(live, default=0)
+
+
 def _kernel_name(group: tuple[str, ...], stored: set[str]) -> str:
     if len(group) == 1:
         return group[0]

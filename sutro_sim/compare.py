@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulator.report import energy, table
+from simulator.report import energy, size, table
 from simulator.simulate import step_ranges
 from sutro_ir.passes import is_exact
 
@@ -85,7 +85,8 @@ def _row_dict(row: Row, base: Row) -> dict:
     reuse = r.sim.reuse
     return {"pipeline": row.label, "exact": row.exact,
             "accuracy": {"train": r.train.train_accuracy, "test": r.train.test_accuracy},
-            "steps": r.train.steps, "kernels": row.kernels,
+            "steps": r.train.steps, "kernels": row.kernels, "arith_ops_per_step": r.arith_ops,
+            "peak_live_bytes": r.peak_live_bytes,
             "accesses_per_step": r.accesses_per_step,
             "reads": reuse.reads, "writes": reuse.writes, "ard": reuse.ard,
             "hit_rate": {s.name: s.hit_rate for s in r.sim.levels},
@@ -99,7 +100,8 @@ def _row_dict(row: Row, base: Row) -> dict:
 def render_compare(c: Comparison) -> str:
     base = c.rows[0].result
     levels = [s.name for s in base.sim.levels]
-    head = ["pipeline", "exact", "train", "test", "kernels", "reads", "writes", "ARD"]
+    head = ["pipeline", "exact", "train", "test", "kernels", "ops/step", "peak live", "reads",
+            "writes", "ARD"]
     head += [f"{name} hit" for name in levels[:-1]]
     head += ["energy", "memory", "arith", "vs first"]
     seed = base.memtracker is not None
@@ -112,7 +114,8 @@ def render_compare(c: Comparison) -> str:
         change = _change(e.total, base.sim.energy.total)
         rows.append([row.label, "yes" if row.exact else "NO",
                      f"{100 * r.train.train_accuracy:.1f}%", f"{100 * r.train.test_accuracy:.1f}%",
-                     f"{row.kernels}", f"{reuse.reads:,}", f"{reuse.writes:,}", f"{reuse.ard:,.1f}",
+                     f"{row.kernels}", f"{r.arith_ops:,}", size(r.peak_live_bytes),
+                     f"{reuse.reads:,}", f"{reuse.writes:,}", f"{reuse.ard:,.1f}",
                      *[f"{100 * s.hit_rate:.1f}%" for s in r.sim.levels[:-1]],
                      energy(e.total), energy(e.total - e.arithmetic), energy(e.arithmetic),
                      "" if row is c.rows[0] else f"{100 * change:+.1f}%"])

@@ -19,7 +19,7 @@ from sutro_ir.compile import compile_program, read_source
 from sutro_ir.execute import Executor, TrainResult
 from sutro_ir.lower import MEMORY_FRACTION, physical_memory
 from sutro_ir.passes import parse_pipeline
-from sutro_ir.schedule import schedule
+from sutro_ir.schedule import peak_live_bytes, schedule
 from sutro_ir.tracegen import StepTrace, n_accesses
 
 AUTO_ALL = 2_500_000        # `auto` traces every step of a run that makes at most this many accesses,
@@ -40,6 +40,8 @@ class RunResult:
     profile: dict = field(default_factory=dict)
     kernels: int = 0            # kernels per training step, after the passes
     memtracker: dict | None = None  # the seed's measure over op-level events (cost_models)
+    arith_ops: int = 0          # arithmetic operations per training step
+    peak_live_bytes: int = 0    # most bytes of step values stored at once (schedule.py)
 
     @property
     def energy_per_step_fj(self) -> float:
@@ -55,7 +57,8 @@ class RunResult:
             d.pop(key, None)
         traced = {"policy": self.trace_policy, "steps": step_ranges(self.traced),
                   "n_steps": len(self.traced), "accesses_per_step": self.accesses_per_step,
-                  "kernels_per_step": self.kernels,
+                  "kernels_per_step": self.kernels, "arith_ops_per_step": self.arith_ops,
+                  "peak_live_bytes": self.peak_live_bytes,
                   "energy_per_step_fj": self.energy_per_step_fj,
                   "all_steps": self.all_traced,
                   "extrapolated_total_energy_fj": self.energy_per_step_fj * self.train.steps}
@@ -147,7 +150,9 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
         prof["memtracker"] = time.perf_counter() - t
     return RunResult(path, program.config_dict, pass_names, trained, sim, trace_steps,
                      tuple(steps), step_trace.accesses_per_step, time.perf_counter() - t0, prof,
-                     len(sched.kernels), seed_measure)
+                     len(sched.kernels), seed_measure,
+                     sum(sum(a.values()) for a in step_trace.per_step_arith),
+                     peak_live_bytes(sched))
 
 
 # ----------------------------------------------------------------------------- report

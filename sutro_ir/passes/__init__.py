@@ -100,4 +100,4 @@ def is_exact(text: str) -> bool:
     return all(REGISTRY[name].is_exact(options) for name, options in parse_pipeline(text))
 
 
-from . import fuse, hygiene, layer_local, layout  # noqa: E402,F401  (each registers its passes)
+from . import fuse, hygiene, layer_local, layout, recompute  # noqa: E402,F401  (each registers its passes)

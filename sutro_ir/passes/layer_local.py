@@ -7,8 +7,8 @@ parameter update, its private chain (the update and the nodes only it reads, suc
 - the other reads of the parameter's old version (the last read of the old value is done).
 The chain moves as one block, in its own order, so a gradient is computed straight into its
 update; a chain node that was earlier moves down with it, unless a node it would pass reads its
-value or overwrites a version it reads, and then only the chain's later nodes move up. Every node reads the same
-versions as before, so the result is bit-identical.
+value or overwrites a version it reads, and then only the chain's later nodes move up. Every
+node reads the same versions as before, so the result is bit-identical.
 
 With approximate=true the second condition is dropped: reads of the old version that come after
 the gradient is complete (the backward pass's `dh = dout * W2`) read the new version instead,

@@ -18,7 +18,7 @@ from simulator.trace import DTYPE_BYTES
 
 from ..graph import SOURCE_OPS, Graph
 from ..ops import n_elements
-from ..schedule import ALIGN, BufferSlot, role
+from ..schedule import ALIGN, BufferSlot, last_reads, role
 from . import register
 
 
@@ -32,11 +32,7 @@ def liveness_layout_pass(graph: Graph) -> Graph:
 
 def liveness_layout(graph: Graph, kernels, stored: set[str], start: int = 0):
     names = {n.name for n in graph.nodes}
-    last_read: dict[str, int] = {}
-    for i, k in enumerate(kernels):
-        for n in k.nodes:
-            for a in n.operands:
-                last_read[graph[a].buffer] = i
+    last_read = last_reads(graph, kernels)
     slots: dict[str, BufferSlot] = {}
     nxt = start
     for n in graph.nodes:                       # parameters and the example: bump, first
