@@ -211,7 +211,7 @@ def test_pass_pipelines_parse_and_fail_clearly():
     graph = compile_text(BASE).train.graph
     assert run_pipeline(graph, "identity,identity") == graph
     with pytest.raises(SirError, match="--passes: unknown pass 'fusion' \\(registered: cse, dce, "
-                       "fuse, identity, layer-local-update, liveness-layout\\)"):
+                       "fuse, identity, layer-local-update, liveness-layout, recompute\\)"):
         parse_pipeline("identity,fusion")
     with pytest.raises(SirError, match="option 'max_ops' of 'identity' needs key=value"):
         parse_pipeline("identity{max_ops}")
