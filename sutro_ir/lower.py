@@ -12,6 +12,7 @@ import math
 import os
 
 from . import datasets
+from .autodiff import Sweep
 from .errors import Loc, SirError
 from .graph import Graph, Node, operand, verify
 from .ops import (
@@ -325,6 +326,8 @@ class _Body:
         self.outputs: list[str] = []
         self.later: dict[str, Loc] = {}      # names the block defines, for "read before defined"
         self.temp = 0
+        self.sweeps: dict[str, Sweep] = {}   # loss -> its reverse sweep (grad)
+        self.derived: set[str] = set()       # nodes a sweep made
         for p in params:
             self._add(Node(p.name, "param", dtype=p.dtype, shape=p.shape, loc=p.loc))
 
@@ -339,7 +342,18 @@ class _Body:
     def finish(self, item: LoopItem) -> Graph:
         if self.kind == "eval" and not self.outputs:
             raise SirError("the eval block needs a `predict` statement", item.loc)
+        self._drop_unused_derivatives()
         return Graph(tuple(self.nodes), tuple(self.outputs))
+
+    def _drop_unused_derivatives(self) -> None:
+        """A sweep differentiates towards every parameter; drop what no `grad` asked for."""
+        while True:
+            read = {a for n in self.nodes for a in n.operands} | set(self.outputs)
+            dead = {d for d in self.derived if d not in read}
+            if not dead:
+                return
+            self.nodes = [n for n in self.nodes if n.name not in dead]
+            self.derived -= dead
 
     # statements
     def statement(self, stmt) -> None:
@@ -351,6 +365,11 @@ class _Body:
 
     def _let(self, stmt: Let) -> None:
         self._check_new_name(stmt.name, stmt.loc)
+        if isinstance(stmt.expr, Call) and stmt.expr.fn == "grad":
+            self.env[stmt.name] = self._grad(stmt.expr, stmt.name)
+            if stmt.type is not None:
+                self._check_type(stmt, self.env[stmt.name])
+            return
         fresh = len(self.nodes)
         value = self.expr(stmt.expr)
         if isinstance(value, str):
@@ -476,7 +495,46 @@ class _Body:
         i = const_eval(e.index, self.consts) if not isinstance(e.index, Num) else e.index.value
         return self._node("index", [self.expr(e.a)], {"i": i}, e.loc)
 
+    def _grad(self, e: Call, name: str | None = None):
+        """`grad(loss, wrt=W)`: the adjoint of W from the loss's reverse sweep (autodiff.py),
+        emitted at the loss's first `grad`. A `let` names the adjoint node after itself when
+        the sweep made it and it has no name yet."""
+        kwargs = dict(e.kwargs)
+        if len(e.args) != 1 or set(kwargs) != {"wrt"} or not isinstance(kwargs["wrt"], Name):
+            raise SirError("grad takes a loss and wrt=NAME: grad(loss, wrt=W1)", e.loc)
+        if self.kind == "eval":
+            raise SirError("grad belongs in the train block", e.loc)
+        loss = self.expr(e.args[0])
+        if not isinstance(loss, str):
+            raise SirError("grad: the loss is a constant", e.args[0].loc)
+        wrt = self.expr(kwargs["wrt"])
+        if not isinstance(wrt, str):
+            raise SirError("grad: wrt must name a parameter or a value", kwargs["wrt"].loc)
+        if loss not in self.sweeps:
+            def emit(op, args, attrs):
+                made = self._node(op, args, attrs, e.loc)
+                self.derived.add(made)
+                return made
+            self.sweeps[loss] = Sweep(self.nodes, loss, emit,
+                                      lambda v: self._node_named(v).shape, e.loc)
+        value = self.sweeps[loss].of(wrt, e.loc)
+        if name and isinstance(value, str) and value in self.derived and value.startswith("%"):
+            self._rename(value, name)
+            for sweep in self.sweeps.values():
+                sweep.adjoint = {k: name if v == value else v for k, v in sweep.adjoint.items()}
+            value = name
+        return value
+
+    def _rename(self, old: str, new: str) -> None:
+        """Give a node made by a sweep a statement's name; its readers follow."""
+        self.nodes = [Node(new if n.name == old else n.name, n.op,
+                           tuple(new if a == old else a for a in n.args), n.attrs, n.dtype,
+                           n.shape, n.loc) for n in self.nodes]
+        self.derived.discard(old)           # a named value now: kept, read or not
+
     def _call(self, e: Call):
+        if e.fn == "grad":
+            return self._grad(e)
         attrs = {k: const_eval(v, self.consts) for k, v in e.kwargs}
         args = [self.expr(a) for a in e.args]
         if all(not isinstance(a, str) for a in args) and e.fn in CONST_FUNCS and not attrs:

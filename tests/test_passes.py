@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
 PROGRAMS = sorted((ROOT / "programs").glob("*.sir"))
 SMALL = {"mlp_backprop.sir": {"n_bits": "3", "hidden": "40", "epochs": "3"},
+         "mlp_autodiff.sir": {"n_bits": "3", "hidden": "40", "epochs": "3"},
          "sparse_parity.sir": {"epochs": "2"}, "mlp4_backprop.sir": {"epochs": "2"}}
 EXACT = ["dce", "cse", "fuse", "layer-local-update", "liveness-layout",
          "layer-local-update,fuse", "fuse{hoist=false}", "fuse{updates=false,anchors=false}",
