@@ -200,8 +200,8 @@ def _dot(graph) -> str:
 
 def cmd_compare(args) -> int:
     from simulator.progress import ProgressBar
-    from sutro_sim.compare import compare, pipelines_of, render_compare
     from sutro_ir.passes import parse_pipeline
+    from sutro_sim.compare import compare, pipelines_of, render_compare
 
     overrides = _overrides(args.set)
     if args.seed is not None:

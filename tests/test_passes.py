@@ -294,8 +294,8 @@ def test_recompute_policies_and_errors():
 
 
 def test_recompute_auto_keeps_what_the_simulator_says_is_cheaper():
-    from sutro_ir.passes.recompute import _step_energy
     from sutro_ir.passes.fuse import fuse
+    from sutro_ir.passes.recompute import _step_energy
     program = compile_file(str(ROOT / "programs/mlp4_backprop.sir"), {"hidden": "32"},
                            "layer-local-update")
     graph = program.train.graph

@@ -79,6 +79,14 @@ def candidates(graph: Graph) -> list[str]:
             and any(r in backward for r in read_by[n.name])]
 
 
+def recomputed_values(before: Graph, after: Graph) -> list[str]:
+    """The candidates of `before` that the backward pass of `after` no longer reads (it reads
+    their clones)."""
+    backward = _backward(after)
+    return [v for v in candidates(before)
+            if not any(v in n.operands for n in after.body if n.name in backward)]
+
+
 def _backward(graph: Graph) -> set[str]:
     """The nodes from the first one that reads the label (or a value made from it) on."""
     inputs = [n.name for n in graph.nodes if n.op == "input"]
