@@ -5,6 +5,7 @@ seed's MLP (golden IR, stored buffers, access counts)."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -192,7 +193,8 @@ def mlp(pipeline: str):
 
 
 @pytest.mark.parametrize("pipeline,golden", [("layer-local-update", "mlp_backprop.llu.ir"),
-                                             ("layer-local-update,fuse", "mlp_backprop.fused.ir")])
+                                             ("layer-local-update,fuse", "mlp_backprop.fused.ir"),
+                                             ("recompute{values=h}", "mlp_backprop.recompute.ir")])
 def test_golden_scheduled_ir(pipeline, golden):
     text = print_program(mlp(pipeline))
     if os.environ.get("UPDATE_GOLDEN"):
@@ -313,3 +315,13 @@ def test_random_graphs_exercise_every_pass():
                for p in ("dce", "cse", "layer-local-update", "recompute{policy=all}")}
     fused = sum(bool(run_pipeline(g, "fuse").kernels) for g in graphs)
     assert min(changed.values()) >= 5 and fused >= 30, (changed, fused)
+
+
+def test_docs_excerpts_come_from_the_golden_files():
+    text = (ROOT / "docs/passes.md").read_text()
+    blocks = re.findall(r"<!-- golden: (\S+) -->\n```\n(.*?)```", text, re.S)
+    assert len(blocks) == 3
+    for name, block in blocks:
+        assert block in (GOLDEN / name).read_text(), name
+    n_graphs = len(range(60))          # the seeds of the random-graph tests above
+    assert f"on {n_graphs} seeded random step graphs" in re.sub(r"\s+", " ", text)

@@ -52,3 +52,21 @@ def test_the_issue_targets_hold():
         assert best.result.sim.energy.total < 0.5 * base.sim.energy.total
         assert (best.result.train.train_accuracy, best.result.train.test_accuracy) == \
             (base.train.train_accuracy, base.train.test_accuracy)
+
+
+def test_the_passes_page_quotes_current_figures():
+    page = flat((ROOT / "docs/passes.md").read_text())
+    mlp = results.compare(results.MLP, [""] + results.PIPELINES).rows
+    fused = mlp[2].result.sim.energy.total / mlp[0].result.sim.energy.total - 1
+    approx = results.compare(results.MLP, ["", "layer-local-update{approximate=true}"]).rows
+    seed = results.compare(results.MLP, ["", "layer-local-update"], results.SEED_3BIT,
+                           trace_steps="1", cost_models=True).rows
+    none, llu = (r.result.memtracker for r in seed)
+    dw2 = [m["buffers"]["dW2"]["read_distances_elements"][0] for m in (none, llu)]
+    for fact in (f"Measured effect: {100 * fused:.1f}% energy on `mlp_backprop.sir`",
+                 f"`compare` shows {approx[1].result.train.train_accuracy:.1%} train accuracy",
+                 f"where the exact schedules reach {approx[0].result.train.train_accuracy:.1%}",
+                 f"dW2 is {dw2[0] / dw2[1]:.1f}x closer and the per-read ARD is "
+                 f"{100 * (1 - llu['per_read_ard_elements'] / none['per_read_ard_elements']):.1f}%"
+                 " lower"):
+        assert flat(fact) in page, fact

@@ -86,6 +86,9 @@ ERRORS = [
      "    param b2: f64[] = zeros()\n              ^"),
     ("h = relu(h_pre)", "h = h_pre $ 2",
      "p.sir:15:13: error: unexpected character '$'\n      h = h_pre $ 2\n                ^"),
+    ("h = relu(h_pre)", "h = -(h_pre > 0)",
+     "p.sir:15:7: error: neg of bool values is not defined: cast them first, e.g. "
+     "cast(a, to=\"f32\")\n      h = -(h_pre > 0)\n          ^"),
 ]
 
 
