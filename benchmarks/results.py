@@ -152,7 +152,13 @@ def facts() -> list[str]:
     rec = compare(MLP4, [f"layer-local-update,recompute{{policy={p}}},fuse" for p in RECOMPUTE])
     store, sqrt_, every = (r.result for r in rec.rows[:3])
     mlp4 = compare(MLP4, [""] + PIPELINES).rows[0].result
-    return [f"dW2 comes {dw2[0] / dw2[1]:.1f}x closer, against the reference's "
+    alone = {row.label: row for row in compare(MLP, [""] + ALONE).rows}
+    rec_h, plain = alone["recompute{values=h}"], alone["none"]
+    return [f"adds {rec_h.result.arith_ops - plain.result.arith_ops:,} operations and "
+            f"{'one kernel' if rec_h.kernels == plain.kernels + 1 else '?'}",
+            f"({alone['layer-local-update{approximate=true}'].result.train.train_accuracy:.1%}"
+            " train)",
+            f"dW2 comes {dw2[0] / dw2[1]:.1f}x closer, against the reference's "
             f"{9004 / 3001:.1f}x",
             f"{none.train.train_accuracy:.1%} train, {none.train.test_accuracy:.1%} test",
             f"{next(iter(chain_bytes)) // 1000} KB each",
@@ -166,13 +172,33 @@ def facts() -> list[str]:
             f"{(every.arith_ops - store.arith_ops) / store.arith_ops:.0%} more arithmetic"]
 
 
+ALONE = ["dce", "cse", "fuse", "layer-local-update", "recompute{values=h}",
+         "recompute{policy=auto}", "liveness-layout", "layer-local-update{approximate=true}"]
+
+
+def each_pass_table() -> str:
+    """Every pass alone on mlp_backprop.sir at its defaults, first three steps."""
+    c = compare(MLP, [""] + ALONE)
+    base = c.rows[0].result
+    rows = []
+    for row in c.rows:
+        r = row.result
+        rows.append([row.label, "yes" if row.exact else "no",
+                     f"{100 * r.train.train_accuracy:.1f}%", f"{row.kernels}",
+                     f"{r.arith_ops:,}", size(r.peak_live_bytes), f"{r.sim.reuse.reads:,}",
+                     f"{r.sim.reuse.ard:,.1f}", energy(r.sim.energy.total),
+                     "" if row is c.rows[0] else pct(r.sim.energy.total, base.sim.energy.total)])
+    return table(["pass alone", "exact", "train", "kernels", "ops/step", "peak live", "reads",
+                  "ARD", "energy", "change"], rows)
+
+
 def all_tables() -> dict[str, str]:
     mlp, mlp_buffers = energy_table(MLP)
     mlp4, mlp4_buffers = energy_table(MLP4)
     return {"seed measure": seed_measure(), "element LRU": element_lru(),
             "mlp_backprop energy": mlp, "mlp_backprop buffers": mlp_buffers,
             "mlp4 energy": mlp4, "mlp4 buffers": mlp4_buffers,
-            "recompute": recompute_table()}
+            "recompute": recompute_table(), "each pass": each_pass_table()}
 
 
 def main() -> int:

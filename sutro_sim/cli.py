@@ -192,6 +192,9 @@ def _dot(graph) -> str:
     for name, data in nx_graph.nodes(data=True):
         n = data["node"]
         lines.append(f'  "{name}" [label="{name}\\n{n.op} {n.type}"];')
+    for i, group in enumerate(graph.kernels):     # a fused kernel: a box around its nodes
+        members = " ".join(f'"{m}";' for m in group)
+        lines.append(f'  subgraph cluster_{i} {{ label="kernel {i}"; style=rounded; {members} }}')
     for a, b, data in nx_graph.edges(data=True):
         style = ' [style=dashed, label="anti"]' if data["kind"] == "anti" else ""
         lines.append(f'  "{a}" -> "{b}"{style};')

@@ -320,7 +320,7 @@ def test_random_graphs_exercise_every_pass():
 def test_docs_excerpts_come_from_the_golden_files():
     text = (ROOT / "docs/passes.md").read_text()
     blocks = re.findall(r"<!-- golden: (\S+) -->\n```\n(.*?)```", text, re.S)
-    assert len(blocks) == 3
+    assert len(blocks) == 5
     for name, block in blocks:
         assert block in (GOLDEN / name).read_text(), name
     n_graphs = len(range(60))          # the seeds of the random-graph tests above

@@ -80,11 +80,19 @@ def test_graph_prints_canonical_ir_and_dot(capsys):
     code, out, _ = run_cli(capsys, "graph", str(ROOT / "programs/mlp_backprop.sir"), "--dot")
     assert code == 0 and out.startswith("digraph step {")
     assert '"dh" -> "W2@1" [style=dashed, label="anti"];' in out
+    code, out, _ = run_cli(capsys, "graph", str(ROOT / "programs/mlp_backprop.sir"), "--dot",
+                           "-p", "layer-local-update,fuse")
+    assert code == 0 and out.count("subgraph cluster_") == 4
+    assert 'subgraph cluster_3 { label="kernel 3"; style=rounded; "dW1"; "%14"; "%15"; ' \
+        '"%16"; "W1@1"; }' in out
 
 
-def test_passes_lists_identity(capsys):
+def test_passes_lists_every_pass_with_its_kind(capsys):
     code, out, _ = run_cli(capsys, "passes")
-    assert code == 0 and out.startswith("identity (exact)") and "Preserves:" in out
+    assert code == 0 and out.startswith("identity (exact)")
+    assert out.count("Preserves:") == out.count("Changes:") == 7
+    assert "layer-local-update (exact unless its options say approximate)" in out
+    assert "fuse (exact)" in out and "recompute (exact)" in out
 
 
 def test_the_seeds_3_bit_setup_is_traced_whole_by_default():

@@ -9,6 +9,7 @@ A pass's docstring has a `Preserves:` line and a `Changes:` line; `sutro-sim pas
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ class PassInfo:
 
     @property
     def doc(self) -> str:
-        return (self.fn.__doc__ or "").strip()
+        return inspect.cleandoc(self.fn.__doc__ or "")
 
 
 REGISTRY: dict[str, PassInfo] = {}
