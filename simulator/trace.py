@@ -198,7 +198,8 @@ class Trace:
 
 
 def _buffer_index(buffers: Sequence[Buffer], where: str):
-    """Sorted bases for address -> buffer lookup; overlapping buffers are an error."""
+    """Sorted bases for address -> buffer lookup. Buffers may share addresses (a liveness
+    layout reuses dead ones); then the chunks must carry buffer ids, as the lookup cannot tell."""
     for b in buffers:
         if b.role not in ROLES:
             raise SimError(f"buffer '{b.name}': role must be one of {', '.join(ROLES)}, "
