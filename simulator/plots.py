@@ -81,12 +81,18 @@ def _energy_by_buffer(r: Result, ax) -> None:
     _barh(ax, [k for k, _ in items], [v for _, v in items], "Energy by buffer (top 20)")
 
 
-def write_comparison(results: list[tuple[str, Result]], folder: str) -> list[str]:
+def write_comparison(results: list[tuple[str, Result]], folder: str,
+                     tradeoff: list[tuple[int, int]] | None = None) -> list[str]:
     """Several labelled results of one program: reuse-distance CDFs overlaid, and energy by
-    level (plus arithmetic) as bars side by side. Returns the two paths."""
+    level (plus arithmetic) as bars side by side; with `tradeoff` ((arithmetic ops, peak live
+    bytes) per result), energy against arithmetic too. Returns the paths."""
     os.makedirs(folder, exist_ok=True)
     paths = []
-    for name, draw in (("compare_reuse_cdf", _cdf_overlay), ("compare_energy", _energy_bars)):
+    plots = [("compare_reuse_cdf", _cdf_overlay), ("compare_energy", _energy_bars)]
+    if tradeoff is not None:
+        plots.append(("compare_tradeoff",
+                      lambda res, ax: _tradeoff(res, tradeoff, ax)))
+    for name, draw in plots:
         fig, ax = plt.subplots(figsize=(8, 4.5))
         draw(results, ax)
         fig.tight_layout()
@@ -127,3 +133,17 @@ def _energy_bars(results, ax) -> None:
     ax.set_ylabel(f"energy ({unit})")
     ax.set_title("Energy by level, per pipeline (same traced steps)")
     ax.legend(fontsize=7)
+
+
+def _tradeoff(results, tradeoff, ax) -> None:
+    """Energy against arithmetic, each point labelled with its peak live bytes."""
+    totals = [r.energy.total for _, r in results]
+    scale, unit = next(((s, u) for s, u in ENERGY_UNITS if max(totals, default=0) >= s),
+                       (1.0, "fJ"))
+    for (label, r), (ops, peak) in zip(results, tradeoff):
+        ax.scatter(ops, r.energy.total / scale, label=f"{label} (peak live {size(peak)})")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    ax.set_xlabel("arithmetic operations per step")
+    ax.set_ylabel(f"energy ({unit})")
+    ax.set_title("Trade-off: arithmetic, energy and peak live bytes")

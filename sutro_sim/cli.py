@@ -226,7 +226,9 @@ def cmd_compare(args) -> int:
             bar.close()
     if args.plot:
         from simulator.plots import write_comparison
-        paths = write_comparison([(row.label, row.result.sim) for row in result.rows], args.plot)
+        paths = write_comparison([(row.label, row.result.sim) for row in result.rows], args.plot,
+                                 [(row.result.arith_ops, row.result.peak_live_bytes)
+                                  for row in result.rows])
     if args.json:
         print(json.dumps(result.to_dict(), indent=1))
         return 0

@@ -62,7 +62,7 @@ def test_compare_table_and_plots(capsys, tmp_path):
         assert column in head
     assert "approximate (changes the arithmetic; compare its accuracy): " \
            "layer-local-update{approximate=true}" in out
-    for name in ("compare_reuse_cdf.png", "compare_energy.png"):
+    for name in ("compare_reuse_cdf.png", "compare_energy.png", "compare_tradeoff.png"):
         assert (tmp_path / name).stat().st_size > 5000
 
 
