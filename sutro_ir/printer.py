@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .graph import SOURCE_OPS, Graph, Node
 from .program import Loop, Program
+from .schedule import schedule
 
 
 def value(v) -> str:
@@ -55,8 +56,6 @@ def _loop(kind: str, loop: Loop) -> list[str]:
 def graph_lines(g: Graph) -> list[str]:
     """One line per node; a fused kernel's nodes are indented under a comment that names what
     the kernel stores (comments: the text still parses, to the same nodes, unfused)."""
-    from .schedule import schedule
-
     out = []
     if g.kernels:
         for k in schedule(g).kernels:
