@@ -53,3 +53,14 @@ def test_python_example_runs():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout
     assert len(out.split()) == 2 + 4  # ARD, energy, four hit rates
+
+
+def test_the_wheel_ships_every_package():
+    """An installed sutro-sim must not miss a subpackage that the editable install hides."""
+    import tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {str(p.parent.relative_to(ROOT)).replace("/", ".")
+             for top in ("simulator", "sutro_ir", "sutro_sim")
+             for p in (ROOT / top).rglob("__init__.py")}
+    assert listed == found
