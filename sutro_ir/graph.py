@@ -120,6 +120,17 @@ def reordered(graph: Graph, body: list[str], kernels=()) -> Graph:
                  tuple(tuple(k) for k in kernels), graph.layout)
 
 
+def keeping(graph: Graph, nodes: list, renamed: dict | None = None) -> Graph:
+    """The graph with only `nodes` (in their order); outputs follow `renamed` (a removed value ->
+    the value that replaces it); fused groups lose the removed nodes."""
+    renamed = renamed or {}
+    names = {n.name for n in nodes}
+    groups = tuple(g for g in (tuple(m for m in k if m in names) for k in graph.kernels)
+                   if len(g) > 1)
+    return Graph(tuple(nodes), tuple(renamed.get(o, o) for o in graph.outputs), groups,
+                 graph.layout)
+
+
 def _updates(graph: Graph):
     """(update node, name of the version it replaces) for every parameter update."""
     for n in graph.nodes:
@@ -137,7 +148,7 @@ def verify(graph: Graph, where: str = "graph") -> Graph:
     """Unique names, defs before uses, types that follow the op rules, parameter versions in
     sequence, and an order that respects every anti-dependency. Returns the graph."""
     seen: dict[str, Node] = {}
-    for i, n in enumerate(graph.nodes):
+    for n in graph.nodes:
         _check_node(n, seen, where)
         seen[n.name] = n
     for update, old in _updates(graph):

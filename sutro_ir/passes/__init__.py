@@ -101,4 +101,4 @@ def is_exact(text: str) -> bool:
     return all(REGISTRY[name].is_exact(options) for name, options in parse_pipeline(text))
 
 
-from . import fuse, hygiene, layer_local, layout, recompute  # noqa: E402,F401  (each registers its passes)
+from . import cse, dce, fuse, layer_local, layout, recompute  # noqa: E402,F401  (each registers)

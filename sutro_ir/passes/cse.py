@@ -1,28 +1,14 @@
-"""Graph hygiene: dead-code elimination (`dce`) and common-subexpression elimination (`cse`).
-Both only remove nodes whose values nothing needs or another node already computes, so both
-are exact."""
+"""`cse`: common-subexpression elimination (exact). A node that repeats an earlier node's op on
+the same operands and attributes is removed; its readers read the earlier value."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from ..graph import SOURCE_OPS, Graph
+from ..graph import SOURCE_OPS, Graph, keeping
 from . import register
 
 COMMUTATIVE = {"add", "mul", "maximum", "minimum", "eq", "ne"}
-
-
-@register("dce", exact=True)
-def dce(graph: Graph) -> Graph:
-    """Removes every node that neither a parameter update nor a prediction needs.
-    Preserves: every trained weight and prediction, bit for bit.
-    Changes: the nodes (fewer kernels, reads and writes)."""
-    live = {n.name for n in graph.nodes if n.version > 0 or n.op in SOURCE_OPS}
-    live |= set(graph.outputs)
-    for n in reversed(graph.nodes):
-        if n.name in live:
-            live |= set(n.operands)
-    return _keep(graph, [n for n in graph.nodes if n.name in live], {})
 
 
 @register("cse", exact=True)
@@ -50,12 +36,4 @@ def cse(graph: Graph) -> Graph:
         else:
             first[key] = n.name
             kept.append(n)
-    return _keep(graph, kept, same)
-
-
-def _keep(graph: Graph, nodes: list, renamed: dict) -> Graph:
-    names = {n.name for n in nodes}
-    groups = tuple(g for g in (tuple(m for m in k if m in names) for k in graph.kernels)
-                   if len(g) > 1)
-    return Graph(tuple(nodes), tuple(renamed.get(o, o) for o in graph.outputs), groups,
-                 graph.layout)
+    return keeping(graph, kept, same)
