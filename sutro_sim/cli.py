@@ -203,7 +203,7 @@ def _dot(graph) -> str:
 
 def cmd_compare(args) -> int:
     from simulator.progress import ProgressBar
-    from sutro_ir.passes import parse_pipeline
+    from sutro_ir.compile import compile_file
     from sutro_sim.compare import compare, pipelines_of, render_compare
 
     overrides = _overrides(args.set)
@@ -211,7 +211,7 @@ def cmd_compare(args) -> int:
         overrides.setdefault("seed", str(args.seed))
     pipelines = pipelines_of(args.passes)
     for p in pipelines:             # every pipeline checked before the first long run
-        parse_pipeline(p)
+        compile_file(args.program, overrides, p)
     bars: list = []
 
     def progress(i: int, pipeline: str):

@@ -71,6 +71,8 @@ def test_compare_table_and_plots(capsys, tmp_path):
     (["-p", "fuse{max_ops=-1}"], "max_ops must be a positive integer"),
     (["-p", "fuse", "--trace-steps", "every:0"], "--trace-steps every:0"),
     (["-p", "recompute{values=nope}"], "'nope' is not a forward value"),
+    (["-p", "fuse{bogus=1}"], "fuse: unknown option 'bogus' (options: max_ops, updates, anchors, "
+                              "hoist)"),
 ])
 def test_compare_mistakes_exit_2(capsys, argv, message):
     code, out, err = cli(capsys, "compare", XOR, *argv)

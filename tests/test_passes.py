@@ -287,7 +287,7 @@ def test_recompute_policies_and_errors():
     assert len(mlp("recompute{policy=all}").train.graph.body) > base
     with pytest.raises(SirError, match="'dW2' is not a forward value that the backward pass reads"):
         mlp("recompute{values=dW2}")
-    with pytest.raises(SirError, match="needs values=a\\+b or policy="):
+    with pytest.raises(SirError, match="takes one of values=a\\+b or policy="):
         mlp("recompute")
     with pytest.raises(SirError, match="unknown policy 'half'"):
         mlp("recompute{policy=half}")

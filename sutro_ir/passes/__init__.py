@@ -27,12 +27,8 @@ class PassInfo:
     exact: bool | Callable[..., bool]   # or a function of the pass's options
 
     def is_exact(self, options: dict) -> bool:
-        if not callable(self.exact):
-            return self.exact
-        try:
-            return self.exact(**options)
-        except TypeError:           # an unknown option: running the pass says so
-            return False
+        """`exact` for these options (parse_pipeline has checked their names)."""
+        return self.exact(**options) if callable(self.exact) else self.exact
 
     @property
     def doc(self) -> str:
@@ -80,6 +76,11 @@ def parse_pipeline(text: str) -> list[tuple[str, dict]]:
             if not eq:
                 raise SirError(f"--passes: option '{item}' of '{name}' needs key=value")
             options[key.strip()] = parse_value(val)
+        known = list(inspect.signature(REGISTRY[name].fn).parameters)[1:]
+        unknown = [k for k in options if k not in known]
+        if unknown:
+            raise SirError(f"--passes: {name}: unknown option '{unknown[0]}' (options: "
+                           f"{', '.join(known) or 'none'})")
         steps.append((name, options))
         pos = m.end()
     return steps
@@ -88,10 +89,7 @@ def parse_pipeline(text: str) -> list[tuple[str, dict]]:
 def run_pipeline(graph: Graph, text: str) -> Graph:
     """Apply each pass in turn; verify after each."""
     for name, options in parse_pipeline(text):
-        try:
-            graph = REGISTRY[name].fn(graph, **options)
-        except TypeError as e:
-            raise SirError(f"--passes: {name}: {e}") from None
+        graph = REGISTRY[name].fn(graph, **options)
         verify(graph, where=f"after pass {name}")
     return graph
 

@@ -48,7 +48,8 @@ def recompute(graph: Graph, values: str = "", policy: str = "", hierarchy: str =
         raise SirError("--passes: recompute adds nodes: run it before fuse")
     cands = candidates(graph)
     if bool(values) == bool(policy):
-        raise SirError("--passes: recompute needs values=a+b or policy=" + "|".join(POLICIES))
+        raise SirError("--passes: recompute takes one of values=a+b or policy="
+                       + "|".join(POLICIES))
     if values:
         names = [v.strip() for v in str(values).split("+") if v.strip()]
         for v in names:
