@@ -70,6 +70,7 @@ class RunResult:
 
 
 TRACE_BYTES_PER_ACCESS = 64    # one step's columns and the temporaries that build them
+COST_MODELS_MAX = 20_000_000   # accesses op_event_table may hold (about 40 bytes each)
 
 
 def check_trace_memory(sched) -> None:
@@ -138,6 +139,11 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
     step_trace = StepTrace(sched, program.train.x, program.train.y,
                            [p.name for p in program.params])
     steps = select_steps(trace_steps, trained.steps, step_trace.accesses_per_step)
+    if cost_models and len(steps) * step_trace.accesses_per_step > COST_MODELS_MAX:
+        raise SimError(f"--cost-models keeps every traced access in memory: at most "
+                       f"{COST_MODELS_MAX:,} accesses, and {len(steps):,} steps make "
+                       f"{len(steps) * step_trace.accesses_per_step:,} (trace fewer steps with "
+                       "--trace-steps N)", "--cost-models")
     trace = step_trace.trace(steps, {"program": path})
     prof["trace_generation"] = time.perf_counter() - t
     t = time.perf_counter()

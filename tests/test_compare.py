@@ -70,6 +70,7 @@ def test_compare_table_and_plots(capsys, tmp_path):
     (["-p", "fusion"], "unknown pass 'fusion'"),
     (["-p", "fuse{max_ops=-1}"], "max_ops must be a positive integer"),
     (["-p", "fuse", "--trace-steps", "every:0"], "--trace-steps every:0"),
+
     (["-p", "recompute{values=nope}"], "'nope' is not a forward value"),
     (["-p", "fuse{bogus=1}"], "fuse: unknown option 'bogus' (options: max_ops, updates, anchors, "
                               "hoist)"),
@@ -77,3 +78,12 @@ def test_compare_table_and_plots(capsys, tmp_path):
 def test_compare_mistakes_exit_2(capsys, argv, message):
     code, out, err = cli(capsys, "compare", XOR, *argv)
     assert code == 2 and message in err and out == "" and "Traceback" not in err
+
+
+def test_cost_models_refuse_a_trace_too_long_to_hold(capsys):
+    code, out, err = cli(capsys, "run", str(ROOT / "programs/mlp_backprop.sir"), "--cost-models",
+                         "--trace-steps", "all")
+    assert code == 2 and out == ""
+    assert err.startswith("--cost-models: error: --cost-models keeps every traced access in "
+                          "memory: at most 20,000,000 accesses, and 7,000 steps make "
+                          "2,373,315,000")
