@@ -15,13 +15,18 @@ from .simulate import Result  # noqa: E402
 
 def write_plots(result: Result, folder: str) -> list[str]:
     """Write the four plots into folder (created if needed); returns their paths."""
+    return _write(folder, result, (7, 4), [
+        ("reuse_histogram", _histogram), ("reuse_cdf", _cdf),
+        ("energy_by_level", _energy_by_level), ("energy_by_buffer", _energy_by_buffer)])
+
+
+def _write(folder: str, data, figsize: tuple, plots: list) -> list[str]:
+    """Each (name, draw) of `plots` drawn from `data` into folder/name.png; the paths."""
     os.makedirs(folder, exist_ok=True)
     paths = []
-    for name, draw in (("reuse_histogram", _histogram), ("reuse_cdf", _cdf),
-                       ("energy_by_level", _energy_by_level),
-                       ("energy_by_buffer", _energy_by_buffer)):
-        fig, ax = plt.subplots(figsize=(7, 4))
-        draw(result, ax)
+    for name, draw in plots:
+        fig, ax = plt.subplots(figsize=figsize)
+        draw(data, ax)
         fig.tight_layout()
         path = os.path.join(folder, f"{name}.png")
         fig.savefig(path, dpi=110)
@@ -86,21 +91,10 @@ def write_comparison(results: list[tuple[str, Result]], folder: str,
     """Several labelled results of one program: reuse-distance CDFs overlaid, and energy by
     level (plus arithmetic) as bars side by side; with `tradeoff` ((arithmetic ops, peak live
     bytes) per result), energy against arithmetic too. Returns the paths."""
-    os.makedirs(folder, exist_ok=True)
-    paths = []
     plots = [("compare_reuse_cdf", _cdf_overlay), ("compare_energy", _energy_bars)]
     if tradeoff is not None:
-        plots.append(("compare_tradeoff",
-                      lambda res, ax: _tradeoff(res, tradeoff, ax)))
-    for name, draw in plots:
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        draw(results, ax)
-        fig.tight_layout()
-        path = os.path.join(folder, f"{name}.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
-    return paths
+        plots.append(("compare_tradeoff", lambda res, ax: _tradeoff(res, tradeoff, ax)))
+    return _write(folder, results, (8, 4.5), plots)
 
 
 def _cdf_overlay(results, ax) -> None:
