@@ -169,7 +169,10 @@ def facts() -> list[str]:
             f"saves {store.peak_live_bytes - sqrt_.peak_live_bytes} bytes of peak live memory "
             f"for {sqrt_.arith_ops - store.arith_ops:,} extra operations",
             f"`all` saves {store.peak_live_bytes - every.peak_live_bytes} bytes for "
-            f"{(every.arith_ops - store.arith_ops) / store.arith_ops:.0%} more arithmetic"]
+            f"{(every.arith_ops - store.arith_ops) / store.arith_ops:.0%} more arithmetic and "
+            f"{every.sim.energy.total / store.sim.energy.total - 1:.0%} more energy",
+            f"extra operations and {sqrt_.sim.energy.total / store.sim.energy.total - 1:.0%} "
+            "more energy"]
 
 
 ALONE = ["dce", "cse", "fuse", "layer-local-update", "recompute{values=h}",

@@ -70,3 +70,44 @@ def test_the_passes_page_quotes_current_figures():
                  f"{100 * (1 - llu['per_read_ard_elements'] / none['per_read_ard_elements']):.1f}%"
                  " lower"):
         assert flat(fact) in page, fact
+
+
+def prose_numbers(path: Path) -> set[str]:
+    """The figures a page states in its prose: numbers outside tables, code blocks and inline
+    code, leaving out small integers (section numbers, counts such as 'four', the issue's
+    thresholds)."""
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
+    text = re.sub(r"`[^`]*`", "", text)
+    prose = "\n".join(line for line in text.splitlines() if not line.startswith("|"))
+    found = {n.rstrip(".,") for n in re.findall(r"\d[\d,]*\.?\d*", prose)}
+    return {n for n in found if "." in n or "," in n or int(n) >= 25}
+
+
+def test_every_figure_in_the_prose_of_the_pass_pages_is_pinned():
+    """A figure in results.md or passes.md prose appears in a computed table or quoted figure,
+    or is a property of a program or preset computed here."""
+    from simulator.hierarchy import load_hierarchy
+    from sutro_ir.compile import compile_file
+
+    mlp = compile_file(results.MLP).config_dict
+    mlp4 = compile_file(results.MLP4).config_dict
+    l2 = next(lv for lv in load_hierarchy("sutro-tiers").levels if lv.name == "L2")
+    derived = {
+        f"{mlp['hidden']:,}", f"{mlp['n_bits']}", f"{mlp4['hidden']}",
+        f"{mlp['hidden'] * mlp['n_bits']:,}",                          # W1's elements
+        f"{mlp['hidden'] * int(results.SEED_3BIT['n_bits']):,}",      # W1's at 3 bits
+        f"{5 * mlp['hidden'] * mlp['n_bits'] * 4 // 1000}",           # W1 + 4 temporaries, KB
+        f"{l2.capacity_bytes // 1024}",                                # L2, KiB
+        results.SEED_3BIT["lr"],
+        f"{compare_steps()}",                                          # mlp_backprop's steps
+        "2020",                                                        # preset dally-2020
+    }
+    pinned = " ".join(list(results.all_tables().values()) + results.facts())
+    known = {n.rstrip(".,%x") for n in re.findall(r"\d[\d,]*\.?\d*", pinned)} | derived
+    for page in ("docs/results.md", "docs/passes.md"):
+        loose = prose_numbers(ROOT / page) - known
+        assert not loose, f"{page}: figures no test pins: {sorted(loose)}"
+
+
+def compare_steps() -> str:
+    return f"{results.compare(results.MLP, [''] + results.PIPELINES).rows[0].result.train.steps:,}"
