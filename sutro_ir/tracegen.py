@@ -35,26 +35,36 @@ def kernel_accesses(kernel: Kernel, sched: Schedule):
     output index space; per iteration: the anchor's reads, then each later node's reads of values
     from outside the kernel (an element already read in this iteration is in a register), then
     the writes of the values the kernel stores, in node order."""
-    anchor, members = kernel.anchor, {m.name for m in kernel.nodes}
+    anchor = kernel.anchor
     ins = [sched.slot(sched.graph[a].buffer) for a in anchor.operands]
-    kind = OPS[anchor.op].kind
-    cols, slots = PATTERNS[kind](anchor, ins, None)
+    cols, slots = PATTERNS[OPS[anchor.op].kind](anchor, ins, None)
     cols, slots = cols[:-1], slots[:-1]
-    seen = {(s.name, s.shape) for s in slots} if kind == "elementwise" else set()
-    for n in kernel.nodes[1:]:
-        for a in n.operands:
-            s = sched.slot(sched.graph[a].buffer) if a not in members else None
-            if s is None or (s.name, s.shape) in seen:
-                continue
-            seen.add((s.name, s.shape))
-            cols.append(_broadcast_index(s, n.shape))
-            slots.append(s)
+    for a in outside_reads(kernel, sched.graph):
+        s = sched.slot(sched.graph[a].buffer)
+        cols.append(_broadcast_index(s, anchor.shape))
+        slots.append(s)
     for name in kernel.stores:
         cols.append(np.arange(n_elements(anchor.shape)))
         slots.append(sched.slot(sched.graph[name].buffer))
     addr, nbytes, is_write, which = _interleave(cols, slots, n_writes=len(kernel.stores))
     rows = np.array([sched.index(s.name) for s in slots], np.int32)
     return addr, nbytes, is_write, rows[which]
+
+
+def outside_reads(kernel: Kernel, graph) -> list[str]:
+    """The values a fused kernel's later nodes read from outside it, each buffer once per
+    iteration (an element already read in this iteration, by the anchor of an elementwise
+    kernel or an earlier node, is in a register)."""
+    anchor, members = kernel.anchor, {m.name for m in kernel.nodes}
+    key = lambda a: (graph[a].buffer, graph[a].shape)      # noqa: E731
+    seen = {key(a) for a in anchor.operands} if OPS[anchor.op].kind == "elementwise" else set()
+    out = []
+    for n in kernel.nodes[1:]:
+        for a in n.operands:
+            if a not in members and key(a) not in seen:
+                seen.add(key(a))
+                out.append(a)
+    return out
 
 
 def _broadcast_index(s: BufferSlot, shape: tuple) -> np.ndarray:
@@ -126,7 +136,7 @@ def _index(node: Node, ins: list[BufferSlot], out: BufferSlot):
 
 def n_accesses(kernel: Kernel, graph) -> int:
     """How many accesses one execution of a kernel makes (without building them)."""
-    anchor, members = kernel.anchor, {m.name for m in kernel.nodes}
+    anchor = kernel.anchor
     kind = OPS[anchor.op].kind
     n_out = n_elements(anchor.shape)
     shapes = [graph[a].shape for a in anchor.operands]
@@ -140,14 +150,7 @@ def n_accesses(kernel: Kernel, graph) -> int:
         reads = n_elements(shapes[0])
     else:
         reads = n_out
-    seen = {(graph[a].buffer, graph[a].shape) for a in anchor.operands} \
-        if kind == "elementwise" else set()
-    for n in kernel.nodes[1:]:
-        for a in n.operands:
-            key = (graph[a].buffer, graph[a].shape)
-            if a not in members and key not in seen:
-                seen.add(key)
-                reads += n_out
+    reads += n_out * len(outside_reads(kernel, graph))
     return reads + n_out * len(kernel.stores)
 
 
