@@ -24,13 +24,19 @@ NONE = "none"
 @dataclass(frozen=True)
 class Row:
     pipeline: str
-    exact: bool
-    kernels: int
     result: RunResult
 
     @property
     def label(self) -> str:
         return self.pipeline or NONE
+
+    @property
+    def exact(self) -> bool:
+        return is_exact(self.pipeline)
+
+    @property
+    def kernels(self) -> int:
+        return self.result.kernels
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,7 @@ def compare(path: str, pipelines: list[str], overrides: dict | None = None,
                 progress=progress(i, pipeline) if progress else None, cost_models=cost_models)
         if i == 0 and trace_steps.strip() == "auto":
             spec = "all" if r.all_traced else str(len(r.traced))
-        rows.append(Row(pipeline, is_exact(pipeline), r.kernels, r))
+        rows.append(Row(pipeline, r))
     return Comparison(tuple(rows), spec)
 
 
