@@ -6,7 +6,7 @@ its new version, or the example. A value made and used inside one kernel lives i
 Buffers are bump-allocated in one flat byte address space, in the order they are first defined
 (parameters, then the example, then the step's values), each aligned to ALIGN bytes; a
 parameter's versions share its buffer. The liveness layout (graph.layout == "liveness") lets a
-step value take the place of one whose last read is over (passes/layout.py).
+step value take the place of one whose last read is over (`liveness_layout` below).
 """
 
 from __future__ import annotations
@@ -75,7 +75,6 @@ def schedule(graph: Graph, start: int = 0) -> Schedule:
     kernels = tuple(Kernel(_kernel_name(g, stored), tuple(graph[m] for m in g),
                            tuple(m for m in g if m in stored)) for g in groups)
     if graph.layout == "liveness":
-        from .passes.layout import liveness_layout
         return Schedule(graph, kernels, liveness_layout(graph, kernels, stored, start))
     return Schedule(graph, kernels, layout(graph, stored, start))
 
@@ -148,7 +147,7 @@ def layout(graph: Graph, stored: set[str], start: int = 0) -> tuple[BufferSlot, 
         if n.buffer in seen or n.name not in stored:
             continue
         seen.add(n.buffer)
-        base = -(-nxt // ALIGN) * ALIGN
+        base = _align(nxt, ALIGN)
         slot = BufferSlot(n.buffer, base, n.dtype, n.shape, role(n, names))
         slots.append(slot)
         nxt = base + slot.nbytes
@@ -167,3 +166,62 @@ def role(n: Node, names: set[str]) -> str:
     if n.name.startswith("d") and n.name[1:] in names:
         return "grad"
     return "activation"
+
+
+def liveness_layout(graph: Graph, kernels, stored: set[str], start: int = 0):
+    """Parameters and the example bump-allocated first; then, kernel by kernel, the values whose
+    last read is over free their bytes, and the values the kernel stores take the lowest free
+    span that fits (first fit, ALIGN-byte granularity). A value never lands on one the same
+    kernel reads."""
+    names = {n.name for n in graph.nodes}
+    last_read = last_reads(graph, kernels)
+    slots: dict[str, BufferSlot] = {}
+    nxt = start
+    for n in graph.nodes:                       # parameters and the example: bump, first
+        if n.op in SOURCE_OPS and n.buffer not in slots:
+            base = _align(nxt, ALIGN)
+            slots[n.buffer] = BufferSlot(n.buffer, base, n.dtype, n.shape, role(n, names))
+            nxt = base + slots[n.buffer].nbytes
+    heap = _align(nxt, ALIGN)
+    free: list[tuple[int, int]] = []            # (base, size) of free space above heap
+    top = heap
+    live: list[tuple[int, str]] = []           # (last kernel that reads it, buffer)
+    for i, k in enumerate(kernels):
+        for end, buf in [x for x in live if x[0] < i]:
+            live.remove((end, buf))
+            s = slots[buf]
+            free = _release(free, s.base, _align(s.nbytes, ALIGN))
+        for name in k.stores:
+            n = graph[name]
+            if n.buffer in slots:
+                continue
+            size = _align(n_elements(n.shape) * DTYPE_BYTES[n.dtype], ALIGN)
+            base, free, top = _take(free, top, size)
+            slots[n.buffer] = BufferSlot(n.buffer, base, n.dtype, n.shape, role(n, names))
+            live.append((last_read.get(n.buffer, i), n.buffer))
+    return tuple(slots[b] for b in dict.fromkeys(n.buffer for n in graph.nodes) if b in slots)
+
+
+def _align(x: int, a: int) -> int:
+    return -(-x // a) * a
+
+
+def _take(free, top, size):
+    for j, (base, length) in enumerate(free):
+        if length >= size:
+            rest = free[:j] + ([(base + size, length - size)] if length > size else []) \
+                + free[j + 1:]
+            return base, rest, top
+    return top, free, top + size
+
+
+def _release(free, base, size):
+    """Add [base, base + size) to the free list, merging neighbours."""
+    spans = sorted(free + [(base, size)])
+    out: list[tuple[int, int]] = []
+    for b, n in spans:
+        if out and out[-1][0] + out[-1][1] == b:
+            out[-1] = (out[-1][0], out[-1][1] + n)
+        else:
+            out.append((b, n))
+    return out
