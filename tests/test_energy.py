@@ -319,10 +319,12 @@ def sanity_table() -> str:
     return "\n".join(lines)
 
 
+@pytest.mark.snapshot
 def test_doc_sanity_table_is_what_the_code_computes():
     assert sanity_table() in DOC.read_text(), "\n" + sanity_table()
 
 
+@pytest.mark.snapshot
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_doc_constant_tables_are_what_the_code_holds(preset):
     assert preset_table(get_preset(preset)) in DOC.read_text()

@@ -12,6 +12,7 @@ from simulator import load
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
+@pytest.mark.snapshot
 @pytest.mark.parametrize("name, maker, args", [("seed_mlp_step.npz", "seed_step", ("standard",)),
                                                ("seed_mlp_step_fused.npz", "seed_step", ("fused",)),
                                                ("matvec.npz", "matvec", ())])

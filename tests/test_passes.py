@@ -4,12 +4,12 @@ seed's MLP (golden IR, stored buffers, access counts)."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import check_golden
 
 from sutro_ir.compile import compile_file, compile_program
 from sutro_ir.errors import SirError
@@ -192,14 +192,13 @@ def mlp(pipeline: str):
     return compile_file(str(ROOT / "programs/mlp_backprop.sir"), {}, pipeline)
 
 
+@pytest.mark.snapshot
 @pytest.mark.parametrize("pipeline,golden", [("layer-local-update", "mlp_backprop.llu.ir"),
                                              ("layer-local-update,fuse", "mlp_backprop.fused.ir"),
                                              ("recompute{values=h}", "mlp_backprop.recompute.ir")])
 def test_golden_scheduled_ir(pipeline, golden):
     text = print_program(mlp(pipeline))
-    if os.environ.get("UPDATE_GOLDEN"):
-        (GOLDEN / golden).write_text(text)
-    assert text == (GOLDEN / golden).read_text()
+    check_golden(GOLDEN / golden, text)
     again = compile_program(text, "printed.sir")  # the comments parse away: same nodes
     assert again.train.graph.nodes == mlp(pipeline).train.graph.nodes
 
@@ -317,6 +316,7 @@ def test_random_graphs_exercise_every_pass():
     assert min(changed.values()) >= 5 and fused >= 30, (changed, fused)
 
 
+@pytest.mark.snapshot
 def test_docs_excerpts_come_from_the_golden_files():
     text = (ROOT / "docs/passes.md").read_text()
     blocks = re.findall(r"<!-- golden: (\S+) -->\n```\n(.*?)```", text, re.S)

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from sutro_sim.run import AUTO_ALL, AUTO_FIRST
 
 ROOT = Path(__file__).parent.parent
@@ -34,6 +36,7 @@ def without_times(text: str) -> str:
     return re.sub(r"\d+\.\d\d s\b", "X s", text)
 
 
+@pytest.mark.snapshot
 def test_quickstart_output_is_what_the_command_prints():
     command = quickstart_commands()[0].split("&& .venv/bin/")[-1].split()
     assert command[:2] == ["sutro-sim", "run"]
@@ -42,6 +45,7 @@ def test_quickstart_output_is_what_the_command_prints():
     assert without_times(out) == without_times(quickstart_output())
 
 
+@pytest.mark.snapshot
 def test_prose_numbers_come_from_the_output():
     prose = README.split("<!-- quickstart-output -->")[1].split("```")[2].split("##")[0]
     for number in re.findall(r"\d[\d,]*\.?\d*", prose):

@@ -24,12 +24,14 @@ def page() -> str:
     return (ROOT / "docs/results.md").read_text()
 
 
+@pytest.mark.snapshot
 def test_every_table_of_the_results_page_is_current(page):
     for name, table in results.all_tables().items():
         assert table in page, f"docs/results.md: the '{name}' table differs; rerun " \
             "python benchmarks/results.py"
 
 
+@pytest.mark.snapshot
 def test_every_figure_the_prose_quotes_is_current(page):
     for fact in results.facts():
         assert flat(fact) in flat(page), fact
@@ -54,6 +56,7 @@ def test_the_issue_targets_hold():
             (base.train.train_accuracy, base.train.test_accuracy)
 
 
+@pytest.mark.snapshot
 def test_the_passes_page_quotes_current_figures():
     page = flat((ROOT / "docs/passes.md").read_text())
     mlp = results.compare(results.MLP, [""] + results.PIPELINES).rows
@@ -83,6 +86,7 @@ def prose_numbers(path: Path) -> set[str]:
     return {n for n in found if "." in n or "," in n or int(n) >= 25}
 
 
+@pytest.mark.snapshot
 def test_every_figure_in_the_prose_of_the_pass_pages_is_pinned():
     """A figure in results.md or passes.md prose appears in a computed table or quoted figure,
     or is a property of a program or preset computed here."""

@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
+from conftest import check_golden
 
 from sutro_ir.compile import compile_program
 from sutro_ir.errors import SirError
@@ -37,12 +38,10 @@ def test_first_line_says_what_the_program_shows(path):
     assert first.startswith("# ") and len(first) > 30
 
 
+@pytest.mark.snapshot
 def test_golden_ir_of_mlp_backprop():
     program = compile_text((ROOT / "programs/mlp_backprop.sir").read_text())
-    golden = GOLDEN / "mlp_backprop.ir"
-    if os.environ.get("UPDATE_GOLDEN"):
-        golden.write_text(print_program(program))
-    assert print_program(program) == golden.read_text()
+    check_golden(GOLDEN / "mlp_backprop.ir", print_program(program))
 
 
 BASE = (ROOT / "programs/mlp_backprop.sir").read_text()

@@ -136,6 +136,7 @@ def test_bytes_moved_follow_the_dtype():
     assert set(st.step["nbytes"][~touches_a]) <= {1, 2, 4}    # bool, f16 and f32 values
 
 
+@pytest.mark.snapshot
 def test_docs_quote_the_auto_budgets():
     from sutro_sim.run import AUTO_ALL, AUTO_FIRST
 

@@ -1,0 +1,36 @@
+"""What every test module shares: the `snapshot` marker, golden files, the hypothesis profile.
+
+A *snapshot* test compares our output with a stored copy of our own output (a golden IR file,
+a table or figure quoted in README or docs). It catches an unintended change, but a regenerated
+file would accept any bug, so no behaviour may have a snapshot as its only guard: the mutation
+check (benchmarks/mutation.py) runs the suite with `-m "not snapshot"`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+# CI and the mutation check must see the same examples every run: derandomized, no deadline
+# (numba compiles on first use), shrinking kept
+settings.register_profile("sutro", derandomize=True, deadline=None, print_blob=True)
+settings.load_profile("sutro")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "snapshot: compares with a stored copy of our own output "
+                                       "(golden file, README or docs text)")
+
+
+def check_golden(path: Path, text: str) -> None:
+    """`text` must equal the golden file. With UPDATE_GOLDEN=1 the file is rewritten and the
+    test fails, so a rewrite is never mistaken for a pass: review the diff, rerun without it."""
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+        pytest.fail(f"{path.name} rewritten (UPDATE_GOLDEN is set): review the diff with git, "
+                    "then rerun without UPDATE_GOLDEN")
+    assert text == path.read_text(), f"{path.name} differs; if the change is intended, rerun " \
+                                     "with UPDATE_GOLDEN=1 and review the diff"
