@@ -77,7 +77,9 @@ def _closure(n: Node, graph: Graph, arrays) -> Callable[[], None]:
     args = [arrays[graph[a].buffer] if isinstance(a, str) else DTYPES[kind](a) for a in n.args]
     ufunc = getattr(op.run, "ufunc", None)
     if ufunc is not None:
-        return functools.partial(ufunc, *args, out=arrays[n.buffer])
+        # a float result is computed in its own dtype (numpy computes exp of an i8 in f16)
+        dtype = {"dtype": DTYPES[n.dtype]} if op.dtype_rule == "float" else {}
+        return functools.partial(ufunc, *args, out=arrays[n.buffer], **dtype)
     return functools.partial(op.run, arrays[n.buffer], *args, **dict(n.attrs))
 
 

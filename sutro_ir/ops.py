@@ -61,13 +61,13 @@ def _relu(out, a):
 
 
 def _hinge(out, a, b):           # max(0, 1 - a*b)
-    np.multiply(a, b, out=out)
+    np.multiply(a, b, out=out, dtype=out.dtype)     # i8 scores: no wrap-around
     np.subtract(out.dtype.type(1), out, out=out)
     np.maximum(out, out.dtype.type(0), out=out)
 
 
 def _logistic_loss(out, a, b):   # log(1 + exp(-a*b))
-    np.multiply(a, b, out=out)
+    np.multiply(a, b, out=out, dtype=out.dtype)     # i8 scores: no wrap-around
     np.negative(out, out=out)
     np.logaddexp(out.dtype.type(0), out, out=out)
 
@@ -102,7 +102,9 @@ def _transpose(out, a):
 
 def _reduce(fn):
     def run(out, a, axis=None):
-        out[...] = fn(a, axis=axis)
+        # a sum of i8 values is made in a wider integer: wrap it into the output's dtype, as
+        # the sum along an axis does (`out[...] =` refuses a scalar out of the i8 range)
+        np.copyto(out, fn(a, axis=axis), casting="unsafe")
     return run
 
 

@@ -144,13 +144,23 @@ def _overrides(groups) -> dict:
     return out
 
 
+def _with_seed(overrides: dict, program: str, seed: int | None) -> dict:
+    """--seed sets the config constant `seed` too, when the program has one."""
+    from sutro_ir.compile import read_source
+    from sutro_ir.syntax import ConfigItem, parse
+
+    if seed is None or "seed" in overrides:
+        return overrides
+    module = parse(read_source(program), program)
+    names = {b[0] for item in module.items if isinstance(item, ConfigItem) for b in item.bindings}
+    return dict(overrides, seed=str(seed)) if "seed" in names else overrides
+
+
 def cmd_run(args) -> int:
     from simulator.progress import ProgressBar
     from sutro_sim.run import render_profile, render_run, run
 
-    overrides = _overrides(args.set)
-    if args.seed is not None:
-        overrides.setdefault("seed", str(args.seed))
+    overrides = _with_seed(_overrides(args.set), args.program, args.seed)
     train_bar, sim_bar = ProgressBar("training"), ProgressBar("simulating")
     try:
         result = run(args.program, overrides, args.hierarchy, args.energy, args.passes,
@@ -206,9 +216,7 @@ def cmd_compare(args) -> int:
     from sutro_ir.compile import compile_file
     from sutro_sim.compare import compare, pipelines_of, render_compare
 
-    overrides = _overrides(args.set)
-    if args.seed is not None:
-        overrides.setdefault("seed", str(args.seed))
+    overrides = _with_seed(_overrides(args.set), args.program, args.seed)
     pipelines = pipelines_of(args.passes)
     for p in pipelines:             # every pipeline checked before the first long run
         compile_file(args.program, overrides, p)

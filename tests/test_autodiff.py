@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import sutro_ir.ops
 from sutro_ir.compile import compile_file, compile_program
 from sutro_ir.errors import SirError
 from sutro_ir.execute import Executor, Step
@@ -80,28 +81,33 @@ eval (x, y) in test {
 
 @pytest.mark.parametrize("loss", ["logistic_loss(w @ u, y)", "hinge(w @ v, y) + w @ w",
                                   "-(u @ z) * 0.5 + w @ v"])
-def test_gradients_match_finite_differences(loss):
+def test_gradients_match_finite_differences(loss, monkeypatch):
+    """Executed in float64 (the numpy type behind `f32` replaced), so central differences are
+    good to about 1e-10 and the tolerance is relative 1e-6 (tests/test_gradients.py checks each
+    rule alone the same way)."""
+    monkeypatch.setitem(sutro_ir.ops.DTYPES, "f32", np.float64)
     program = compile_program(SMALL.replace("LOSS", loss), "small.sir")
     graph = program.train.graph
     rng = np.random.default_rng(0)
-    start = {n.name: rng.normal(size=n.shape).astype(np.float32) for n in graph.nodes
-             if n.op in ("param", "input")}
-    start["y"] = np.float32(1.0).reshape(())
+    start = {n.name: rng.normal(size=n.shape) for n in graph.nodes if n.op in ("param", "input")}
+    start["y"] = np.float64(1.0).reshape(())
 
     def run(values):
-        arrays = {k: np.array(v, np.float32) for k, v in values.items()}
+        arrays = {k: np.array(v, np.float64) for k, v in values.items()}
         Step(graph, arrays, schedule(graph).kernels)()
+        assert arrays["loss"].dtype == np.float64
         return arrays
 
     got = run(start)
+    h = 1e-6
     for p, g in (("A", "gA"), ("c", "gc"), ("B", "gB"), ("v", "gv")):
         for idx in np.ndindex(start[p].shape):
             hi, lo = dict(start), dict(start)
-            hi[p], lo[p] = start[p].astype(np.float64).copy(), start[p].astype(np.float64).copy()
-            hi[p][idx] += 1e-2
-            lo[p][idx] -= 1e-2
-            numeric = (float(run(hi)["loss"]) - float(run(lo)["loss"])) / 2e-2
-            assert float(got[g][idx]) == pytest.approx(numeric, rel=2e-2, abs=2e-3), (p, idx)
+            hi[p], lo[p] = start[p].copy(), start[p].copy()
+            hi[p][idx] += h
+            lo[p][idx] -= h
+            numeric = (float(run(hi)["loss"]) - float(run(lo)["loss"])) / (2 * h)
+            assert float(got[g][idx]) == pytest.approx(numeric, rel=1e-6, abs=1e-8), (p, idx)
 
 
 @pytest.mark.parametrize("body, message", [

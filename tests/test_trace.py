@@ -115,6 +115,9 @@ def test_bad_columns_in_memory():
         make_chunk(0, [0, 1, 2], [4, 4], False)
     with pytest.raises(SimError, match="negative address -4"):
         make_chunk(0, [-4], 4, False)
+    with pytest.raises(SimError, match="negative address -1"):   # the boundary: 0 is fine
+        make_chunk(0, [8, -1, 0], 4, False)
+    assert make_chunk(0, [0], 1, False).addr.tolist() == [0]
     with pytest.raises(SimError, match="access size must be positive, got 0 bytes"):
         make_chunk(0, [0], 0, False)
     with pytest.raises(SimError, match="column 'addr' must hold integers"):

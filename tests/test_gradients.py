@@ -1,0 +1,206 @@
+"""Every derivative rule of sutro_ir/autodiff.py against central finite differences in float64.
+
+Each case is a small .sir program whose scalar loss goes through one rule (add sub mul div neg
+relu maximum minimum hinge logistic_loss sigmoid transpose copy cast outer, matmul in every rank
+combination with and without ta, operands broadcast and summed back); `grad` of it with respect
+to every parameter is copied into a named value and compared, element by element, with
+(loss(p + h) - loss(p - h)) / 2h computed by the same executor.
+
+The executor runs in float64: the tests replace the numpy type behind `f32` (ops.DTYPES), so
+parameters, values and constants are float64 arrays (checked below). Then the finite difference
+is accurate to about 1e-10 and the tolerance is relative 1e-6, not percent. Inputs are seeded
+and kept away from kinks (relu at 0, maximum ties, hinge at margin 1); ties of maximum and
+minimum are tested where the function is smooth: maximum(a, a) = a.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import sutro_ir.ops
+from sutro_ir.compile import compile_program
+from sutro_ir.execute import Step
+from sutro_ir.graph import Graph
+from sutro_ir.schedule import schedule
+
+H = 1e-6            # central difference step: truncation ~H^2, rounding ~1e-16 / H
+RTOL, ATOL = 1e-6, 1e-8
+
+PROGRAM = """config seed = 0
+data train, test = parity(n=4, train=6, test=4, seed=1, encoding="signed-random")
+{params}
+train (x, y) in train {batch}for 1 epochs {{
+  loss = {loss}
+{grads}
+}}
+eval (x, y) in test {{
+  predict sign(y)
+}}
+"""
+
+
+@pytest.fixture(autouse=True)
+def float64(monkeypatch):
+    """`f32` values become float64 arrays for the executor, so differences are exact enough."""
+    monkeypatch.setitem(sutro_ir.ops.DTYPES, "f32", np.float64)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    params: dict                      # name -> shape
+    loss: str
+    batch: int | None = None
+    guard: object = None              # values -> the distances to kinks, all must be > 1e-3
+    seeds: tuple = (0, 1)
+
+
+def shape(p: dict, name: str) -> str:
+    return ", ".join(str(d) for d in p[name])
+
+
+def source(case: Case) -> str:
+    params = "\n".join(f"param {p}: f32[{shape(case.params, p)}] = zeros()" for p in case.params)
+    grads = "\n".join(f"  k_{p} = copy(grad(loss, wrt={p}))" for p in case.params)
+    batch = f"batch {case.batch} " if case.batch else ""
+    return PROGRAM.format(params=params, batch=batch, loss=case.loss, grads=grads)
+
+
+class Loss:
+    """The compiled step; `at(values)` runs it from the given parameters and example."""
+
+    def __init__(self, case: Case):
+        self.graph: Graph = compile_program(source(case), f"{case.name}.sir").train.graph
+        self.arrays: dict[str, np.ndarray] = {}
+        self.step = Step(self.graph, self.arrays, schedule(self.graph).kernels)
+
+    def at(self, values: dict) -> dict:
+        for name, v in values.items():
+            np.copyto(self.arrays[name], v)     # the closures hold these very arrays
+        self.step()
+        return self.arrays
+
+
+def start(case: Case, loss: Loss, seed: int) -> dict:
+    """Parameters of magnitude 0.3..1.3 and either sign (relu's kink is at 0); a random example,
+    labels +-1."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for n in loss.graph.nodes:
+        if n.op == "param":
+            v = rng.choice([-1, 1], n.shape) * rng.uniform(0.3, 1.3, n.shape)
+        elif n.op == "input":
+            v = rng.choice([-1, 1], n.shape) if n.name == "y" else rng.normal(0, 1, n.shape)
+        else:
+            continue
+        out[n.name] = np.array(v, np.float64)          # a 0-d array for a scalar
+    return out
+
+
+def numeric(loss: Loss, values: dict, p: str) -> np.ndarray:
+    out = np.zeros(np.shape(values[p]))
+    for idx in np.ndindex(out.shape):
+        hi, lo = dict(values), dict(values)
+        hi[p], lo[p] = values[p].copy(), values[p].copy()
+        hi[p][idx] += H
+        lo[p][idx] -= H
+        out[idx] = (float(loss.at(hi)["loss"]) - float(loss.at(lo)["loss"])) / (2 * H)
+    return out
+
+
+def check(case: Case, seed: int) -> None:
+    loss = Loss(case)
+    values = start(case, loss, seed)
+    if case.guard is not None:
+        assert np.min(np.abs(case.guard(values))) > 1e-3, "inputs too close to a kink"
+    got = {p: loss.at(values)[f"k_{p}"].copy() for p in case.params}
+    for p in case.params:
+        np.testing.assert_allclose(got[p], numeric(loss, values, p), rtol=RTOL, atol=ATOL,
+                                   err_msg=f"d loss / d {p} in {case.loss}")
+
+
+def margin(v):
+    """Distance of hinge's a*b from the kink at 1, for hinge(a, b)."""
+    return 1 - v["a"] * v["b"]
+
+
+V3, V4, M34 = (3,), (4,), (3, 4)
+CASES = [
+    Case("add", {"u": V4, "a": V4, "b": V4}, "u @ (a + b) + u @ (a + a)"),
+    Case("sub", {"u": V4, "a": V4, "b": V4}, "u @ (a - b) + u @ (2.0 - a) + u @ (b - 0.5)"),
+    Case("mul", {"u": V4, "a": V4, "b": V4}, "u @ (a * b * 3.0) + u @ (a * a)"),
+    Case("div", {"u": V4, "a": V4, "b": V4}, "u @ (a / (b * b + 1.0)) + u @ (1.5 / (b + 2.0))"),
+    Case("div-at-the-loss", {"a": V4, "b": V4}, "(a @ b) / (a @ a + 1.0)"),
+    Case("neg", {"u": V4, "a": V4}, "u @ -a + -(a @ a)"),
+    Case("relu", {"u": V4, "a": V4}, "u @ relu(a)"),
+    Case("maximum", {"u": V4, "a": V4, "b": V4}, "u @ maximum(a, b) + u @ maximum(a, 0.25)",
+         guard=lambda v: np.concatenate([v["a"] - v["b"], v["a"] - 0.25])),
+    Case("minimum", {"u": V4, "a": V4, "b": V4}, "u @ minimum(a, b) + u @ minimum(0.25, b)",
+         guard=lambda v: np.concatenate([v["a"] - v["b"], v["b"] - 0.25])),
+    Case("ties", {"u": V4, "a": V4}, "u @ maximum(a, a) + (u * 2.0) @ minimum(a, a)"),
+    Case("hinge", {"u": V4, "a": V4, "b": V4}, "u @ hinge(a, b)", guard=margin),
+    Case("hinge-of-the-label", {"w": V4}, "hinge(w @ x, y) * 3.0",
+         guard=lambda v: 1 - (v["w"] @ v["x"]) * v["y"]),
+    Case("logistic_loss", {"u": V4, "a": V4, "b": V4},
+         "u @ logistic_loss(a, b) + logistic_loss(u @ x, y)"),
+    Case("sigmoid", {"u": V4, "a": V4}, "u @ sigmoid(a * 2.0) + sigmoid(u @ a)"),
+    Case("transpose", {"u": V4, "M": M34, "v": V3}, "u @ (transpose(M) @ v)"),
+    Case("copy-and-cast", {"u": V4, "a": V4, "b": V4}, "u @ copy(a) + u @ f32(b * b)"),
+    Case("outer", {"u": V3, "a": V3, "b": V4, "v": V4}, "u @ (outer(a, b) @ v)"),
+    Case("dot", {"a": V4, "b": V4}, "a @ b + (a @ a) * (b @ b)"),
+    Case("matvec", {"u": V3, "M": M34, "a": V4}, "u @ (M @ a)"),
+    Case("matvec-ta", {"u": V3, "M": (4, 3), "a": V4}, "u @ (M.T @ a)"),
+    Case("vecmat", {"a": V3, "M": M34, "v": V4}, "(a @ M) @ v"),
+    Case("matmat", {"u": V3, "M": M34, "N": (4, 2), "v": (2,)}, "u @ ((M @ N) @ v)"),
+    Case("matmat-ta", {"u": V3, "M": (4, 3), "N": (4, 2), "v": (2,)}, "u @ ((M.T @ N) @ v)"),
+    Case("matmat-square", {"u": V3, "M": (3, 3), "N": (3, 3), "v": V3}, "u @ ((M @ N) @ v)"),
+    Case("matmat-square-ta", {"u": V3, "M": (3, 3), "N": (3, 3), "v": V3},
+         "u @ ((M.T @ N) @ v)"),
+    Case("matrix-times-its-transpose", {"u": V3, "M": M34}, "u @ ((M @ M.T) @ u)"),
+    Case("scalar-broadcast", {"u": V4, "a": V4, "s": ()}, "u @ (a * s + s) + s * s"),
+    Case("row-broadcast", {"u": V3, "M": M34, "c": V4, "v": V4}, "u @ ((M * c + c) @ v)"),
+    Case("batch", {"W": (5, 4), "b": (5,), "v": (5,), "u": V3},
+         "u @ (relu(x @ W.T + b) @ v)", batch=3),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_gradient_matches_central_differences_in_float64(case):
+    for seed in case.seeds:
+        check(case, seed)
+
+
+RULES = {"add", "sub", "mul", "div", "neg", "relu", "maximum", "minimum", "hinge",
+         "logistic_loss", "sigmoid", "transpose", "copy", "cast", "outer", "matmul"}
+
+
+def test_the_cases_cover_every_rule_and_every_matmul_form():
+    """The rule list of autodiff.py's error message, and matmul as dot, matvec (ta 0 and 1),
+    vecmat, matmat (ta 0 and 1), all appear in the forward parts of the cases."""
+    ops, forms = set(), set()
+    for case in CASES:
+        graph = Loss(case).graph
+        forward = graph.nodes[:[n.name for n in graph.nodes].index("loss") + 1]
+        for n in forward:
+            ops.add(n.op)
+            if n.op == "matmul":
+                ranks = tuple(len(graph[a].shape) for a in n.args)
+                forms.add(ranks + (dict(n.attrs).get("ta", 0),))
+    assert RULES <= ops, RULES - ops
+    assert forms == {(1, 1, 0), (2, 1, 0), (2, 1, 1), (1, 2, 0), (2, 2, 0), (2, 2, 1)}
+
+
+def test_the_executor_really_computes_in_float64():
+    loss = Loss(CASES[0])
+    values = start(CASES[0], loss, 0)
+    arrays = loss.at(values)
+    assert all(arrays[n.buffer].dtype == np.float64 for n in loss.graph.nodes)
+    u, a, b = (values[k] for k in "uab")
+    want = sum(float(u[i]) * (float(a[i]) + float(b[i])) + float(u[i]) * 2 * float(a[i])
+               for i in range(4))
+    assert abs(float(arrays["loss"]) - want) <= 1e-14 * sum(abs(u)) * 4
+    # in float32 the same loss would be off by about 1e-7 relative: the check can tell
+    assert abs(float(np.float32(want)) - want) > 1e-14 * sum(abs(u)) * 4
