@@ -122,7 +122,8 @@ OPS: dict[str, OpDef] = {op.name: op for op in [
     OpDef("sub", 2, _E, "promote", _ew(np.subtract), (("sub", 1),), doc="a - b"),
     OpDef("mul", 2, _E, "promote", _ew(np.multiply), (("mul", 1),), doc="a * b"),
     OpDef("div", 2, _E, "float", _ew(np.divide), (("div", 1),), doc="a / b"),
-    OpDef("pow", 2, _E, "promote", _ew(np.power), (("mul", 1),), doc="a ** b"),
+    OpDef("pow", 2, _E, "float", _ew(np.power), (("mul", 1),),
+          doc="a ** b, a float (as in Python, 2 ** -1 is 0.5, so integers give f32)"),
     OpDef("maximum", 2, _E, "promote", _ew(np.maximum), (("max", 1),)),
     OpDef("minimum", 2, _E, "promote", _ew(np.minimum), (("min", 1),)),
     OpDef("lt", 2, _E, "bool", _ew(np.less), (("cmp", 1),), doc="a < b"),
@@ -202,11 +203,11 @@ def _dtype(op: OpDef, args, arrays, attrs) -> str:
         best = arrays[0].dtype
     else:
         best = max((a.dtype for a in arrays), key=RANK.__getitem__)
-    if rule == "float" and best not in FLOATS:
-        return "f32"
     if best == "bool" and op.name in NO_BOOL:
         raise OpError(f"{op.name} of bool values is not defined: cast them first, "
                       "e.g. cast(a, to=\"f32\")")
+    if rule == "float" and best not in FLOATS:
+        return "f32"
     return best
 
 

@@ -12,12 +12,15 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import Phase, settings
 
 # CI and the mutation check must see the same examples every run: derandomized, no deadline
 # (numba compiles on first use), shrinking kept
 settings.register_profile("sutro", derandomize=True, deadline=None, print_blob=True)
-settings.load_profile("sutro")
+# the mutation check only needs to know that a test fails, not the smallest failing example
+settings.register_profile("mutation", settings.get_profile("sutro"),
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate])
+settings.load_profile(os.environ.get("SUTRO_HYPOTHESIS_PROFILE", "sutro"))
 
 
 def pytest_configure(config):

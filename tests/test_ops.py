@@ -207,9 +207,14 @@ def test_pow():
     b = values("f32", (8,), 7) / np.float32(4)
     within_ulps(run_op("pow", [a, b], "f32", (8,)), reference(math.pow, [a, b], "f32"))
     exact(lambda x, _: x * x, "pow", [a, 2], "f32")           # x ** 2 is one rounding of x * x
-    i = np.array([2, 3, -2, 5, 0], np.int8)
-    e = np.array([7, 4, 3, 0, 3], np.int8)
-    same_bits(run_op("pow", [i, e], "i8", (5,)), np.array([-128, 81, -8, 1, 0], np.int8))
+    # integer powers give f32, like division (docs/language.md): 2 ** -1 is 0.5, 2 ** 7 is 128
+    # (no i8 wrap-around), and a negative exponent of an integer does not crash numpy
+    i = np.array([2, 3, -2, 5, 0, 2], np.int8)
+    e = np.array([7, 4, 3, 0, 3, -1], np.int8)
+    same_bits(run_op("pow", [i, e], "f32", (6,)),
+              np.array([128, 81, -8, 1, 0, 0.5], np.float32))
+    same_bits(run_op("pow", [i, -2], "f32", (6,)),
+              np.array([0.25, 1 / 9, 0.25, 1 / 25, np.inf, 0.25], np.float32))
 
 
 # ----------------------------------------------------------------------------- comparisons

@@ -1,4 +1,8 @@
-"""The stack-distance engine against its definition, the reference's example and the seed replay."""
+"""The stack-distance engine against its definition (a brute-force LRU stack), the reference's
+example and the seed replay; under stress: mixed element sizes over thousands of accesses with a
+tiny position table, so the weighted trees are built mid-stream, compact and grow, and the page
+table grows (each test proves it reached those regimes); line and byte granularity of whole
+traces with line-spanning accesses."""
 
 from pathlib import Path
 
@@ -7,8 +11,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.stackdist import COLD, StackDistance, line_units, stack_distances
-from simulator.trace import TraceBuilder
+from simulator.stackdist import (
+    _NEXT,
+    _UNIFORM,
+    COLD,
+    PAGE,
+    StackDistance,
+    line_units,
+    stack_distances,
+    trace_distances,
+)
+from simulator.trace import Trace, TraceBuilder, make_chunk
 
 DATA = Path(__file__).parent / "data"
 
@@ -133,8 +146,6 @@ def test_weights_must_be_positive():
 
 
 def test_trace_distances_at_three_granularities():
-    from simulator.stackdist import trace_distances
-
     b = TraceBuilder(chunk_accesses=2)
     a = b.buffer("a", 32, dtype="f32")   # 128 bytes: two 64-byte lines
     h = b.buffer("h", 2, dtype="f16")
@@ -149,3 +160,156 @@ def test_trace_distances_at_three_granularities():
     assert got["line"] == [COLD, COLD, 1, COLD, 1]   # h sits on its own line (64-byte aligned)
     with pytest.raises(ValueError):
         list(trace_distances(trace, "word"))
+
+
+# ----------------------------------------------------------------------------- under stress
+# The tests above never fill a weighted tree, compact it with mixed sizes and grow it in the same
+# stream. These do, over thousands of accesses, against an explicit LRU stack.
+
+def lru_stack(units, weights):
+    """Mattson's definition with an explicit LRU stack (most recent last), in C-speed list
+    operations: the distance of an access is how many units, and how much weight (each unit's
+    weight at its latest access), sit above its unit."""
+    stack, stack_w, out_c, out_w = [], [], [], []
+    for u, w in zip(units, weights):
+        try:
+            k = stack.index(u)
+        except ValueError:
+            out_c.append(COLD)
+            out_w.append(COLD)
+        else:
+            out_c.append(len(stack) - k - 1)
+            out_w.append(sum(stack_w[k + 1:]))
+            del stack[k], stack_w[k]
+        stack.append(u)
+        stack_w.append(w)
+    return out_c, out_w
+
+
+def test_lru_stack_is_the_definition():
+    # a b b c a with sizes 1 2 4 8 16: the last a has b (latest size 4) and c above it
+    assert lru_stack([0, 1, 1, 2, 0], [1, 2, 4, 8, 16]) == ([COLD, COLD, 0, COLD, 2],
+                                                            [COLD, COLD, 0, COLD, 12])
+    assert lru_stack([0, 1, 1, 2, 0], [1] * 5) == brute_force([0, 1, 1, 2, 0], [1] * 5)
+
+
+def spread_units(rng, ids, n_pages):
+    """Unit ids 0..n-1 scattered over n_pages pages of 4096 units, the pages far apart (hashing
+    of page numbers beyond 2^32), so the page table must grow its rows and its hash."""
+    pages = rng.choice(1 << 28, n_pages, replace=False) + (1 << 28)
+    page_of = rng.integers(0, n_pages, int(ids.max()) + 1)
+    offset = rng.integers(0, PAGE, int(ids.max()) + 1)
+    return pages[page_of[ids]] * PAGE + offset[ids]
+
+
+def phased_stream(seed, small=120, uniform_len=1500, mixed_len=1500, large=2500,
+                  large_len=4000, n_pages=150):
+    """Units and weights in three phases: a small working set with one element size (the
+    engine keeps no weight tree), the same set with sizes 1/2/4/8 (the weight trees are built
+    mid-stream), then a working set that grows to `large` units (positions and pages grow)."""
+    rng = np.random.default_rng(seed)
+    n_small = uniform_len + mixed_len
+    ids = np.concatenate([rng.integers(0, small, n_small),
+                          rng.integers(0, np.linspace(small, large, large_len).astype(int))])
+    units = spread_units(rng, ids, n_pages)
+    sizes = rng.choice([1, 2, 4, 8], len(ids))
+    weights = np.where(np.arange(len(ids)) < uniform_len, 4, sizes)
+    return units, weights
+
+
+def feed_watching(sd, units, weights, chunk):
+    """Feed in chunks; per chunk, (positions used before, after, capacity, uniform state).
+    Positions advance by one per access, so a chunk that advances less has compacted."""
+    got_c, got_w, states = [], [], []
+    for lo in range(0, len(units), chunk):
+        before = int(sd._st[_NEXT])
+        c, w = sd.feed(units[lo:lo + chunk], weights[lo:lo + chunk])
+        got_c.append(c)
+        got_w.append(w)
+        compacted = int(sd._st[_NEXT]) != before + len(c)
+        states.append((compacted, len(sd._pos_ref), int(sd._st[_UNIFORM])))
+    return np.concatenate(got_c), np.concatenate(got_w), states
+
+
+def test_mixed_sizes_compact_and_grow_against_the_lru_stack():
+    units, weights = phased_stream(5)
+    sd = StackDistance(weighted=True, positions=64)
+    got_c, got_w, states = feed_watching(sd, units, weights, chunk=37)
+    want_c, want_w = lru_stack(units.tolist(), weights.tolist())
+    assert got_c.tolist() == want_c
+    assert got_w.tolist() == want_w
+    # the regimes this test exists for, so that it cannot silently stop covering them
+    uniform = [s for s in states if s[2] > 0]
+    mixed = [s for s in states if s[2] < 0]
+    assert sum(s[0] for s in uniform) >= 3           # compactions before any weight tree
+    assert sum(s[0] and s[1] == 512 for s in mixed) >= 3   # weighted compactions, one block
+    assert len(sd._pos_ref) >= 8 * 512               # positions grew three times, trees too
+    assert len(sd._last) >= 8 * 16 * PAGE            # page rows grew from 16 to 128+
+    assert len(sd._page_keys) >= 4 * 64              # the page hash grew twice
+    assert (np.array(want_w) > 0).sum() > 2000       # plenty of finite weighted distances
+
+
+def test_weight_trees_built_far_from_a_compaction():
+    """The switch to mixed sizes lands right after a compaction, so hundreds of weighted reads
+    rely on the trees `_rebuild_weights` made from the uniform phase before the next one."""
+    rng = np.random.default_rng(8)
+    units = np.concatenate([np.arange(100), rng.integers(0, 100, 2000)]) * 9
+    weights = np.concatenate([np.full(513, 2), rng.choice([1, 8], 1587)])
+    sd = StackDistance(weighted=True, positions=64)   # 512 positions
+    first = sd.feed(units[:513], weights[:513])       # access 512 compacts: 100 positions used
+    assert int(sd._st[_NEXT]) == 101 and int(sd._st[_UNIFORM]) == 2
+    rest = sd.feed(units[513:], weights[513:])
+    want_c, want_w = lru_stack(units.tolist(), weights.tolist())
+    assert np.concatenate([first[1], rest[1]]).tolist() == want_w
+    assert np.concatenate([first[0], rest[0]]).tolist() == want_c
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), small=st.integers(1, 400),
+       uniform_len=st.integers(0, 1200), mixed_len=st.integers(0, 1200),
+       large=st.integers(1, 1500), large_len=st.integers(0, 1500), n_pages=st.integers(1, 90),
+       chunk=st.sampled_from([1, 7, 100, 511, 512, 513, 5000]))
+def test_phased_streams_match_the_lru_stack(seed, small, uniform_len, mixed_len, large,
+                                            large_len, n_pages, chunk):
+    units, weights = phased_stream(seed, small, uniform_len, mixed_len + 1, max(large, small),
+                                   large_len, n_pages)
+    sd = StackDistance(weighted=True, positions=64)
+    got_c, got_w, _ = feed_watching(sd, units, weights, chunk)
+    want_c, want_w = lru_stack(units.tolist(), weights.tolist())
+    assert got_c.tolist() == want_c
+    assert got_w.tolist() == want_w
+
+
+def expand_lines(addr, nbytes, line_bytes):
+    """Every line an access touches, in address order, with the index of its access."""
+    lines, owner = [], []
+    for i, (a, n) in enumerate(zip(addr, nbytes)):
+        for line in range(a // line_bytes, (a + n - 1) // line_bytes + 1):
+            lines.append(line)
+            owner.append(i)
+    return lines, owner
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(1, 150), st.booleans()),
+                min_size=1, max_size=150),
+       st.sampled_from([8, 16, 64, 128]), st.integers(1, 4), st.sampled_from([1, 1 << 33]))
+def test_trace_distances_line_and_byte_against_the_lru_stack(accesses, line_bytes, n_chunks,
+                                                             spread):
+    """Unaligned accesses of 1..150 bytes (many span lines), streamed over several chunks."""
+    addr = [a * 13 + (a % 3) * spread for a, _, _ in accesses]
+    nbytes = [n for _, n, _ in accesses]
+    parts = np.array_split(np.arange(len(addr)), n_chunks)
+    chunks = [make_chunk(0, np.array(addr)[p], np.array(nbytes)[p],
+                         np.array([w for _, _, w in accesses])[p]) for p in parts]
+    trace = Trace.from_chunks([], [], chunks)
+
+    def run(granularity):
+        out = list(trace_distances(trace, granularity, line_bytes))
+        owners = [o + sum(len(q) for q in parts[:j]) for j, (_, _, o) in enumerate(out)]
+        return np.concatenate([d for _, d, _ in out]).tolist(), np.concatenate(owners).tolist()
+
+    lines, owner = expand_lines(addr, nbytes, line_bytes)
+    assert run("line") == (lru_stack(lines, [1] * len(lines))[0], owner)
+    assert run("byte") == (lru_stack(addr, nbytes)[1], list(range(len(addr))))
+    assert run("element") == (lru_stack(addr, nbytes)[0], list(range(len(addr))))

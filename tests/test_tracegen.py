@@ -1,10 +1,11 @@
 """Lowering to the trace: each kernel's accesses equal the loop nest of the machine model
-(written here as plain Python loops), and the trace of a run is what the schedule says."""
+(the plain-Python oracle of tests/traceoracle.py; tests/test_trace_oracle.py applies it to every
+program and to random graphs), and the trace of a run is what the schedule says."""
 
 from pathlib import Path
 
-import numpy as np
 import pytest
+import traceoracle
 
 from sutro_ir.compile import compile_file, compile_program
 from sutro_ir.schedule import schedule
@@ -34,56 +35,17 @@ eval (x, y) in test { predict sign(A @ x)[0] }
 """
 
 
-def loops(node, sched):
-    """The machine model's loop nest, one access at a time: [(buffer, element, is_write)]."""
-    g = sched.graph
-    args = [g[a].buffer for a in node.operands]
-    shapes = [g[a].shape for a in node.operands]
-    out = node.buffer
-    acc = []
-    if node.op == "matmul":
-        (a, b), (sa, sb) = args, shapes
-        ta = dict(node.attrs).get("ta", 0)
-        I, K = (sa[1], sa[0]) if ta else (sa if len(sa) == 2 else (1, sa[0]))
-        for i in range(I):
-            for k in range(K):
-                acc += [(a, k * I + i if ta else i * K + k), (b, k)]
-            acc.append((out, i, True))
-    elif node.op == "outer":
-        for i in range(shapes[0][0]):
-            for j in range(shapes[1][0]):
-                acc += [(args[0], i), (args[1], j), (out, i * shapes[1][0] + j, True)]
-    elif node.op == "transpose":
-        r, c = shapes[0]
-        for j in range(c):
-            for i in range(r):
-                acc += [(args[0], i * c + j), (out, j * r + i, True)]
-    elif node.op == "sum" and dict(node.attrs).get("axis") == 0:
-        r, c = shapes[0]
-        for j in range(c):
-            acc += [(args[0], i * c + j) for i in range(r)] + [(out, j, True)]
-    elif node.op == "sum":
-        acc += [(args[0], e) for e in range(6)] + [(out, 0, True)]
-    elif node.op == "index":
-        acc += [(args[0], 2), (out, 0, True), (args[0], 3), (out, 1, True)]
-    else:                                   # elementwise, broadcasting scalars
-        n = int(np.prod(node.shape))
-        for e in range(n):
-            acc += [(a, e if s else 0) for a, s in zip(args, shapes)] + [(out, e, True)]
-    return [(a[0], a[1], len(a) == 3) for a in acc]
-
-
 def test_each_kernel_follows_its_loop_nest():
     program = compile_program(PROGRAM, "t.sir")
     sched = schedule(program.train.graph)
     for k in sched.kernels:
-        addr, nbytes, is_write, _ = kernel_accesses(k, sched)
-        want = loops(k.anchor, sched)
-        got_addr = [sched.slot(b).base + e * sched.slot(b).elem_bytes for b, e, _ in want]
-        assert list(addr) == got_addr, k.name
-        assert list(is_write) == [w for _, _, w in want], k.name
-        assert list(nbytes) == [sched.slot(b).elem_bytes for b, _, _ in want], k.name
-        assert n_accesses(k, sched.graph) == len(addr)
+        addr, nbytes, is_write, buffer = kernel_accesses(k, sched)
+        want = traceoracle.columns(traceoracle.kernel_loop(k, sched), sched)
+        assert list(addr) == list(want["addr"]), k.name
+        assert list(is_write) == list(want["is_write"]), k.name
+        assert list(nbytes) == list(want["nbytes"]), k.name
+        assert list(buffer) == list(want["buffer"]), k.name
+        assert n_accesses(k, sched.graph) == len(want["addr"]), k.name
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "programs").glob("*.sir")), ids=lambda p: p.name)

@@ -8,14 +8,17 @@ import dataclasses
 from ..graph import SOURCE_OPS, Graph, keeping
 from . import register
 
-COMMUTATIVE = {"add", "mul", "maximum", "minimum", "eq", "ne"}
+# ops whose operands may be swapped without changing a bit of the result. Not add, mul,
+# maximum or minimum: with two NaNs numpy returns the first operand's (sign and payload), and
+# maximum(-0.0, 0.0) is -0.0 while maximum(0.0, -0.0) is 0.0
+COMMUTATIVE = {"eq", "ne"}
 
 
 @register("cse", exact=True)
 def cse(graph: Graph) -> Graph:
     """Computes each (op, operands, attributes) once: a later copy reads the first one's value.
-    Commutative ops (add, mul, maximum, minimum, eq, ne) match with their operands swapped: in
-    IEEE arithmetic they commute exactly.
+    eq and ne also match with their operands swapped (their results are bit for bit the same);
+    add, mul, maximum and minimum do not (NaN payloads and signed zeros follow the order).
     Preserves: every value, bit for bit.
     Changes: the nodes (fewer kernels); the first copy's value lives longer."""
     first: dict[tuple, str] = {}
