@@ -459,12 +459,20 @@ def _hash_level(tags, dirty, owner, link, head, tail, fill, htab, rng, st, cfg,
 
 # ----------------------------------------------------------------------------- OPT kernel
 
+@numba.njit(cache=True, inline="always")
+def _first(k1, s1, k2, s2):
+    """Does entry (k1, s1) leave the OPT heap before (k2, s2)? The later next use first; among
+    lines never used again (equal keys), the lowest slot, as the scan victim does, so that every
+    kernel evicts the same dead line and writes back the same dirty one."""
+    return k1 > k2 or (k1 == k2 and s1 < s2)
+
+
 @numba.njit(cache=True)
 def _heap_push(hk, hs, n, key, slot):
     i = n
     while i > 0:
         p = (i - 1) >> 1
-        if hk[p] >= key:
+        if not _first(key, slot, hk[p], hs[p]):
             break
         hk[i], hs[i] = hk[p], hs[p]
         i = p
@@ -474,7 +482,7 @@ def _heap_push(hk, hs, n, key, slot):
 
 @numba.njit(cache=True)
 def _heap_pop(hk, hs, n):
-    """Remove the root of a max-heap of n entries; returns the new size."""
+    """Remove the root of the heap of n entries (ordered by `_first`); returns the new size."""
     n -= 1
     key, slot = hk[n], hs[n]
     i = 0
@@ -482,9 +490,9 @@ def _heap_pop(hk, hs, n):
         c = 2 * i + 1
         if c >= n:
             break
-        if c + 1 < n and hk[c + 1] > hk[c]:
+        if c + 1 < n and _first(hk[c + 1], hs[c + 1], hk[c], hs[c]):
             c += 1
-        if hk[c] <= key:
+        if not _first(hk[c], hs[c], key, slot):
             break
         hk[i], hs[i] = hk[c], hs[c]
         i = c

@@ -166,7 +166,8 @@ def _check_energy(lv: Level) -> None:
 
 
 def check_hierarchy(h: Hierarchy) -> None:
-    """At least one cache level, then exactly one memory level, last; unique names."""
+    """At least one cache level, then exactly one memory level, last; unique names; no OPT
+    level in pycachesim compatibility mode."""
     if len(h.levels) < 2:
         raise SimError(f"hierarchy '{h.name}': needs at least one cache level and a memory level")
     for lv in h.levels[:-1]:
@@ -180,6 +181,10 @@ def check_hierarchy(h: Hierarchy) -> None:
     for name in names:
         if names.count(name) > 1:
             raise SimError(f"level '{name}': name: defined twice")
+    for lv in h.levels[:-1]:
+        if h.pycachesim_compat and lv.policy == "opt":
+            _fail(lv.name, "policy", "'opt' cannot be combined with pycachesim_compat, which "
+                                     "reproduces pycachesim (it has no OPT policy)")
 
 
 # ----------------------------------------------------------------------------- TOML

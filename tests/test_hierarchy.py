@@ -127,3 +127,17 @@ def test_hierarchy_objects_are_checked():
         Hierarchy("h", (Level("L1", 64, 16), Level("L2", 128, 16)))
     with pytest.raises(SimError, match="ways: 3 does not divide the 4 lines"):
         Level("L1", 64, 16, 3)
+
+
+def test_opt_is_refused_in_pycachesim_compatibility_mode(tmp_path):
+    """pycachesim has no OPT policy, so its store quirks are undefined for one."""
+    levels = (Level("L1", 64, 16, policy="opt"), Level("MEM", None, 16))
+    with pytest.raises(SimError, match="level 'L1': policy: 'opt' cannot be combined with "
+                                       "pycachesim_compat"):
+        Hierarchy("h", levels, pycachesim_compat=True)
+    assert Hierarchy("h", levels).levels[0].policy == "opt"
+    path = tmp_path / "h.toml"
+    path.write_text('pycachesim_compat = true\n[[level]]\nname = "L1"\ncapacity = 64\nline = 16\n'
+                    'policy = "opt"\n[memory]\n')
+    with pytest.raises(SimError, match="h.toml: error: level 'L1': policy: 'opt'"):
+        load_hierarchy(str(path))
