@@ -1,7 +1,7 @@
 """The mutation check: does the suite catch small deliberate bugs without its snapshot tests?
 
     python benchmarks/mutation.py                 # every mutant, 2 workers
-    python benchmarks/mutation.py --only cache-random-last-way --jobs 1
+    python benchmarks/mutation.py --only cache-scan-kernel-random-replacement-always --jobs 1
     python benchmarks/mutation.py --list
 
 Each mutant of benchmarks/mutants.py replaces one exact piece of text in one source file (an
@@ -9,7 +9,8 @@ off-by-one, a dropped term, a swapped index). For each, in a scratch copy of the
 per worker, never the working tree), the script applies the mutant, runs
 `pytest -x -m "not snapshot"` (the snapshot tests compare with our own stored output, which a
 regenerated file would accept: they must not be the only guard of a behaviour), records whether
-a test failed and which, and restores the file. A mutant that no test catches *survives*; the
+a test failed and which, and restores the file. The test files a mutant names run first, in a
+run of their own, then the rest of the suite. A mutant that no test catches *survives*; the
 list marks the mutants known to be equivalent (no observable change), with the reason.
 
 numba caches compiled kernels per source file and notices a change to that file (its stamp),
@@ -63,12 +64,19 @@ def apply(mutant: Mutant, root: Path) -> str:
     return text
 
 
-def pytest_command(root: Path, mutant: Mutant | None) -> list[str]:
+PYTEST = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+          "-m", "not snapshot"]
+# tests/test_mutants.py checks that each mutant's text is in the tree: a mutated tree fails it
+# by construction, so it must not count as catching anything
+NOT_A_CATCH = ["--ignore", "tests/test_mutants.py"]
+
+
+def pytest_runs(root: Path, mutant: Mutant | None) -> list[list[str]]:
+    """The hinted test files first, in a run of their own (given with the folder they are in,
+    pytest would fold them into it and keep its order), then the rest of the suite."""
     first = [t for t in (mutant.tests if mutant else ()) if (root / t).exists()]
-    # tests/test_mutants.py checks that each mutant's text is in the tree: a mutated tree
-    # fails it by construction, so it must not count as catching anything
-    return [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-            "-m", "not snapshot", "--ignore", "tests/test_mutants.py", *first, "tests"]
+    rest = [*PYTEST, *NOT_A_CATCH, *(a for t in first for a in ("--ignore", t)), "tests"]
+    return ([[*PYTEST, *first]] if first else []) + [rest]
 
 
 def frozen_into_kernels(root: Path, file: str) -> bool:
@@ -82,18 +90,32 @@ def frozen_into_kernels(root: Path, file: str) -> bool:
                for text in [path.read_text()])
 
 
-def run_suite(root: Path, cache: Path, mutant: Mutant | None) -> tuple[int, str, float]:
-    if mutant is None or frozen_into_kernels(root, mutant.file):
-        shutil.rmtree(cache, ignore_errors=True)
+def run_suite(root: Path, cache: Path, mutant: Mutant | None) -> tuple[str, str, float]:
+    """(status, first failing test or what went wrong, seconds). status: passed, failed (a test
+    failed or a test module failed to import), timeout, or error (pytest did not run the tests:
+    a usage error, no tests, killed)."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONDONTWRITEBYTECODE="1",
                SUTRO_HYPOTHESIS_PROFILE="mutation")
     t = time.perf_counter()
-    try:
-        proc = subprocess.run(pytest_command(root, mutant), cwd=root, env=env, capture_output=True,
-                              text=True, timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return -1, f"no answer in {TIMEOUT_S} s", time.perf_counter() - t
-    return proc.returncode, first_failure(proc.stdout + proc.stderr), time.perf_counter() - t
+    for command in pytest_runs(root, mutant):
+        try:
+            proc = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True,
+                                  timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            return "timeout", f"no answer in {TIMEOUT_S} s", time.perf_counter() - t
+        output = proc.stdout + proc.stderr
+        status = classify(proc.returncode, output)
+        if status != "passed":
+            return status, first_failure(output), time.perf_counter() - t
+    return "passed", "", time.perf_counter() - t
+
+
+def classify(code: int, output: str) -> str:
+    if code == 0:
+        return "passed"
+    if code == 1 or (code == 2 and "error" in output and "collect" in output):
+        return "failed"
+    return "error"
 
 
 def first_failure(output: str) -> str:
@@ -104,14 +126,21 @@ def first_failure(output: str) -> str:
     return lines[-1][:100] if lines else ""
 
 
+STATUS = {"failed": "caught", "passed": "survived", "timeout": "timeout", "error": "error"}
+
+
 def check(mutant: Mutant, root: Path, cache: Path) -> Outcome:
+    frozen = frozen_into_kernels(root, mutant.file)
+    if frozen:
+        shutil.rmtree(cache, ignore_errors=True)
     original = apply(mutant, root)
     try:
-        code, test, seconds = run_suite(root, cache, mutant)
+        status, test, seconds = run_suite(root, cache, mutant)
     finally:
         (root / mutant.file).write_text(original)
-    status = "timeout" if code == -1 else "survived" if code == 0 else "caught"
-    return Outcome(mutant, status, test, seconds)
+        if frozen:      # kernels compiled with the mutant's constants must not outlive it
+            shutil.rmtree(cache, ignore_errors=True)
+    return Outcome(mutant, STATUS[status], test, seconds)
 
 
 def scratch_copy(base: Path, i: int) -> tuple[Path, Path]:
@@ -126,22 +155,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="parallel workers (default 2)")
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
     args = ap.parse_args(argv)
+    unknown = sorted(set(args.only or ()) - {m.id for m in MUTANTS})
+    if unknown:
+        print(f"no mutant named {', '.join(unknown)} (see --list)", file=sys.stderr)
+        return 2
     chosen = [m for m in MUTANTS if not args.only or m.id in args.only]
-    if args.list or not chosen:
+    if args.list:
         for m in chosen:
-            print(f"{m.id:40s} {m.file:32s} {m.why}")
-        return 0 if chosen else 2
+            print(f"{m.id:44s} {m.file:30s} {m.why}")
+        return 0
     with tempfile.TemporaryDirectory(prefix="sutro-mutation-") as tmp:
         trees = [scratch_copy(Path(tmp), i) for i in range(max(1, args.jobs))]
-        code, test, seconds = run_suite(*trees[0], None)
-        if code != 0:
-            print(f"the unmutated suite fails ({test}); fix that first", file=sys.stderr)
+        status, test, seconds = run_suite(*trees[0], None)
+        if status != "passed":
+            print(f"the unmutated suite does not pass ({test}); fix that first", file=sys.stderr)
             return 2
         print(f"baseline: the suite without snapshots passes in {seconds:.0f} s; "
               f"{len(chosen)} mutants, {len(trees)} workers", flush=True)
         outcomes = run_all(chosen, trees)
     print_report(outcomes)
-    return 1 if any(o.status == "survived" and not o.mutant.equivalent for o in outcomes) else 0
+    bad = [o for o in outcomes if o.status == "error"
+           or (o.status == "survived" and not o.mutant.equivalent)]
+    return 1 if bad else 0
 
 
 def run_all(chosen: list[Mutant], trees) -> list[Outcome]:
@@ -166,9 +201,13 @@ def print_report(outcomes: list[Outcome]) -> None:
     survived = [o for o in outcomes if o.status == "survived"]
     equivalent = [o for o in survived if o.mutant.equivalent]
     real = [o for o in survived if not o.mutant.equivalent]
-    caught = len(outcomes) - len(survived)
-    print(f"\n{len(outcomes)} mutants: {caught} caught, {len(equivalent)} equivalent "
-          f"(survive by design), {len(real)} survived")
+    count = {s: sum(o.status == s for o in outcomes) for s in ("caught", "timeout", "error")}
+    print(f"\n{len(outcomes)} mutants: {count['caught']} caught, {count['timeout']} timed out, "
+          f"{len(equivalent)} equivalent (survive by design), {len(real)} survived, "
+          f"{count['error']} errors")
+    for o in outcomes:
+        if o.status == "error":
+            print(f"  ERROR       {o.mutant.id}: pytest did not run the tests ({o.test})")
     for o in equivalent:
         print(f"  equivalent  {o.mutant.id}: {o.mutant.equivalent}")
     for o in real:
@@ -179,4 +218,7 @@ def print_report(outcomes: list[Outcome]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:     # `--list | head`
+        sys.exit(0)

@@ -56,13 +56,13 @@ def outside_reads(kernel: Kernel, graph) -> list[str]:
     iteration (an element already read in this iteration, by the anchor of an elementwise
     kernel or an earlier node, is in a register)."""
     anchor, members = kernel.anchor, {m.name for m in kernel.nodes}
-    key = lambda a: (graph[a].buffer, graph[a].shape)      # noqa: E731
-    seen = {key(a) for a in anchor.operands} if OPS[anchor.op].kind == "elementwise" else set()
+    buffer = lambda a: graph[a].buffer      # noqa: E731  (a parameter's versions: one buffer)
+    seen = {buffer(a) for a in anchor.operands} if OPS[anchor.op].kind == "elementwise" else set()
     out = []
     for n in kernel.nodes[1:]:
         for a in n.operands:
-            if a not in members and key(a) not in seen:
-                seen.add(key(a))
+            if a not in members and buffer(a) not in seen:
+                seen.add(buffer(a))
                 out.append(a)
     return out
 

@@ -156,7 +156,7 @@ class _Builder:
         version = 1 if old == p else int(old.split("@")[1]) + 1
         new = f"{p}@{version}"
         op = "ne" if by_name[p].dtype == "bool" else "sub"
-        self._add(_typed(new, op, [old, grad], self.by_name))
+        self._add(typed_node(new, op, [old, grad], self.by_name))
         self.values = [v for v in self.values if v.split("@")[0] != p] + [new]
         self.current[p] = new
         self.updated.add(p)
@@ -203,7 +203,7 @@ class _Builder:
     def _try(self, op: str, args: list, attrs: tuple = ()) -> str | None:
         """Add op(args) if infer accepts it (and numpy can run it); its name, else None."""
         try:
-            node = _typed(self._name(), op, args, self.by_name, attrs)
+            node = typed_node(self._name(), op, args, self.by_name, attrs)
         except OpError:
             return None
         self._add(node)
@@ -236,7 +236,8 @@ def _fits_next(kind: str, so_far: list[tuple], shape: tuple, attrs: dict) -> boo
     return True
 
 
-def _typed(name: str, op: str, args: list, by_name: dict, attrs: tuple = ()) -> Node:
+def typed_node(name: str, op: str, args: list, by_name: dict, attrs: tuple = ()) -> Node:
+    """Node `name = op(args)` with the type ops.infer gives (OpError if it gives none)."""
     ops = [Operand(by_name[a].dtype, by_name[a].shape) if isinstance(a, str)
            else Operand(None, (), a) for a in args]
     dtype, shape = infer(OPS[op], ops, dict(attrs))

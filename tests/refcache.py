@@ -12,17 +12,17 @@ The rules it implements:
   pycachesim_compat mode, where a store hit leaves the order alone). FIFO and random hits change
   nothing.
 - A miss counts a miss. A load, or a store at a write-allocating level, sends a fill load of the
-  whole line down, THEN picks a victim (a free way first, in fill order) and, if the victim is
+  whole line down, THEN picks a victim (the free way with the lowest number first) and, if the victim is
   dirty, sends a writeback store of the victim's line down. In compat mode a write-back,
   non-allocating store miss also takes a way, without a fill (pycachesim installs it dirty).
 - A store to a present line of a write-back level makes it dirty, owned by the storing access's
   buffer. Any other store (write-through level, or line not present) is passed down: the bytes of
   the store inside that line; in compat mode the first part runs a full line's length from the
   store's start (pycachesim's `Cache__get_range_from_cl_id_and_range`), so it may overrun.
-- Victims: LRU the least recent, FIFO the oldest fill, random `xorshift64 % ways` over the ways
-  in fill order (drawn only when the set is full; same generator and seed as the simulator), OPT
+- Victims: LRU the least recent, FIFO the oldest fill, random way number `xorshift64 % ways`
+  (drawn only when the set is full; same generator and seed as the simulator), OPT
   the line whose next use in this level's own input stream (per line) is farthest; lines never
-  used again tie, and the tie goes to the lowest way in fill order.
+  used again tie, and the tie goes to the lowest way number.
 - Memory serves every request: it counts the memory lines each request touches as hits, and bytes.
 - `writebacks` counts every store a level sends down (dirty victims and passed-down stores);
   `bytes_in` the fills' bytes, `bytes_out` the stores' bytes.
@@ -122,13 +122,16 @@ def next_uses(lines: list) -> list:
 
 
 class CacheLevel:
-    """One cache level. `ways[s]` are set s's ways in fill order (None = free); `order[s]` lists
+    """One cache level. `ways[s]` are set s's ways by number (None = free; a set fills from way 0 up); `order[s]` lists
     the occupied way numbers, most recent (LRU) or newest (FIFO) first."""
 
     def __init__(self, level, index: int, below, book: Book, compat: bool, future=None):
         self.lv, self.index, self.below, self.book, self.compat = level, index, below, book, compat
         self.L = level.line_bytes
-        self.n_sets, self.assoc = level.n_sets, level.assoc
+        # the geometry from the config's own numbers (not Level.n_sets: that is under test too)
+        n_lines = level.capacity_bytes // level.line_bytes
+        self.assoc = n_lines if level.ways is None else level.ways
+        self.n_sets = n_lines // self.assoc
         self.ways = [[None] * self.assoc for _ in range(self.n_sets)]
         self.order = [[] for _ in range(self.n_sets)]
         self.rng = Xorshift64(level.seed)

@@ -46,6 +46,35 @@ def test_the_derived_sweep_is_the_hand_written_backward_pass():
     assert ops(run_pipeline(auto, "dce")) == ops(hand)      # dce drops the unread `loss`
 
 
+OUTER = """config seed = 1
+data train, test = xor(train=4, test=4)
+param u: f32[3] = normal(std=1)
+param v: f32[2] = normal(std=1)
+param c: f32[3] = normal(std=1)
+train (x, y) in train for 1 epochs {
+  O = outer(u, v)
+  loss = c @ (O @ x)
+  BACKWARD
+  v -= 0.1 * dv
+  u -= 0.1 * du
+}
+eval (x, y) in test { predict sign(c @ (outer(u, v) @ x)) }
+"""
+
+
+def test_the_gradients_of_outer_are_the_hand_written_ones():
+    """out[i,j] = a[i] b[j]: da = G @ b and db = G.T @ a, the matrix first in both, as one
+    writes them by hand (the reads of a sweep are traced, so their order is part of the cost)."""
+    auto = compile_program(OUTER.replace("BACKWARD", "du = grad(loss, wrt=u)\n  "
+                                         "dv = grad(loss, wrt=v)"), "auto.sir").train.graph
+    hand = compile_program(OUTER.replace("BACKWARD", "dO = outer(c, x)\n  du = dO @ v\n  "
+                                         "dv = dO.T @ u"), "hand.sir").train.graph
+    assert [(n.op, n.attrs, n.shape) for n in run_pipeline(auto, "dce").body] == \
+        [(n.op, n.attrs, n.shape) for n in run_pipeline(hand, "dce").body]
+    assert auto["dv"].op == "matmul" and auto["dv"].args[1] == "u" and \
+        dict(auto["dv"].attrs) == {"ta": 1}
+
+
 def test_passes_apply_to_the_autodiff_program_the_same_way():
     for pipeline in ("layer-local-update,fuse", "fuse"):
         hand = schedule(compile_file(str(ROOT / "programs/mlp_backprop.sir"), {}, pipeline)

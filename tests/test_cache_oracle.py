@@ -19,7 +19,7 @@ different seed gives a different victim sequence.
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import refcache
@@ -28,8 +28,6 @@ from simulator.hierarchy import Hierarchy, Level
 from simulator.trace import Buffer, Trace, make_chunk
 
 N_BUFFERS = 3
-# a loaded machine must not fail a test on generation time (tests never assert on wall time)
-NOT_TIMED = [HealthCheck.too_slow]
 
 
 # ----------------------------------------------------------------------------- running both
@@ -133,14 +131,14 @@ def traces(draw, max_len=160):
 
 # ----------------------------------------------------------------------------- property tests
 
-@settings(max_examples=200, suppress_health_check=NOT_TIMED)
+@settings(max_examples=200)
 @given(hierarchies(), traces())
 def test_fused_and_general_paths_match_the_reference(h, trace):
     """LRU/FIFO, up to 32 ways: fused (grouped or not) and scan kernel, compat on and off."""
     check_all_paths(h, *trace)
 
 
-@settings(max_examples=200, suppress_health_check=NOT_TIMED)
+@settings(max_examples=200)
 @given(hierarchies(("lru", "fifo", "random", "opt"), ANY_WAYS, ANY_FA), traces())
 def test_every_policy_and_kernel_matches_the_reference(h, trace):
     """Scan and hash kernels, random and OPT (scan victim), mixed with LRU/FIFO levels."""
@@ -173,7 +171,7 @@ def heap_opt_hierarchies(draw):
     return Hierarchy("h", lvls + (Level("MEM", None, line),))
 
 
-@settings(max_examples=150, suppress_health_check=NOT_TIMED)
+@settings(max_examples=150)
 @given(heap_opt_hierarchies(), traces(max_len=200))
 def test_opt_heap_matches_the_reference(h, trace):
     """Every output, writebacks of dirty dead lines included: the heap's tie rule among lines

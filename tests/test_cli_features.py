@@ -19,16 +19,17 @@
 from __future__ import annotations
 
 import json
-import math
 import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_costmodels import ceil_sqrt
+from test_energy_oracle import level_fj_per_bit, op_fj
 
 import sutro_ir.execute
 from simulator import TraceBuilder
-from simulator.hierarchy import load_hierarchy
+from simulator.hierarchy import Level, load_hierarchy
 from simulator.report import energy as fmt_energy
 from simulator.simulate import simulate
 from simulator.trace import load
@@ -156,52 +157,43 @@ def test_the_python_api_takes_a_seed_without_touching_the_config(inits):
 
 # ----------------------------------------------------------------------------- --energy
 
-# ../shared/reference/energy-model.md and docs/energy.md: e_w (fJ/bit/mm), a (um^2/bit), kappa,
-# E0 (fJ/bit), add (fJ/bit), a 32-bit multiply (fJ), DRAM (fJ/bit)
-CONSTANTS = {
-    "dally-2020": dict(e_w=100.0, a=0.047, kappa=3.0, E0=33.4, add=1.0, mul=1250.0, dram=20000.0),
-    "modern-5nm-hbm3": dict(e_w=50.0, a=0.030, kappa=3.0, E0=15.3, add=0.625,
-                            mul=5000 / 2.25 / 4, dram=20000.0),
-}
-CPU_LIKE = {"L1": 32 << 10, "L2": 1 << 20, "L3": 16 << 20, "DRAM": None}
+PRESETS = ("dally-2020", "modern-5nm-hbm3")
+CPU_LIKE = {"L1": 32 << 10, "L2": 1 << 20, "L3": 16 << 20}
 
 
-def fj_per_bit(preset: str, capacity: int | None) -> float:
-    """The sqrt law E0 + kappa e_w sqrt(a C_bits) (um -> mm), or the DRAM device energy."""
-    c = CONSTANTS[preset]
-    if capacity is None:
-        return c["dram"]
-    return c["E0"] + c["kappa"] * c["e_w"] * math.sqrt(c["a"] * 8 * capacity) / 1000
+def fj_per_bit(preset: str, level: str) -> float:
+    """A cpu-like level's per-bit energy from the published constants (test_energy_oracle)."""
+    if level == "DRAM":
+        return level_fj_per_bit(Level(level, None, 64, offchip="dram"), preset)[0]
+    return level_fj_per_bit(Level(level, CPU_LIKE[level], 64), preset)[0]
 
 
 def small_arith_fj(preset: str) -> float:
-    """SMALL's arithmetic per step: 4 f32 subtractions (priced as adds, per bit) and 2 f32
-    multiplies."""
-    c = CONSTANTS[preset]
-    return 4 * 32 * c["add"] + 2 * c["mul"]
+    """SMALL's arithmetic per step: 4 f32 subtractions (priced as adds) and 2 f32 multiplies."""
+    return 4 * op_fj("sub.f32", preset) + 2 * op_fj("mul.f32", preset)
 
 
 def test_energy_preset_prices_levels_and_arithmetic_by_its_constants(capsys, program):
     path = program(SMALL)
     runs = {p: cli_json(capsys, "run", path, "--hierarchy", "cpu-like", "--energy", p)
-            for p in CONSTANTS}
+            for p in PRESETS}
     for preset, r in runs.items():
         e = r["energy_fj"]
         assert e["preset"] == preset and r["traced"]["arith_ops_per_step"] == 6
         assert e["arithmetic"] == pytest.approx(r["steps"] * small_arith_fj(preset), rel=1e-12)
         for lv in r["levels"]:
             bits = 8 * (lv["read_bytes"] + lv["write_bytes"])
-            want = bits * fj_per_bit(preset, CPU_LIKE[lv["name"]])
+            want = bits * fj_per_bit(preset, lv["name"])
             assert e["by_level"][lv["name"]] == pytest.approx(want, rel=1e-12), lv["name"]
     a, b = runs["dally-2020"], runs["modern-5nm-hbm3"]
     assert a["levels"] == b["levels"]                   # the preset prices, it does not simulate
     assert b["energy_fj"]["by_level"]["L1"] / a["energy_fj"]["by_level"]["L1"] == pytest.approx(
-        fj_per_bit("modern-5nm-hbm3", 32 << 10) / fj_per_bit("dally-2020", 32 << 10), rel=1e-12)
+        fj_per_bit("modern-5nm-hbm3", "L1") / fj_per_bit("dally-2020", "L1"), rel=1e-12)
 
 
 def test_given_level_energies_do_not_depend_on_the_preset(capsys, program):
     path = program(SMALL)
-    runs = [cli_json(capsys, "run", path, "--energy", p) for p in CONSTANTS]   # sutro-tiers
+    runs = [cli_json(capsys, "run", path, "--energy", p) for p in PRESETS]   # sutro-tiers
     assert runs[0]["energy_fj"]["by_level"] == runs[1]["energy_fj"]["by_level"]
     ratio = runs[1]["energy_fj"]["arithmetic"] / runs[0]["energy_fj"]["arithmetic"]
     assert ratio == pytest.approx(small_arith_fj("modern-5nm-hbm3") / small_arith_fj("dally-2020"),
@@ -255,11 +247,6 @@ def test_hierarchy_file_sets_the_levels(capsys, program, tmp_path):
 
 
 # ----------------------------------------------------------------------------- --cost-models
-
-def ceil_sqrt(n: int) -> int:
-    r = math.isqrt(n)
-    return r if r * r == n else r + 1
-
 
 def columns(trace) -> list[tuple]:
     """(address, bytes, is_write, instr, buffer) per access, in trace order."""

@@ -23,12 +23,13 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from randgraphs import graphs, random_graph
+import traceoracle
+from randgraphs import graphs, random_graph, typed_node
 from test_passes import EXACT, PROGRAMS, SMALL
 
 from sutro_ir.compile import compile_file
 from sutro_ir.graph import Graph, Node, verify
-from sutro_ir.ops import OPS, Operand, OpError, infer
+from sutro_ir.ops import OpError
 from sutro_ir.passes import run_pipeline
 from sutro_ir.schedule import schedule
 
@@ -44,7 +45,7 @@ def live_ranges(sched) -> dict[str, tuple]:
     graph = sched.graph
     ranges = {n.buffer: FOREVER for n in graph.nodes if n.op in ("param", "input")}
     for i, k in enumerate(sched.kernels):
-        touched = [graph[s].buffer for s in k.stores] + reads(graph, k)
+        touched = [graph[s].buffer for s in traceoracle.stored(k, sched)] + reads(graph, k)
         for b in touched:
             if ranges.get(b) != FOREVER:
                 ranges[b] = (ranges.get(b, (i, i))[0], i)
@@ -82,7 +83,7 @@ def check_stores_miss_reads(sched) -> None:
     """(b)"""
     graph = sched.graph
     for k in sched.kernels:
-        for stored in {graph[s].buffer for s in k.stores}:
+        for stored in {graph[s].buffer for s in traceoracle.stored(k, sched)}:
             for read in set(reads(graph, k)) - {stored}:
                 s, r = sched.slot(stored), sched.slot(read)
                 assert not overlap(s, r), f"{k.name} stores {stored} over {read}, which it reads"
@@ -202,19 +203,12 @@ def _sized_node(name, kind, a, b, by_name):
             return _update(name, a, b, by_name)
         if kind == "sum":
             axis = (("axis", 0),) if len(by_name[a].shape) == 2 else ()
-            return [_node(name, "sum", [a], by_name, axis)]
+            return [typed_node(name, "sum", [a], by_name, axis)]
         if kind == "relu":
-            return [_node(name, "relu", [a], by_name)]
-        return [_node(name, kind, [a, b], by_name)]
+            return [typed_node(name, "relu", [a], by_name)]
+        return [typed_node(name, kind, [a, b], by_name)]
     except OpError:
         return None
-
-
-def _node(name, op, args, by_name, attrs=()):
-    ops = [Operand(by_name[a].dtype, by_name[a].shape) if isinstance(a, str)
-           else Operand(None, (), a) for a in args]
-    dtype, shape = infer(OPS[op], ops, dict(attrs))
-    return Node(name, op, tuple(args), tuple(attrs), dtype, tuple(shape))
 
 
 def _update(name, p, g, by_name):
@@ -222,8 +216,8 @@ def _update(name, p, g, by_name):
     node = by_name[p]
     if not node.buffer.startswith("P") or by_name[g].shape != node.shape or g == p:
         return None
-    step = _node(f"%{name}", "mul", [0.1, g], by_name)
-    new = _node(f"{node.buffer}@{node.version + 1}", "sub", [p, step.name],
+    step = typed_node(f"%{name}", "mul", [0.1, g], by_name)
+    new = typed_node(f"{node.buffer}@{node.version + 1}", "sub", [p, step.name],
                 {**by_name, step.name: step})
     return [step, new]
 

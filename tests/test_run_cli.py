@@ -73,10 +73,21 @@ def test_bad_program_exits_2_with_caret(tmp_path):
     assert lines[1] == "      h = relu(h_pre, 2)" and lines[2] == "          ^"
 
 
-def test_graph_prints_canonical_ir_and_dot(capsys):
+@pytest.mark.snapshot
+def test_graph_prints_the_golden_ir(capsys):
     code, out, _ = run_cli(capsys, "graph", str(ROOT / "programs/mlp_backprop.sir"), "-p",
                            "identity")
     assert code == 0 and out == (Path(__file__).parent / "golden/mlp_backprop.ir").read_text()
+
+
+def test_graph_prints_canonical_ir_and_dot(capsys):
+    from sutro_ir.compile import compile_file, compile_program
+
+    path = str(ROOT / "programs/mlp_backprop.sir")
+    for pipeline in ("identity", "layer-local-update,fuse"):
+        code, out, _ = run_cli(capsys, "graph", path, "-p", pipeline)
+        assert code == 0 and compile_program(out, "printed.sir").train.graph.nodes == \
+            compile_file(path, {}, pipeline).train.graph.nodes
     code, out, _ = run_cli(capsys, "graph", str(ROOT / "programs/mlp_backprop.sir"), "--dot")
     assert code == 0 and out.startswith("digraph step {")
     assert '"dh" -> "W2@1" [style=dashed, label="anti"];' in out

@@ -101,3 +101,22 @@ def test_misaligned_access_is_a_user_error():
     t = Trace.from_chunks([Buffer("a", 0, 16, "f32")], [], [make_chunk(0, [0, 2], 4, False)])
     with pytest.raises(SimError, match="access at address 2 .* not aligned"):
         simulate(t, load_hierarchy("cpu-like"))
+
+
+def test_unbalanced_bytes_between_levels_are_an_internal_error():
+    """The guard behind every simulation: what a level fills and writes down is what the level
+    below serves and takes in. Stats that break it (a cache kernel bug) must not pass."""
+    import dataclasses
+
+    from simulator.simulate import check_balance
+
+    h = load_hierarchy("cpu-like")
+    levels = tuple(simulate(random_trace(0, 2000), h, "dally-2020").levels)
+    check_balance(h, levels)                              # real stats balance
+    for i in range(len(levels) - 1):
+        for field, delta in (("bytes_in", 64), ("bytes_out", 64), ("read_misses", 1)):
+            bad = list(levels)
+            bad[i] = dataclasses.replace(levels[i], **{field: getattr(levels[i], field) + delta})
+            with pytest.raises(RuntimeError, match=f"bytes between {levels[i].name} and "
+                                                   f"{levels[i + 1].name} do not balance"):
+                check_balance(h, tuple(bad))

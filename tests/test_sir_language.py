@@ -88,6 +88,9 @@ ERRORS = [
     ("h = relu(h_pre)", "h = -(h_pre > 0)",
      "p.sir:15:7: error: neg of bool values is not defined: cast them first, e.g. "
      "cast(a, to=\"f32\")\n      h = -(h_pre > 0)\n          ^"),
+    ("h = relu(h_pre)", "h = (h_pre > 0) ** 2",    # ** gives a float, but not of bools
+     "p.sir:15:7: error: pow of bool values is not defined: cast them first, e.g. "
+     "cast(a, to=\"f32\")\n      h = (h_pre > 0) ** 2\n          ^"),
 ]
 
 

@@ -27,19 +27,22 @@ DATA = Path(__file__).parent / "data"
 
 
 def brute_force(units, weights):
-    """Mattson's definition, literally: an LRU stack as a Python list."""
-    stack, weight_of, out_c, out_w = [], {}, [], []
+    """Mattson's definition, literally: an explicit LRU stack as a Python list (most recent
+    last); the distance of an access is how many units, and how much weight (each unit's weight
+    at its latest access), sit above its unit."""
+    stack, stack_w, out_c, out_w = [], [], [], []
     for u, w in zip(units, weights):
-        if u in stack:
-            above = stack[stack.index(u) + 1:]
-            out_c.append(len(above))
-            out_w.append(sum(weight_of[a] for a in above))
-            stack.remove(u)
-        else:
+        try:
+            k = stack.index(u)
+        except ValueError:
             out_c.append(COLD)
             out_w.append(COLD)
+        else:
+            out_c.append(len(stack) - k - 1)
+            out_w.append(sum(stack_w[k + 1:]))
+            del stack[k], stack_w[k]
         stack.append(u)
-        weight_of[u] = w
+        stack_w.append(w)
     return out_c, out_w
 
 
@@ -166,31 +169,10 @@ def test_trace_distances_at_three_granularities():
 # The tests above never fill a weighted tree, compact it with mixed sizes and grow it in the same
 # stream. These do, over thousands of accesses, against an explicit LRU stack.
 
-def lru_stack(units, weights):
-    """Mattson's definition with an explicit LRU stack (most recent last), in C-speed list
-    operations: the distance of an access is how many units, and how much weight (each unit's
-    weight at its latest access), sit above its unit."""
-    stack, stack_w, out_c, out_w = [], [], [], []
-    for u, w in zip(units, weights):
-        try:
-            k = stack.index(u)
-        except ValueError:
-            out_c.append(COLD)
-            out_w.append(COLD)
-        else:
-            out_c.append(len(stack) - k - 1)
-            out_w.append(sum(stack_w[k + 1:]))
-            del stack[k], stack_w[k]
-        stack.append(u)
-        stack_w.append(w)
-    return out_c, out_w
-
-
-def test_lru_stack_is_the_definition():
+def test_brute_force_is_the_definition():
     # a b b c a with sizes 1 2 4 8 16: the last a has b (latest size 4) and c above it
-    assert lru_stack([0, 1, 1, 2, 0], [1, 2, 4, 8, 16]) == ([COLD, COLD, 0, COLD, 2],
-                                                            [COLD, COLD, 0, COLD, 12])
-    assert lru_stack([0, 1, 1, 2, 0], [1] * 5) == brute_force([0, 1, 1, 2, 0], [1] * 5)
+    assert brute_force([0, 1, 1, 2, 0], [1, 2, 4, 8, 16]) == ([COLD, COLD, 0, COLD, 2],
+                                                              [COLD, COLD, 0, COLD, 12])
 
 
 def spread_units(rng, ids, n_pages):
@@ -231,11 +213,11 @@ def feed_watching(sd, units, weights, chunk):
     return np.concatenate(got_c), np.concatenate(got_w), states
 
 
-def test_mixed_sizes_compact_and_grow_against_the_lru_stack():
+def test_mixed_sizes_compact_and_grow_against_the_brute_force():
     units, weights = phased_stream(5)
     sd = StackDistance(weighted=True, positions=64)
     got_c, got_w, states = feed_watching(sd, units, weights, chunk=37)
-    want_c, want_w = lru_stack(units.tolist(), weights.tolist())
+    want_c, want_w = brute_force(units.tolist(), weights.tolist())
     assert got_c.tolist() == want_c
     assert got_w.tolist() == want_w
     # the regimes this test exists for, so that it cannot silently stop covering them
@@ -259,7 +241,7 @@ def test_weight_trees_built_far_from_a_compaction():
     first = sd.feed(units[:513], weights[:513])       # access 512 compacts: 100 positions used
     assert int(sd._st[_NEXT]) == 101 and int(sd._st[_UNIFORM]) == 2
     rest = sd.feed(units[513:], weights[513:])
-    want_c, want_w = lru_stack(units.tolist(), weights.tolist())
+    want_c, want_w = brute_force(units.tolist(), weights.tolist())
     assert np.concatenate([first[1], rest[1]]).tolist() == want_w
     assert np.concatenate([first[0], rest[0]]).tolist() == want_c
 
@@ -269,13 +251,13 @@ def test_weight_trees_built_far_from_a_compaction():
        uniform_len=st.integers(0, 1200), mixed_len=st.integers(0, 1200),
        large=st.integers(1, 1500), large_len=st.integers(0, 1500), n_pages=st.integers(1, 90),
        chunk=st.sampled_from([1, 7, 100, 511, 512, 513, 5000]))
-def test_phased_streams_match_the_lru_stack(seed, small, uniform_len, mixed_len, large,
+def test_phased_streams_match_the_brute_force(seed, small, uniform_len, mixed_len, large,
                                             large_len, n_pages, chunk):
     units, weights = phased_stream(seed, small, uniform_len, mixed_len + 1, max(large, small),
                                    large_len, n_pages)
     sd = StackDistance(weighted=True, positions=64)
     got_c, got_w, _ = feed_watching(sd, units, weights, chunk)
-    want_c, want_w = lru_stack(units.tolist(), weights.tolist())
+    want_c, want_w = brute_force(units.tolist(), weights.tolist())
     assert got_c.tolist() == want_c
     assert got_w.tolist() == want_w
 
@@ -294,7 +276,7 @@ def expand_lines(addr, nbytes, line_bytes):
 @given(st.lists(st.tuples(st.integers(0, 30), st.integers(1, 150), st.booleans()),
                 min_size=1, max_size=150),
        st.sampled_from([8, 16, 64, 128]), st.integers(1, 4), st.sampled_from([1, 1 << 33]))
-def test_trace_distances_line_and_byte_against_the_lru_stack(accesses, line_bytes, n_chunks,
+def test_trace_distances_line_and_byte_against_the_brute_force(accesses, line_bytes, n_chunks,
                                                              spread):
     """Unaligned accesses of 1..150 bytes (many span lines), streamed over several chunks."""
     addr = [a * 13 + (a % 3) * spread for a, _, _ in accesses]
@@ -310,6 +292,6 @@ def test_trace_distances_line_and_byte_against_the_lru_stack(accesses, line_byte
         return np.concatenate([d for _, d, _ in out]).tolist(), np.concatenate(owners).tolist()
 
     lines, owner = expand_lines(addr, nbytes, line_bytes)
-    assert run("line") == (lru_stack(lines, [1] * len(lines))[0], owner)
-    assert run("byte") == (lru_stack(addr, nbytes)[1], list(range(len(addr))))
-    assert run("element") == (lru_stack(addr, nbytes)[0], list(range(len(addr))))
+    assert run("line") == (brute_force(lines, [1] * len(lines))[0], owner)
+    assert run("byte") == (brute_force(addr, nbytes)[1], list(range(len(addr))))
+    assert run("element") == (brute_force(addr, nbytes)[0], list(range(len(addr))))

@@ -45,15 +45,19 @@ N_CASES = 240
 N_KERNEL_CASES = 48        # through the general path, and through the hash kernel
 N_DEFAULT_CASES = 32       # per default-mode case
 ROOT = Path(__file__).resolve().parent.parent
+LEVELS = (1, 3)            # cache levels per hierarchy, at least and at most
+SMALL_WAYS = (1, 8)
+HASH_WAYS = (2, 4, 33, 48, 64, 128)   # above 32: the hash kernel
+ACCESS_BYTES = (1, 16)
 
 
 def random_hierarchy(rng: np.random.Generator, compat: bool = True, policies=("lru", "fifo"),
-                     ways=lambda rng: int(rng.integers(1, 9)), wb_nwa: bool = True) -> Hierarchy:
+                     ways=lambda rng: small_ways(rng), wb_nwa: bool = True) -> Hierarchy:
     """1-3 levels; line sizes never shrink towards memory (pycachesim requires it), and a
     write-through level never allocates (pycachesim supports no other). `wb_nwa`: whether a
     write-back level may be non-allocating."""
     levels, line = [], int(2 ** rng.integers(2, 7))
-    for i in range(int(rng.integers(1, 4))):
+    for i in range(int(rng.integers(LEVELS[0], LEVELS[1] + 1))):
         line = line * int(2 ** rng.integers(0, 2)) if i else line
         sets, n_ways = int(2 ** rng.integers(0, 6)), ways(rng)
         write_back = bool(rng.random() < 0.8)
@@ -69,7 +73,7 @@ def random_trace(rng: np.random.Generator, n: int):
     span = int(2 ** rng.integers(8, 16))
     base = int(rng.integers(0, 2 ** 31))
     addr = base + rng.integers(0, span, n)
-    nbytes = rng.integers(1, 17, n)
+    nbytes = rng.integers(ACCESS_BYTES[0], ACCESS_BYTES[1] + 1, n)
     is_write = rng.random(n) < rng.random()
     return make_chunk(0, addr, nbytes, is_write)
 
@@ -78,7 +82,8 @@ def run_pycachesim(h: Hierarchy, chunk):
     mem = cachesim.MainMemory()
     below, caches = None, []
     for lv in reversed(h.levels[:-1]):
-        below = cachesim.Cache(lv.name, lv.n_sets, lv.ways, lv.line_bytes, lv.policy.upper(),
+        sets = lv.capacity_bytes // lv.line_bytes // lv.ways   # not Level.n_sets: under test
+        below = cachesim.Cache(lv.name, sets, lv.ways, lv.line_bytes, lv.policy.upper(),
                                write_back=lv.write_back, write_allocate=lv.write_allocate,
                                load_from=below, store_to=below)
         caches.insert(0, below)
@@ -143,11 +148,11 @@ BOTH_PATHS = ((True, True), (False, False))     # fused (grouped) and general; h
 
 def hash_ways(rng) -> int:
     """Ways above 32 at some levels: those take the hash kernel."""
-    return int(rng.choice([2, 4, 33, 48, 64, 128]))
+    return int(rng.choice(HASH_WAYS))
 
 
 def small_ways(rng) -> int:
-    return int(rng.integers(1, 9))
+    return int(rng.integers(SMALL_WAYS[0], SMALL_WAYS[1] + 1))
 
 
 def write_back_last(h: Hierarchy) -> Hierarchy:
@@ -235,3 +240,6 @@ def test_docs_quote_the_case_counts():
     assert (f"{N_CASES} pairs through the path `CacheSim` picks, {N_KERNEL_CASES} through the "
             f"general path and {N_KERNEL_CASES} through the hash kernel" in doc)
     assert f"and the test compares them there too, {N_DEFAULT_CASES} pairs each" in doc
+    assert (f"{LEVELS[0]} to {LEVELS[1]} levels" in doc and f"{SMALL_WAYS[0]} to "
+            f"{max(HASH_WAYS)} ways, reads and writes of {ACCESS_BYTES[0]} to {ACCESS_BYTES[1]} "
+            "bytes" in doc)

@@ -10,7 +10,7 @@ from . import register
 
 # ops whose operands may be swapped without changing a bit of the result. Not add, mul,
 # maximum or minimum: with two NaNs numpy returns the first operand's (sign and payload), and
-# maximum(-0.0, 0.0) is -0.0 while maximum(0.0, -0.0) is 0.0
+# maximum(-0.0, 0.0) is 0.0 while maximum(0.0, -0.0) is -0.0 (a tie returns the second operand)
 COMMUTATIVE = {"eq", "ne"}
 
 
