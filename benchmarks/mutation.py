@@ -27,6 +27,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -106,16 +107,24 @@ def run_suite(root: Path, cache: Path, mutant: Mutant | None) -> tuple[str, str,
         output = proc.stdout + proc.stderr
         status = classify(proc.returncode, output)
         if status != "passed":
-            return status, first_failure(output), time.perf_counter() - t
+            what = (f"the suite died of {signal.Signals(-proc.returncode).name}"
+                    if proc.returncode < 0 else first_failure(output))
+            return status, what, time.perf_counter() - t
     return "passed", "", time.perf_counter() - t
 
 
+CRASHES = {-signal.SIGSEGV, -signal.SIGBUS, -signal.SIGABRT, -signal.SIGFPE, -signal.SIGILL}
+
+
 def classify(code: int, output: str) -> str:
+    """A test failed, a test module failed to import, or the suite crashed (a numba kernel
+    writing out of bounds): the mutant is caught. Any other exit (a usage error, no tests,
+    killed from outside, say for memory) says nothing about the mutant."""
     if code == 0:
         return "passed"
     if code == 1 or (code == 2 and "error" in output and "collect" in output):
         return "failed"
-    return "error"
+    return "crashed" if code in CRASHES else "error"
 
 
 def first_failure(output: str) -> str:
@@ -126,7 +135,8 @@ def first_failure(output: str) -> str:
     return lines[-1][:100] if lines else ""
 
 
-STATUS = {"failed": "caught", "passed": "survived", "timeout": "timeout", "error": "error"}
+STATUS = {"failed": "caught", "crashed": "crashed", "passed": "survived", "timeout": "timeout",
+          "error": "error"}
 
 
 def check(mutant: Mutant, root: Path, cache: Path) -> Outcome:
@@ -201,10 +211,11 @@ def print_report(outcomes: list[Outcome]) -> None:
     survived = [o for o in outcomes if o.status == "survived"]
     equivalent = [o for o in survived if o.mutant.equivalent]
     real = [o for o in survived if not o.mutant.equivalent]
-    count = {s: sum(o.status == s for o in outcomes) for s in ("caught", "timeout", "error")}
-    print(f"\n{len(outcomes)} mutants: {count['caught']} caught, {count['timeout']} timed out, "
-          f"{len(equivalent)} equivalent (survive by design), {len(real)} survived, "
-          f"{count['error']} errors")
+    count = {s: sum(o.status == s for o in outcomes)
+             for s in ("caught", "crashed", "timeout", "error")}
+    print(f"\n{len(outcomes)} mutants: {count['caught']} caught by a test, {count['crashed']} "
+          f"crashed the suite, {count['timeout']} timed out, {len(equivalent)} equivalent "
+          f"(survive by design), {len(real)} survived, {count['error']} errors")
     for o in outcomes:
         if o.status == "error":
             print(f"  ERROR       {o.mutant.id}: pytest did not run the tests ({o.test})")

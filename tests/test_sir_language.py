@@ -32,6 +32,17 @@ def test_print_parse_round_trip(path):
     assert print_program(again) == text
 
 
+def test_canonical_form_names_types_and_updates():
+    """docs/language.md: every nested expression named and typed, updates as `W := op(...)`
+    (`W = op(...)` would parse to the same update, so only the text can tell)."""
+    program = compile_text("config lr = 0.5\ndata train, test = xor(train=4, test=4)\n"
+                           "param w: f32[2] = zeros()\ntrain (x, y) in train for 1 epochs {\n"
+                           "  w -= lr * (w - x)\n}\neval (x, y) in test { predict sign(w @ x) }\n")
+    body = print_program(program).split("train (x, y)")[1].splitlines()[1:4]
+    assert body == ["  %0: f32[2] = sub(w, x)", "  %1: f32[2] = mul(0.5, %0)",
+                    "  w := sub(w, %1)"]
+
+
 @pytest.mark.parametrize("path", PROGRAMS, ids=lambda p: p.name)
 def test_first_line_says_what_the_program_shows(path):
     first = path.read_text().splitlines()[0]
