@@ -217,7 +217,7 @@ MUTANTS: list[Mutant] = [
       "        if abs(fj) >= scale:",
       "        if abs(fj) > scale:",
       "an energy of exactly 1 pJ prints as 1,000 fJ",
-      ("tests/test_cli.py",)),
+      ("tests/test_simulate.py",)),
     # ------------------------------------------------------------------ sutro_ir/printer.py
     M("printer-update-as-let", "sutro_ir/printer.py",
       '        return f"{n.buffer} := {call}"',

@@ -194,6 +194,13 @@ def test_verify_rejects_illegal_kernels():
     with pytest.raises(SirError, match="'v' reads 'P' in the loop nest that overwrites it"):
         verify(g)
     verify(Graph(g.nodes))                      # the same nodes unfused are fine
+    # an elementwise member must have the anchor's shape: a [4] node cannot join a scalar's loop
+    g = Graph((Node("P", "param", dtype="f32", shape=(4,)),
+               Node("s", "sum", ("P",), dtype="f32", shape=()),
+               Node("n", "neg", ("P",), dtype="f32", shape=(4,))), ("s", "n"), (("s", "n"),))
+    with pytest.raises(SirError, match="'n' \\(neg, f32\\[4\\]\\) cannot join the loop nest "
+                                       "of 's' \\(sum, f32\\[\\]\\)"):
+        verify(g)
 
 
 def test_reordering_after_fuse_is_refused():

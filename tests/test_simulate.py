@@ -120,3 +120,13 @@ def test_unbalanced_bytes_between_levels_are_an_internal_error():
             with pytest.raises(RuntimeError, match=f"bytes between {levels[i].name} and "
                                                    f"{levels[i + 1].name} do not balance"):
                 check_balance(h, tuple(bad))
+
+
+def test_energies_and_sizes_print_in_the_largest_unit_that_keeps_them_at_least_1():
+    from simulator.report import energy as fmt_energy
+    from simulator.report import size
+
+    assert [fmt_energy(x) for x in (999.0, 1000.0, 1234.0, 1e6, 195e9, 1e12, 1.36e15, 0.5)] == \
+        ["999 fJ", "1 pJ", "1.23 pJ", "1 nJ", "195 uJ", "1 mJ", "1.36 J", "0.5 fJ"]
+    assert [size(n) for n in (1023, 1024, 1536, 80_000, 1 << 20, 3 << 30, None)] == \
+        ["1023 B", "1 KiB", "1.5 KiB", "78.1 KiB", "1 MiB", "3 GiB", "-"]

@@ -6,13 +6,16 @@ import os
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import check_golden
 
 from sutro_ir.compile import compile_program
 from sutro_ir.errors import SirError
+from sutro_ir.execute import Step
 from sutro_ir.graph import Graph, verify
 from sutro_ir.printer import print_program
+from sutro_ir.schedule import schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAMS = sorted((ROOT / "programs").glob("*.sir"))
@@ -41,6 +44,45 @@ def test_canonical_form_names_types_and_updates():
     body = print_program(program).split("train (x, y)")[1].splitlines()[1:4]
     assert body == ["  %0: f32[2] = sub(w, x)", "  %1: f32[2] = mul(0.5, %0)",
                     "  w := sub(w, %1)"]
+
+
+UPDATES = """config lr = 0.5
+data train, test = xor(train=4, test=4)
+param a: f32[2] = ones()
+param b: f32[2] = ones()
+param c: f32[2] = ones()
+param d: f32[2] = ones()
+param e: f32[2] = ones()
+train (x, y) in train for 1 epochs {
+  a += x
+  b -= x * -2
+  c *= x
+  d /= x - 3
+  e := a * 3
+  after = a + e
+}
+eval (x, y) in test { predict sign(a @ x) }
+"""
+
+
+def test_updates_lower_to_their_ops_and_later_reads_see_the_new_version():
+    """docs/language.md: `W op= e` is W = W op e, `W := e` sets W; a read after an update reads
+    the new value (its version); `-c` of a constant is the constant -c. Executed on one
+    example against numpy."""
+    graph = compile_text(UPDATES).train.graph
+    ops = {n.name: (n.op, n.args) for n in graph.body}
+    assert [ops[f"{p}@1"][0] for p in "abcd"] == ["add", "sub", "mul", "div"]
+    assert ops["e@1"] == ("mul", ("a@1", 3.0)) and ops["after"] == ("add", ("a@1", "e@1"))
+    assert any(op == "mul" and -2.0 in args for op, args in ops.values())
+    assert ops["d@1"][1][0] == "d" and ops["b@1"][1][0] == "b"
+    x = np.array([2.0, -1.0], np.float32)
+    arrays = {p: np.ones(2, np.float32) for p in "abcde"} | {"x": x.copy(),
+                                                             "y": np.float32(1).reshape(())}
+    Step(graph, arrays, schedule(graph).kernels)()
+    a = 1 + x
+    want = {"a": a, "b": 1 - x * -2, "c": 1 * x, "d": 1 / (x - 3), "e": a * 3, "after": a + a * 3}
+    for name, value in want.items():
+        assert arrays[name].tobytes() == value.astype(np.float32).tobytes(), name
 
 
 @pytest.mark.parametrize("path", PROGRAMS, ids=lambda p: p.name)
