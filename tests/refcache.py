@@ -250,9 +250,8 @@ def _replay(hierarchy, accesses, n_buffers, futures, cut=None, sink=None):
 
 
 def simulate(hierarchy, addr, nbytes, is_write, buffer_ids, n_buffers: int) -> Result:
-    """Run the accesses (sequences of equal length) through the hierarchy."""
-    if hierarchy.pycachesim_compat and any(lv.policy == "opt" for lv in hierarchy.levels):
-        raise ValueError("pycachesim_compat with an OPT level is undefined: pycachesim has no OPT")
+    """Run the accesses (sequences of equal length) through the hierarchy (a Hierarchy never
+    combines pycachesim_compat with an OPT level: pycachesim has no OPT)."""
     accesses = [(int(a), int(n), bool(w), int(b))
                 for a, n, w, b in zip(addr, nbytes, is_write, buffer_ids)]
     futures = {}

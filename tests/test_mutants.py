@@ -4,6 +4,7 @@ still compiles, and still changes something, so benchmarks/mutation.py can be re
 
 from __future__ import annotations
 
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -31,3 +32,18 @@ def test_the_list_covers_both_packages_with_unique_ids():
     assert not [i for i, n in ids.items() if n > 1]
     files = Counter(m.file.split("/")[0] for m in MUTANTS)
     assert len(MUTANTS) >= 40 and files["simulator"] >= 15 and files["sutro_ir"] >= 15, files
+
+
+def test_the_testing_page_quotes_the_list():
+    """docs/testing.md gives the list's size, its split and its equivalent mutants, and names
+    mutants that must stay in it."""
+    page = " ".join((ROOT / "docs/testing.md").read_text().split())
+    files = Counter(m.file.split("/")[0] for m in MUTANTS)
+    assert (f"The list holds {len(MUTANTS)} mutants: {files['simulator']} in `simulator/`, "
+            f"{files['sutro_ir']} in `sutro_ir/` and {files['sutro_sim']} in `sutro_sim/`."
+            in page)
+    equivalent = sum(bool(m.equivalent) for m in MUTANTS)
+    assert f"{['No', 'One', 'Two', 'Three', 'Four'][equivalent]} of them are equivalent" in page
+    ids = {m.id for m in MUTANTS}
+    for named in re.findall(r"\| `([a-z0-9-]+)`(?:, `([a-z0-9-]+)`)? \|", page):
+        assert set(filter(None, named)) <= ids, named
