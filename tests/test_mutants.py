@@ -44,6 +44,7 @@ def test_the_testing_page_quotes_the_list():
             in page)
     equivalent = sum(bool(m.equivalent) for m in MUTANTS)
     assert f"{['No', 'One', 'Two', 'Three', 'Four'][equivalent]} of them are equivalent" in page
+    assert f"all {len(MUTANTS) - equivalent} non-equivalent mutants caught" in page
     ids = {m.id for m in MUTANTS}
     for named in re.findall(r"\| `([a-z0-9-]+)`(?:, `([a-z0-9-]+)`)? \|", page):
         assert set(filter(None, named)) <= ids, named
