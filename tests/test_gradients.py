@@ -16,6 +16,7 @@ minimum are tested where the function is smooth: maximum(a, a) = a.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -223,3 +224,10 @@ def test_the_executor_really_computes_in_float64():
     assert abs(float(arrays["loss"]) - want) <= 1e-14 * sum(abs(u)) * 4
     # in float32 the same loss would be off by about 1e-7 relative: the check can tell
     assert abs(float(np.float32(want)) - want) > 1e-14 * sum(abs(u)) * 4
+
+
+def test_the_testing_page_quotes_the_tolerance():
+    page = " ".join((Path(__file__).resolve().parent.parent / "docs/testing.md").read_text()
+                    .split())
+    quoted = page.split("relative tolerance ")[1].split(",")[0]
+    assert float(quoted) == RTOL and "for every derivative rule and all six matmul forms" in page

@@ -227,3 +227,9 @@ def _update(name, p, g, by_name):
 def test_graphs_with_buffers_of_many_sizes(graph):
     for pipeline in ("", "fuse", "layer-local-update,fuse", "dce,cse,fuse"):
         check_layouts(run_pipeline(graph, pipeline))
+
+
+def test_the_docs_quote_the_alignment():
+    for page in ("docs/testing.md", "docs/machine-model.md"):
+        assert f"{ALIGN}-byte aligned" in " ".join((ROOT / page).read_text().split()) or \
+            f"aligned to {ALIGN} bytes" in " ".join((ROOT / page).read_text().split()), page
