@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import datasets
-from .graph import Graph, Node, compute_dtype
-from .ops import DTYPES, OPS
+from .errors import SirError
+from .graph import REGION_OPS, Graph, Node, compute_dtype
+from .ops import DTYPES, OPS, RunError
 from .program import Program
 from .schedule import Schedule
 
@@ -33,6 +34,11 @@ class TrainResult:
     test_accuracy: float
     history: tuple              # train accuracy after each epoch (when `until` is used)
     execute_s: float
+    paths: tuple = ((),)        # the distinct control paths of the steps (Step.path)
+    step_paths: np.ndarray | None = None   # each step's row of `paths` (None: all path 0)
+
+    def path_of(self, step: int) -> int:
+        return 0 if self.step_paths is None else int(self.step_paths[step])
 
 
 def init_params(program: Program, seed: int) -> dict[str, np.ndarray]:
@@ -53,22 +59,83 @@ def init_params(program: Program, seed: int) -> dict[str, np.ndarray]:
 
 
 class Step:
-    """One loop body compiled to closures over preallocated arrays."""
+    """One loop body compiled to closures over preallocated arrays. An if runs only the block
+    its condition picks. When the step has ifs or run-time indices, `path` collects, in
+    program order, each if's choice (1 then, 0 else) and each run-time index: the control
+    path that the step's trace depends on (tracegen.py)."""
 
     def __init__(self, graph: Graph, arrays: dict[str, np.ndarray], kernels):
         self.graph = graph
         self.arrays = arrays
-        for n in graph.nodes:
-            if n.buffer not in arrays:
+        for n in graph.all_nodes:
+            if n.op not in REGION_OPS and n.buffer not in arrays:
                 arrays[n.buffer] = np.zeros(n.shape, DTYPES[n.dtype])
+        self.path: list[int] = []
+        self.decides = any(n.op == "if" or dynamic_operands(n) for n in graph.all_nodes)
         # a fused kernel runs node by node over whole arrays: the same arithmetic in the same
         # order, so results are bit-identical; its register values get scratch arrays, which
         # the trace does not see
-        self.calls = [_closure(n, graph, arrays) for k in kernels for n in k.nodes]
+        self.calls = self._compile(kernels)
+
+    def _compile(self, kernels) -> list[Callable[[], None]]:
+        calls = []
+        for k in kernels:
+            if k.branches:
+                calls.append(self._branch(k))
+            else:
+                calls += [self._guarded(n, _closure(n, self.graph, self.arrays))
+                          for n in k.nodes]
+        return calls
+
+    def _branch(self, k) -> Callable[[], None]:
+        cond = self.arrays[self.graph[k.anchor.args[0]].buffer]
+        then, orelse = (self._compile(b) for b in k.branches)
+        record = self.path.append
+
+        def run() -> None:
+            taken = bool(cond)
+            record(int(taken))
+            for call in (then if taken else orelse):
+                call()
+        return run
+
+    def _guarded(self, n: Node, call: Callable[[], None]) -> Callable[[], None]:
+        """Record a node's run-time indices; tie a refused value (RunError) to the node."""
+        dyn = [self.arrays[self.graph[a].buffer] for a in dynamic_operands(n)]
+        risky = dyn or n.op == "cast" and DTYPES[n.dtype]().dtype.kind in "iu"
+        if not risky:
+            return call
+        record = self.path.append
+
+        def run() -> None:
+            for d in dyn:
+                record(int(d))
+            try:
+                call()
+            except RunError as e:
+                raise NodeError(n, str(e)) from None
+        return run
 
     def __call__(self) -> None:
         for call in self.calls:
             call()
+
+
+class NodeError(Exception):
+    """A RunError with the node that raised it."""
+
+    def __init__(self, node: Node, message: str):
+        super().__init__(message)
+        self.node = node
+
+
+def dynamic_operands(n: Node) -> tuple[str, ...]:
+    """The operands of an index or setindex read as indices at run time."""
+    if n.op == "index":
+        return tuple(n.args[1:])
+    if n.op == "setindex":
+        return tuple(a for a in n.args[2:])
+    return ()
 
 
 def _closure(n: Node, graph: Graph, arrays) -> Callable[[], None]:
@@ -109,7 +176,12 @@ class Executor:
         for i in range(len(xs)):
             np.copyto(x, xs[i])
             np.copyto(y, ys[i])
-            self.eval_step()
+            try:
+                self.eval_step()
+            except NodeError as e:
+                raise SirError(f"evaluating example {i} of '{dataset}': {e}", e.node.loc) \
+                    from None
+            self.eval_step.path.clear()
             hits += bool(np.all(pred == y))
         return hits / len(xs)
 
@@ -127,11 +199,20 @@ class Executor:
         b = loop.batch or 1
         starts = range(0, self.steps_per_epoch * b, b)
         step, history = 0, []
+        run, path = self.train_step, self.train_step.path
+        paths: dict[tuple, int] = {}
+        step_paths: list[int] | None = [] if run.decides else None
         for epoch in range(loop.epochs):
             for i in starts:
                 np.copyto(x, xs[i] if loop.batch is None else xs[i:i + b])
                 np.copyto(y, ys[i] if loop.batch is None else ys[i:i + b])
-                self.train_step()
+                try:
+                    run()
+                except NodeError as e:
+                    raise SirError(f"step {step}: {e}", e.node.loc) from None
+                if step_paths is not None:
+                    step_paths.append(paths.setdefault(tuple(path), len(paths)))
+                    path.clear()
                 step += 1
             if progress:
                 progress(epoch + 1, loop.epochs)
@@ -141,8 +222,12 @@ class Executor:
                     break
         train_acc = history[-1] if history else self.accuracy(loop.dataset)
         test_acc = self.accuracy(self.program.eval.dataset)
+        if step_paths is None:
+            return TrainResult(step, epoch + 1, train_acc, test_acc, tuple(history),
+                               time.perf_counter() - t0)
         return TrainResult(step, epoch + 1, train_acc, test_acc, tuple(history),
-                           time.perf_counter() - t0)
+                           time.perf_counter() - t0, tuple(paths) or ((),),
+                           np.array(step_paths, np.int32))
 
     @property
     def steps_per_epoch(self) -> int:

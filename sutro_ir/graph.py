@@ -23,6 +23,7 @@ from .errors import NOWHERE, Loc, SirError
 from .ops import OPS, RANK, Operand, OpError, infer, show
 
 SOURCE_OPS = ("param", "input")
+REGION_OPS = ("if", "merge")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,35 @@ class Node:
     def type(self) -> str:
         return show(self.dtype, self.shape)
 
+    @property
+    def branches(self) -> tuple[tuple, tuple]:
+        """(then, else) node tuples of an `if` node."""
+        attrs = dict(self.attrs)
+        return attrs["then"], attrs["else"]
+
+
+def region_name(then: tuple, orelse: tuple) -> str:
+    """An if node's name: from its first inner node, so a program printed and parsed again
+    names it the same."""
+    return f"if:{(then + orelse)[0].name}"
+
+
+def walk(nodes):
+    """Every node of a block and, after each if, the nodes of its branches, in order."""
+    for n in nodes:
+        yield n
+        if n.op == "if":
+            then, orelse = n.branches
+            yield from walk(then)
+            yield from walk(orelse)
+
+
+def captures(then: tuple, orelse: tuple) -> tuple[str, ...]:
+    """The values from outside that an if's branches read, in order of first read."""
+    inner = {n.name for n in walk(then + orelse)}
+    return tuple(dict.fromkeys(a for n in walk(then + orelse) for a in n.operands
+                               if a not in inner))
+
 
 @dataclass(frozen=True)
 class Graph:
@@ -61,10 +91,20 @@ class Graph:
     outputs: tuple[str, ...] = ()
     kernels: tuple[tuple[str, ...], ...] = ()   # fused groups of two or more nodes
     layout: str = "bump"
+    notes: tuple[str, ...] = field(default=(), compare=False)   # what passes declined, and why
 
     @functools.cached_property
     def by_name(self) -> dict[str, Node]:
-        return {n.name: n for n in self.nodes}
+        """Every node, those inside if branches too."""
+        return {n.name: n for n in walk(self.nodes)}
+
+    @functools.cached_property
+    def all_nodes(self) -> tuple[Node, ...]:
+        return tuple(walk(self.nodes))
+
+    @functools.cached_property
+    def has_regions(self) -> bool:
+        return any(n.op == "if" for n in self.nodes)
 
     def __getitem__(self, name: str) -> Node:
         return self.by_name[name]
@@ -97,9 +137,13 @@ def nx_view(graph: Graph):
 
 
 def previous_version(n: Node) -> str | None:
-    """The name of the version an update replaces (W1 for W1@1, W1@1 for W1@2), else None."""
+    """The name of the version a step-level update replaces (W1 for W1@1, W1@1 for W1@2; for a
+    merge, the version before its if), else None. (Inside a branch the previous version is
+    whatever was current there: see verify.)"""
     if n.version == 0:
         return None
+    if n.op == "merge":
+        return n.args[1]
     return n.buffer if n.version == 1 else f"{n.buffer}@{n.version - 1}"
 
 
@@ -131,11 +175,21 @@ def keeping(graph: Graph, nodes: list, renamed: dict | None = None) -> Graph:
                  graph.layout)
 
 
+def renamed_reads(n: Node, same: dict[str, str]) -> Node:
+    """n reading same.get(a, a) for each operand a, in its blocks too (an if's captures)."""
+    args = tuple(same.get(a, a) if isinstance(a, str) else a for a in n.args)
+    if n.op != "if":
+        return Node(n.name, n.op, args, n.attrs, n.dtype, n.shape, n.loc)
+    then, orelse = (tuple(renamed_reads(m, same) for m in block) for block in n.branches)
+    return Node(n.name, n.op, args, (("else", orelse), ("then", then)), n.dtype, n.shape, n.loc)
+
+
 def _updates(graph: Graph):
-    """(update node, name of the version it replaces) for every parameter update."""
+    """(the node that overwrites, name of the version it replaces) for every step-level update;
+    the buffers an if writes are overwritten by the if node."""
     for n in graph.nodes:
         if n.version > 0:
-            yield n, n.buffer if n.version == 1 else f"{n.buffer}@{n.version - 1}"
+            yield (graph[n.args[0]] if n.op == "merge" else n), previous_version(n)
 
 
 def _readers(graph: Graph, name: str) -> list[str]:
@@ -145,16 +199,14 @@ def _readers(graph: Graph, name: str) -> list[str]:
 # ----------------------------------------------------------------------------- verify
 
 def verify(graph: Graph, where: str = "graph") -> Graph:
-    """Unique names, defs before uses, types that follow the op rules, parameter versions in
-    sequence, and an order that respects every anti-dependency. Returns the graph."""
-    seen: dict[str, Node] = {}
-    for n in graph.nodes:
-        _check_node(n, seen, where)
-        seen[n.name] = n
-    for update, old in _updates(graph):
-        _check_update(graph, update, old, where)
+    """Unique names, defs before uses, types that follow the op rules, every write to a buffer
+    after every read of the version it overwrites, if regions well formed (a bool condition,
+    the values read from outside listed, a merge for every buffer a branch writes, right after
+    the if), and fused kernels that are loop nests. Returns the graph."""
+    state = _Scope({}, {}, set(), where)
+    state.block(graph.nodes, top=True)
     for out in graph.outputs:
-        if out not in seen:
+        if out not in state.seen:
             raise SirError(f"{where}: output '{out}' is not defined", None)
     position = {n.name: i for i, n in enumerate(graph.nodes)}
     grouped: set[str] = set()
@@ -164,6 +216,118 @@ def verify(graph: Graph, where: str = "graph") -> Graph:
         grouped |= set(group)
         check_kernel(graph, group, position, where)
     return graph
+
+
+class _Scope:
+    """The walk of verify: the values visible, each buffer's current version."""
+
+    def __init__(self, seen: dict, current: dict, names: set, where: str):
+        self.seen, self.current, self.names, self.where = seen, current, names, where
+
+    def block(self, nodes, top: bool = False) -> None:
+        i = 0
+        while i < len(nodes):
+            n = nodes[i]
+            if n.op in SOURCE_OPS and not top:
+                raise SirError(f"{self.where}: {n.op} '{n.name}' inside an if", n.loc)
+            if n.op == "merge":
+                raise SirError(f"{self.where}: merge '{n.name}' does not follow its if", n.loc)
+            self.node(n)
+            i += 1
+            if n.op == "if":
+                i = self.region(n, nodes, i)
+
+    def node(self, n: Node) -> None:
+        where = self.where
+        if n.name in self.names:
+            raise SirError(f"{where}: '{n.name}' is defined twice", n.loc)
+        self.names.add(n.name)
+        missing = [a for a in n.operands if a not in self.seen]
+        if missing:
+            raise SirError(f"{where}: '{n.name}' reads '{missing[0]}' before it is defined",
+                           n.loc)
+        for a in n.operands:
+            latest = self.current.get(self.seen[a].buffer, a)
+            if latest != a:
+                raise SirError(f"{where}: '{n.name}' reads '{a}' after the update '{latest}' "
+                               "overwrote it", n.loc)
+        if n.op not in SOURCE_OPS:
+            self.typecheck(n)
+        if n.version > 0:
+            base = self.current.get(n.buffer)
+            if base is None:
+                raise SirError(f"{where}: update '{n.name}' has no previous version", n.loc)
+            prev = self.seen[base]
+            if (prev.dtype, prev.shape) != (n.dtype, n.shape):
+                raise SirError(f"{where}: update '{n.name}' is {n.type}, the buffer is "
+                               f"{prev.type}", n.loc)
+        self.seen[n.name] = n
+        if n.version > 0 or n.buffer not in self.current:
+            self.current[n.buffer] = n.name
+
+    def typecheck(self, n: Node) -> None:
+        where = self.where
+        if n.op not in OPS:
+            raise SirError(f"{where}: '{n.name}' has unknown op '{n.op}'", n.loc)
+        if n.op == "if":
+            return
+        if n.op == "merge":
+            old = self.seen.get(n.args[1]) if len(n.args) == 2 else None
+            if old is None or old.buffer != n.buffer or (old.dtype, old.shape) != (n.dtype,
+                                                                                 n.shape):
+                raise SirError(f"{where}: merge '{n.name}' must name the version of its buffer "
+                               "before the if", n.loc)
+            return
+        args = [operand(self.seen[a]) if isinstance(a, str) else Operand(None, (), a)
+                for a in n.args]
+        arity = OPS[n.op].arity
+        if arity is not None and len(args) != arity:
+            raise SirError(f"{where}: {n.op} takes {arity} operands, '{n.name}' has "
+                           f"{len(args)}", n.loc)
+        try:
+            dtype, shape = infer(OPS[n.op], args, dict(n.attrs))
+        except OpError as e:
+            raise SirError(f"{where}: '{n.name}': {e}", n.loc) from None
+        if (dtype, tuple(shape)) != (n.dtype, n.shape):
+            raise SirError(f"{where}: '{n.name}' is typed {n.type} but {n.op} gives "
+                           f"{show(dtype, shape)}", n.loc)
+
+    def region(self, n: Node, nodes, i: int) -> int:
+        """Check the if node n's branches and the merges that follow it (from nodes[i])."""
+        where = self.where
+        keys = {k for k, _ in n.attrs}
+        if keys != {"then", "else"}:
+            raise SirError(f"{where}: if '{n.name}' needs then and else blocks", n.loc)
+        then, orelse = n.branches
+        if not then and not orelse or n.name != region_name(then, orelse):
+            raise SirError(f"{where}: if '{n.name}' is empty or misnamed", n.loc)
+        cond = self.seen[n.args[0]] if n.args and isinstance(n.args[0], str) else None
+        if cond is None or cond.shape != () or cond.dtype != "bool":
+            raise SirError(f"{where}: if '{n.name}': the condition is a bool scalar", n.loc)
+        if tuple(n.args[1:]) != captures(then, orelse):
+            raise SirError(f"{where}: if '{n.name}' lists {list(n.args[1:])} as read from "
+                           f"outside; its branches read {list(captures(then, orelse))}", n.loc)
+        after = []
+        for block in (then, orelse):
+            inner = _Scope(dict(self.seen), dict(self.current), self.names, where)
+            inner.block(block)
+            after.append(inner.current)
+        changed = {b for b, v in self.current.items() if any(c[b] != v for c in after)}
+        merged = set()
+        while i < len(nodes) and nodes[i].op == "merge" and nodes[i].args[:1] == (n.name,):
+            m = nodes[i]
+            old = m.args[1] if len(m.args) == 2 else None
+            if m.buffer not in changed or old != self.current.get(m.buffer) or m.buffer in merged:
+                raise SirError(f"{where}: merge '{m.name}' does not match a buffer its if "
+                               "writes", m.loc)
+            merged.add(m.buffer)
+            self.current[m.buffer] = old      # the merge replaces the version before the if
+            self.node(m)
+            i += 1
+        if merged != changed:
+            raise SirError(f"{where}: if '{n.name}' writes {sorted(changed - merged)} without "
+                           "a merge after it", n.loc)
+        return i
 
 
 def check_kernel(graph: Graph, group: tuple[str, ...], position: dict, where: str) -> None:
@@ -201,45 +365,6 @@ def check_kernel(graph: Graph, group: tuple[str, ...], position: dict, where: st
                     OPS[reader.op].kind != "elementwise" or reader.shape != n.shape):
                 raise SirError(f"{where}: '{r}' reads '{old}' in the loop nest that overwrites "
                                "it, not element by element", reader.loc)
-
-
-def _check_node(n: Node, seen: dict, where: str) -> None:
-    if n.name in seen:
-        raise SirError(f"{where}: '{n.name}' is defined twice", n.loc)
-    missing = [a for a in n.operands if a not in seen]
-    if missing:
-        raise SirError(f"{where}: '{n.name}' reads '{missing[0]}' before it is defined", n.loc)
-    if n.op in SOURCE_OPS:
-        return
-    if n.op not in OPS:
-        raise SirError(f"{where}: '{n.name}' has unknown op '{n.op}'", n.loc)
-    args = [operand(seen[a]) if isinstance(a, str) else Operand(None, (), a) for a in n.args]
-    if len(args) != OPS[n.op].arity:
-        raise SirError(f"{where}: {n.op} takes {OPS[n.op].arity} operands, '{n.name}' has "
-                       f"{len(args)}", n.loc)
-    try:
-        dtype, shape = infer(OPS[n.op], args, dict(n.attrs))
-    except OpError as e:
-        raise SirError(f"{where}: '{n.name}': {e}", n.loc) from None
-    if (dtype, tuple(shape)) != (n.dtype, n.shape):
-        raise SirError(f"{where}: '{n.name}' is typed {n.type} but {n.op} gives "
-                       f"{show(dtype, shape)}", n.loc)
-
-
-def _check_update(graph: Graph, update: Node, old: str, where: str) -> None:
-    prev = graph.by_name.get(old)
-    if prev is None:
-        raise SirError(f"{where}: update '{update.name}' has no previous version '{old}'",
-                       update.loc)
-    if (prev.dtype, prev.shape) != (update.dtype, update.shape):
-        raise SirError(f"{where}: update '{update.name}' is {update.type}, the parameter is "
-                       f"{prev.type}", update.loc)
-    position = {n.name: i for i, n in enumerate(graph.nodes)}
-    late = [r for r in _readers(graph, old)
-            if r != update.name and position[r] > position[update.name]]
-    if late:
-        raise SirError(f"{where}: '{late[0]}' reads '{old}' after the update '{update.name}' "
-                       "overwrote it", graph[late[0]].loc)
 
 
 def compute_dtype(n: Node, graph: Graph) -> str:

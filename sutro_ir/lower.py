@@ -14,16 +14,18 @@ import os
 from . import datasets
 from .autodiff import Sweep
 from .errors import Loc, SirError
-from .graph import Graph, Node, operand, verify
+from .graph import REGION_OPS, Graph, Node, operand, region_name, verify
 from .ops import (
     BINOPS,
     CONST_BINOPS,
     CONST_FUNCS,
     DTYPES,
+    INTS,
     OPS,
     Operand,
     OpError,
     infer,
+    normalize_spec,
     n_elements,
     show,
 )
@@ -35,13 +37,21 @@ from .syntax import (
     DataItem,
     Index,
     Let,
+    For,
+    FunctionItem,
+    If,
+    List,
     LoopItem,
     Module,
     Name,
     Neg,
+    Not,
     Num,
     ParamItem,
     Predict,
+    Return,
+    SetItem,
+    Slice,
     Str,
     Transpose,
     Update,
@@ -62,17 +72,22 @@ def lower(module: Module, overrides: dict[str, str] | None = None) -> Program:
     data = _data(items["data"], consts, module)
     params = tuple(_param(p, consts) for p in items["param"])
     _check_names(params, consts)
+    functions = _functions(items["function"], params, consts)
     info = datasets.describe(data)
-    train = _loop(items["train"], "train", consts, params, info, module)
-    evaluate = _loop(items["eval"], "eval", consts, params, info, module)
+    if items["solve"]:
+        raise SirError("`solve` blocks are not supported yet", items["solve"][0].loc)
+    train = _loop(items["train"], "train", consts, params, info, module, functions)
+    evaluate = _loop(items["eval"], "eval", consts, params, info, module, functions)
     program = Program(tuple(config), data, params, train, evaluate, module.file)
     check_memory(program)
     return program
 
 
 def _sorted_items(module: Module) -> dict[str, list]:
-    kinds = {ConfigItem: "config", DataItem: "data", ParamItem: "param"}
-    out: dict[str, list] = {"config": [], "data": [], "param": [], "train": [], "eval": []}
+    kinds = {ConfigItem: "config", DataItem: "data", ParamItem: "param",
+             FunctionItem: "function"}
+    out: dict[str, list] = {"config": [], "data": [], "param": [], "function": [], "train": [],
+                            "eval": [], "solve": []}
     for item in module.items:
         out[item.kind if isinstance(item, LoopItem) else kinds[type(item)]].append(item)
     where = Loc(module.file, 0, 0)
@@ -144,9 +159,23 @@ def const_eval(expr, consts: dict):
         return consts[expr.id]
     if isinstance(expr, Neg):
         return -_number(const_eval(expr.a, consts), expr.loc)
+    if isinstance(expr, Not):
+        v = const_eval(expr.a, consts)
+        if expr.logical or isinstance(v, bool):
+            return not v
+        return _apply(lambda a: ~a, (_integer(v, expr.a.loc),), expr)
+    if isinstance(expr, List):
+        return tuple(const_eval(e, consts) for e in expr.items)
     if isinstance(expr, BinOp) and expr.op in BINOPS and expr.op != "@":
         a = _number(const_eval(expr.a, consts), expr.a.loc)
         b = _number(const_eval(expr.b, consts), expr.b.loc)
+        if expr.op in INT_BINOPS:
+            a, b = _integer(a, expr.a.loc), _integer(b, expr.b.loc)
+        if expr.op in ("<<", "**") and isinstance(b, int) and isinstance(a, int) \
+                and abs(b) > CONST_INT_BITS:
+            raise SirError(f"this constant is too large (an exponent or shift of {b})", expr.loc)
+        if expr.op in ("and", "or"):
+            return bool(a) and bool(b) if expr.op == "and" else bool(a) or bool(b)
         return _apply(CONST_BINOPS[BINOPS[expr.op]], (a, b), expr)
     if isinstance(expr, Call) and expr.fn in CONST_FUNCS and not expr.kwargs:
         args = [_number(const_eval(a, consts), a.loc) for a in expr.args]
@@ -158,7 +187,21 @@ def const_eval(expr, consts: dict):
 def _number(v, loc: Loc):
     if isinstance(v, str):
         raise SirError(f"expected a number, got the string {v!r}", loc)
+    if isinstance(v, tuple):
+        raise SirError("expected a number, got a list", loc)
     return v
+
+
+def _integer(v, loc: Loc) -> int:
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if not isinstance(v, int):
+        raise SirError(f"expected an integer, got {v!r}", loc)
+    return v
+
+
+INT_BINOPS = ("//", "%", "&", "|", "^", "<<", ">>")
+CONST_INT_BITS = 4096       # `2 ** 9999` and `1 << 10**9` are refused, not computed
 
 
 def _apply(fn, args, expr):
@@ -242,6 +285,22 @@ def _check_names(params: tuple[Param, ...], consts: dict) -> None:
         seen.add(p.name)
 
 
+def _functions(items: list[FunctionItem], params, consts) -> dict[str, FunctionItem]:
+    out: dict[str, FunctionItem] = {}
+    taken = {p.name for p in params} | set(consts)
+    for f in items:
+        if f.name in out or f.name in taken or f.name in OPS or f.name in ("grad", "range"):
+            raise SirError(f"'{f.name}' is already the name of "
+                           f"{'a function' if f.name in out else 'something else'}; choose "
+                           "another name", f.loc)
+        if len(set(f.params)) != len(f.params):
+            raise SirError(f"{f.name}(): an argument name appears twice", f.loc)
+        if not f.body or not isinstance(f.body[-1], Return):
+            raise SirError(f"{f.name}(): a function ends with `return VALUE`", f.loc)
+        out[f.name] = f
+    return out
+
+
 def check_memory(program: Program) -> None:
     """Refuse up front what would not fit in this machine's memory."""
     limit = int(MEMORY_FRACTION * physical_memory())
@@ -253,7 +312,8 @@ def check_memory(program: Program) -> None:
             break
     total += datasets.nbytes(program.data)
     for loop in (program.train, program.eval):
-        total += sum(n_elements(n.shape) * DTYPES[n.dtype]().itemsize for n in loop.graph.body)
+        total += sum(n_elements(n.shape) * DTYPES[n.dtype]().itemsize
+                     for n in loop.graph.all_nodes if n.op not in REGION_OPS and n.version == 0)
     if total > limit:
         raise SirError(f"this program needs {total / 2**30:,.1f} GiB of buffers; this machine "
                        f"has {physical_memory() / 2**30:,.1f} GiB of memory", where)
@@ -268,7 +328,10 @@ def physical_memory() -> int:
 
 # ----------------------------------------------------------------------------- loop bodies
 
-def _loop(items: list[LoopItem], kind: str, consts, params, info, module) -> Loop:
+MAX_NODES = 200_000              # an unrolled step larger than this is refused
+
+
+def _loop(items: list[LoopItem], kind: str, consts, params, info, module, functions) -> Loop:
     item = items[0]
     train_name, test_name = info.names
     if item.dataset not in info.names:
@@ -280,7 +343,7 @@ def _loop(items: list[LoopItem], kind: str, consts, params, info, module) -> Loo
         raise SirError(f"batch size {batch} is larger than the dataset '{item.dataset}' "
                        f"({size} examples)", item.batch.loc)
     lead = () if batch is None else (batch,)
-    body = _Body(kind, consts, params, module.file)
+    body = _Body(kind, consts, params, module.file, functions)
     body.input(item.x, info.x_dtype, lead + info.x_shape, item.loc)
     body.input(item.y, info.y_dtype, lead + info.y_shape, item.loc)
     body.later = {s.name: s.loc for s in item.body if isinstance(s, Let)}
@@ -314,15 +377,31 @@ def _until(expr, consts) -> float | None:
     return float(value)
 
 
-class _Body:
-    """Builds one loop body's graph, statement by statement."""
+SET_OPS = {":=": "set", "+=": "add", "-=": "sub", "*=": "mul", "/=": "div", "//=": "floordiv",
+           "%=": "mod", "^=": "xor", "&=": "and", "|=": "or", "<<=": "shl", ">>=": "shr"}
 
-    def __init__(self, kind: str, consts: dict, params, file: str):
+
+class _Body:
+    """Builds one loop body's graph, statement by statement.
+
+    Names are scoped: a loop iteration, an if branch and a function call each open a scope, and
+    what they define is gone when it closes. Node names are unique in the whole step: a name
+    defined again (in the next iteration, say) becomes `h.1`, `h.2`, ... An array written in
+    place (`W -= ...`, `A[i] := v`) gets a new version `A@k` in its own buffer; after an `if`,
+    every buffer either branch wrote gets a `merge` version."""
+
+    def __init__(self, kind: str, consts: dict, params, file: str, functions=None):
         self.kind, self.consts, self.file = kind, consts, file
-        self.nodes: list[Node] = []
-        self.env: dict[str, object] = {}     # local name -> node name or constant
+        self.functions = functions or {}
+        self.nodes: list[Node] = []          # the block being filled: the step, or a branch
+        self.outer: list[list[Node]] = []    # the enclosing blocks, when in a branch
+        self.by_name: dict[str, Node] = {}   # every node made, in any block
+        self.scopes: list[dict] = [{}]       # user name -> node name or constant; innermost last
         self.params = {p.name: p for p in params}
-        self.current = {p.name: p.name for p in params}   # parameter -> its current version
+        self.current = {p.name: p.name for p in params}   # buffer -> its latest version
+        self.versions: dict[str, int] = {}   # buffer -> the highest version number given
+        self.readonly: dict[str, str] = {}   # buffer -> why it cannot be written
+        self.calls: list[str] = []           # functions being inlined
         self.outputs: list[str] = []
         self.later: dict[str, Loc] = {}      # names the block defines, for "read before defined"
         self.temp = 0
@@ -333,58 +412,135 @@ class _Body:
 
     def input(self, name: str, dtype: str, shape: tuple, loc: Loc) -> None:
         self._add(Node(name, "input", dtype=dtype, shape=shape, loc=loc))
-        self.env[name] = name
+        self.scopes[0][name] = name
+        self.readonly[name] = "the example (data), which a step only reads"
 
     def _add(self, node: Node) -> Node:
+        if node.name in self.by_name:
+            raise SirError(f"'{node.name}' is defined twice", node.loc)
         self.nodes.append(node)
+        self.by_name[node.name] = node
+        if len(self.by_name) > MAX_NODES:
+            raise SirError(f"the step has more than {MAX_NODES:,} operations (loops are "
+                           "unrolled): make the loop shorter or work on whole arrays", node.loc)
         return node
 
     def finish(self, item: LoopItem) -> Graph:
         if self.kind == "eval" and not self.outputs:
             raise SirError("the eval block needs a `predict` statement", item.loc)
-        self._drop_unused_derivatives()
+        self.nodes = self._drop_unused_derivatives(self.nodes, set(self.outputs))
         return Graph(tuple(self.nodes), tuple(self.outputs))
 
-    def _drop_unused_derivatives(self) -> None:
+    def _drop_unused_derivatives(self, nodes: list[Node], keep: set) -> list[Node]:
         """A sweep differentiates towards every parameter; drop what no `grad` asked for."""
         while True:
-            read = {a for n in self.nodes for a in n.operands} | set(self.outputs)
-            dead = {d for d in self.derived if d not in read}
+            read = {a for n in nodes for a in n.operands} | keep
+            dead = {n.name for n in nodes if n.name in self.derived and n.name not in read}
             if not dead:
-                return
-            self.nodes = [n for n in self.nodes if n.name not in dead]
+                return nodes
+            nodes = [n for n in nodes if n.name not in dead]
             self.derived -= dead
+
+    # names
+    def _lookup(self, name: str):
+        """(True, value) for a name in scope (a node name or a constant), else (False, None)."""
+        for scope in reversed(self.scopes):
+            if name in scope:
+                return True, scope[name]
+        return False, None
+
+    def _latest(self, value):
+        """A node name read now means its buffer's latest version."""
+        if isinstance(value, str):
+            return self.current.get(value.split("@")[0], value)
+        return value
+
+    def _unique(self, name: str) -> str:
+        if name not in self.by_name:
+            return name
+        k = 1
+        while f"{name}.{k}" in self.by_name:
+            k += 1
+        return f"{name}.{k}"
+
+    def _temp_name(self) -> str:
+        while f"%{self.temp}" in self.by_name:
+            self.temp += 1
+        self.temp += 1
+        return f"%{self.temp - 1}"
+
+    def _node_named(self, name: str) -> Node:
+        return self.by_name[name]
+
+    def _check_new_name(self, name: str, loc: Loc) -> None:
+        if name in self.consts:
+            raise SirError(f"'{name}' is a config constant; choose another name", loc)
+        if name in self.functions:
+            raise SirError(f"'{name}' is a function; choose another name", loc)
+        if self._lookup(name)[0]:
+            raise SirError(f"'{name}' is already defined; values are single-assignment "
+                           "(choose a new name, or write into it with :=)", loc)
+
+    def _const_env(self) -> dict:
+        """Config constants and the constants in scope (loop indices): what bounds may use."""
+        env = dict(self.consts)
+        for scope in self.scopes:
+            env.update({k: v for k, v in scope.items() if not isinstance(v, str)})
+        return env
 
     # statements
     def statement(self, stmt) -> None:
         if isinstance(stmt, Predict):
             return self._predict(stmt)
-        if isinstance(stmt, Update) or stmt.name in self.params:
+        if isinstance(stmt, If):
+            return self._if(stmt)
+        if isinstance(stmt, For):
+            return self._for(stmt)
+        if isinstance(stmt, SetItem):
+            return self._setitem(stmt)
+        if isinstance(stmt, Return):
+            raise SirError("`return` belongs at the end of a function (def name(...) { ... })",
+                           stmt.loc)
+        if isinstance(stmt, Update) or (stmt.name in self.params
+                                        and not self._lookup(stmt.name)[0]):
             return self._update(stmt)
         self._let(stmt)
+
+    def _block(self, stmts, scope: dict | None = None) -> None:
+        self.scopes.append(dict(scope or {}))
+        try:
+            for stmt in stmts:
+                self.statement(stmt)
+        finally:
+            self.scopes.pop()
 
     def _let(self, stmt: Let) -> None:
         self._check_new_name(stmt.name, stmt.loc)
         if isinstance(stmt.expr, Call) and stmt.expr.fn == "grad":
-            self.env[stmt.name] = self._grad(stmt.expr, stmt.name)
+            value = self._grad(stmt.expr, stmt.name)
             if stmt.type is not None:
-                self._check_type(stmt, self.env[stmt.name])
+                self._check_type(stmt, value)
+            self.scopes[-1][stmt.name] = value
             return
         fresh = len(self.nodes)
         value = self.expr(stmt.expr)
         if isinstance(value, str):
-            value = self._name_result(value, fresh, stmt.name, stmt.expr.loc)
+            value = self._name_result(value, fresh, stmt.name, stmt.expr.loc, unique=True)
         if stmt.type is not None:
             self._check_type(stmt, value)
-        self.env[stmt.name] = value
+        self.scopes[-1][stmt.name] = value
 
-    def _name_result(self, value: str, fresh: int, name: str, loc: Loc) -> str:
-        """Give the node a statement created its statement's name (else copy the value)."""
-        if len(self.nodes) > fresh and self.nodes[-1].name == value:
+    def _name_result(self, value: str, fresh: int, name: str, loc: Loc,
+                     unique: bool = False) -> str:
+        """Give the node a statement created its statement's name (else copy the value);
+        `unique`: the name, or name.1, name.2, ... when the step already has it."""
+        if len(self.nodes) > fresh and self.nodes[-1].name == value and value.startswith("%"):
             node = self.nodes.pop()
+            del self.by_name[node.name]
+            name = self._unique(name) if unique else name
             self._add(Node(name, node.op, node.args, node.attrs, node.dtype, node.shape, node.loc))
             return name
-        return self._node("copy", [value], {}, loc, name=name)
+        return self._node("copy", [value], {}, loc, name=self._unique(name) if unique else name)
 
     def _check_type(self, stmt: Let, value) -> None:
         want = _type(stmt.type, self.consts)
@@ -399,53 +555,132 @@ class _Body:
         node = self._node_named(value)
         return node.dtype, node.shape
 
-    def _node_named(self, name: str) -> Node:
-        return next(n for n in reversed(self.nodes) if n.name == name)
+    def _target(self, name: str, loc: Loc) -> str:
+        """The buffer a write to `name` writes."""
+        found, value = self._lookup(name)
+        if not found and name in self.params:
+            if self.kind == "eval":
+                raise SirError(f"the eval block cannot update parameter '{name}'", loc)
+            return name
+        if not found:
+            what = "a config constant" if name in self.consts else "not defined"
+            raise SirError(f"cannot write '{name}': it is {what}", loc)
+        if not isinstance(value, str):
+            raise SirError(f"cannot write '{name}': it is the constant {value!r}", loc)
+        buffer = value.split("@")[0]
+        if buffer in self.readonly:
+            raise SirError(f"cannot write '{name}': it is {self.readonly[buffer]}", loc)
+        return buffer
 
-    def _check_new_name(self, name: str, loc: Loc) -> None:
-        if name in self.consts:
-            raise SirError(f"'{name}' is a config constant; choose another name", loc)
-        if name in self.env:
-            raise SirError(f"'{name}' is already defined; values are single-assignment "
-                           "(choose a new name)", loc)
+    def _new_version(self, buffer: str) -> str:
+        self.versions[buffer] = self.versions.get(buffer, 0) + 1
+        return f"{buffer}@{self.versions[buffer]}"
 
     def _update(self, stmt) -> None:
-        if self.kind == "eval":
-            raise SirError(f"the eval block cannot update parameter '{stmt.name}'", stmt.loc)
-        if stmt.name not in self.params:
-            what = "a config constant" if stmt.name in self.consts else (
-                "a value, not a parameter" if stmt.name in self.env else "not defined")
-            raise SirError(f"only parameters can be updated; '{stmt.name}' is {what}", stmt.loc)
-        param = self.params[stmt.name]
-        old = self.current[stmt.name]
-        new = f"{param.name}@{self._version(old) + 1}"
+        buffer = self._target(stmt.name, stmt.loc)
+        old = self.current.get(buffer, buffer)
+        base = self._node_named(old)
         op = stmt.op if isinstance(stmt, Update) else "="
         fresh = len(self.nodes)
         value = self.expr(stmt.expr)
-        if op in UPDATE_OPS:
-            value = self._node(UPDATE_OPS[op], [old, value], {}, stmt.loc)
+        new = self._new_version(buffer)
+        if op in SET_OPS and op != ":=":
+            value = self._node(SET_OPS[op], [old, value], {}, stmt.loc)
         elif not isinstance(value, str):
-            raise SirError(f"cannot set parameter '{param.name}' to a constant; write "
-                           f"`{param.name} *= 0` and `+=` instead", stmt.expr.loc)
+            raise SirError(f"cannot set '{stmt.name}' to a constant; write "
+                           f"`{stmt.name} *= 0` and `+=` instead", stmt.expr.loc)
         node = self._node_named(self._name_result(value, fresh, new, stmt.loc))
-        if (node.dtype, node.shape) != (param.dtype, param.shape):
-            raise SirError(f"the update of '{param.name}' gives {node.type}; the parameter is "
-                           f"{show(param.dtype, param.shape)}", stmt.loc)
-        self.current[param.name] = new
+        if (node.dtype, node.shape) != (base.dtype, base.shape):
+            raise SirError(f"the update of '{stmt.name}' gives {node.type}; '{stmt.name}' is "
+                           f"{base.type}", stmt.loc)
+        self.current[buffer] = new
 
-    @staticmethod
-    def _version(name: str) -> int:
-        return int(name.split("@")[1]) if "@" in name else 0
+    def _setitem(self, stmt: SetItem) -> None:
+        buffer = self._target(stmt.name, stmt.loc)
+        old = self.current.get(buffer, buffer)
+        at, dyn = self._subscripts(stmt.subs, self._node_named(old).shape, stmt.loc)
+        value = self.expr(stmt.expr)
+        new = self._new_version(buffer)
+        self._node("setindex", [old, value, *dyn], {"at": at, "acc": SET_OPS[stmt.op]},
+                   stmt.loc, name=new)
+        self.current[buffer] = new
 
     def _predict(self, stmt: Predict) -> None:
         if self.kind != "eval":
             raise SirError("`predict` belongs in the eval block", stmt.loc)
         if self.outputs:
             raise SirError("the eval block has one `predict`", stmt.loc)
+        if self.outer or len(self.scopes) > 1:
+            raise SirError("`predict` belongs at the top level of the eval block, not in an "
+                           "if, a loop or a function", stmt.loc)
         value = self.expr(stmt.expr)
         if not isinstance(value, str):
             raise SirError("predict needs an array value, got a constant", stmt.expr.loc)
         self.outputs.append(value)
+
+    def _for(self, stmt: For) -> None:
+        call = stmt.range
+        if not isinstance(call, Call) or call.fn != "range" or call.kwargs or \
+                not 1 <= len(call.args) <= 3:
+            raise SirError("a loop runs over range(stop), range(start, stop) or "
+                           "range(start, stop, step)", getattr(call, "loc", stmt.loc))
+        bounds = [self._const_int(a, "a loop bound") for a in call.args]
+        if len(bounds) == 3 and bounds[2] == 0:
+            raise SirError("range(): the step cannot be 0", call.args[2].loc)
+        self._check_new_name(stmt.var, stmt.loc)
+        for i in range(*bounds):
+            self._block(stmt.body, {stmt.var: i})
+
+    def _const_int(self, e, what: str) -> int:
+        try:
+            value = const_eval(e, self._const_env())
+        except SirError as exc:
+            raise SirError(f"{what} must be a constant (numbers, config constants, loop "
+                           f"indices): {exc.args[0]}", e.loc) from None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise SirError(f"{what} must be an integer, got {value!r}", e.loc)
+        return value
+
+    def _if(self, stmt: If) -> None:
+        cond = self.expr(stmt.cond)
+        if not isinstance(cond, str):          # known now: only the chosen branch exists
+            self._block(stmt.then if cond else stmt.orelse)
+            return
+        c = self._node_named(cond)
+        if c.shape != () or c.dtype != "bool":
+            raise SirError(f"the condition of an if is a bool scalar, got {c.type} (compare "
+                           "it: x > 0, any(...), ...)", stmt.cond.loc)
+        before, sweeps = dict(self.current), dict(self.sweeps)
+        branches = []
+        for block in (stmt.then, stmt.orelse):
+            self.outer.append(self.nodes)
+            self.nodes, self.current = [], dict(before)
+            try:
+                self._block(block)
+                nodes = self._drop_unused_derivatives(self.nodes, set())
+                branches.append((tuple(nodes), self.current))
+            finally:
+                self.nodes = self.outer.pop()
+                self.sweeps = dict(sweeps)      # a sweep made in a branch ends with it
+        (then, then_cur), (orelse, else_cur) = branches
+        self.current = before
+        changed = [b for b in before if then_cur[b] != before[b] or else_cur[b] != before[b]]
+        if not then and not orelse:
+            return
+        inner = {n.name for n in _walk(then + orelse)}
+        captures = list(dict.fromkeys(a for n in _walk(then + orelse) for a in n.operands
+                                      if a not in inner))
+        name = region_name(then, orelse)
+        self._add(Node(name, "if", (cond, *captures), (("else", orelse), ("then", then)),
+                       "bool", (), stmt.loc))
+        for b in changed:
+            old = before[b]
+            node = self._node_named(old)
+            new = self._new_version(b)
+            self._add(Node(new, "merge", (name, old), (), node.dtype, node.shape, stmt.loc))
+            self.current[b] = new
 
     # expressions: return a node name (str) or a constant
     def expr(self, e):
@@ -458,10 +693,17 @@ class _Body:
     def _str(self, e: Str):
         raise SirError("a string is not a value here", e.loc)
 
+    def _list(self, e: List):
+        raise SirError("a list is not a value here (lists give shapes: zeros([3, 4]))", e.loc)
+
+    def _slice(self, e: Slice):
+        raise SirError("a slice belongs inside [ ]", e.loc)
+
     def _name(self, e: Name):
-        if e.id in self.env:
-            return self.env[e.id]
-        if e.id in self.current:
+        found, value = self._lookup(e.id)
+        if found:
+            return self._latest(value)
+        if e.id in self.params:
             return self.current[e.id]
         if e.id in self.consts:
             value = self.consts[e.id]
@@ -470,7 +712,7 @@ class _Body:
             return value
         if e.id in ("true", "false"):
             return e.id == "true"
-        if e.id in self.later:
+        if e.id in self.later and not self.calls:
             raise SirError(f"'{e.id}' is read before it is defined (at line "
                            f"{self.later[e.id].line})", e.loc)
         raise SirError(f"unknown name '{e.id}'", e.loc)
@@ -479,21 +721,65 @@ class _Body:
         a = self.expr(e.a)
         return -a if not isinstance(a, str) else self._node("neg", [a], {}, e.loc)
 
+    def _not(self, e: Not):
+        a = self.expr(e.a)
+        if not isinstance(a, str):
+            if e.logical or isinstance(a, bool):
+                return not a
+            return _apply(lambda v: ~v, (_integer(a, e.a.loc),), e)
+        if e.logical and self._node_named(a).dtype != "bool":
+            raise SirError(f"`not` takes a bool value, got {self._node_named(a).type} (for "
+                           "bits use ~)", e.loc)
+        return self._node("not", [a], {}, e.loc)
+
     def _binop(self, e: BinOp):
         op = BINOPS[e.op]
         if op == "matmul" and isinstance(e.a, Transpose):
             return self._node("matmul", [self.expr(e.a.a), self.expr(e.b)], {"ta": 1}, e.loc)
         a, b = self.expr(e.a), self.expr(e.b)
+        if e.op in ("and", "or"):
+            for v, sub in ((a, e.a), (b, e.b)):
+                if isinstance(v, str) and self._node_named(v).dtype != "bool" or \
+                        not isinstance(v, (str, bool)):
+                    raise SirError(f"`{e.op}` takes bool values (for bits use & and |)",
+                                   sub.loc)
         if not isinstance(a, str) and not isinstance(b, str) and op in CONST_BINOPS:
-            return _apply(CONST_BINOPS[op], (a, b), e)
+            return const_eval(BinOp(e.op, Num(a, e.a.loc), Num(b, e.b.loc), e.loc), {})
         return self._node(op, [a, b], {}, e.loc)
 
     def _transpose(self, e: Transpose):
         return self._node("transpose", [self.expr(e.a)], {}, e.loc)
 
     def _index(self, e: Index):
-        i = const_eval(e.index, self.consts) if not isinstance(e.index, Num) else e.index.value
-        return self._node("index", [self.expr(e.a)], {"i": i}, e.loc)
+        base = self.expr(e.a)
+        if not isinstance(base, str):
+            raise SirError("cannot index a constant", e.loc)
+        at, dyn = self._subscripts(e.subs, self._node_named(base).shape, e.loc)
+        if not at:
+            return base
+        return self._node("index", [base, *dyn], {"at": at}, e.loc)
+
+    def _subscripts(self, subs, shape: tuple, loc: Loc) -> tuple[tuple, list]:
+        entries, dyn = [], []
+        for sub in subs:
+            if isinstance(sub, Slice):
+                entries.append(tuple(None if b is None else self._const_int(b, "a slice bound")
+                                     for b in (sub.start, sub.stop, sub.step)))
+                continue
+            value = self.expr(sub)
+            if isinstance(value, str):
+                node = self._node_named(value)
+                if node.shape != () or node.dtype not in INTS:
+                    raise SirError(f"an index is an integer scalar, got {node.type} (cast it: "
+                                   "i32(...))", sub.loc)
+                entries.append(None)
+                dyn.append(value)
+            else:
+                entries.append(_integer(value, sub.loc))
+        try:
+            return normalize_spec(entries, shape), dyn
+        except OpError as exc:
+            raise SirError(str(exc), loc) from None
 
     def _grad(self, e: Call, name: str | None = None):
         """`grad(loss, wrt=W)`: the adjoint of W from the loss's reverse sweep (autodiff.py),
@@ -515,10 +801,14 @@ class _Body:
                 made = self._node(op, args, attrs, e.loc)
                 self.derived.add(made)
                 return made
-            self.sweeps[loss] = Sweep(self.nodes, loss, emit,
+            visible = [n for block in self.outer for n in block] + self.nodes
+            self.sweeps[loss] = Sweep(visible, loss, emit,
                                       lambda v: self._node_named(v).shape, e.loc)
         value = self.sweeps[loss].of(wrt, e.loc)
-        if name and isinstance(value, str) and value in self.derived and value.startswith("%"):
+        mine = {n.name for n in self.nodes}
+        if name and isinstance(value, str) and value in self.derived and value.startswith("%") \
+                and value in mine:
+            name = self._unique(name)
             self._rename(value, name)
             for sweep in self.sweeps.values():
                 sweep.adjoint = {k: name if v == value else v for k, v in sweep.adjoint.items()}
@@ -530,22 +820,96 @@ class _Body:
         self.nodes = [Node(new if n.name == old else n.name, n.op,
                            tuple(new if a == old else a for a in n.args), n.attrs, n.dtype,
                            n.shape, n.loc) for n in self.nodes]
+        del self.by_name[old]
+        self.by_name.update({n.name: n for n in self.nodes})
         self.derived.discard(old)           # a named value now: kept, read or not
 
     def _call(self, e: Call):
         if e.fn == "grad":
             return self._grad(e)
-        attrs = {k: const_eval(v, self.consts) for k, v in e.kwargs}
-        args = [self.expr(a) for a in e.args]
+        if e.fn in self.functions:
+            return self._inline(self.functions[e.fn], e)
+        if e.fn in CONSTRUCTORS:
+            return self._construct(e)
+        if e.fn == "einsum":
+            if not e.args or not isinstance(e.args[0], Str) or e.kwargs:
+                raise SirError("einsum takes a string and arrays: einsum(\"si,sj->ij\", a, b)",
+                               e.loc)
+            args = [self.expr(a) for a in e.args[1:]]
+            return self._node("einsum", args, {"spec": e.args[0].value}, e.loc)
+        attrs = {k: const_eval(v, self._const_env()) for k, v in e.kwargs}
+        items = e.args
+        if e.fn in ("concat", "stack") and len(items) == 1 and isinstance(items[0], List):
+            items = items[0].items
+        if e.fn == "reshape" and len(items) == 2 and "shape" not in attrs:
+            attrs["shape"] = _shape(const_eval(items[1], self._const_env()), items[1].loc)
+            items = items[:1]
+        args = [self.expr(a) for a in items]
         if all(not isinstance(a, str) for a in args) and e.fn in CONST_FUNCS and not attrs:
             return _apply(CONST_FUNCS[e.fn], args, e)
         op, attrs = _resolve_call(e, args, attrs)
         return self._node(op, args, attrs, e.loc)
 
+    def _construct(self, e: Call):
+        """zeros(shape), ones(shape), full(shape, value), eye(n), arange([start,] stop[, step]),
+        each with an optional dtype= (f32; arange: i32)."""
+        env = self._const_env()
+        kwargs = {k: const_eval(v, env) for k, v in e.kwargs}
+        args = [const_eval(a, env) for a in e.args]
+        allowed = {"dtype"} | ({"value"} if e.fn == "full" else set())
+        for k in kwargs:
+            if k not in allowed:
+                raise SirError(f"{e.fn}() takes no option '{k}' (options: "
+                               f"{', '.join(sorted(allowed))})", e.loc)
+        dtype = kwargs.get("dtype", "i32" if e.fn == "arange" else "f32")
+        want = {"zeros": 1, "ones": 1, "full": 2, "eye": 1}.get(e.fn)
+        if want is not None and len(args) != want:
+            raise SirError(f"{CONSTRUCTORS[e.fn]}", e.loc)
+        if e.fn == "arange":
+            if not 1 <= len(args) <= 3:
+                raise SirError(CONSTRUCTORS[e.fn], e.loc)
+            start, stop, step = (0, args[0], 1) if len(args) == 1 else (*args, 1)[:3]
+            ints = [_integer(v, e.loc) for v in (start, stop, step)]
+            attrs = dict(zip(("start", "stop", "step"), ints), dtype=dtype)
+            return self._node("arange", [], attrs, e.loc)
+        if e.fn == "eye":
+            n = _shape(args[0], e.args[0].loc)
+            return self._node("eye", [], {"shape": n * 2 if len(n) == 1 else n,
+                                          "dtype": dtype}, e.loc)
+        value = {"zeros": 0, "ones": 1}.get(e.fn, args[-1] if e.fn == "full" else 0)
+        if isinstance(value, (str, tuple)):
+            raise SirError(f"{e.fn}(): the value must be a number", e.loc)
+        return self._node("fill", [], {"shape": _shape(args[0], e.args[0].loc), "dtype": dtype,
+                                       "value": kwargs.get("value", value)}, e.loc)
+
+    def _inline(self, f: FunctionItem, e: Call):
+        if f.name in self.calls:
+            raise SirError(f"{f.name}() calls itself; functions are inlined, so recursion is "
+                           "not allowed", e.loc)
+        if e.kwargs or len(e.args) != len(f.params):
+            raise SirError(f"{f.name}() takes {len(f.params)} argument"
+                           f"{'s' * (len(f.params) != 1)} ({', '.join(f.params)}), got "
+                           f"{len(e.args) + len(e.kwargs)}", e.loc)
+        args = [self.expr(a) for a in e.args]
+        saved_scopes, saved_readonly = self.scopes, dict(self.readonly)
+        self.scopes = [dict(zip(f.params, args))]
+        for p, a in zip(f.params, args):
+            if isinstance(a, str):
+                self.readonly.setdefault(a.split("@")[0], f"an argument of {f.name}() (copy "
+                                         "it into a new array to change it)")
+        self.calls.append(f.name)
+        try:
+            for stmt in f.body[:-1]:
+                self.statement(stmt)
+            return self.expr(f.body[-1].expr)
+        finally:
+            self.calls.pop()
+            self.scopes, self.readonly = saved_scopes, saved_readonly
+
     def _node(self, op: str, args: list, attrs: dict, loc: Loc, name: str | None = None) -> str:
         opdef = OPS[op]
-        if len(args) != opdef.arity:
-            raise SirError(f"{op} takes {opdef.arity} operand{'s' * (opdef.arity > 1)}, "
+        if opdef.arity is not None and len(args) != opdef.arity:
+            raise SirError(f"{op} takes {opdef.arity} operand{'s' * (opdef.arity != 1)}, "
                            f"got {len(args)}", loc)
         operands = [operand(self._node_named(a)) if isinstance(a, str) else Operand(None, (), a)
                     for a in args]
@@ -557,16 +921,34 @@ class _Body:
         self._add(Node(name, op, tuple(args), tuple(sorted(attrs.items())), dtype, shape, loc))
         return name
 
-    def _temp_name(self) -> str:
-        taken = {n.name for n in self.nodes}
-        while f"%{self.temp}" in taken:
-            self.temp += 1
-        self.temp += 1
-        return f"%{self.temp - 1}"
+
+def _walk(nodes):
+    """Every node of a block and of the branches inside it, in order."""
+    for n in nodes:
+        yield n
+        if n.op == "if":
+            attrs = dict(n.attrs)
+            yield from _walk(attrs["then"])
+            yield from _walk(attrs["else"])
 
 
-SUGAR = {"f32": ("cast", {"to": "f32"}), "f16": ("cast", {"to": "f16"}),
-         "i8": ("cast", {"to": "i8"}), "bool": ("cast", {"to": "bool"})}
+def _shape(value, loc: Loc) -> tuple:
+    dims = value if isinstance(value, tuple) else (value,)
+    for d in dims:
+        if not isinstance(d, int) or isinstance(d, bool) or d < 1:
+            raise SirError(f"a shape is a positive integer or a list of them, got {value!r}",
+                           loc)
+    return tuple(dims)
+
+
+CONSTRUCTORS = {"zeros": "zeros(shape) takes a shape: zeros([3, 4]) or zeros(5)",
+                "ones": "ones(shape) takes a shape: ones([3, 4]) or ones(5)",
+                "full": "full(shape, value) takes a shape and a value: full([3, 4], 0.5)",
+                "eye": "eye(n) takes a size: eye(4)",
+                "arange": "arange takes arange(stop), arange(start, stop) or "
+                          "arange(start, stop, step)"}
+
+SUGAR = {d: ("cast", {"to": d}) for d in DTYPES}
 
 
 def _resolve_call(e: Call, args: list, attrs: dict) -> tuple[str, dict]:
@@ -576,7 +958,10 @@ def _resolve_call(e: Call, args: list, attrs: dict) -> tuple[str, dict]:
         return op, extra
     if e.fn in ("max", "min") and len(args) == 2:
         return ("maximum" if e.fn == "max" else "minimum"), attrs
-    if e.fn in OPS:
+    if e.fn in OPS and e.fn not in HIDDEN:
         return e.fn, attrs
-    known = sorted(set(OPS) | set(SUGAR))
+    known = sorted((set(OPS) - HIDDEN) | set(SUGAR) | set(CONSTRUCTORS) | {"grad", "einsum"})
     raise SirError(f"unknown function '{e.fn}' (array ops: {', '.join(known)})", e.loc)
+
+
+HIDDEN = {"index", "setindex", "if", "merge"}    # written as a[i], a[i] := v, if { } else { }

@@ -14,13 +14,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DTYPES = {"f32": np.float32, "f16": np.float16, "i8": np.int8, "bool": np.bool_}
-RANK = {"bool": 0, "i8": 1, "f16": 2, "f32": 3}
+DTYPES = {"f32": np.float32, "f16": np.float16, "i32": np.int32, "i8": np.int8, "u8": np.uint8,
+          "bool": np.bool_}
+RANK = {"bool": 0, "u8": 1, "i8": 2, "i32": 3, "f16": 4, "f32": 5}
 FLOATS = ("f16", "f32")
+INTS = ("u8", "i8", "i32")
 
 
 class OpError(Exception):
     """A shape or dtype rule failed; the message is for the user."""
+
+
+class RunError(Exception):
+    """A value that the semantics refuse, found while running (an index out of range, a float
+    that does not fit the integer type it is cast to); the executor adds the step and the
+    source location."""
 
 
 def show(dtype: str, shape: tuple) -> str:
@@ -40,13 +48,24 @@ class Operand:
 @dataclass(frozen=True)
 class OpDef:
     name: str
-    arity: int
-    kind: str                  # elementwise | matmul | outer | transpose | reduce | index
-    dtype_rule: str            # promote | float | bool | cast | first
+    arity: int | None          # None: any number of array operands (the shape rule checks)
+    kind: str                  # see KINDS
+    dtype_rule: str            # promote | float | bool | cast | first | where | index | attr
     run: Callable              # run(out, *args, **attrs): writes the result into `out`
     arith: tuple = ()          # ((op, per element), ...) priced by the energy preset
     attrs: tuple = ()          # allowed attributes (keyword arguments)
     doc: str = ""
+    dtypes: tuple = ()         # the operand dtypes it takes, when not every dtype
+
+
+KINDS = ("elementwise", "matmul", "outer", "transpose", "reduce", "index", "setindex",
+         "construct", "gather", "einsum", "region")
+"""What fixes an op's loop nest, and so its trace (docs/machine-model.md). `gather` ops (reshape,
+concat, stack) read one source element per output element; `construct` ops only write."""
+
+ANCHORS = frozenset(KINDS) - {"setindex", "region"}
+"""Kinds whose loop nest is their output's index space, so a fused kernel may start with them
+(a `setindex` loops over the part it writes, not over the whole array it defines)."""
 
 
 def _ew(fn):
@@ -85,7 +104,25 @@ def _where(out, c, a, b):
 
 
 def _cast(out, a, to=None):
+    a = np.asarray(a)
+    if out.dtype.kind in "iu" and a.dtype.kind == "f":
+        check_fits(a, out.dtype)
     np.copyto(out, a, casting="unsafe")
+
+
+def check_fits(a: np.ndarray, dtype: np.dtype) -> None:
+    """A float converted to an integer type drops its fraction; one that does not fit (or nan)
+    is refused."""
+    info = np.iinfo(dtype)
+    bad = ~((a > info.min - 1) & (a < info.max + 1))
+    if bad.any():
+        v = a[bad].flat[0] if a.ndim else a
+        raise RunError(f"{float(v)!r} does not fit in {_NAME[np.dtype(dtype)]} "
+                       f"({info.min}..{info.max})")
+
+
+def _not(out, a):
+    np.invert(a, out=out)       # bool: logical not; integers: every bit flipped
 
 
 def _matmul(out, a, b, ta=0):
@@ -108,8 +145,58 @@ def _reduce(fn):
     return run
 
 
-def _index(out, a, i=0):
-    out[...] = a[i]
+def _index(out, a, *dyn, at=()):
+    out[...] = a[numpy_key(at, dyn, a.shape)]
+
+
+def _setindex(out, a, v, *dyn, at=(), acc="set"):
+    # `out` is `a`'s own buffer (a new version of it): only the indexed part is written
+    key = numpy_key(at, dyn, a.shape)
+    if acc == "set":
+        out[key] = v
+    else:
+        out[key] = ACCUMULATE[acc](out[key], v).astype(out.dtype, copy=False)
+
+
+ACCUMULATE = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+              "floordiv": np.floor_divide, "mod": np.remainder, "xor": np.bitwise_xor,
+              "and": np.bitwise_and, "or": np.bitwise_or, "shl": np.left_shift,
+              "shr": np.right_shift}
+
+
+def _fill(out, shape=(), dtype="f32", value=0):
+    out.fill(value)
+
+
+def _eye(out, shape=(), dtype="f32"):
+    out.fill(0)
+    np.fill_diagonal(out, 1)
+
+
+def _arange(out, start=0, stop=0, step=1, dtype="i32"):
+    out[...] = np.arange(start, stop, step)
+
+
+def _reshape(out, a, shape=()):
+    np.copyto(out, np.reshape(a, shape))
+
+
+def _concat(out, *arrays, axis=0):
+    np.concatenate(arrays, axis=axis, out=out, casting="unsafe")
+
+
+def _stack(out, *arrays, axis=0):
+    np.stack(arrays, axis=axis, out=out, casting="unsafe")
+
+
+def _einsum(out, *arrays, spec=""):
+    out[...] = np.einsum(spec, *arrays)
+
+
+def _arg(fn):
+    def run(out, a, axis=None):
+        out[...] = fn(a, axis=axis)
+    return run
 
 
 def _copy(out, a):
@@ -117,11 +204,16 @@ def _copy(out, a):
 
 
 _E = "elementwise"
+_BITS = ("bool",) + INTS
 OPS: dict[str, OpDef] = {op.name: op for op in [
     OpDef("add", 2, _E, "promote", _ew(np.add), (("add", 1),), doc="a + b"),
     OpDef("sub", 2, _E, "promote", _ew(np.subtract), (("sub", 1),), doc="a - b"),
     OpDef("mul", 2, _E, "promote", _ew(np.multiply), (("mul", 1),), doc="a * b"),
     OpDef("div", 2, _E, "float", _ew(np.divide), (("div", 1),), doc="a / b"),
+    OpDef("floordiv", 2, _E, "promote", _ew(np.floor_divide), (("div", 1),),
+          doc="a // b, rounded down (an integer divided by 0 gives 0)", dtypes=INTS + FLOATS),
+    OpDef("mod", 2, _E, "promote", _ew(np.remainder), (("div", 1),),
+          doc="a % b, with the sign of b (an integer modulo 0 gives 0)", dtypes=INTS + FLOATS),
     OpDef("pow", 2, _E, "float", _ew(np.power), (("mul", 1),),
           doc="a ** b, a float (as in Python, 2 ** -1 is 0.5, so integers give f32)"),
     OpDef("maximum", 2, _E, "promote", _ew(np.maximum), (("max", 1),)),
@@ -132,6 +224,18 @@ OPS: dict[str, OpDef] = {op.name: op for op in [
     OpDef("ge", 2, _E, "bool", _ew(np.greater_equal), (("cmp", 1),), doc="a >= b"),
     OpDef("eq", 2, _E, "bool", _ew(np.equal), (("cmp", 1),), doc="a == b"),
     OpDef("ne", 2, _E, "bool", _ew(np.not_equal), (("cmp", 1),), doc="a != b"),
+    OpDef("and", 2, _E, "promote", _ew(np.bitwise_and), (("logic", 1),),
+          doc="a & b: bitwise (logical for bool)", dtypes=_BITS),
+    OpDef("or", 2, _E, "promote", _ew(np.bitwise_or), (("logic", 1),),
+          doc="a | b: bitwise (logical for bool)", dtypes=_BITS),
+    OpDef("xor", 2, _E, "promote", _ew(np.bitwise_xor), (("logic", 1),),
+          doc="a ^ b: bitwise (logical for bool)", dtypes=_BITS),
+    OpDef("not", 1, _E, "first", _not, (("logic", 1),),
+          doc="~a: every bit flipped (logical not for bool)", dtypes=_BITS),
+    OpDef("shl", 2, _E, "first", _ew(np.left_shift), (("shift", 1),),
+          doc="a << b, wrapping (a shift by the width or more gives 0)", dtypes=INTS),
+    OpDef("shr", 2, _E, "first", _ew(np.right_shift), (("shift", 1),),
+          doc="a >> b, arithmetic for signed types", dtypes=INTS),
     OpDef("neg", 1, _E, "first", _ew(np.negative), (("sub", 1),), doc="-a"),
     OpDef("relu", 1, _E, "first", _relu, (("max", 1),)),
     OpDef("sign", 1, _E, "first", _ew(np.sign), (("cmp", 1),)),
@@ -146,7 +250,9 @@ OPS: dict[str, OpDef] = {op.name: op for op in [
           (("mul", 1), ("exp", 2), ("add", 1)),
           doc="log(1 + exp(-a*b)): binary cross-entropy of score a for label b in {-1, 1}"),
     OpDef("where", 3, _E, "where", _where, (("cmp", 1),), doc="c ? a : b"),
-    OpDef("cast", 1, _E, "cast", _cast, (), ("to",), doc="convert to dtype `to`"),
+    OpDef("cast", 1, _E, "cast", _cast, (), ("to",),
+          doc="convert to dtype `to` (a float to an integer drops the fraction; one that does "
+              "not fit is an error)"),
     OpDef("copy", 1, _E, "first", _copy, (), doc="materialize a copy"),
     OpDef("matmul", 2, "matmul", "promote", _matmul, (("fma", 1),), ("ta",),
           doc="a @ b (ta=1: a transposed); for i, for j, for k: read a, read b; write out"),
@@ -155,12 +261,45 @@ OPS: dict[str, OpDef] = {op.name: op for op in [
     OpDef("sum", 1, "reduce", "first", _reduce(np.sum), (("add", 1),), ("axis",)),
     OpDef("mean", 1, "reduce", "float", _reduce(np.mean), (("add", 1),), ("axis",)),
     OpDef("max", 1, "reduce", "first", _reduce(np.max), (("max", 1),), ("axis",)),
-    OpDef("index", 1, "index", "first", _index, (), ("i",), doc="a[i], i a constant"),
+    OpDef("min", 1, "reduce", "first", _reduce(np.min), (("min", 1),), ("axis",)),
+    OpDef("argmax", 1, "reduce", "index", _arg(np.argmax), (("cmp", 1),), ("axis",),
+          doc="the position of the largest element (the first, on ties), i32; without axis, "
+              "counted row-major over the whole array"),
+    OpDef("argmin", 1, "reduce", "index", _arg(np.argmin), (("cmp", 1),), ("axis",),
+          doc="the position of the smallest element (the first, on ties), i32"),
+    OpDef("index", None, "index", "first", _index, (), ("at",),
+          doc="a[i, j:k, ...]: `at` has one entry per leading dimension: an integer, a slice "
+              "(start, stop, step), or None for an index read from the next operand at run time"),
+    OpDef("setindex", None, "setindex", "first", _setindex, (), ("at", "acc"),
+          doc="a new version of a with a[at] set to v (acc=add, xor, ...: combined with it)"),
+    OpDef("fill", 0, "construct", "attr", _fill, (), ("shape", "dtype", "value"),
+          doc="an array of one value: zeros(), ones(), full()"),
+    OpDef("eye", 0, "construct", "attr", _eye, (), ("shape", "dtype"), doc="the identity"),
+    OpDef("arange", 0, "construct", "attr", _arange, (), ("start", "stop", "step", "dtype"),
+          doc="start, start + step, ... below stop"),
+    OpDef("reshape", 1, "gather", "first", _reshape, (), ("shape",),
+          doc="the same elements in row-major order, in a new shape (a copy)"),
+    OpDef("concat", None, "gather", "promote", _concat, (), ("axis",),
+          doc="arrays joined along an existing axis"),
+    OpDef("stack", None, "gather", "promote", _stack, (), ("axis",),
+          doc="arrays of one shape joined along a new axis"),
+    OpDef("if", None, "region", "first", None,
+          doc="if c { then } else { else }: only the taken block runs (graph.py)"),
+    OpDef("merge", 2, "region", "first", None,
+          doc="the version of a buffer after an if that wrote it (no access: both blocks "
+              "wrote the same buffer)"),
+    OpDef("einsum", None, "einsum", "promote", _einsum, (("fma", 1),), ("spec",),
+          doc="einsum(\"si,sj,s->ij\", a, b, c): a sum of products over the indices the output "
+              "leaves out; for each output element, for each summed index: read each operand"),
 ]}
 
+_NAME = {np.dtype(v): k for k, v in DTYPES.items()}
+
 # the surface syntax for binary operators
-BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul",
-          "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
+BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod",
+          "**": "pow", "@": "matmul", "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq",
+          "!=": "ne", "&": "and", "|": "or", "^": "xor", "<<": "shl", ">>": "shr",
+          "and": "and", "or": "or"}
 
 # functions of constants, evaluated at compile time
 CONST_FUNCS = {"sqrt": math.sqrt, "exp": math.exp, "log": math.log, "abs": abs, "min": min,
@@ -168,9 +307,12 @@ CONST_FUNCS = {"sqrt": math.sqrt, "exp": math.exp, "log": math.log, "abs": abs, 
 
 CONST_BINOPS = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b,
                 "mul": lambda a, b: a * b, "div": lambda a, b: a / b,
+                "floordiv": lambda a, b: a // b, "mod": lambda a, b: a % b,
                 "pow": lambda a, b: a ** b, "lt": lambda a, b: a < b, "le": lambda a, b: a <= b,
                 "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b, "eq": lambda a, b: a == b,
-                "ne": lambda a, b: a != b}
+                "ne": lambda a, b: a != b, "and": lambda a, b: a & b, "or": lambda a, b: a | b,
+                "xor": lambda a, b: a ^ b, "shl": lambda a, b: a << b,
+                "shr": lambda a, b: a >> b}
 
 
 # ----------------------------------------------------------------------------- type rules
@@ -178,24 +320,31 @@ CONST_BINOPS = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b,
 def infer(op: OpDef, args: list[Operand], attrs: dict) -> tuple[str, tuple]:
     """(dtype, shape) of op applied to args, or OpError."""
     arrays = [a for a in args if a.dtype is not None]
-    if not arrays:
+    if not arrays and op.kind != "construct":
         raise OpError(f"{op.name} needs at least one array operand, got only constants")
     for key in attrs:
         if key not in op.attrs:
             allowed = ", ".join(op.attrs) or "none"
             raise OpError(f"{op.name} takes no option '{key}' (options: {allowed})")
     shape = SHAPE_RULES[op.kind](op, args, attrs)
-    return _dtype(op, args, arrays, attrs), shape
+    dtype = _dtype(op, args, arrays, attrs)
+    _check_constants(op, args, arrays, dtype)
+    return dtype, shape
 
 
 def _dtype(op: OpDef, args, arrays, attrs) -> str:
     rule = op.dtype_rule
     if rule == "bool":
+        best = max((a.dtype for a in arrays), key=RANK.__getitem__)
+        _check_takes(op, best)
         return "bool"
-    if rule == "cast":
-        to = attrs.get("to")
+    if rule == "index":
+        return "i32"
+    if rule in ("cast", "attr"):
+        to = attrs.get("to" if rule == "cast" else "dtype")
         if to not in DTYPES:
-            raise OpError(f"cast needs to= one of {', '.join(DTYPES)}, got {to!r}")
+            raise OpError(f"{op.name} needs {'to' if rule == 'cast' else 'dtype'}= one of "
+                          f"{', '.join(DTYPES)}, got {to!r}")
         return to
     if rule == "where":
         arrays = [a for a in args[1:] if a.dtype is not None] or arrays
@@ -206,9 +355,43 @@ def _dtype(op: OpDef, args, arrays, attrs) -> str:
     if best == "bool" and op.name in NO_BOOL:
         raise OpError(f"{op.name} of bool values is not defined: cast them first, "
                       "e.g. cast(a, to=\"f32\")")
+    _check_takes(op, best)
     if rule == "float" and best not in FLOATS:
         return "f32"
     return best
+
+
+def _check_takes(op: OpDef, dtype: str) -> None:
+    if op.dtypes and dtype not in op.dtypes:
+        raise OpError(f"{op.name} takes {', '.join(op.dtypes)} values, got {dtype} (cast "
+                      "first)")
+
+
+def _check_constants(op: OpDef, args, arrays, dtype: str) -> None:
+    """A constant is an immediate of the dtype the op computes in: it must be representable."""
+    if op.kind != "elementwise" or not arrays:
+        return
+    kind = dtype if op.dtype_rule != "bool" else \
+        max((a.dtype for a in arrays), key=RANK.__getitem__)
+    for a in args:
+        if a.dtype is None:
+            check_immediate(a.value, kind)
+
+
+def check_immediate(value, dtype: str) -> None:
+    if dtype in FLOATS or isinstance(value, bool):
+        return
+    if isinstance(value, float) and not value.is_integer():
+        raise OpError(f"the constant {value!r} is not an integer, and this op computes in "
+                      f"{dtype} (cast the array to f32 first)")
+    if dtype == "bool":
+        if value not in (0, 1):
+            raise OpError(f"the constant {value!r} is not 0 or 1, and this op computes in bool")
+        return
+    info = np.iinfo(DTYPES[dtype])
+    if not info.min <= value <= info.max:
+        raise OpError(f"the constant {value!r} does not fit in {dtype} "
+                      f"({info.min}..{info.max})")
 
 
 NO_BOOL = ("sub", "pow", "neg", "sign")   # numpy refuses these on bools
@@ -255,22 +438,226 @@ def _transpose_shape(op, args, attrs) -> tuple:
 def _reduce_shape(op, args, attrs) -> tuple:
     (a,) = args
     axis = attrs.get("axis")
+    if op.dtype_rule == "index" and not a.shape:
+        raise OpError(f"{op.name} of a scalar ({_describe(a)}) is not defined")
     if axis is None:
         return ()
-    if not isinstance(axis, int) or not -len(a.shape) <= axis < len(a.shape):
+    if not isinstance(axis, int) or isinstance(axis, bool) or \
+            not -len(a.shape) <= axis < len(a.shape):
         raise OpError(f"{op.name}: axis {axis} is out of range for {_describe(a)}")
     axis %= len(a.shape)
     return a.shape[:axis] + a.shape[axis + 1:]
 
 
+# ----------------------------------------------------------------------------- indexing
+
+def check_spec(at, shape: tuple, n_dynamic: int) -> tuple:
+    """The shape a[at] selects; `at` is canonical (see normalize_spec)."""
+    if not isinstance(at, tuple) or len(at) > len(shape):
+        raise OpError(f"too many indices ({len(at) if isinstance(at, tuple) else at!r}) for "
+                      f"an array of {len(shape)} dimension{'s' * (len(shape) != 1)}")
+    out, dynamic = [], 0
+    for entry, d in zip(at, shape):
+        if entry is None:
+            dynamic += 1
+        elif isinstance(entry, int) and not isinstance(entry, bool):
+            if not 0 <= entry < d:
+                raise OpError(f"index {entry} is out of range for a dimension of {d}")
+        elif isinstance(entry, tuple) and len(entry) == 3 and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in entry):
+            n = len(range(*entry))
+            if n == 0 or entry != slice(*entry).indices(d):
+                raise OpError(f"the slice {slice_text(entry)} of a dimension of {d} is empty or "
+                              "not canonical")
+            out.append(n)
+        else:
+            raise OpError(f"bad index {entry!r}")
+    if dynamic != n_dynamic:
+        raise OpError(f"{dynamic} run-time indices but {n_dynamic} index operands")
+    return tuple(out) + tuple(shape[len(at):])
+
+
+def normalize_spec(entries: list, shape: tuple) -> tuple:
+    """Source subscripts -> canonical `at`: an int in range, (start, stop, step) with the bounds
+    Python's slice.indices gives, or None (a run-time index); raises OpError."""
+    if len(entries) > len(shape):
+        raise OpError(f"{len(entries)} indices for an array of {len(shape)} "
+                      f"dimension{'s' * (len(shape) != 1)} ({show('?', shape)[1:]})")
+    out = []
+    for e, d in zip(entries, shape):
+        if e is None:
+            out.append(None)
+        elif isinstance(e, int):
+            if not -d <= e < d:
+                raise OpError(f"index {e} is out of range for a dimension of {d}")
+            out.append(e % d)
+        else:
+            start, stop, step = e
+            if step == 0:
+                raise OpError("a slice step cannot be 0")
+            canon = slice(start, stop, step).indices(d)
+            if len(range(*canon)) == 0:
+                raise OpError(f"the slice {slice_text((start, stop, step))} of a dimension of "
+                              f"{d} is empty")
+            out.append(canon)
+    while out and out[-1] == (0, shape[len(out) - 1], 1):
+        out.pop()                       # a trailing `:` is the same as leaving it out
+    return tuple(out)
+
+
+def slice_text(entry) -> str:
+    start, stop, step = entry
+    text = f"{'' if start is None else start}:{'' if stop is None else stop}"
+    return text if step in (1, None) else f"{text}:{step}"
+
+
+def numpy_key(at: tuple, dyn: tuple, shape: tuple) -> tuple:
+    """The numpy subscript of a[at] with the run-time indices `dyn`; an index out of range is a
+    RunError."""
+    key, k = [], 0
+    for entry, d in zip(at, shape):
+        if entry is None:
+            i = int(dyn[k])
+            k += 1
+            if not 0 <= i < d:
+                raise RunError(f"index {i} is out of range for a dimension of {d}")
+            key.append(i)
+        elif isinstance(entry, tuple):
+            key.append(slice(*entry))
+        else:
+            key.append(entry)
+    return tuple(key)
+
+
+def selected(at: tuple, dyn: tuple, shape: tuple) -> np.ndarray:
+    """The row-major element numbers of a[at] in a's buffer, in the order of the result."""
+    return np.arange(n_elements(shape)).reshape(shape)[numpy_key(at, dyn, shape)].ravel()
+
+
 def _index_shape(op, args, attrs) -> tuple:
-    (a,) = args
-    i = attrs.get("i")
-    if not a.shape:
-        raise OpError(f"cannot index a scalar ({_describe(a)})")
-    if not isinstance(i, int) or not -a.shape[0] <= i < a.shape[0]:
-        raise OpError(f"index {i} is out of range for {_describe(a)}")
-    return a.shape[1:]
+    a, *dyn = args
+    if a.dtype is None or not a.shape:
+        raise OpError(f"cannot index {_describe(a)}")
+    _check_dynamic(dyn)
+    return check_spec(attrs.get("at", ()), a.shape, len(dyn))
+
+
+def _setindex_shape(op, args, attrs) -> tuple:
+    if len(args) < 2:
+        raise OpError("setindex takes the array, the value and the run-time indices")
+    a, v, *dyn = args
+    if a.dtype is None or not a.shape:
+        raise OpError(f"cannot write into {_describe(a)} by index")
+    _check_dynamic(dyn)
+    part = check_spec(attrs.get("at", ()), a.shape, len(dyn))
+    acc = attrs.get("acc", "set")
+    if acc != "set" and acc not in ACCUMULATE:
+        raise OpError(f"setindex: unknown acc {acc!r}")
+    if v.dtype is None:
+        check_immediate(v.value, a.dtype)
+    else:
+        try:
+            if tuple(np.broadcast_shapes(v.shape, part)) != part:
+                raise ValueError
+        except ValueError:
+            raise OpError(f"cannot write {_describe(v)} into a part of shape "
+                          f"{list(part)}") from None
+        if RANK[v.dtype] > RANK[a.dtype]:
+            raise OpError(f"cannot write {v.dtype} values into a {a.dtype} array without a "
+                          f"cast (e.g. {a.dtype}(v))")
+    if acc in ("xor", "and", "or") and a.dtype not in _BITS or \
+            acc in ("shl", "shr") and a.dtype not in INTS or \
+            acc in ("sub", "floordiv", "mod") and a.dtype == "bool":
+        raise OpError(f"{acc} of {a.dtype} values is not defined")
+    if acc == "div" and a.dtype not in FLOATS:
+        raise OpError(f"/= of {a.dtype} values is not defined (use //)")
+    return a.shape
+
+
+def _check_dynamic(dyn) -> None:
+    for d in dyn:
+        if d.dtype not in INTS or d.shape:
+            raise OpError(f"a run-time index is an integer scalar (i32, i8, u8), got "
+                          f"{_describe(d)}")
+
+
+def _construct_shape(op, args, attrs) -> tuple:
+    if op.name == "arange":
+        n = len(range(attrs.get("start", 0), attrs.get("stop", 0), attrs.get("step", 1) or 1))
+        if attrs.get("step", 1) == 0 or n == 0:
+            raise OpError("arange: the range is empty")
+        return (n,)
+    shape = attrs.get("shape", ())
+    if not isinstance(shape, tuple) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
+        raise OpError(f"{op.name}: a shape is a list of positive integers, got {shape!r}")
+    if op.name == "eye" and len(shape) != 2:
+        raise OpError(f"eye makes a matrix, got shape {list(shape)}")
+    if op.name == "fill":
+        check_immediate(attrs.get("value", 0), attrs.get("dtype", "f32")
+                        if attrs.get("dtype") in DTYPES else "f32")
+    return shape
+
+
+def _gather_shape(op, args, attrs) -> tuple:
+    if any(a.dtype is None for a in args):
+        raise OpError(f"{op.name} takes arrays, not constants")
+    if op.name == "reshape":
+        (a,) = args
+        shape = attrs.get("shape", ())
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
+            raise OpError(f"reshape: a shape is a list of positive integers, got {list(shape)}")
+        if n_elements(shape) != n_elements(a.shape):
+            raise OpError(f"cannot reshape {_describe(a)} ({n_elements(a.shape)} elements) to "
+                          f"{list(shape)} ({n_elements(shape)} elements)")
+        return tuple(shape)
+    if len(args) < 1:
+        raise OpError(f"{op.name} needs at least one array")
+    first = args[0].shape
+    rank = len(first) + (op.name == "stack")
+    axis = attrs.get("axis", 0)
+    if not isinstance(axis, int) or isinstance(axis, bool) or not -rank <= axis < rank:
+        raise OpError(f"{op.name}: axis {axis!r} is out of range for rank {rank}")
+    axis %= rank
+    if op.name == "stack":
+        if any(a.shape != first for a in args):
+            raise OpError("stack needs arrays of one shape, got "
+                          + ", ".join(_describe(a) for a in args))
+        return first[:axis] + (len(args),) + first[axis:]
+    if not first or any(len(a.shape) != len(first) or a.shape[:axis] != first[:axis]
+                        or a.shape[axis + 1:] != first[axis + 1:] for a in args):
+        raise OpError(f"concat needs arrays that differ only along axis {axis}, got "
+                      + ", ".join(_describe(a) for a in args))
+    return first[:axis] + (sum(a.shape[axis] for a in args),) + first[axis + 1:]
+
+
+def parse_einsum(spec: str, shapes: list[tuple]) -> tuple[list[str], str, dict]:
+    """'si,sj->ij' -> (input subscripts, output subscripts, size of every letter)."""
+    if not isinstance(spec, str) or spec.count("->") != 1:
+        raise OpError("einsum needs an explicit output, e.g. einsum(\"si,sj->ij\", a, b)")
+    lhs, out = spec.replace(" ", "").split("->")
+    ins = lhs.split(",")
+    if len(ins) != len(shapes):
+        raise OpError(f"einsum {spec!r} names {len(ins)} operands, got {len(shapes)}")
+    sizes: dict[str, int] = {}
+    for sub, shape in zip(ins, shapes):
+        if not sub.isalpha() and sub or len(sub) != len(shape) or len(set(sub)) != len(sub):
+            raise OpError(f"einsum {spec!r}: subscripts {sub!r} do not fit an operand of shape "
+                          f"{list(shape)} (one distinct letter per dimension)")
+        for c, d in zip(sub, shape):
+            if sizes.setdefault(c, d) != d:
+                raise OpError(f"einsum {spec!r}: '{c}' is {sizes[c]} in one operand and {d} in "
+                              "another")
+    if len(set(out)) != len(out) or any(c not in sizes for c in out):
+        raise OpError(f"einsum {spec!r}: the output letters must be distinct input letters")
+    return ins, out, sizes
+
+
+def _einsum_shape(op, args, attrs) -> tuple:
+    if any(a.dtype is None for a in args):
+        raise OpError("einsum takes arrays, not constants")
+    _, out, sizes = parse_einsum(attrs.get("spec"), [a.shape for a in args])
+    return tuple(sizes[c] for c in out)
 
 
 def _describe(a: Operand) -> str:
@@ -278,7 +665,9 @@ def _describe(a: Operand) -> str:
 
 
 SHAPE_RULES = {"elementwise": _broadcast, "matmul": _matmul_shape, "outer": _outer_shape,
-               "transpose": _transpose_shape, "reduce": _reduce_shape, "index": _index_shape}
+               "transpose": _transpose_shape, "reduce": _reduce_shape, "index": _index_shape,
+               "setindex": _setindex_shape, "construct": _construct_shape,
+               "gather": _gather_shape, "einsum": _einsum_shape}
 
 
 def n_elements(shape: tuple) -> int:
@@ -294,5 +683,21 @@ def arith_counts(op: OpDef, dtype: str, shape: tuple, arg_shapes: list[tuple],
         n *= inner
     elif op.kind == "reduce":
         n = n_elements(arg_shapes[0])
+    elif op.kind == "einsum":
+        ins, out, sizes = parse_einsum(attrs["spec"], arg_shapes)
+        summed = {c for sub in ins for c in sub} - set(out)
+        n *= math.prod(sizes[c] for c in summed) * max(len(arg_shapes) - 1, 1)
+    elif op.kind == "setindex":
+        acc = attrs.get("acc", "set")
+        if acc == "set":
+            return {}
+        n = n_elements(check_spec(attrs.get("at", ()), arg_shapes[0],
+                                  len(arg_shapes) - 2))
+        price = dtype if dtype != "bool" else "i8"
+        return {f"{ACC_ARITH.get(acc, acc)}.{price}": n}
     price = dtype if dtype != "bool" else "i8"
     return {f"{name}.{price}": n * k for name, k in op.arith}
+
+
+ACC_ARITH = {"xor": "logic", "and": "logic", "or": "logic", "floordiv": "div", "mod": "div",
+             "shl": "shift", "shr": "shift"}

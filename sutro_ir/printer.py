@@ -11,6 +11,7 @@ before the update (verify checks it), so the name always means the latest versio
 from __future__ import annotations
 
 from .graph import SOURCE_OPS, Graph, Node
+from .ops import slice_text
 from .program import Loop, Program
 from .schedule import schedule
 
@@ -20,6 +21,8 @@ def value(v) -> str:
         return "true" if v else "false"
     if isinstance(v, str):
         return f'"{v}"'
+    if isinstance(v, tuple):
+        return "[" + ", ".join(value(x) for x in v) + "]"
     return repr(v)
 
 
@@ -66,17 +69,73 @@ def graph_lines(g: Graph) -> list[str]:
             out.append(f"# kernel {k.name}: one loop over {k.anchor.type}, stores {stores}")
             out += ["  " + node_line(n) for n in k.nodes]
     else:
-        out = [node_line(n) for n in g.nodes if n.op not in SOURCE_OPS]
+        out = block_lines(n for n in g.nodes if n.op not in SOURCE_OPS)
     out += [f"predict {_ref(o)}" for o in g.outputs]
     return out
 
 
+def block_lines(nodes) -> list[str]:
+    out = []
+    for n in nodes:
+        if n.op == "merge":            # implied by the writes in the branches
+            continue
+        if n.op == "if":
+            then, orelse = n.branches
+            out.append(f"if {_ref(n.args[0])} {{")
+            out += ["  " + line for line in block_lines(then)]
+            if orelse:
+                out.append("} else {")
+                out += ["  " + line for line in block_lines(orelse)]
+            out.append("}")
+            continue
+        out.append(node_line(n))
+    return out
+
+
+ACC_TEXT = {"set": ":=", "add": "+=", "sub": "-=", "mul": "*=", "div": "/=", "floordiv": "//=",
+            "mod": "%=", "xor": "^=", "and": "&=", "or": "|=", "shl": "<<=", "shr": ">>="}
+
+
 def node_line(n: Node) -> str:
     args = [_ref(a) if isinstance(a, str) else value(a) for a in n.args]
-    call = f"{n.op}({', '.join(args + [f'{k}={value(v)}' for k, v in n.attrs])})"
+    attrs = dict(n.attrs)
+    if n.op == "setindex":
+        return f"{n.buffer}[{_subscripts(attrs['at'], args[2:])}] {ACC_TEXT[attrs['acc']]} " \
+               f"{args[1]}"
+    if n.op == "index":
+        call = f"{args[0]}[{_subscripts(attrs['at'], args[1:])}]"
+    elif n.op == "fill":
+        call = f"full({_list(attrs['shape'])}, {value(attrs['value'])}, " \
+               f"dtype={value(attrs['dtype'])})"
+    elif n.op == "eye":
+        call = f"eye({_list(attrs['shape'])}, dtype={value(attrs['dtype'])})"
+    elif n.op == "arange":
+        call = f"arange({attrs['start']}, {attrs['stop']}, {attrs['step']}, " \
+               f"dtype={value(attrs['dtype'])})"
+    elif n.op == "einsum":
+        call = f"einsum({', '.join([value(attrs['spec'])] + args)})"
+    else:
+        call = f"{n.op}({', '.join(args + [f'{k}={value(v)}' for k, v in n.attrs])})"
     if n.version > 0:
         return f"{n.buffer} := {call}"
     return f"{n.name}: {n.type} = {call}"
+
+
+def _subscripts(at: tuple, dyn: list) -> str:
+    out, k = [], 0
+    for entry in at:
+        if entry is None:
+            out.append(dyn[k])
+            k += 1
+        elif isinstance(entry, tuple):
+            out.append(slice_text(entry))
+        else:
+            out.append(str(entry))
+    return ", ".join(out) or ":"
+
+
+def _list(shape: tuple) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 def _ref(name: str) -> str:

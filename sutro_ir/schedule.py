@@ -44,11 +44,26 @@ class Kernel:
     name: str
     nodes: tuple[Node, ...]
     stores: tuple[str, ...]     # the nodes whose values it writes to memory, in node order
+    branches: tuple = ()        # an if: (then kernels, else kernels)
 
     @property
     def anchor(self) -> Node:
         """The node whose output index space is the kernel's loop nest."""
         return self.nodes[0]
+
+    @property
+    def is_branch(self) -> bool:
+        return bool(self.branches)
+
+
+def flat_kernels(kernels):
+    """Every kernel in program order: an if's kernel, then its then kernels, then its else
+    kernels (the order of layout, liveness and the trace's kernel table)."""
+    for k in kernels:
+        yield k
+        if k.branches:
+            yield from flat_kernels(k.branches[0])
+            yield from flat_kernels(k.branches[1])
 
 
 @dataclass(frozen=True)
@@ -68,22 +83,42 @@ class Schedule:
     def _index(self) -> dict:
         return {b.name: i for i, b in enumerate(self.buffers)}
 
+    @functools.cached_property
+    def flat(self) -> tuple[Kernel, ...]:
+        return tuple(flat_kernels(self.kernels))
+
 
 def schedule(graph: Graph, start: int = 0) -> Schedule:
     groups = kernel_groups(graph)
     stored = materialized(graph, groups)
-    kernels = tuple(Kernel(_kernel_name(g, stored), tuple(graph[m] for m in g),
-                           tuple(m for m in g if m in stored)) for g in groups)
+    kernels = _kernels(graph, groups, stored)
     if graph.layout == "liveness":
         return Schedule(graph, kernels, liveness_layout(graph, kernels, stored, start))
     return Schedule(graph, kernels, layout(graph, stored, start))
 
 
+def _kernels(graph: Graph, groups, stored: set[str]) -> tuple[Kernel, ...]:
+    out = []
+    for g in groups:
+        node = graph[g[0]]
+        if node.op == "if":             # each node of a branch is a kernel of its own
+            branches = tuple(_kernels(graph, [(n.name,) for n in block if n.op != "merge"],
+                                      stored) for block in node.branches)
+            out.append(Kernel(node.name, (node,), (), branches))
+        else:
+            out.append(Kernel(_kernel_name(g, stored), tuple(graph[m] for m in g),
+                              tuple(m for m in g if m in stored)))
+    return tuple(out)
+
+
 def kernel_groups(graph: Graph) -> list[tuple[str, ...]]:
-    """The step's kernels in order: the fused groups, and every other computing node alone."""
+    """The step's kernels in order: the fused groups, and every other computing node alone (a
+    merge is not a kernel: it names what its if wrote)."""
     group_of = {m: g for g in graph.kernels for m in g}
     out = []
     for n in graph.body:
+        if n.op == "merge":
+            continue
         g = group_of.get(n.name, (n.name,))
         if g[0] == n.name:
             out.append(g)
@@ -92,25 +127,31 @@ def kernel_groups(graph: Graph) -> list[tuple[str, ...]]:
 
 def materialized(graph: Graph, groups: list[tuple[str, ...]]) -> set[str]:
     """The values stored in memory: those read outside the kernel that makes them, predicted,
-    parameters and their versions, the example, and the output of every one-node kernel."""
+    parameters and their versions, the example, the output of every one-node kernel, and every
+    value made inside an if's branches."""
     kernel_of = {m: i for i, g in enumerate(groups) for m in g}
     out = {n.name for n in graph.nodes if n.op in SOURCE_OPS or n.version > 0}
     out |= set(graph.outputs)
     out |= {g[0] for g in groups if len(g) == 1}
     for n in graph.body:
         for a in n.operands:
-            if kernel_of.get(a) != kernel_of[n.name]:
+            if kernel_of.get(a) != kernel_of.get(n.name):
                 out.add(a)
-    return out
+    top = {n.name for n in graph.nodes}
+    out |= {n.name for n in graph.all_nodes if n.name not in top}
+    return {m for m in out if graph[m].op != "if"}
 
 
 def last_reads(graph: Graph, kernels) -> dict[str, int]:
-    """For every buffer, the index of the last kernel that reads it."""
+    """For every buffer, the index (in program order, flat_kernels) of the last kernel that
+    reads it or writes a new version of it; an if reads its condition."""
     out: dict[str, int] = {}
-    for i, k in enumerate(kernels):
+    for i, k in enumerate(flat_kernels(kernels)):
         for n in k.nodes:
-            for a in n.operands:
+            for a in (n.operands[:1] if n.op == "if" else n.operands):
                 out[graph[a].buffer] = i
+            if n.version > 0:           # a write into a buffer keeps it allocated too
+                out[n.buffer] = i
     return out
 
 
@@ -121,11 +162,11 @@ def peak_live_bytes(sched: Schedule) -> int:
     graph, kernels = sched.graph, sched.kernels
     last = last_reads(graph, kernels)
     born: dict[str, int] = {}
-    for i, k in enumerate(kernels):
+    for i, k in enumerate(sched.flat):
         for name in k.stores:
             born.setdefault(graph[name].buffer, i)
     step = [b for b in sched.buffers if b.role not in ("param", "data") and b.name in born]
-    live = [0] * (len(kernels) + 1)
+    live = [0] * (len(sched.flat) + 1)
     for b in step:
         for i in range(born[b.name], max(last.get(b.name, 0), born[b.name]) + 1):
             live[i] += b.nbytes
@@ -141,9 +182,9 @@ def _kernel_name(group: tuple[str, ...], stored: set[str]) -> str:
 
 def layout(graph: Graph, stored: set[str], start: int = 0) -> tuple[BufferSlot, ...]:
     """Bump allocation in definition order; one slot per materialized buffer."""
-    names = {n.name for n in graph.nodes}
+    names = {n.name for n in graph.all_nodes}
     slots, seen, nxt = [], set(), start
-    for n in graph.nodes:
+    for n in graph.all_nodes:
         if n.buffer in seen or n.name not in stored:
             continue
         seen.add(n.buffer)
@@ -157,7 +198,7 @@ def layout(graph: Graph, stored: set[str], start: int = 0) -> tuple[BufferSlot, 
 def role(n: Node, names: set[str]) -> str:
     """param, data (the example), temp (an unnamed intermediate), grad (named dX for a value
     or parameter X: the convention of hand-written backward passes), else activation."""
-    if n.op == "param" or n.version > 0:
+    if n.op == "param":
         return "param"
     if n.op == "input":
         return "data"
@@ -173,7 +214,7 @@ def liveness_layout(graph: Graph, kernels, stored: set[str], start: int = 0):
     last read is over free their bytes, and the values the kernel stores take the lowest free
     span that fits (first fit, ALIGN-byte granularity). A value never lands on one the same
     kernel reads."""
-    names = {n.name for n in graph.nodes}
+    names = {n.name for n in graph.all_nodes}
     last_read = last_reads(graph, kernels)
     slots: dict[str, BufferSlot] = {}
     nxt = start
@@ -186,7 +227,7 @@ def liveness_layout(graph: Graph, kernels, stored: set[str], start: int = 0):
     free: list[tuple[int, int]] = []            # (base, size) of free space above heap
     top = heap
     live: list[tuple[int, str]] = []           # (last kernel that reads it, buffer)
-    for i, k in enumerate(kernels):
+    for i, k in enumerate(flat_kernels(kernels)):
         for end, buf in [x for x in live if x[0] < i]:
             live.remove((end, buf))
             s = slots[buf]
@@ -199,7 +240,8 @@ def liveness_layout(graph: Graph, kernels, stored: set[str], start: int = 0):
             base, free, top = _take(free, top, size)
             slots[n.buffer] = BufferSlot(n.buffer, base, n.dtype, n.shape, role(n, names))
             live.append((last_read.get(n.buffer, i), n.buffer))
-    return tuple(slots[b] for b in dict.fromkeys(n.buffer for n in graph.nodes) if b in slots)
+    return tuple(slots[b] for b in dict.fromkeys(n.buffer for n in graph.all_nodes)
+                 if b in slots)
 
 
 def _align(x: int, a: int) -> int:

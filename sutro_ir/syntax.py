@@ -59,9 +59,32 @@ class Neg:
 
 
 @dataclass(frozen=True)
+class Not:
+    """`~a` (op "not": bitwise, logical on bool) or `not a` (logical: bool operands only)."""
+
+    a: object
+    logical: bool
+    loc: Loc = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Slice:
+    start: object | None
+    stop: object | None
+    step: object | None
+    loc: Loc = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class Index:
     a: object
-    index: object
+    subs: tuple            # expressions and Slices, one per leading dimension
+    loc: Loc = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class List:
+    items: tuple
     loc: Loc = field(compare=False, repr=False)
 
 
@@ -97,7 +120,40 @@ class Update:
 
 
 @dataclass(frozen=True)
+class SetItem:
+    """`A[i, :] := v`, `A[i] ^= v`: a write into part of an array."""
+
+    name: str
+    subs: tuple
+    op: str
+    expr: object
+    loc: Loc = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class Predict:
+    expr: object
+    loc: Loc = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class If:
+    cond: object
+    then: tuple
+    orelse: tuple          # () when there is no else
+    loc: Loc = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class For:
+    var: str
+    range: object          # a call range(...)
+    body: tuple
+    loc: Loc = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Return:
     expr: object
     loc: Loc = field(compare=False, repr=False)
 
@@ -128,7 +184,7 @@ class LoopItem:
     """`train (x, y) in D [batch B] for E epochs [until C] { ... }`, or
     `eval (x, y) in D { ... }`."""
 
-    kind: str              # "train" or "eval"
+    kind: str              # "train", "eval" or "solve"
     x: str
     y: str
     dataset: str
@@ -138,6 +194,16 @@ class LoopItem:
     body: tuple
     loc: Loc = field(compare=False, repr=False)
     dataset_loc: Loc = field(compare=False, repr=False, default=None)
+
+
+@dataclass(frozen=True)
+class FunctionItem:
+    """`def name(a, b) { ...; return e }`: inlined where it is called."""
+
+    name: str
+    params: tuple
+    body: tuple
+    loc: Loc = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -175,7 +241,7 @@ def loc_at(file: str, lines: tuple, line: int, col: int) -> Loc:
 
 TOKEN_WORDS = {"_NL": "end of line", "NAME": "a name", "NUMBER": "a number", "STRING": "a string",
                "AUGOP": "an update (-=, +=, ...)", "COMPOP": "a comparison", "ADDOP": "+ or -",
-               "MULOP": "*, / or @", "$END": "end of file"}
+               "MULOP": "*, /, //, % or @", "SHIFTOP": "<< or >>", "POW": "**", "$END": "end of file"}
 """Words for the pattern terminals; a literal terminal (`(`, `epochs`) is shown as itself."""
 
 
@@ -251,13 +317,43 @@ class _Build(Transformer):
     compare = binop
 
     def pow(self, meta, c):
-        return BinOp("**", c[0], c[1], self._loc(meta))
+        return BinOp("**", c[0], c[2], self._loc(meta))
 
     def neg(self, meta, c):
         return Neg(c[0], self._loc(meta))
 
     def index(self, meta, c):
         return Index(c[0], c[1], self._loc(meta))
+
+    def subscripts(self, meta, c):
+        return tuple(c)
+
+    def slice(self, meta, c):
+        return Slice(*c, self._loc(meta))
+
+    def list(self, meta, c):
+        return List(tuple(x for x in c if x is not None), self._loc(meta))
+
+    def invert(self, meta, c):
+        return Not(c[0], False, self._loc(meta))
+
+    def logic_not(self, meta, c):
+        return Not(c[0], True, self._loc(meta))
+
+    def logic_and(self, meta, c):
+        return BinOp("and", c[0], c[1], self._loc(meta))
+
+    def logic_or(self, meta, c):
+        return BinOp("or", c[0], c[1], self._loc(meta))
+
+    def bit_and(self, meta, c):
+        return BinOp("&", c[0], c[1], self._loc(meta))
+
+    def bit_or(self, meta, c):
+        return BinOp("|", c[0], c[1], self._loc(meta))
+
+    def bit_xor(self, meta, c):
+        return BinOp("^", c[0], c[1], self._loc(meta))
 
     def transpose(self, meta, c):
         return Transpose(c[0], self._loc(meta))
@@ -300,6 +396,31 @@ class _Build(Transformer):
         (x, y), dataset, body = c
         return LoopItem("eval", x, y, str(dataset), None, None, None, body, self._loc(meta),
                         self._loc(dataset))
+
+    def solve(self, meta, c):
+        (x, y), dataset, body = c
+        return LoopItem("solve", x, y, str(dataset), None, None, None, body, self._loc(meta),
+                        self._loc(dataset))
+
+    def function(self, meta, c):
+        name, *params, body = c
+        return FunctionItem(str(name), tuple(str(p) for p in params if p is not None), body,
+                            self._loc(name))
+
+    def setitem(self, meta, c):
+        return SetItem(str(c[0]), c[1], str(c[2]), c[3], self._loc(c[0]))
+
+    def if_(self, meta, c):
+        cond, then, orelse = c
+        if isinstance(orelse, If):
+            orelse = (orelse,)
+        return If(cond, then, orelse or (), self._loc(meta))
+
+    def for_(self, meta, c):
+        return For(str(c[0]), c[1], c[2], self._loc(c[0]))
+
+    def return_(self, meta, c):
+        return Return(c[0], self._loc(meta))
 
     def let(self, meta, c):
         return Let(str(c[0]), c[1], c[2], self._loc(c[0]))

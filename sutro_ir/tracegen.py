@@ -7,17 +7,28 @@ per element:
 - matmul `a @ b`: for i, for j, for k: read a[i,k], read b[k,j]; then write out[i,j];
 - outer: for i, for j: read a[i], read b[j], write out[i,j];
 - transpose: for each output element: read the input element, write;
-- reductions: for each output element, read its inputs in order, then write once;
-- index `a[i]`: read a[i, ...] element by element, writing each.
+- reductions (argmax too): for each output element, read its inputs in order, then write once;
+- einsum: for each output element, for each combination of the summed indices (row-major):
+  read each operand's element in operand order; then write;
+- `a[at]`: first read each run-time index (one scalar each), then for each selected element:
+  read it, write it; reshape, concat, stack: for each output element, read its source element,
+  write it; zeros/ones/full/eye/arange: write each element;
+- `a[at] op= v`: read the run-time indices, then for each element written: read a's element
+  (unless `:=`), read v's element, write a's element;
+- an if: read the condition, then the kernels of the taken block only.
 Constants are immediates and cost nothing; values inside a kernel live in registers.
 
 A step starts with the `load` kernel, which writes the example into x and y (the data arrives
 from outside the simulated memory). Step 0 starts with `init`, which writes every parameter.
-Addresses depend only on the schedule, never on values (.sir has no data-dependent control
-flow), so one step's columns are computed once and every traced step replays them.
+Addresses depend only on the schedule and the step's control path (Step.path: each if's
+choice and each run-time index, in program order), so a path's columns are computed once and
+every traced step on that path replays them.
 """
 
 from __future__ import annotations
+
+import functools
+from collections import Counter
 
 import numpy as np
 
@@ -25,30 +36,43 @@ from simulator.trace import CHUNK_ACCESSES, Buffer, Chunk, Trace
 from simulator.trace import Kernel as TraceKernel
 
 from .graph import Node, compute_dtype
-from .ops import OPS, arith_counts, n_elements
+from .ops import OPS, arith_counts, check_spec, n_elements, parse_einsum, selected
 from .schedule import BufferSlot, Kernel, Schedule
 
 
-def kernel_accesses(kernel: Kernel, sched: Schedule):
+def dynamic_count(kernel: Kernel) -> int:
+    """How many run-time index values one execution of the kernel takes from the path."""
+    return sum(len(_dynamic(n)) for n in kernel.nodes)
+
+
+def _dynamic(n: Node) -> tuple:
+    if n.op == "index":
+        return n.args[1:]
+    if n.op == "setindex":
+        return n.args[2:]
+    return ()
+
+
+def kernel_accesses(kernel: Kernel, sched: Schedule, dyn: tuple = ()):
     """(addr, nbytes, is_write, buffer) of one execution of a kernel (buffer: the row of
-    sched.buffers that each access touches). One loop nest over the anchor's
-    output index space; per iteration: the anchor's reads, then each later node's reads of values
-    from outside the kernel (an element already read in this iteration is in a register), then
-    the writes of the values the kernel stores, in node order."""
+    sched.buffers that each access touches); `dyn`: its run-time index values. One loop nest over
+    the anchor's output index space; per iteration: the anchor's reads, then each later node's
+    reads of values from outside the kernel (an element already read in this iteration is in a
+    register), then the writes of the values the kernel stores, in node order. The anchor's
+    run-time indices are read once, before the loop."""
     anchor = kernel.anchor
-    ins = [sched.slot(sched.graph[a].buffer) for a in anchor.operands]
-    cols, slots = PATTERNS[OPS[anchor.op].kind](anchor, ins, None)
-    cols, slots = cols[:-1], slots[:-1]
-    for a in outside_reads(kernel, sched.graph):
-        s = sched.slot(sched.graph[a].buffer)
-        cols.append(_broadcast_index(s, anchor.shape))
-        slots.append(s)
+    graph = sched.graph
+    ins = [sched.slot(graph[a].buffer) for a in anchor.operands]
+    prefix, cols = PATTERNS[OPS[anchor.op].kind](anchor, ins, tuple(dyn), sched)
+    if OPS[anchor.op].kind == "setindex":       # never fused: its own write is its column
+        return _finish(prefix, cols, 1, sched)
+    cols = cols[:-1]
+    for a in outside_reads(kernel, graph):
+        s = sched.slot(graph[a].buffer)
+        cols.append(_col(s, _broadcast_index(s, anchor.shape)))
     for name in kernel.stores:
-        cols.append(np.arange(n_elements(anchor.shape)))
-        slots.append(sched.slot(sched.graph[name].buffer))
-    addr, nbytes, is_write, which = _interleave(cols, slots, n_writes=len(kernel.stores))
-    rows = np.array([sched.index(s.name) for s in slots], np.int32)
-    return addr, nbytes, is_write, rows[which]
+        cols.append(_col(sched.slot(graph[name].buffer), np.arange(n_elements(anchor.shape))))
+    return _finish(prefix, cols, len(kernel.stores), sched)
 
 
 def outside_reads(kernel: Kernel, graph) -> list[str]:
@@ -71,26 +95,57 @@ def _broadcast_index(s: BufferSlot, shape: tuple) -> np.ndarray:
     return np.broadcast_to(np.arange(n_elements(s.shape)).reshape(s.shape), shape).ravel()
 
 
-def _interleave(cols: list[np.ndarray], slots: list[BufferSlot], n_writes: int = 1):
-    """cols[j][r] is the r-th iteration's j-th access; the last n_writes columns are writes.
-    Returns (addr, nbytes, is_write, slot): slot is the index into `slots` of each access."""
-    rows = cols[0].shape[0]
+def _col(s: BufferSlot, index: np.ndarray):
+    """One access per iteration: (element numbers, slot)."""
+    return (index, s)
+
+
+def _finish(prefix: list, cols: list, n_writes: int, sched: Schedule):
+    """Interleave the loop's columns (cols[j][r]: iteration r's j-th access; the last n_writes
+    are writes) after the prefix accesses (reads). A column's slot is one BufferSlot, or an
+    array of slot numbers per iteration (a gather from several arrays)."""
+    rows = len(cols[0][0]) if cols else 0
     addr = np.empty((rows, len(cols)), np.int64)
-    for j, (c, s) in enumerate(zip(cols, slots)):
-        addr[:, j] = s.base + c * s.elem_bytes
-    sizes = np.array([s.elem_bytes for s in slots], np.int32)
+    size = np.empty((rows, len(cols)), np.int32)
+    which = np.empty((rows, len(cols)), np.int32)
+    for j, (index, s) in enumerate(cols):
+        if isinstance(s, BufferSlot):
+            addr[:, j] = s.base + index * s.elem_bytes
+            size[:, j] = s.elem_bytes
+            which[:, j] = sched.index(s.name)
+        else:                          # (slots, per-iteration slot number)
+            slots, pick = s
+            base = np.array([t.base for t in slots], np.int64)
+            eb = np.array([t.elem_bytes for t in slots], np.int32)
+            addr[:, j] = base[pick] + index * eb[pick]
+            size[:, j] = eb[pick]
+            which[:, j] = np.array([sched.index(t.name) for t in slots], np.int32)[pick]
     writes = np.zeros(len(cols), bool)
     writes[len(cols) - n_writes:] = True
-    which = np.tile(np.arange(len(cols), dtype=np.int32), rows)
-    return addr.ravel(), np.tile(sizes, rows), np.tile(writes, rows), which
+    a, n, w, b = addr.ravel(), size.ravel(), np.tile(writes, rows), which.ravel()
+    if not prefix:
+        return a, n, w, b
+    pa = np.array([s.base + i * s.elem_bytes for s, i in prefix], np.int64)
+    pn = np.array([s.elem_bytes for s, _ in prefix], np.int32)
+    pb = np.array([sched.index(s.name) for s, _ in prefix], np.int32)
+    return (np.concatenate([pa, a]), np.concatenate([pn, n]),
+            np.concatenate([np.zeros(len(prefix), bool), w]), np.concatenate([pb, b]))
 
 
-def _elementwise(node: Node, ins: list[BufferSlot], out: BufferSlot):
-    cols = [_broadcast_index(s, node.shape) for s in ins]
-    return cols + [np.arange(n_elements(node.shape))], ins + [out]
+def _out(node: Node, sched: Schedule):
+    """The write column of a one-node kernel (a fused kernel drops it: its anchor's value may
+    live in registers, with no slot)."""
+    buffer = sched.graph[node.name].buffer
+    slot = sched.slot(buffer) if buffer in sched._index else None
+    return _col(slot, np.arange(n_elements(node.shape)))
 
 
-def _matmul(node: Node, ins: list[BufferSlot], out: BufferSlot):
+def _elementwise(node: Node, ins, dyn, sched):
+    cols = [_col(s, _broadcast_index(s, node.shape)) for s in ins]
+    return [], cols + [_out(node, sched)]
+
+
+def _matmul(node: Node, ins, dyn, sched):
     a, b = ins
     ta = dict(node.attrs).get("ta", 0)
     a_shape = a.shape[::-1] if ta else a.shape
@@ -98,48 +153,111 @@ def _matmul(node: Node, ins: list[BufferSlot], out: BufferSlot):
     K = b.shape[0]
     J = b.shape[1] if len(b.shape) == 2 else 1
     i, j, k = np.meshgrid(np.arange(I), np.arange(J), np.arange(K), indexing="ij")
-    a_idx = (k * I + i) if ta else (i * K + k)
-    b_idx = k * J + j
-    reads = np.stack([a_idx, b_idx], axis=-1).reshape(I * J, 2 * K)
-    cols = [reads[:, c] for c in range(2 * K)] + [np.arange(I * J)]
-    return cols, [a, b] * K + [out]
+    a_idx = ((k * I + i) if ta else (i * K + k)).reshape(I * J, K)
+    b_idx = (k * J + j).reshape(I * J, K)
+    cols = []
+    for c in range(K):
+        cols += [_col(a, a_idx[:, c]), _col(b, b_idx[:, c])]
+    return [], cols + [_out(node, sched)]
 
 
-def _outer(node: Node, ins: list[BufferSlot], out: BufferSlot):
+def _outer(node: Node, ins, dyn, sched):
     a, b = ins
     i, j = np.meshgrid(np.arange(a.shape[0]), np.arange(b.shape[0]), indexing="ij")
-    return [i.ravel(), j.ravel(), np.arange(i.size)], [a, b, out]
+    return [], [_col(a, i.ravel()), _col(b, j.ravel()), _out(node, sched)]
 
 
-def _transpose(node: Node, ins: list[BufferSlot], out: BufferSlot):
+def _transpose(node: Node, ins, dyn, sched):
     (a,) = ins
     src = np.arange(n_elements(a.shape)).reshape(a.shape).T.ravel()
-    return [src, np.arange(src.size)], [a, out]
+    return [], [_col(a, src), _out(node, sched)]
 
 
-def _reduce(node: Node, ins: list[BufferSlot], out: BufferSlot):
+def _reduce(node: Node, ins, dyn, sched):
     (a,) = ins
     idx = np.arange(n_elements(a.shape)).reshape(a.shape)
     axis = dict(node.attrs).get("axis")
     rows = idx.reshape(1, -1) if axis is None else np.moveaxis(idx, axis, -1).reshape(
         -1, a.shape[axis])
-    cols = [rows[:, c] for c in range(rows.shape[1])] + [np.arange(rows.shape[0])]
-    return cols, [a] * rows.shape[1] + [out]
+    return [], [_col(a, rows[:, c]) for c in range(rows.shape[1])] + [_out(node, sched)]
 
 
-def _index(node: Node, ins: list[BufferSlot], out: BufferSlot):
-    (a,) = ins
-    i = dict(node.attrs)["i"] % a.shape[0]
-    size = n_elements(a.shape[1:])
-    return [i * size + np.arange(size), np.arange(size)], [a, out]
+def _index(node: Node, ins, dyn, sched):
+    a, *idx = ins
+    at = dict(node.attrs).get("at", ())
+    return list(zip(idx, [0] * len(idx))), [_col(a, selected(at, dyn, a.shape)),
+                                            _out(node, sched)]
+
+
+def _setindex(node: Node, ins, dyn, sched):
+    graph = sched.graph
+    attrs = dict(node.attrs)
+    target, *rest = ins
+    at = attrs.get("at", ())
+    where = selected(at, dyn, target.shape)
+    part = check_spec(at, target.shape, len(dyn))
+    v = node.args[1]
+    cols = [] if attrs.get("acc", "set") == "set" else [_col(target, where)]
+    if isinstance(v, str):
+        s = sched.slot(graph[v].buffer)
+        cols.append(_col(s, _broadcast_index(s, part)))
+        rest = rest[1:]
+    return list(zip(rest, [0] * len(rest))), cols + [_col(target, where)]
+
+
+def _construct(node: Node, ins, dyn, sched):
+    return [], [_out(node, sched)]
+
+
+def _gather(node: Node, ins, dyn, sched):
+    if node.op == "reshape":
+        return [], [_col(ins[0], np.arange(n_elements(node.shape))), _out(node, sched)]
+    sizes = [n_elements(s.shape) for s in ins]
+    offset = np.cumsum([0] + sizes)
+    ids = [np.arange(n).reshape(s.shape) + o for n, s, o in zip(sizes, ins, offset)]
+    axis = dict(node.attrs).get("axis", 0)
+    joined = (np.concatenate(ids, axis=axis) if node.op == "concat"
+              else np.stack(ids, axis=axis)).ravel()
+    pick = np.searchsorted(offset, joined, side="right") - 1
+    return [], [(joined - offset[pick], (tuple(ins), pick)), _out(node, sched)]
+
+
+def _einsum(node: Node, ins, dyn, sched):
+    subs, out, sizes = parse_einsum(dict(node.attrs)["spec"], [s.shape for s in ins])
+    summed = list(dict.fromkeys(c for sub in subs for c in sub if c not in out))
+    letters = list(out) + summed
+    grids = np.indices([sizes[c] for c in letters]).reshape(len(letters), -1)
+    pos = {c: grids[i] for i, c in enumerate(letters)}
+    n_out = n_elements(tuple(sizes[c] for c in out))
+    inner = n_elements(tuple(sizes[c] for c in summed))
+    flat = []
+    for sub, s in zip(subs, ins):
+        idx = np.zeros(grids.shape[1], np.int64)
+        for c in sub:
+            idx = idx * sizes[c] + pos[c]
+        flat.append(idx.reshape(n_out, inner))
+    cols = []
+    for c in range(inner):
+        cols += [_col(s, f[:, c]) for s, f in zip(ins, flat)]
+    return [], cols + [_out(node, sched)]
+
+
+PATTERNS = {"elementwise": _elementwise, "matmul": _matmul, "outer": _outer,
+            "transpose": _transpose, "reduce": _reduce, "index": _index,
+            "setindex": _setindex, "construct": _construct, "gather": _gather,
+            "einsum": _einsum}
 
 
 def n_accesses(kernel: Kernel, graph) -> int:
-    """How many accesses one execution of a kernel makes (without building them)."""
+    """How many accesses one execution of a kernel makes (without building them); for an if,
+    the read of its condition."""
     anchor = kernel.anchor
     kind = OPS[anchor.op].kind
+    if kind == "region":
+        return 1
     n_out = n_elements(anchor.shape)
     shapes = [graph[a].shape for a in anchor.operands]
+    dyn = len(_dynamic(anchor))
     if kind == "elementwise":
         reads = n_out * len(shapes)
     elif kind == "matmul":
@@ -148,50 +266,64 @@ def n_accesses(kernel: Kernel, graph) -> int:
         reads = 2 * n_out
     elif kind == "reduce":
         reads = n_elements(shapes[0])
+    elif kind == "einsum":
+        _, out, sizes = parse_einsum(dict(anchor.attrs)["spec"], shapes)
+        reads = n_elements(tuple(sizes.values())) * len(shapes)
+    elif kind == "construct":
+        reads = 0
+    elif kind == "setindex":
+        attrs = dict(anchor.attrs)
+        part = n_elements(check_spec(attrs.get("at", ()), shapes[0], dyn))
+        per = (attrs.get("acc", "set") != "set") + isinstance(anchor.args[1], str) + 1
+        return dyn + part * per
+    elif kind == "index":
+        reads = dyn + n_out
     else:
         reads = n_out
     reads += n_out * len(outside_reads(kernel, graph))
     return reads + n_out * len(kernel.stores)
 
 
-PATTERNS = {"elementwise": _elementwise, "matmul": _matmul, "outer": _outer,
-            "transpose": _transpose, "reduce": _reduce, "index": _index}
-
-
 # ----------------------------------------------------------------------------- the step's columns
 
 class StepTrace:
-    """The columns of one training step (and of step 0's parameter initialization), computed
-    once from the schedule; `trace(steps)` replays them for the traced steps."""
+    """The columns of a training step for each control path (and of step 0's parameter
+    initialization), each computed once from the schedule; `trace(steps)` replays them for the
+    traced steps. Kernel ids: init 0, load 1, then every kernel of the schedule in program
+    order (schedule.flat_kernels: an if, its then kernels, its else kernels) from 2."""
 
-    def __init__(self, sched: Schedule, x: str, y: str, params: list[str]):
+    def __init__(self, sched: Schedule, x: str, y: str, params: list[str],
+                 paths: tuple = ((),)):
         self.sched = sched
-        parts = [self._writes([x, y], 1)]
-        self.per_step_arith = []
-        for kid, k in enumerate(sched.kernels, start=2):
-            addr, nbytes, is_write, buffer = kernel_accesses(k, sched)
-            parts.append(self._columns(addr, nbytes, is_write, kid, buffer))
-            self.per_step_arith.append(self._arith(k))
-        self.step = _concat(parts)
+        self.flat = sched.flat
+        self.kid = {id(k): i for i, k in enumerate(self.flat, start=2)}
+        self.paths = paths
+        self.load = self._writes([x, y], 1)
         self.init = self._writes(params, 0)
+        self.arith = [self._arith(k) for k in self.flat]
+        self._static: dict[int, dict] = {}
+        self._count = functools.lru_cache(maxsize=None)(self._count_path)
+        self.columns = functools.lru_cache(maxsize=8)(self._columns_of)
 
     def _writes(self, buffers: list[str], kid: int) -> dict:
         parts = []
         for name in buffers:
             s = self.sched.slot(name)
             n = n_elements(s.shape)
-            parts.append(self._columns(s.base + np.arange(n) * s.elem_bytes,
-                                       np.full(n, s.elem_bytes, np.int32), np.ones(n, bool), kid,
-                                       np.full(n, self.sched.index(name), np.int32)))
+            parts.append(self._cols(s.base + np.arange(n) * s.elem_bytes,
+                                    np.full(n, s.elem_bytes, np.int32), np.ones(n, bool), kid,
+                                    np.full(n, self.sched.index(name), np.int32)))
         return _concat(parts)
 
     @staticmethod
-    def _columns(addr, nbytes, is_write, kid: int, buffer) -> dict:
+    def _cols(addr, nbytes, is_write, kid: int, buffer) -> dict:
         return {"addr": addr, "nbytes": nbytes, "is_write": is_write,
                 "kernel": np.full(len(addr), kid, np.int32), "buffer": buffer}
 
     def _arith(self, kernel: Kernel) -> dict:
         g, total = self.sched.graph, {}
+        if kernel.is_branch:
+            return total
         for node in kernel.nodes:
             counts = arith_counts(OPS[node.op], compute_dtype(node, g), node.shape,
                                   [g[a].shape for a in node.operands], dict(node.attrs))
@@ -199,28 +331,98 @@ class StepTrace:
                 total[key] = total.get(key, 0) + v
         return total
 
+    def _walk(self, path: tuple):
+        """(kernel, its run-time index values) for every kernel a step on this path runs, in
+        order; an if kernel's value is its choice."""
+        it = iter(path)
+        out = []
+
+        def visit(kernels):
+            for k in kernels:
+                if k.is_branch:
+                    taken = next(it)
+                    out.append((k, (taken,)))
+                    visit(k.branches[0] if taken else k.branches[1])
+                else:
+                    out.append((k, tuple(next(it) for _ in range(dynamic_count(k)))))
+        visit(self.sched.kernels)
+        return out
+
+    def _kernel_columns(self, k: Kernel, dyn: tuple) -> dict:
+        kid = self.kid[id(k)]
+        if k.is_branch:
+            s = self.sched.slot(self.sched.graph[k.anchor.args[0]].buffer)
+            return self._cols(np.array([s.base], np.int64), np.array([s.elem_bytes], np.int32),
+                              np.zeros(1, bool), kid,
+                              np.array([self.sched.index(s.name)], np.int32))
+        if not dyn and kid in self._static:
+            return self._static[kid]
+        addr, nbytes, is_write, buffer = kernel_accesses(k, self.sched, dyn)
+        cols = self._cols(addr, nbytes, is_write, kid, buffer)
+        if not dyn:
+            self._static[kid] = cols
+        return cols
+
+    def _columns_of(self, p: int, first: bool = False) -> dict:
+        """One step's columns on path number p (step 0: after init)."""
+        return _concat([self.init] * first + [self.load] + [
+            self._kernel_columns(k, dyn) for k, dyn in self._walk(self.paths[p])])
+
+    def _count_path(self, p: int) -> tuple[int, Counter]:
+        """(accesses of one step on path p, how often each kernel runs)."""
+        runs = Counter(self.kid[id(k)] for k, _ in self._walk(self.paths[p]))
+        g = self.sched.graph
+        n = len(self.load["addr"]) + sum(
+            c * n_accesses(self.flat[kid - 2], g) for kid, c in runs.items())
+        return n, runs
+
+    @property
+    def step(self) -> dict:
+        """The columns of a step on path 0 (the only path of a program without ifs and
+        run-time indices)."""
+        return self.columns(0)
+
+    def accesses(self, p: int = 0) -> int:
+        return self._count(p)[0]
+
     @property
     def accesses_per_step(self) -> int:
-        return len(self.step["addr"])
+        """The most accesses a step makes, over the control paths."""
+        return max(self.accesses(p) for p in range(len(self.paths)))
 
-    def trace(self, steps: list[int], meta: dict, chunk: int = CHUNK_ACCESSES) -> Trace:
-        """The trace of the given steps (ascending), chunks made on demand."""
+    @property
+    def per_step_arith(self) -> list[dict]:
+        """Arithmetic per kernel of a step on path 0."""
+        runs = self._count(0)[1]
+        return [{k: v * runs[i] for k, v in a.items()}
+                for i, a in enumerate(self.arith, start=2)]
+
+    def trace(self, steps: list[int], meta: dict, chunk: int = CHUNK_ACCESSES,
+              path_of=lambda s: 0) -> Trace:
+        """The trace of the given steps (ascending), chunks made on demand; `path_of(step)`:
+        the step's row of `paths`."""
         buffers = [Buffer(b.name, b.base, b.nbytes, b.dtype, b.role) for b in self.sched.buffers]
-        n = len(steps)
+        runs: Counter = Counter()
+        per_path = Counter(path_of(s) for s in steps)
+        for p, n in per_path.items():
+            for kid, c in self._count(p)[1].items():
+                runs[kid] += c * n
         kernels = [TraceKernel("init", ("init",), "parameter initialization"),
                    TraceKernel("load", ("load",), "the example written into x and y")]
-        for k, arith in zip(self.sched.kernels, self.per_step_arith):
+        for kid, (k, arith) in enumerate(zip(self.flat, self.arith), start=2):
             node = k.nodes[-1]
             kernels.append(TraceKernel(k.name, tuple(m.op for m in k.nodes),
                                        str(node.loc) if node.loc.line else "",
-                                       {key: v * n for key, v in arith.items()}))
+                                       {key: v * runs[kid] for key, v in arith.items()}))
         pieces = []
         for s in steps:
-            cols = _concat([self.init, self.step]) if s == 0 else self.step
-            pieces += [(s, cols, lo) for lo in range(0, len(cols["addr"]), chunk)]
+            p = path_of(s)
+            n = self.accesses(p) + (len(self.init["addr"]) if s == 0 else 0)
+            pieces += [(s, p, lo) for lo in range(0, n, chunk)]
 
         def get(i: int) -> Chunk:
-            s, cols, lo = pieces[i]
+            s, p, lo = pieces[i]
+            cols = self.columns(p, s == 0)
             part = {k: v[lo:lo + chunk] for k, v in cols.items()}
             return Chunk(s, part["addr"], part["nbytes"], part["is_write"], part["kernel"],
                          None, part["buffer"])
@@ -229,3 +431,4 @@ class StepTrace:
 
 def _concat(parts: list[dict]) -> dict:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+

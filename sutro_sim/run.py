@@ -42,6 +42,7 @@ class RunResult:
     memtracker: dict | None = None  # the seed's measure over op-level events (cost_models)
     arith_ops: int = 0          # arithmetic operations per training step
     peak_live_bytes: int = 0    # most bytes of step values stored at once (schedule.py)
+    pass_notes: tuple = ()      # what passes declined or left alone, and why
 
     @property
     def energy_per_step_fj(self) -> float:
@@ -63,6 +64,7 @@ class RunResult:
                   "all_steps": self.all_traced,
                   "extrapolated_total_energy_fj": self.energy_per_step_fj * self.train.steps}
         return {"program": self.program, "config": self.config, "passes": list(self.passes),
+                "pass_notes": list(self.pass_notes),
                 "accuracy": {"train": self.train.train_accuracy, "test": self.train.test_accuracy},
                 "steps": self.train.steps, "epochs": self.train.epochs, "wall_s": self.wall_s,
                 "traced": traced, **d, "profile_s": dict(self.profile),
@@ -75,7 +77,7 @@ COST_MODELS_MAX = 20_000_000   # accesses op_event_table may hold (about 40 byte
 
 def check_trace_memory(sched) -> None:
     """Refuse, before building it, a step whose trace would not fit in memory."""
-    per_step = sum(n_accesses(k, sched.graph) for k in sched.kernels)
+    per_step = sum(n_accesses(k, sched.graph) for k in sched.flat)
     need = per_step * TRACE_BYTES_PER_ACCESS
     if need > MEMORY_FRACTION * physical_memory():
         raise SimError(f"one training step makes {per_step:,} memory accesses; tracing it needs "
@@ -137,14 +139,14 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
     prof["execute"] = time.perf_counter() - t
     t = time.perf_counter()
     step_trace = StepTrace(sched, program.train.x, program.train.y,
-                           [p.name for p in program.params])
+                           [p.name for p in program.params], trained.paths)
     steps = select_steps(trace_steps, trained.steps, step_trace.accesses_per_step)
     if cost_models and len(steps) * step_trace.accesses_per_step > COST_MODELS_MAX:
         raise SimError(f"--cost-models keeps every traced access in memory: at most "
                        f"{COST_MODELS_MAX:,} accesses, and {len(steps):,} steps make "
                        f"{len(steps) * step_trace.accesses_per_step:,} (trace fewer steps with "
                        "--trace-steps N)", "--cost-models")
-    trace = step_trace.trace(steps, {"program": path})
+    trace = step_trace.trace(steps, {"program": path}, path_of=trained.path_of)
     prof["trace_generation"] = time.perf_counter() - t
     t = time.perf_counter()
     sim = simulate(trace, hier, energy_preset, progress=progress)
@@ -158,13 +160,14 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
                      tuple(steps), step_trace.accesses_per_step, time.perf_counter() - t0, prof,
                      len(sched.kernels), seed_measure,
                      sum(sum(a.values()) for a in step_trace.per_step_arith),
-                     peak_live_bytes(sched))
+                     peak_live_bytes(sched), program.train.graph.notes)
 
 
 # ----------------------------------------------------------------------------- report
 
 def render_run(r: RunResult) -> str:
     head = [f"program    {r.program}" + (f"    passes {', '.join(r.passes)}" if r.passes else ""),
+            *(f"note       {note}" for note in r.pass_notes),
             "config     " + ", ".join(f"{k}={v}" for k, v in r.config.items()),
             f"accuracy   train {100 * r.train.train_accuracy:.1f}%, test "
             f"{100 * r.train.test_accuracy:.1f}%",

@@ -1,29 +1,52 @@
 """The machine model of docs/machine-model.md written as plain Python loops, one access at a time:
 the oracle that tests/test_trace_oracle.py compares sutro_ir/tracegen.py with.
 
-It shares nothing with tracegen but the schedule it is given (the kernels in order and the
-buffer slots): the loop nests, the broadcasting, the register rule of fused kernels, which
-values a kernel stores, element sizes and kernel ids are written again here from the docs.
+It shares nothing with tracegen (nor with ops.selected, check_spec, parse_einsum) but the
+schedule it is given (the kernels in order, an if kernel's blocks, the buffer slots): the loop
+nests, the broadcasting, the selection of an index, the letters of an einsum, the register rule
+of fused kernels, which values a kernel stores, element sizes, the walk of a step's control path
+and kernel ids are written again here from the docs.
 
 The rules, from docs/machine-model.md:
 - a kernel is one loop nest over the output index space of its first node (the anchor), in
   row-major order; per iteration: the anchor's reads, then each later node's reads of values
   from outside the kernel, then one write per stored value, in node order;
-- elementwise ops (casts, copies, where too) read each array operand's element, broadcast the
-  numpy way, on every iteration; constants are immediates (no access);
+- elementwise ops (casts, copies, where, the bit ops, floordiv and mod too) read each array
+  operand's element, broadcast the numpy way, on every iteration; constants are immediates
+  (no access);
 - `a @ b`: for each output element, for k: read a's element, read b's element (`A.T @ x`, ta=1,
-  reads A[k,i]); `outer(a, b)`: read a[i], read b[j]; transpose: read A[j,i]; a reduction:
-  every input element of the output element, in order; `a[i]`: the row's element;
-- a value that leaves its kernel is stored: read by another kernel, predicted, a parameter's
-  new version, and the value of a one-op kernel; the others live in registers;
+  reads A[k,i]); `outer(a, b)`: read a[i], read b[j]; transpose: read A[j,i]; a reduction
+  (sum mean max min argmax argmin): every input element of the output element, in order;
+- einsum: per output element, for each combination of the summed letters (row-major, letters in
+  the order they first appear in the inputs), read each operand's element in operand order;
+- `a[at]`: first each run-time index (a scalar, element 0 of its buffer), once, before the loop;
+  then per element of the result: read the selected element (an int entry fixes a dimension, a
+  slice (start, stop, step) maps a result coordinate c to start + c * step, None takes the
+  step's next run-time index value, the trailing dimensions follow the result's);
+- reshape: read the element with the same row-major number; concat: the element of the operand
+  whose stretch along the axis holds the coordinate; stack: operand number = the coordinate
+  along the new axis; each then written;
+- fill, eye, arange: write each element, nothing read;
+- `A[at] op= v` (setindex, always a kernel of its own): read the run-time indices first, then per
+  element of the part, row-major: read A's element (not for acc=set), read v's element (v
+  broadcast to the part's shape; nothing for a constant), write A's element (A's own buffer);
+- an if kernel: read the condition's element, then the kernels of the block the step's path
+  says it took (1: then, 0: else), and nothing of the other block; a merge is not a kernel;
+- a step's control path: each if's choice and each run-time index value, in program order;
+- a value that leaves its kernel is stored: read by a node of another kernel (an if reads the
+  values its blocks capture, a merge the version before its if), predicted, a new version of a
+  buffer, and the value of a one-op kernel (every node inside a block is one); the others live
+  in registers;
 - a later node's read of an element already read in this iteration is not made again (it is in
   a register). What counts as already read: the elements that earlier nodes of the kernel read
-  from outside it, and the anchor's reads when the anchor is elementwise. The reads of a
-  matmul, outer product, transpose, reduction or index anchor do not count (they belong to
-  its own inner loop);
-- a step: the `load` kernel writes every element of x, then of y; then the schedule's kernels;
-  step 0 starts with `init`, which writes every parameter. Kernel ids are rows of the trace's
-  kernel table: init 0, load 1, then the schedule's kernels from 2.
+  from outside it, and the anchor's reads when the anchor is elementwise. The reads of any other
+  anchor (matmul, outer, transpose, reduction, index, einsum, gather, construct) do not count
+  (they belong to its own inner loop);
+- element sizes: f32 and i32 4 bytes, f16 2, i8, u8 and bool 1;
+- a step: the `load` kernel writes every element of x, then of y; then the schedule's kernels
+  on the step's path; step 0 starts with `init`, which writes every parameter. Kernel ids are
+  rows of the trace's kernel table: init 0, load 1, then every kernel of the schedule in flat
+  program order (an if's kernel, its then block's kernels, its else block's) from 2.
 """
 
 from __future__ import annotations
@@ -33,11 +56,14 @@ import math
 
 import numpy as np
 
-ELEM_BYTES = {"f32": 4, "f16": 2, "i8": 1, "bool": 1}      # bytes per element
-ELEMENTWISE = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "lt", "le", "gt", "ge",
-               "eq", "ne", "neg", "relu", "sign", "abs", "exp", "log", "sqrt", "sigmoid",
-               "hinge", "logistic_loss", "where", "cast", "copy"}
-REDUCTIONS = {"sum", "mean", "max"}
+ELEM_BYTES = {"f32": 4, "i32": 4, "f16": 2, "i8": 1, "u8": 1, "bool": 1}   # bytes per element
+ELEMENTWISE = {"add", "sub", "mul", "div", "floordiv", "mod", "pow", "maximum", "minimum",
+               "lt", "le", "gt", "ge", "eq", "ne", "and", "or", "xor", "not", "shl", "shr",
+               "neg", "relu", "sign", "abs", "exp", "log", "sqrt", "sigmoid", "hinge",
+               "logistic_loss", "where", "cast", "copy"}
+REDUCTIONS = {"sum", "mean", "max", "min", "argmax", "argmin"}
+GATHERS = {"reshape", "concat", "stack"}
+CONSTRUCTS = {"fill", "eye", "arange"}
 INIT, LOAD, FIRST_KERNEL = 0, 1, 2
 
 
@@ -65,10 +91,53 @@ def broadcast(index: tuple, shape: tuple) -> tuple:
     return tuple(0 if d == 1 else index[lead + p] for p, d in enumerate(shape))
 
 
+def part_shape(at: tuple, shape: tuple) -> tuple:
+    """The shape a[at] selects: one dim per slice entry (its length), then the dims `at` does
+    not reach."""
+    out = []
+    for entry, d in zip(at, shape):
+        if isinstance(entry, tuple):
+            start, stop, step = entry
+            n = 0
+            i = start
+            while (step > 0 and i < stop) or (step < 0 and i > stop):
+                n, i = n + 1, i + step
+            out.append(n)
+    return tuple(out) + tuple(shape[len(at):])
+
+
+def source_index(at: tuple, dyn: tuple, shape: tuple, index: tuple) -> tuple:
+    """The index into a of the element a[at] puts at position `index` of its result."""
+    out, coord, k = [], list(index), 0
+    for entry in at:
+        if entry is None:
+            out.append(int(dyn[k]))
+            k += 1
+        elif isinstance(entry, tuple):
+            start, _, step = entry
+            out.append(start + coord.pop(0) * step)
+        else:
+            out.append(entry)
+    return tuple(out) + tuple(coord)
+
+
+def dynamic_dims(node, graph) -> list[int]:
+    """The size of the dimension each run-time index operand of an index or setindex picks in."""
+    if node.op not in ("index", "setindex"):
+        return []
+    shape = graph[node.args[0]].shape
+    return [d for entry, d in zip(dict(node.attrs).get("at", ()), shape) if entry is None]
+
+
+def dynamic_operands(node) -> tuple:
+    return {"index": node.args[1:], "setindex": node.args[2:]}.get(node.op, ())
+
+
 # ----------------------------------------------------------------------------- one kernel
 
-def anchor_reads(node, graph, index: tuple) -> list[tuple[str, int]]:
-    """(buffer, element) the anchor reads for its output element `index`, in order."""
+def anchor_reads(node, graph, index: tuple, dyn: tuple = ()) -> list[tuple[str, int]]:
+    """(buffer, element) the anchor reads for its output element `index`, in order (the
+    run-time indices of an index anchor are read before the loop: not here)."""
     args = [graph[a] for a in node.operands]
     attrs = dict(node.attrs)
     if node.op in ELEMENTWISE:
@@ -84,8 +153,22 @@ def anchor_reads(node, graph, index: tuple) -> list[tuple[str, int]]:
     if node.op in REDUCTIONS:
         return _reduce_reads(args[0], attrs.get("axis"), index)
     if node.op == "index":
+        a = args[0]
+        return [(a.buffer, flat(source_index(attrs.get("at", ()), dyn, a.shape, index),
+                                a.shape))]
+    if node.op == "einsum":
+        return _einsum_reads(attrs["spec"], args, index)
+    if node.op == "reshape":
         (a,) = args
-        return [(a.buffer, flat((attrs["i"] % a.shape[0],) + index, a.shape))]
+        return [(a.buffer, flat(index, node.shape))]
+    if node.op == "concat":
+        return [_concat_read(args, attrs.get("axis", 0) % len(node.shape), index)]
+    if node.op == "stack":
+        axis = attrs.get("axis", 0) % len(node.shape)
+        a = args[index[axis]]
+        return [(a.buffer, flat(index[:axis] + index[axis + 1:], a.shape))]
+    if node.op in CONSTRUCTS:
+        return []
     raise KeyError(f"the oracle has no loop nest for op '{node.op}'")
 
 
@@ -110,24 +193,83 @@ def _reduce_reads(a, axis, index: tuple) -> list[tuple[str, int]]:
             for t in range(a.shape[axis])]
 
 
+def _einsum_reads(spec: str, args, index: tuple) -> list[tuple[str, int]]:
+    lhs, out = spec.replace(" ", "").split("->")
+    subs = lhs.split(",")
+    size = {}
+    for sub, a in zip(subs, args):
+        for c, d in zip(sub, a.shape):
+            size[c] = d
+    summed = []
+    for sub in subs:                                # in the order of first appearance
+        for c in sub:
+            if c not in out and c not in summed:
+                summed.append(c)
+    value = dict(zip(out, index))
+    reads = []
+    for combo in itertools.product(*(range(size[c]) for c in summed)):
+        value.update(zip(summed, combo))
+        for sub, a in zip(subs, args):
+            reads.append((a.buffer, flat(tuple(value[c] for c in sub), a.shape)))
+    return reads
+
+
+def _concat_read(args, axis: int, index: tuple) -> tuple[str, int]:
+    t = index[axis]
+    for a in args:
+        if t < a.shape[axis]:
+            return (a.buffer, flat(index[:axis] + (t,) + index[axis + 1:], a.shape))
+        t -= a.shape[axis]
+    raise AssertionError(f"concat: {index} is past the end")
+
+
 def stored(kernel, sched) -> list[str]:
-    """The members whose values leave the kernel, in node order: read by another kernel,
-    predicted, a parameter's new version; a kernel of one op stores its value."""
-    elsewhere = {a for k in sched.kernels if k is not kernel for n in k.nodes for a in n.operands}
+    """The members whose values leave the kernel, in node order: read by a node of another
+    kernel (or by an if, or a merge), predicted, a new version of a buffer; a kernel of one op
+    stores its value; an if kernel stores nothing."""
+    if kernel.nodes[0].op == "if":
+        return []
+    members = {n.name for n in kernel.nodes}
+    elsewhere = {a for n in sched.graph.all_nodes if n.name not in members for a in n.operands}
     return [n.name for n in kernel.nodes if len(kernel.nodes) == 1 or n.version > 0
             or n.name in sched.graph.outputs or n.name in elsewhere]
 
 
-def kernel_loop(kernel, sched) -> list[tuple[str, int, bool]]:
-    """(buffer, element, is_write) of one execution of a kernel, one access at a time."""
+def kernel_loop(kernel, sched, dyn: tuple = ()) -> list[tuple[str, int, bool]]:
+    """(buffer, element, is_write) of one execution of a kernel, one access at a time; `dyn`:
+    the values of its run-time indices. An if kernel: the read of its condition only."""
     graph, anchor = sched.graph, kernel.nodes[0]
+    if anchor.op == "if":
+        return [(graph[anchor.args[0]].buffer, 0, False)]
+    prefix = [(graph[a].buffer, 0, False) for a in dynamic_operands(anchor)]
+    assert len(dyn) == len(prefix), (anchor.name, dyn)
+    if anchor.op == "setindex":
+        assert len(kernel.nodes) == 1, kernel.name
+        return prefix + _setindex_loop(anchor, graph, dyn)
     stores = stored(kernel, sched)
-    out = []
+    out = prefix
     for index in indices(anchor.shape):
-        reads = anchor_reads(anchor, graph, index)
+        reads = anchor_reads(anchor, graph, index, dyn)
         reads += later_reads(kernel, graph, index, reads)
         out += [(b, e, False) for b, e in reads]
         out += [(graph[name].buffer, flat(index, anchor.shape), True) for name in stores]
+    return out
+
+
+def _setindex_loop(node, graph, dyn: tuple) -> list[tuple[str, int, bool]]:
+    attrs = dict(node.attrs)
+    target, value = graph[node.args[0]], node.args[1]
+    at = attrs.get("at", ())
+    out = []
+    part = part_shape(at, target.shape)
+    for index in indices(part):
+        e = flat(source_index(at, dyn, target.shape, index), target.shape)
+        if attrs.get("acc", "set") != "set":
+            out.append((target.buffer, e, False))
+        if isinstance(value, str):
+            v = graph[value]
+            out.append((v.buffer, flat(broadcast(index, v.shape), v.shape), False))
+        out.append((node.buffer, e, True))
     return out
 
 
@@ -148,17 +290,60 @@ def later_reads(kernel, graph, index: tuple, anchor: list) -> list[tuple[str, in
 
 # ----------------------------------------------------------------------------- a step
 
+def program_order(kernels) -> list:
+    """Every kernel, an if's then block's and else block's after it, in program order."""
+    out = []
+    for k in kernels:
+        out.append(k)
+        if k.nodes[0].op == "if":
+            then, orelse = k.branches
+            out += program_order(then) + program_order(orelse)
+    return out
+
+
+def kernel_ids(sched) -> dict[int, int]:
+    """id(kernel) -> its kernel id (row of the trace's kernel table)."""
+    return {id(k): i for i, k in enumerate(program_order(sched.kernels), start=FIRST_KERNEL)}
+
+
+def walk_path(sched, path: tuple) -> list[tuple[object, tuple]]:
+    """(kernel, the path values it takes) for every kernel a step on `path` runs, in order: an
+    if takes its choice, a kernel with run-time indices their values."""
+    rest = list(path)
+    out = []
+
+    def run(kernels):
+        for k in kernels:
+            anchor = k.nodes[0]
+            if anchor.op == "if":
+                taken = rest.pop(0)
+                assert taken in (0, 1), path
+                out.append((k, (taken,)))
+                run(k.branches[0] if taken else k.branches[1])
+            else:
+                n = sum(len(dynamic_operands(m)) for m in k.nodes)
+                values = tuple(rest[:n])
+                del rest[:n]
+                assert len(values) == n, ("the path is too short", path)
+                out.append((k, values))
+    run(sched.kernels)
+    assert not rest, ("the path is too long", path)
+    return out
+
+
 def writes_of(buffers, sched) -> list[tuple[str, int, bool]]:
     """Every element of each buffer written once, buffer after buffer (load, init)."""
     shapes = {b.name: b.shape for b in sched.buffers}
     return [(b, e, True) for b in buffers for e in range(math.prod(shapes[b]))]
 
 
-def step_loop(sched, x: str, y: str) -> list[tuple[str, int, bool, int]]:
-    """(buffer, element, is_write, kernel id) of one training step."""
+def step_loop(sched, x: str, y: str, path: tuple = ()) -> list[tuple[str, int, bool, int]]:
+    """(buffer, element, is_write, kernel id) of one training step on the control path."""
+    kid = kernel_ids(sched)
     out = [a + (LOAD,) for a in writes_of([x, y], sched)]
-    for kid, kernel in enumerate(sched.kernels, start=FIRST_KERNEL):
-        out += [a + (kid,) for a in kernel_loop(kernel, sched)]
+    for kernel, values in walk_path(sched, path):
+        dyn = () if kernel.nodes[0].op == "if" else values
+        out += [a + (kid[id(kernel)],) for a in kernel_loop(kernel, sched, dyn)]
     return out
 
 
@@ -183,3 +368,27 @@ def columns(accesses, sched) -> dict[str, np.ndarray]:
     if accesses and len(accesses[0]) == 4:
         out["kernel"] = np.array([a[3] for a in accesses], np.int64)
     return out
+
+
+# ----------------------------------------------------------------------------- control paths
+
+def paths(sched, value=lambda d, i: d - 1, limit: int = 64) -> list[tuple]:
+    """Control paths of the schedule, made up (the trace only needs them valid): every
+    combination of the choices of the ifs a step meets (at most `limit` paths), each run-time
+    index the value `value(dim, i)` (i counts the run-time indices of the path) in range."""
+    def extend(kernels, prefix: tuple) -> list[tuple]:
+        done = [prefix]
+        for k in kernels:
+            anchor = k.nodes[0]
+            if anchor.op == "if":
+                nxt = []
+                for p in done:
+                    for taken in (1, 0):
+                        nxt += extend(k.branches[0] if taken else k.branches[1], p + (taken,))
+                done = nxt[:limit]
+            else:
+                dims = [d for m in k.nodes for d in dynamic_dims(m, sched.graph)]
+                done = [p + tuple(value(d, len(p) + j) % d for j, d in enumerate(dims))
+                        for p in done]
+        return done
+    return extend(sched.kernels, ())

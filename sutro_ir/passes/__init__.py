@@ -9,6 +9,7 @@ A pass's docstring has a `Preserves:` line and a `Changes:` line; `sutro-sim pas
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 from collections.abc import Callable
@@ -86,12 +87,31 @@ def parse_pipeline(text: str) -> list[tuple[str, dict]]:
     return steps
 
 
+class Declined(Exception):
+    """Raised by a pass that leaves the graph as it is; the message says why."""
+
+
 def run_pipeline(graph: Graph, text: str) -> Graph:
-    """Apply each pass in turn; verify after each."""
+    """Apply each pass in turn; verify after each. A pass that declines leaves the graph as it
+    is; the graph's `notes` say which and why (the run report prints them), as they say which
+    passes left the blocks of an if as they were."""
+    notes = list(graph.notes)
     for name, options in parse_pipeline(text):
-        graph = REGISTRY[name].fn(graph, **options)
-        verify(graph, where=f"after pass {name}")
-    return graph
+        try:
+            out = REGISTRY[name].fn(graph, **options)
+        except Declined as e:
+            notes.append(f"{name}: {e}")
+            continue
+        if graph.has_regions and name in OUTSIDE_REGIONS:
+            n = sum(1 for m in graph.nodes if m.op == "if")
+            notes.append(f"{name}: worked around {n} if{'s' * (n != 1)} and left {'their' if n != 1 else 'its'} "
+                         "blocks as they were (passes do not work inside blocks yet)")
+        graph = verify(out, where=f"after pass {name}")
+    return dataclasses.replace(graph, notes=tuple(dict.fromkeys(notes)))
+
+
+OUTSIDE_REGIONS = ("fuse", "cse", "dce")
+"""Passes that treat an if as one node: they change what is around it, not its blocks."""
 
 
 def is_exact(text: str) -> bool:

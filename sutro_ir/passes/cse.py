@@ -3,9 +3,7 @@ the same operands and attributes is removed; its readers read the earlier value.
 
 from __future__ import annotations
 
-import dataclasses
-
-from ..graph import SOURCE_OPS, Graph, keeping
+from ..graph import SOURCE_OPS, Graph, keeping, renamed_reads
 from . import register
 
 # ops whose operands may be swapped without changing a bit of the result. Not add, mul,
@@ -25,9 +23,8 @@ def cse(graph: Graph) -> Graph:
     same: dict[str, str] = {}
     kept = []
     for n in graph.nodes:
-        n = dataclasses.replace(n, args=tuple(same.get(a, a) if isinstance(a, str) else a
-                                              for a in n.args))
-        if n.op in SOURCE_OPS or n.version > 0:
+        n = renamed_reads(n, same)
+        if n.op in SOURCE_OPS or n.version > 0 or n.op == "if":
             kept.append(n)
             continue
         args = n.args

@@ -21,7 +21,7 @@ import dataclasses
 
 from ..errors import SirError
 from ..graph import SOURCE_OPS, Graph, Node, previous_version, readers, reordered
-from . import register
+from . import Declined, register
 
 
 @register("layer-local-update", exact=lambda approximate=False: not approximate)
@@ -36,6 +36,9 @@ def layer_local_update(graph: Graph, approximate: bool = False) -> Graph:
     if not isinstance(approximate, bool):
         raise SirError("--passes: layer-local-update: approximate must be true or false, "
                        f"got {approximate!r}")
+    if graph.has_regions:
+        raise Declined("the step has an if; moving updates across blocks is not done yet, so "
+                       "the step is left as it was")
     nodes = {n.name: n for n in graph.nodes}
     order = [n.name for n in graph.body]
     for update in [n.name for n in graph.body if n.version > 0]:

@@ -31,7 +31,7 @@ import math
 
 from ..errors import SirError
 from ..graph import SOURCE_OPS, Graph, Node, previous_version, readers
-from . import register
+from . import Declined, register
 
 POLICIES = ("store-all", "all", "sqrt", "auto")
 
@@ -46,6 +46,9 @@ def recompute(graph: Graph, values: str = "", policy: str = "", hierarchy: str =
     Changes: more arithmetic and re-reads of the inputs, shorter lives of the recomputed values."""
     if graph.kernels:
         raise SirError("--passes: recompute adds nodes: run it before fuse")
+    if graph.has_regions:
+        raise Declined("the step has an if; recompute does not yet look across blocks, so the "
+                       "step is left as it was")
     cands = candidates(graph)
     if bool(values) == bool(policy):
         raise SirError("--passes: recompute takes one of values=a+b or policy="
