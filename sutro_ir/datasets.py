@@ -1,30 +1,46 @@
-"""Built-in dataset generators: xor, parity, sparse_parity. Seeded, so a run is reproducible.
+"""Datasets: the built-in generators xor, parity, sparse_parity (seeded, so a run is
+reproducible), and `from_file("data.npz")` for a user's own arrays.
 
-Each example is a vector x of n inputs and a scalar label y in {-1, +1}: +1 when an odd number
-of the relevant bits are 1 (the parity rule), -1 otherwise. Encodings of a bit:
-- "pm1": bit 1 -> +1, bit 0 -> -1;
+Each generated example is a vector x of n inputs and a label y: the parity of the relevant
+bits. Encodings:
+- "pm1": bit 1 -> +1, bit 0 -> -1 (f32); label +1 for odd parity, else -1;
 - "signed-random" (the seed's task): bit 1 -> a random positive number, bit 0 -> a random
-  negative number, magnitudes uniform in [0.5, 1.5).
+  negative number, magnitudes uniform in [0.5, 1.5) (f32); label +1 or -1 as for pm1;
+- "01": the bits themselves, u8 in {0, 1}; label 1 for odd parity, else 0 (u8).
 For sparse_parity the k relevant bits are drawn from the n inputs with the seed; parity and xor
-use every bit (xor is parity with n = 2).
+use every bit (xor is parity with n = 2). `noise=p` flips each training label with
+probability p (seeded); the test labels stay the rule's, so test accuracy measures the rule.
+
+`from_file(path)` reads an .npz with arrays x_train, y_train, x_test, y_test (the path is
+relative to the program's folder): x_* of shape [m, ...], y_* of shape [m, ...], one dtype per
+key pair, dtypes f32, f16, i32, i8, u8 or bool (float64 is read as f32 and int64 as i32 when
+its values fit).
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import Loc, SirError
 
-ENCODINGS = ("signed-random", "pm1")
+ENCODINGS = ("signed-random", "pm1", "01")
 GENERATORS = {
     "sparse_parity": {"n": None, "k": None, "train": None, "test": None, "seed": 0,
-                      "encoding": "signed-random"},
-    "parity": {"n": None, "train": None, "test": None, "seed": 0, "encoding": "pm1"},
-    "xor": {"train": None, "test": None, "seed": 0, "encoding": "pm1"},
+                      "encoding": "signed-random", "noise": 0.0},
+    "parity": {"n": None, "train": None, "test": None, "seed": 0, "encoding": "pm1",
+               "noise": 0.0},
+    "xor": {"train": None, "test": None, "seed": 0, "encoding": "pm1", "noise": 0.0},
+    "from_file": {"path": None},
 }
 MAGNITUDE = (0.5, 1.5)
+FILE_KEYS = ("x_train", "y_train", "x_test", "y_test")
+FILE_DTYPES = {"float32": "f32", "float16": "f16", "int32": "i32", "int8": "i8", "uint8": "u8",
+               "bool": "bool", "float64": "f32", "int64": "i32"}
 
 
 @dataclass(frozen=True)
@@ -50,12 +66,21 @@ def check(generator: str, kwargs: dict, loc: Loc) -> dict:
     missing = [k for k, v in full.items() if v is None]
     if missing:
         raise SirError(f"{generator}() needs {', '.join(f'{k}=...' for k in missing)}", loc)
+    if generator == "from_file":
+        if not isinstance(full["path"], str) or not full["path"]:
+            raise SirError("from_file() takes the path of an .npz file, e.g. "
+                           "from_file(\"data.npz\")", loc)
+        return full
     for key in ("n", "k", "train", "test", "seed"):
         if key in full and (not isinstance(full[key], int) or isinstance(full[key], bool)
                             or full[key] < (0 if key == "seed" else 1)):
             raise SirError(f"{generator}(): '{key}' must be a "
                            f"{'non-negative' if key == 'seed' else 'positive'} integer, "
                            f"got {full[key]!r}", loc)
+    noise = full["noise"]
+    if not isinstance(noise, (int, float)) or isinstance(noise, bool) or not 0 <= noise <= 1:
+        raise SirError(f"{generator}(): noise is a probability in [0, 1], got {noise!r}", loc)
+    full["noise"] = float(noise)
     if full["encoding"] not in ENCODINGS:
         raise SirError(f"{generator}(): encoding must be one of {', '.join(ENCODINGS)}, got "
                        f"{full['encoding']!r}", loc)
@@ -72,11 +97,19 @@ def n_inputs(data) -> int:
 
 def describe(data) -> DataInfo:
     kwargs = dict(data.kwargs)
+    if data.generator == "from_file":
+        xtr, ytr, xte, yte = _read(_path(data), data.loc)
+        return DataInfo(data.names, {data.names[0]: len(xtr), data.names[1]: len(xte)},
+                        FILE_DTYPES[str(xtr.dtype)], xtr.shape[1:], FILE_DTYPES[str(ytr.dtype)],
+                        ytr.shape[1:])
     sizes = {data.names[0]: kwargs["train"], data.names[1]: kwargs["test"]}
-    return DataInfo(data.names, sizes, "f32", (n_inputs(data),), "f32", ())
+    kind = "u8" if kwargs["encoding"] == "01" else "f32"
+    return DataInfo(data.names, sizes, kind, (n_inputs(data),), kind, ())
 
 
 def nbytes(data) -> int:
+    if data.generator == "from_file":
+        return sum(a.nbytes for a in _read(_path(data), data.loc))
     kwargs = dict(data.kwargs)
     return (kwargs["train"] + kwargs["test"]) * (n_inputs(data) + 1) * 4
 
@@ -91,20 +124,84 @@ def relevant_bits(data) -> np.ndarray:
 
 
 def generate(data) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(x_train, y_train, x_test, y_test) as float32 arrays."""
+    """(x_train, y_train, x_test, y_test), in the dtypes describe() gives."""
+    if data.generator == "from_file":
+        return _read(_path(data), data.loc)
     kwargs = dict(data.kwargs)
     rng = np.random.default_rng([kwargs["seed"], 2])
     n, idx = n_inputs(data), relevant_bits(data)
     out = []
     for m in (kwargs["train"], kwargs["test"]):
         bits = rng.integers(0, 2, size=(m, n))
-        y = np.where(bits[:, idx].sum(axis=1) % 2 == 1, 1.0, -1.0).astype(np.float32)
-        out += [_encode(bits, kwargs["encoding"], rng), y]
-    return tuple(out)
+        odd = bits[:, idx].sum(axis=1) % 2 == 1
+        out += [_encode(bits, kwargs["encoding"], rng), odd]
+    if kwargs["noise"]:
+        flip = np.random.default_rng([kwargs["seed"], 3]).random(len(out[1])) < kwargs["noise"]
+        out[1] = out[1] ^ flip
+    kind = np.uint8 if kwargs["encoding"] == "01" else np.float32
+    ys = [np.where(odd, 1, 0 if kwargs["encoding"] == "01" else -1).astype(kind)
+          for odd in (out[1], out[3])]
+    return out[0], ys[0], out[2], ys[1]
 
 
 def _encode(bits: np.ndarray, encoding: str, rng) -> np.ndarray:
+    if encoding == "01":
+        return bits.astype(np.uint8)
     sign = np.where(bits == 1, 1.0, -1.0)
     if encoding == "pm1":
         return sign.astype(np.float32)
     return (sign * rng.uniform(*MAGNITUDE, size=bits.shape)).astype(np.float32)
+
+
+def _path(data) -> str:
+    path = dict(data.kwargs)["path"]
+    base = os.path.dirname(data.loc.file) if data.loc and data.loc.file else ""
+    return os.path.join(base, path) if base and not os.path.isabs(path) else path
+
+
+@functools.lru_cache(maxsize=4)
+def _read_cached(path: str, mtime: float, size: int):
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _read(path: str, loc: Loc):
+    """The four arrays of an .npz, checked; every mistake a SirError at the data line."""
+    def fail(what: str):
+        raise SirError(f"from_file(\"{path}\"): {what}", loc)
+    if not os.path.isfile(path):
+        fail("no such file" if not os.path.exists(path) else "not a file")
+    try:
+        st = os.stat(path)
+        arrays = _read_cached(path, st.st_mtime, st.st_size)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        fail(f"cannot read it as an .npz archive ({e})")
+    missing = [k for k in FILE_KEYS if k not in arrays]
+    if missing:
+        fail(f"the archive has no {', '.join(missing)} (it has: "
+             f"{', '.join(sorted(arrays)) or 'nothing'}; expected {', '.join(FILE_KEYS)})")
+    out = []
+    for k in FILE_KEYS:
+        a = arrays[k]
+        if str(a.dtype) not in FILE_DTYPES:
+            fail(f"{k} is {a.dtype}; expected one of {', '.join(FILE_DTYPES)}")
+        if a.dtype == np.int64:
+            if a.size and (a.min() < -2**31 or a.max() >= 2**31):
+                fail(f"{k} has int64 values outside the i32 range")
+            a = a.astype(np.int32)
+        elif a.dtype == np.float64:
+            a = a.astype(np.float32)
+        if a.ndim < 1 or len(a) == 0:
+            fail(f"{k} has shape {list(a.shape)}; expected one example per row (and at least "
+                 "one)")
+        out.append(a)
+    xtr, ytr, xte, yte = out
+    for x, y, which in ((xtr, ytr, "train"), (xte, yte, "test")):
+        if len(x) != len(y):
+            fail(f"x_{which} has {len(x)} examples but y_{which} has {len(y)}")
+    if xtr.shape[1:] != xte.shape[1:] or ytr.shape[1:] != yte.shape[1:]:
+        fail(f"train and test shapes differ: x {list(xtr.shape[1:])} vs {list(xte.shape[1:])}, "
+             f"y {list(ytr.shape[1:])} vs {list(yte.shape[1:])}")
+    if xtr.dtype != xte.dtype or ytr.dtype != yte.dtype:
+        fail("x_train and x_test (and y_train and y_test) must have one dtype")
+    return tuple(out)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ import numpy as np
 from . import datasets
 from .errors import SirError
 from .graph import REGION_OPS, Graph, Node, compute_dtype
-from .ops import DTYPES, OPS, RunError
+from .ops import DTYPES, OPS, RANDOM_OPS, RunError
 from .program import Program
 from .schedule import Schedule
 
@@ -71,6 +72,8 @@ class Step:
             if n.op not in REGION_OPS and n.buffer not in arrays:
                 arrays[n.buffer] = np.zeros(n.shape, DTYPES[n.dtype])
         self.path: list[int] = []
+        self.seed = 0
+        self.tick = [0, 0]          # (stream: 0 train, 1 eval; step or example number)
         self.decides = any(n.op == "if" or dynamic_operands(n) for n in graph.all_nodes)
         # a fused kernel runs node by node over whole arrays: the same arithmetic in the same
         # order, so results are bit-identical; its register values get scratch arrays, which
@@ -83,9 +86,27 @@ class Step:
             if k.branches:
                 calls.append(self._branch(k))
             else:
-                calls += [self._guarded(n, _closure(n, self.graph, self.arrays))
+                calls += [self._guarded(n, self._random(n) if n.op in RANDOM_OPS
+                                        else _closure(n, self.graph, self.arrays))
                           for n in k.nodes]
         return calls
+
+    def _random(self, n: Node) -> Callable[[], None]:
+        """A fresh draw each time, from a generator keyed by (the run's seed, the stream, the
+        tick the executor sets, the node's name): the same values whatever order the passes
+        give the nodes."""
+        out, attrs = self.arrays[n.buffer], dict(n.attrs)
+        key = zlib.crc32(n.name.encode())
+        tick = self.tick
+
+        def run() -> None:
+            rng = np.random.default_rng([self.seed, tick[0], tick[1], key])
+            if n.op == "normal":
+                np.copyto(out, rng.normal(attrs["mean"], attrs["std"], out.shape),
+                          casting="unsafe")
+            else:
+                np.copyto(out, rng.random(out.shape) < attrs["p"])
+        return run
 
     def _branch(self, k) -> Callable[[], None]:
         cond = self.arrays[self.graph[k.anchor.args[0]].buffer]
@@ -160,6 +181,8 @@ class Executor:
         self.train_step = Step(program.train.graph, self.arrays, train_schedule.kernels)
         self.eval_arrays = {p.name: self.arrays[p.name] for p in program.params}
         self.eval_step = Step(program.eval.graph, self.eval_arrays, eval_kernels)
+        self.train_step.seed = self.eval_step.seed = seed
+        self.eval_step.tick[0] = 1
         self.data = datasets.generate(program.data)
 
     def split(self, name: str):
@@ -176,6 +199,7 @@ class Executor:
         for i in range(len(xs)):
             np.copyto(x, xs[i])
             np.copyto(y, ys[i])
+            self.eval_step.tick[1] = i
             try:
                 self.eval_step()
             except NodeError as e:
@@ -202,10 +226,15 @@ class Executor:
         run, path = self.train_step, self.train_step.path
         paths: dict[tuple, int] = {}
         step_paths: list[int] | None = [] if run.decides else None
+        counters = [(self.arrays[c], c) for c in ("step", "epoch")
+                    if c in loop.graph.by_name and loop.graph[c].op == "input"]
         for epoch in range(loop.epochs):
             for i in starts:
                 np.copyto(x, xs[i] if loop.batch is None else xs[i:i + b])
                 np.copyto(y, ys[i] if loop.batch is None else ys[i:i + b])
+                run.tick[1] = step
+                for array, c in counters:
+                    array[...] = step if c == "step" else epoch
                 try:
                     run()
                 except NodeError as e:
@@ -217,8 +246,13 @@ class Executor:
             if progress:
                 progress(epoch + 1, loop.epochs)
             if loop.until is not None:
-                history.append(self.accuracy(loop.dataset))
-                if history[-1] >= loop.until:
+                env = {"epoch": epoch + 1, "step": step}
+                if "train_accuracy" in loop.until.names:
+                    history.append(self.accuracy(loop.dataset))
+                    env["train_accuracy"] = history[-1]
+                if "test_accuracy" in loop.until.names:
+                    env["test_accuracy"] = self.accuracy(self.program.eval.dataset)
+                if loop.until.holds(env):
                     break
         train_acc = history[-1] if history else self.accuracy(loop.dataset)
         test_acc = self.accuracy(self.program.eval.dataset)

@@ -291,6 +291,9 @@ class _Scope:
         if (dtype, tuple(shape)) != (n.dtype, n.shape):
             raise SirError(f"{where}: '{n.name}' is typed {n.type} but {n.op} gives "
                            f"{show(dtype, shape)}", n.loc)
+        if n.op == "setindex" and (n.version == 0 or self.seen[n.args[0]].buffer != n.buffer):
+            raise SirError(f"{where}: setindex '{n.name}' must be a new version of "
+                           f"'{n.args[0]}' (it writes into that buffer)", n.loc)
 
     def region(self, n: Node, nodes, i: int) -> int:
         """Check the if node n's branches and the merges that follow it (from nodes[i])."""

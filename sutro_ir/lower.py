@@ -29,7 +29,7 @@ from .ops import (
     n_elements,
     show,
 )
-from .program import Data, Init, Loop, Param, Program
+from .program import UNTIL_NAMES, Data, Init, Loop, Param, Program, Until
 from .syntax import (
     BinOp,
     Call,
@@ -74,9 +74,8 @@ def lower(module: Module, overrides: dict[str, str] | None = None) -> Program:
     _check_names(params, consts)
     functions = _functions(items["function"], params, consts)
     info = datasets.describe(data)
-    if items["solve"]:
-        raise SirError("`solve` blocks are not supported yet", items["solve"][0].loc)
-    train = _loop(items["train"], "train", consts, params, info, module, functions)
+    kind = "train" if items["train"] else "solve"
+    train = _loop(items[kind], kind, consts, params, info, module, functions)
     evaluate = _loop(items["eval"], "eval", consts, params, info, module, functions)
     program = Program(tuple(config), data, params, train, evaluate, module.file)
     check_memory(program)
@@ -91,8 +90,13 @@ def _sorted_items(module: Module) -> dict[str, list]:
     for item in module.items:
         out[item.kind if isinstance(item, LoopItem) else kinds[type(item)]].append(item)
     where = Loc(module.file, 0, 0)
-    for kind in ("data", "train", "eval"):
-        if not out[kind]:
+    if out["train"] and out["solve"]:
+        raise SirError("a program has a `train` block or a `solve` block, not both",
+                       out["solve"][0].loc)
+    if not out["train"] and not out["solve"]:
+        raise SirError("the program has no `train` block (or `solve` block)", where)
+    for kind in ("data", "train", "eval", "solve"):
+        if not out[kind] and kind in ("data", "eval"):
             raise SirError(f"the program has no `{kind}` {'block' if kind != 'data' else 'line'}",
                            where)
         if len(out[kind]) > 1:
@@ -231,8 +235,11 @@ def _kwargs(call: Call, consts: dict) -> dict:
 
 def _data(items: list[DataItem], consts: dict, module: Module) -> Data:
     item = items[0]
-    kwargs = _kwargs(item.call, consts)
-    if "seed" not in kwargs and "seed" in consts:
+    call = item.call
+    if call.fn == "from_file" and len(call.args) == 1 and not call.kwargs:
+        call = Call(call.fn, (), (("path", call.args[0]),), call.loc)
+    kwargs = _kwargs(call, consts)
+    if "seed" not in kwargs and "seed" in consts and call.fn != "from_file":
         kwargs["seed"] = consts["seed"]
     full = datasets.check(item.call.fn, kwargs, item.call.loc)
     return Data(item.names, item.call.fn, tuple(full.items()), item.loc)
@@ -339,6 +346,11 @@ def _loop(items: list[LoopItem], kind: str, consts, params, info, module, functi
                        f"{test_name})", item.dataset_loc)
     batch = None if item.batch is None else _positive_int(item.batch, consts, "batch size")
     size = info.sizes[item.dataset]
+    if kind == "solve":
+        if item.dataset != info.names[0]:
+            raise SirError(f"a solve block runs over the training set '{info.names[0]}'",
+                           item.dataset_loc)
+        batch = size
     if batch is not None and batch > size:
         raise SirError(f"batch size {batch} is larger than the dataset '{item.dataset}' "
                        f"({size} examples)", item.batch.loc)
@@ -353,6 +365,8 @@ def _loop(items: list[LoopItem], kind: str, consts, params, info, module, functi
     verify(graph, where=f"{module.file}: {kind}")
     if kind == "eval":
         return Loop(item.x, item.y, item.dataset, graph)
+    if kind == "solve":
+        return Loop(item.x, item.y, item.dataset, graph, batch, 1, None, "solve")
     epochs = _positive_int(item.epochs, consts, "number of epochs")
     return Loop(item.x, item.y, item.dataset, graph, batch, epochs, _until(item.until, consts))
 
@@ -364,17 +378,48 @@ def _positive_int(expr, consts, what: str) -> int:
     return value
 
 
-def _until(expr, consts) -> float | None:
+def _until(expr, consts) -> Until | None:
+    """`until` EXPR: a true/false expression of train_accuracy, test_accuracy, epoch (epochs
+    done) and step (steps done), numbers and config constants, with comparisons, and, or, not."""
     if expr is None:
         return None
-    ok = (isinstance(expr, BinOp) and expr.op == ">=" and isinstance(expr.a, Name)
-          and expr.a.id == "train_accuracy")
-    if not ok:
-        raise SirError("`until` takes `train_accuracy >= VALUE`", expr.loc)
-    value = const_eval(expr.b, consts)
-    if not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise SirError(f"an accuracy is between 0 and 1, got {value!r}", expr.b.loc)
-    return float(value)
+    tree = _until_tree(expr, consts)
+    if tree[0] not in ("not", "and", "or", *COMPARES) and tree != ("num", True) and \
+            tree != ("num", False):
+        raise SirError("`until` takes a condition, e.g. `until train_accuracy >= 1.0` or "
+                       "`until epoch >= 5 and test_accuracy > 0.9`", expr.loc)
+    return Until(tree)
+
+
+COMPARES = ("lt", "le", "gt", "ge", "eq", "ne")
+
+
+def _until_tree(e, consts) -> tuple:
+    if isinstance(e, Name) and e.id in UNTIL_NAMES:
+        return ("name", e.id)
+    if isinstance(e, Not) and e.logical:
+        return ("not", _until_tree(e.a, consts))
+    if isinstance(e, BinOp) and e.op in ("and", "or", "<", "<=", ">", ">=", "==", "!="):
+        a, b = _until_tree(e.a, consts), _until_tree(e.b, consts)
+        if e.op in ("and", "or"):
+            return (e.op, a, b)
+        if a[0] == "num" and b[0] == "num":
+            return ("num", const_eval(e, consts))
+        return (BINOPS[e.op], a, b)
+    if _mentions_metric(e):
+        raise SirError("`until` compares train_accuracy, test_accuracy, epoch or step with "
+                       "numbers, and combines the comparisons with and, or, not", e.loc)
+    value = const_eval(e, consts)
+    if isinstance(value, str) or isinstance(value, tuple):
+        raise SirError(f"`until`: expected a number, got {value!r}", e.loc)
+    return ("num", value)
+
+
+def _mentions_metric(e) -> bool:
+    if isinstance(e, Name):
+        return e.id in UNTIL_NAMES
+    return any(_mentions_metric(getattr(e, f)) for f in ("a", "b") if hasattr(e, f)) or \
+        any(_mentions_metric(a) for a in getattr(e, "args", ()))
 
 
 SET_OPS = {":=": "set", "+=": "add", "-=": "sub", "*=": "mul", "/=": "div", "//=": "floordiv",
@@ -712,6 +757,8 @@ class _Body:
             return value
         if e.id in ("true", "false"):
             return e.id == "true"
+        if e.id in ("step", "epoch") and e.id not in self.later:
+            return self._counter(e.id, e.loc)
         if e.id in self.later and not self.calls:
             raise SirError(f"'{e.id}' is read before it is defined (at line "
                            f"{self.later[e.id].line})", e.loc)
@@ -831,6 +878,8 @@ class _Body:
             return self._inline(self.functions[e.fn], e)
         if e.fn in CONSTRUCTORS:
             return self._construct(e)
+        if e.fn in ("normal_like", "bernoulli"):
+            return self._random(e)
         if e.fn == "einsum":
             if not e.args or not isinstance(e.args[0], Str) or e.kwargs:
                 raise SirError("einsum takes a string and arrays: einsum(\"si,sj->ij\", a, b)",
@@ -881,6 +930,45 @@ class _Body:
             raise SirError(f"{e.fn}(): the value must be a number", e.loc)
         return self._node("fill", [], {"shape": _shape(args[0], e.args[0].loc), "dtype": dtype,
                                        "value": kwargs.get("value", value)}, e.loc)
+
+    def _random(self, e: Call):
+        """normal_like(x, std=S[, mean=M]): normal values of x's shape and dtype (x is not
+        read); bernoulli(p, shape): bool values, true with probability p."""
+        env = self._const_env()
+        kwargs = {k: const_eval(v, env) for k, v in e.kwargs}
+        if e.fn == "normal_like":
+            if len(e.args) != 1 or not set(kwargs) <= {"std", "mean"} or "std" not in kwargs:
+                raise SirError("normal_like takes an array and std= (and mean=): "
+                               "normal_like(W, std=0.01)", e.loc)
+            like = self.expr(e.args[0])
+            if not isinstance(like, str):
+                raise SirError("normal_like: the first argument is an array (its shape and "
+                               "dtype are used)", e.args[0].loc)
+            node = self._node_named(like)
+            attrs = {"shape": node.shape, "dtype": node.dtype, "std": kwargs["std"],
+                     "mean": kwargs.get("mean", 0.0)}
+            return self._node("normal", [], attrs, e.loc)
+        if len(e.args) != 2 or kwargs:
+            raise SirError("bernoulli takes a probability and a shape: bernoulli(0.5, [8])",
+                           e.loc)
+        p = const_eval(e.args[0], env)
+        return self._node("bernoulli", [], {"p": p, "shape": _shape(const_eval(e.args[1], env),
+                                                                      e.args[1].loc),
+                                            "dtype": "bool"}, e.loc)
+
+    def _counter(self, name: str, loc: Loc) -> str:
+        """`step` (steps done before this one) and `epoch` (epochs done): i32 scalars the load
+        kernel writes with the example."""
+        if self.kind == "eval":
+            raise SirError(f"'{name}' counts training steps; the eval block has no {name}", loc)
+        if name not in self.by_name:
+            top = self.outer[0] if self.outer else self.nodes
+            node = Node(name, "input", dtype="i32", shape=(), loc=loc)
+            at = max(i for i, n in enumerate(top) if n.op in ("param", "input")) + 1
+            top.insert(at, node)
+            self.by_name[name] = node
+            self.readonly[name] = f"the {name} counter, which a step only reads"
+        return name
 
     def _inline(self, f: FunctionItem, e: Call):
         if f.name in self.calls:
@@ -960,7 +1048,8 @@ def _resolve_call(e: Call, args: list, attrs: dict) -> tuple[str, dict]:
         return ("maximum" if e.fn == "max" else "minimum"), attrs
     if e.fn in OPS and e.fn not in HIDDEN:
         return e.fn, attrs
-    known = sorted((set(OPS) - HIDDEN) | set(SUGAR) | set(CONSTRUCTORS) | {"grad", "einsum"})
+    known = sorted((set(OPS) - HIDDEN) | set(SUGAR) | set(CONSTRUCTORS)
+                   | {"grad", "einsum", "normal_like", "bernoulli"})
     raise SirError(f"unknown function '{e.fn}' (array ops: {', '.join(known)})", e.loc)
 
 

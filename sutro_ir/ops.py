@@ -277,6 +277,10 @@ OPS: dict[str, OpDef] = {op.name: op for op in [
     OpDef("eye", 0, "construct", "attr", _eye, (), ("shape", "dtype"), doc="the identity"),
     OpDef("arange", 0, "construct", "attr", _arange, (), ("start", "stop", "step", "dtype"),
           doc="start, start + step, ... below stop"),
+    OpDef("normal", 0, "construct", "attr", None, (("exp", 2),), ("shape", "dtype", "std", "mean"),
+          doc="random normal values (normal_like(x, std=...)): a fresh draw each step"),
+    OpDef("bernoulli", 0, "construct", "attr", None, (("cmp", 1),), ("shape", "p", "dtype"),
+          doc="random true/false values, true with probability p: a fresh draw each step"),
     OpDef("reshape", 1, "gather", "first", _reshape, (), ("shape",),
           doc="the same elements in row-major order, in a new shape (a copy)"),
     OpDef("concat", None, "gather", "promote", _concat, (), ("axis",),
@@ -596,7 +600,27 @@ def _construct_shape(op, args, attrs) -> tuple:
     if op.name == "fill":
         check_immediate(attrs.get("value", 0), attrs.get("dtype", "f32")
                         if attrs.get("dtype") in DTYPES else "f32")
+    if op.name == "normal":
+        std, mean = attrs.get("std"), attrs.get("mean", 0.0)
+        if not _real(std) or std < 0 or not _real(mean) or abs(mean) > 1e30 or std > 1e30:
+            raise OpError(f"normal_like: std is a number >= 0 and mean a number, got "
+                          f"std={std!r}, mean={mean!r}")
+        if attrs.get("dtype") not in FLOATS:
+            raise OpError("normal_like gives floats: its array is f32 or f16")
+    if op.name == "bernoulli":
+        p = attrs.get("p")
+        if not _real(p) or not 0 <= p <= 1:
+            raise OpError(f"bernoulli: p is a probability in [0, 1], got {p!r}")
     return shape
+
+
+def _real(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+RANDOM_OPS = ("normal", "bernoulli")
+"""Ops whose value is a fresh random draw (keyed by the run's seed, the step and the node's
+name): two of them are never the same value, so cse keeps both and recompute clones neither."""
 
 
 def _gather_shape(op, args, attrs) -> tuple:
@@ -691,8 +715,8 @@ def arith_counts(op: OpDef, dtype: str, shape: tuple, arg_shapes: list[tuple],
         acc = attrs.get("acc", "set")
         if acc == "set":
             return {}
-        n = n_elements(check_spec(attrs.get("at", ()), arg_shapes[0],
-                                  len(arg_shapes) - 2))
+        at = attrs.get("at", ())
+        n = n_elements(check_spec(at, arg_shapes[0], at.count(None)))
         price = dtype if dtype != "bool" else "i8"
         return {f"{ACC_ARITH.get(acc, acc)}.{price}": n}
     price = dtype if dtype != "bool" else "i8"

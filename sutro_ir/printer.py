@@ -45,13 +45,13 @@ def print_program(p: Program) -> str:
 
 
 def _loop(kind: str, loop: Loop) -> list[str]:
-    head = f"{kind} ({loop.x}, {loop.y}) in {loop.dataset}"
-    if loop.batch is not None:
+    head = f"{loop.kind if kind == 'train' else kind} ({loop.x}, {loop.y}) in {loop.dataset}"
+    if loop.batch is not None and loop.kind != "solve":
         head += f" batch {loop.batch}"
-    if loop.epochs is not None:
+    if loop.epochs is not None and loop.kind != "solve":
         head += f" for {loop.epochs} epochs"
     if loop.until is not None:
-        head += f" until train_accuracy >= {value(loop.until)}"
+        head += f" until {loop.until.text()}"
     body = ["  " + s for s in graph_lines(loop.graph)]
     return [head + " {", *body, "}"]
 
@@ -112,6 +112,8 @@ def node_line(n: Node) -> str:
     elif n.op == "arange":
         call = f"arange({attrs['start']}, {attrs['stop']}, {attrs['step']}, " \
                f"dtype={value(attrs['dtype'])})"
+    elif n.op == "bernoulli":
+        call = f"bernoulli({value(attrs['p'])}, {_list(attrs['shape'])})"
     elif n.op == "einsum":
         call = f"einsum({', '.join([value(attrs['spec'])] + args)})"
     else:

@@ -298,7 +298,10 @@ class StepTrace:
         self.flat = sched.flat
         self.kid = {id(k): i for i, k in enumerate(self.flat, start=2)}
         self.paths = paths
-        self.load = self._writes([x, y], 1)
+        # the load kernel writes the example, then the step and epoch counters if read
+        inputs = [x, y] + [n.name for n in sched.graph.nodes
+                           if n.op == "input" and n.name not in (x, y)]
+        self.load = self._writes(inputs, 1)
         self.init = self._writes(params, 0)
         self.arith = [self._arith(k) for k in self.flat]
         self._static: dict[int, dict] = {}

@@ -36,7 +36,7 @@ ULPS = 4                                       # numpy's SIMD exp/log are within
 
 # ----------------------------------------------------------------------------- running one op
 
-def run_op(op: str, args: list, dtype: str, shape: tuple, **attrs) -> np.ndarray:
+def run_op(op: str, args: list, out_dtype: str, out_shape: tuple, **attrs) -> np.ndarray:
     """Execute `r = op(*args, **attrs)` typed dtype[shape]; args are numpy arrays or constants."""
     nodes, arrays, names = [], {}, []
     for i, a in enumerate(args):
@@ -46,12 +46,13 @@ def run_op(op: str, args: list, dtype: str, shape: tuple, **attrs) -> np.ndarray
             names.append(f"a{i}")
         else:
             names.append(a)
-    nodes.append(Node("r", op, tuple(names), tuple(sorted(attrs.items())), dtype, tuple(shape)))
+    nodes.append(Node("r", op, tuple(names), tuple(sorted(attrs.items())), out_dtype,
+                      tuple(out_shape)))
     graph = verify(Graph(tuple(nodes), ("r",)))   # the op table's type rule must agree with ours
     with np.errstate(all="ignore"):
         Step(graph, arrays, schedule(graph).kernels)()
     out = arrays["r"]
-    assert out.dtype == NP[dtype] and out.shape == tuple(shape)
+    assert out.dtype == NP[out_dtype] and out.shape == tuple(out_shape)
     return out
 
 
@@ -359,8 +360,9 @@ def test_where_picks_by_condition_and_promotes_its_branches(pair):
     c = np.array([[True], [False], [True]])
     a, b = values(pair[0], (4,), 14), values(pair[1], (3, 4), 15)
     exact(lambda k, x, y: x if k else y, "where", [c, a, b], wider(*pair))
-    if pair[0] != "bool":
-        exact(lambda k, x, y: x if k else y, "where", [c, a, 0.5], pair[0])
+    if pair[0] != "bool":               # a constant is an immediate of the op's dtype
+        const = 0.5 if pair[0] in FLOAT_OF and pair[0] != "i8" else 5
+        exact(lambda k, x, y: x if k else y, "where", [c, a, const], pair[0])
 
 
 def f16_round(x: float) -> float:
@@ -383,14 +385,11 @@ def test_cast_f32_to_f16_rounds_to_nearest_even():
 
 def test_cast_f32_to_i8_truncates_toward_zero():
     """C's and numpy's float -> integer conversion drops the fraction (rounds toward zero).
-    Out of range (|x| >= 128, inf, nan) the value is undefined (C leaves it undefined, numpy
-    warns 'invalid value encountered in cast'): the executor must not fail, but we pin no value."""
+    Out of range (|x| >= 128, inf, nan) C leaves the value undefined; sutro-sim refuses it
+    (test_float_to_integer_cast_out_of_range_is_refused)."""
     a = np.array([0.99, -0.99, 2.5, -2.5, 127.9, -128.9, 3.0, -0.0], np.float32)
     same_bits(run_op("cast", [a], "i8", (8,), to="i8"),
               np.array([0, 0, 2, -2, 127, -128, 3, 0], np.int8))
-    wild = np.array([300.7, -1e10, np.inf, np.nan, 5.5], np.float32)
-    got = run_op("cast", [wild], "i8", (5,), to="i8")
-    assert got[-1] == 5
 
 
 @pytest.mark.parametrize("src, to, fn", [
@@ -492,16 +491,238 @@ def test_outer_transpose_and_index():
     m = values("i8", (3, 4), 27)
     same_bits(run_op("transpose", [m], "i8", (4, 3)),
               np.array([[m[i, j] for i in range(3)] for j in range(4)], np.int8))
-    same_bits(run_op("index", [m], "i8", (4,), i=1), np.array(list(m[1]), np.int8))
-    same_bits(run_op("index", [m], "i8", (4,), i=-1), np.array(list(m[2]), np.int8))
-    same_bits(run_op("index", [a], "f32", (), i=2), np.array(a[2], np.float32))
+    same_bits(run_op("index", [m], "i8", (4,), at=(1,)), np.array(list(m[1]), np.int8))
+    same_bits(run_op("index", [a], "f32", (), at=(2,)), np.array(a[2], np.float32))
 
 
 OWN_TESTS = {"div", "pow", "exp", "log", "sqrt", "sigmoid", "hinge", "logistic_loss", "where",
-             "cast", "copy", "matmul", "outer", "transpose", "index"}
+             "cast", "copy", "matmul", "outer", "transpose", "index",
+             "floordiv", "mod", "and", "or", "xor", "not", "shl", "shr", "min", "argmax",
+             "argmin", "setindex", "fill", "eye", "arange", "reshape", "concat", "stack",
+             "einsum",
+             "if", "merge"}      # regions: tests/test_control_flow.py
 
 
 def test_every_op_has_a_reference_here():
     """An op added to the table without a reference in this file fails here."""
     covered = set(ARITH) | set(COMPARE) | set(UNARY) | set(REDUCE) | OWN_TESTS
     assert set(OPS) == covered, sorted(set(OPS) ^ covered)
+
+
+# ----------------------------------------------------------------------------- integers and bits
+
+INT_NP = {"i32": np.int32, "u8": np.uint8}
+NP.update(INT_NP)
+NAME.update({np.dtype(v): k for k, v in INT_NP.items()})
+BITS = {"i8": 8, "u8": 8, "i32": 32}
+
+
+def wrap(x: int, dtype: str) -> int:
+    """x modulo 2^bits, as a signed (i8, i32) or unsigned (u8) value."""
+    bits = BITS[dtype]
+    x %= 1 << bits
+    return x - (1 << bits) if dtype != "u8" and x >= 1 << (bits - 1) else x
+
+
+def ints(dtype: str, shape: tuple, seed: int, low=None, high=None) -> np.ndarray:
+    bits = BITS[dtype]
+    lo = 0 if dtype == "u8" else -(1 << (bits - 1))
+    hi = (1 << bits) - 1 if dtype == "u8" else (1 << (bits - 1)) - 1
+    rng = np.random.default_rng(seed)
+    return rng.integers(lo if low is None else low, (hi if high is None else high) + 1,
+                        shape).astype(NP[dtype])
+
+
+def int_ref(fn, args: list, dtype: str) -> np.ndarray:
+    shape = broadcast_shape(*[a.shape for a in args if isinstance(a, np.ndarray)])
+    out = np.zeros(shape, NP[dtype])
+    for idx in np.ndindex(shape):
+        v = fn(*[element(a, idx) for a in args])
+        out[idx] = v if dtype == "bool" else wrap(int(v), dtype)
+    return out
+
+
+INT_ARITH = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+             "floordiv": lambda a, b: a // b if b else 0, "mod": lambda a, b: a % b if b else 0,
+             "and": lambda a, b: a & b, "or": lambda a, b: a | b, "xor": lambda a, b: a ^ b}
+
+
+@pytest.mark.parametrize("op", list(INT_ARITH))
+@pytest.mark.parametrize("dtype", ["i32", "u8", "i8"])
+def test_integer_ops_wrap_and_floor_like_python(op, dtype):
+    """+ - * wrap modulo 2^bits; // and % round down (the remainder has the divisor's sign, as
+    in Python); an integer divided by 0 gives 0 (docs/language.md); & | ^ on two's complement."""
+    a, b = ints(dtype, (4, 6), 31), ints(dtype, (6,), 32)
+    b[0] = 0
+    got = run_op(op, [a, b], dtype, (4, 6))
+    same_bits(got, int_ref(INT_ARITH[op], [a, b], dtype))
+
+
+@pytest.mark.parametrize("pair, want", [(("u8", "i8"), "i8"), (("i8", "i32"), "i32"),
+                                        (("u8", "i32"), "i32"), (("bool", "u8"), "u8")])
+def test_integer_promotion_takes_the_wider_and_wraps(pair, want):
+    """bool < u8 < i8 < i32 < f16 < f32: u8 + i8 is an i8 (200 + 100 wraps to 44)."""
+    a, b = ints(pair[0], (5,), 33) if pair[0] != "bool" else values("bool", (5,), 33), \
+        ints(pair[1], (5,), 34)
+    same_bits(run_op("add", [a, b], want, (5,)), int_ref(lambda x, y: x + y, [a, b], want))
+
+
+@pytest.mark.parametrize("op, fn", [("and", lambda a, b: a and b), ("or", lambda a, b: a or b),
+                                    ("xor", lambda a, b: a != b)])
+def test_bit_ops_of_bools_are_logical(op, fn):
+    a, b = values("bool", (3, 4), 35), values("bool", (4,), 36)
+    same_bits(run_op(op, [a, b], "bool", (3, 4)), int_ref(fn, [a, b], "bool"))
+
+
+@pytest.mark.parametrize("dtype", ["bool", "i8", "u8", "i32"])
+def test_not_flips_every_bit(dtype):
+    a = values("bool", (7,), 37) if dtype == "bool" else ints(dtype, (7,), 37)
+    fn = (lambda v: not v) if dtype == "bool" else (lambda v: ~v)
+    same_bits(run_op("not", [a], dtype, (7,)), int_ref(fn, [a], dtype))
+
+
+@pytest.mark.parametrize("dtype", ["i8", "u8", "i32"])
+def test_shifts_wrap_and_saturate_past_the_width(dtype):
+    """a << s drops the bits shifted out (wraps); >> is arithmetic for signed types; a shift
+    by the width or more gives 0 (or -1 for >> of a negative signed value)."""
+    a = ints(dtype, (12,), 38)
+    s = np.array(list(range(BITS[dtype] - 3, BITS[dtype] + 3)) + [0, 1, 2, 3, 4, 5],
+                 NP[dtype])
+    width = BITS[dtype]
+    same_bits(run_op("shl", [a, s], dtype, (12,)),
+              int_ref(lambda x, k: x << k if k < width else 0, [a, s], dtype))
+    same_bits(run_op("shr", [a, s], dtype, (12,)),
+              int_ref(lambda x, k: x >> min(k, width), [a, s], dtype))
+
+
+def test_a_constant_must_fit_the_integer_dtype():
+    from sutro_ir.ops import OpError, Operand, infer
+    i8 = Operand("i8", (3,))
+    with pytest.raises(OpError, match="does not fit in i8"):
+        infer(OPS["add"], [i8, Operand(None, (), 300)], {})
+    with pytest.raises(OpError, match="not an integer"):
+        infer(OPS["mul"], [i8, Operand(None, (), 0.5)], {})
+    assert infer(OPS["div"], [i8, Operand(None, (), 0.5)], {}) == ("f32", (3,))
+
+
+def test_float_to_integer_cast_out_of_range_is_refused():
+    from sutro_ir.execute import NodeError
+    for bad in (300.7, -1e10, np.inf, np.nan):
+        with pytest.raises(NodeError, match="does not fit in i8"):
+            run_op("cast", [np.array([1.5, bad], np.float32)], "i8", (2,), to="i8")
+    same_bits(run_op("cast", [np.array([255.9, 0.0, -0.9], np.float32)], "u8", (3,), to="u8"),
+              np.array([255, 0, 0], np.uint8))
+    with pytest.raises(NodeError, match="does not fit in u8"):
+        run_op("cast", [np.array([256.0], np.float32)], "u8", (1,), to="u8")
+
+
+# ----------------------------------------------------------------------------- min, argmax, argmin
+
+@pytest.mark.parametrize("op", ["min", "argmax", "argmin"])
+@pytest.mark.parametrize("axis", [None, 0, 1])
+def test_min_and_arg_reductions(op, axis):
+    """argmax/argmin give the first position of the extreme (i32); without axis, the
+    row-major position in the whole array."""
+    a = small_ints("f32", (4, 5), 39)
+    a[1, :] = a[0, :]                                   # ties: the first wins
+    def first(line, pick):
+        best = pick(line)
+        return line.index(best)
+    fn = {"min": min, "argmax": lambda v: first(v, max), "argmin": lambda v: first(v, min)}[op]
+    dtype = "f32" if op == "min" else "i32"
+    if axis is None:
+        want = np.array(fn([py(v) for v in a.flat]), NP[dtype])
+    else:
+        want = reduce_ref(fn, a, axis, "f32").astype(NP[dtype])
+    attrs = {} if axis is None else {"axis": axis}
+    same_bits(run_op(op, [a], dtype, want.shape, **attrs), want)
+
+
+# ----------------------------------------------------------------------------- index and setindex
+
+def test_index_with_constants_slices_and_run_time_indices():
+    m = values("f32", (4, 5), 40)
+    same_bits(run_op("index", [m], "f32", (5,), at=(2,)), np.array(list(m[2]), np.float32))
+    same_bits(run_op("index", [m], "f32", (4,), at=((0, 4, 1), 3)),
+              np.array([m[i, 3] for i in range(4)], np.float32))
+    same_bits(run_op("index", [m], "f32", (2, 2), at=((1, 4, 2), (0, 5, 3))),
+              np.array([[m[1, 0], m[1, 3]], [m[3, 0], m[3, 3]]], np.float32))
+    i = np.array(3, np.int32)
+    same_bits(run_op("index", [m, i], "f32", (5,), at=(None,)), np.array(list(m[3]), np.float32))
+    same_bits(run_op("index", [m, np.array(1, np.int8), np.array(4, np.uint8)], "f32", (),
+                     at=(None, None)), np.array(m[1, 4], np.float32))
+
+
+def run_write(a: np.ndarray, v, dyn: list, at: tuple, acc: str) -> np.ndarray:
+    """a (a parameter) after `a[at] op= v`, through the executor."""
+    nodes = [Node("a", "param", dtype=NAME[a.dtype], shape=a.shape)]
+    arrays, args = {"a": a.copy()}, []
+    for i, x in enumerate([v] + dyn):
+        if isinstance(x, np.ndarray):
+            nodes.append(Node(f"v{i}", "input", dtype=NAME[x.dtype], shape=x.shape))
+            arrays[f"v{i}"] = x.copy()
+            args.append(f"v{i}")
+        else:
+            args.append(x)
+    nodes.append(Node("a@1", "setindex", ("a", *args), (("acc", acc), ("at", at)),
+                      NAME[a.dtype], a.shape))
+    graph = verify(Graph(tuple(nodes), ("a@1",)))
+    Step(graph, arrays, schedule(graph).kernels)()
+    return arrays["a"]
+
+
+@pytest.mark.parametrize("acc, fn", [("set", lambda old, v: v), ("add", lambda o, v: o + v),
+                                     ("sub", lambda o, v: o - v), ("xor", lambda o, v: o ^ v),
+                                     ("mul", lambda o, v: o * v)])
+def test_setindex_writes_only_its_part(acc, fn):
+    a = ints("i32", (3, 4), 41, -50, 50)
+    v = ints("i32", (4,), 42, -50, 50)
+    want = a.copy()
+    for j in range(4):
+        want[1, j] = wrap(fn(int(a[1, j]), int(v[j])), "i32")
+    same_bits(run_write(a, v, [np.array(1, np.int32)], (None,), acc), want)
+    want = a.copy()
+    for i in range(3):
+        want[i, 2] = wrap(fn(int(a[i, 2]), 7), "i32")
+    same_bits(run_write(a, 7, [], ((0, 3, 1), 2), acc), want)
+
+
+def test_a_run_time_index_out_of_range_is_refused():
+    from sutro_ir.execute import NodeError
+    m = values("f32", (4, 5), 43)
+    with pytest.raises(NodeError, match="index 4 is out of range for a dimension of 4"):
+        run_op("index", [m, np.array(4, np.int32)], "f32", (5,), at=(None,))
+    with pytest.raises(NodeError, match="index -1 is out of range"):
+        run_write(m, 1.0, [np.array(-1, np.int32)], (None,), "set")
+
+
+# ----------------------------------------------------------------------------- construction
+
+def test_fill_eye_arange():
+    same_bits(run_op("fill", [], "f16", (2, 3), shape=(2, 3), dtype="f16", value=0.5),
+              np.array([[0.5] * 3] * 2, np.float16))
+    same_bits(run_op("eye", [], "i8", (3, 4), shape=(3, 4), dtype="i8"),
+              np.array([[int(i == j) for j in range(4)] for i in range(3)], np.int8))
+    same_bits(run_op("arange", [], "i32", (4,), start=10, stop=2, step=-2, dtype="i32"),
+              np.array([10, 8, 6, 4], np.int32))
+
+
+def test_reshape_concat_stack():
+    a, b = values("f32", (2, 3), 44), values("f32", (1, 3), 45)
+    same_bits(run_op("reshape", [a], "f32", (3, 2), shape=(3, 2)),
+              np.array([[py(x) for x in a.flat][i:i + 2] for i in (0, 2, 4)], np.float32))
+    same_bits(run_op("concat", [a, b], "f32", (3, 3), axis=0),
+              np.array([list(a[0]), list(a[1]), list(b[0])], np.float32))
+    c = values("f32", (2, 3), 46)
+    same_bits(run_op("stack", [a, c], "f32", (2, 3, 2), axis=2),
+              np.array([[[a[i, j], c[i, j]] for j in range(3)] for i in range(2)], np.float32))
+
+
+def test_einsum_is_a_sum_of_products_over_the_left_out_letters():
+    x = small_ints("f32", (6, 4), 47)
+    y = small_ints("f32", (6,), 48)
+    want = np.array([[[sum(py(x[s, i]) * py(x[s, j]) * py(x[s, k]) * py(y[s]) for s in range(6))
+                       for k in range(4)] for j in range(4)] for i in range(4)], np.float32)
+    same_bits(run_op("einsum", [x, x, x, y], "f32", (4, 4, 4), spec="si,sj,sk,s->ijk"), want)
+    same_bits(run_op("einsum", [x], "f32", (4, 6), spec="si->is"),
+              np.array([[x[s, i] for s in range(6)] for i in range(4)], np.float32))

@@ -21,8 +21,10 @@ def trained(path, overrides=None, seed=42):
     return program, ex, ex.train()
 
 
-def numpy_mlp(program, seed):
-    """The seed's MLP step written directly in numpy: the reference the executor must equal."""
+def numpy_mlp(program, seed, early_exit=True):
+    """The seed's MLP step written directly in numpy: the reference the executor must equal.
+    The seed's step returns before the backward pass when the margin y*out is at least 1
+    (early_exit=False: mlp_backprop_always.sir, which never returns early)."""
     c = program.config_dict
     p = init_params(program, seed)
     W1, b1, W2, b2 = p["W1"], p["b1"], p["W2"], p["b2"]
@@ -33,6 +35,8 @@ def numpy_mlp(program, seed):
             h_pre = W1 @ x + b1
             h = np.maximum(h_pre, np.float32(0))
             out = W2 @ h + b2
+            if early_exit and not y * out < 1:
+                continue
             dout = -y * (out * y < 1)
             dW2 = dout * h
             dh = dout * W2
@@ -45,14 +49,19 @@ def numpy_mlp(program, seed):
     return {"W1": W1, "b1": b1, "W2": W2, "b2": b2}
 
 
-def test_mlp_backprop_equals_plain_numpy_bit_for_bit():
+@pytest.mark.parametrize("name, early", [("mlp_backprop.sir", True),
+                                         ("mlp_backprop_always.sir", False)])
+def test_mlp_backprop_equals_plain_numpy_bit_for_bit(name, early):
     overrides = {"n_bits": "8", "hidden": "64", "epochs": "3", "n_train": "40"}
-    program, ex, result = trained("programs/mlp_backprop.sir", overrides)
+    program, ex, result = trained(f"programs/{name}", overrides)
     assert result.steps == 120          # until 100% train accuracy is not reached here
-    want = numpy_mlp(program, 42)
+    want = numpy_mlp(program, 42, early)
     for name, value in want.items():
         assert ex.arrays[name].dtype == np.float32
         assert np.array_equal(ex.arrays[name], value), name
+    skipped = result.step_paths is not None and (np.array(result.paths)[result.step_paths, 0]
+                                                 == 0).sum()
+    assert bool(skipped) == early       # the early exit is taken on some steps
 
 
 def test_mlp_backprop_defaults_solve_20_bit_sparse_parity():

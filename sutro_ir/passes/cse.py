@@ -4,6 +4,7 @@ the same operands and attributes is removed; its readers read the earlier value.
 from __future__ import annotations
 
 from ..graph import SOURCE_OPS, Graph, keeping, renamed_reads
+from ..ops import RANDOM_OPS
 from . import register
 
 # ops whose operands may be swapped without changing a bit of the result. Not add, mul,
@@ -24,7 +25,7 @@ def cse(graph: Graph) -> Graph:
     kept = []
     for n in graph.nodes:
         n = renamed_reads(n, same)
-        if n.op in SOURCE_OPS or n.version > 0 or n.op == "if":
+        if n.op in SOURCE_OPS or n.version > 0 or n.op in ("if", *RANDOM_OPS):
             kept.append(n)
             continue
         args = n.args

@@ -31,6 +31,7 @@ import math
 
 from ..errors import SirError
 from ..graph import SOURCE_OPS, Graph, Node, previous_version, readers
+from ..ops import RANDOM_OPS
 from . import Declined, register
 
 POLICIES = ("store-all", "all", "sqrt", "auto")
@@ -80,7 +81,7 @@ def candidates(graph: Graph) -> list[str]:
     backward = _backward(graph)
     read_by = readers(graph)
     return [n.name for n in graph.body if n.name not in backward and n.version == 0
-            and any(r in backward for r in read_by[n.name])]
+            and n.op not in RANDOM_OPS and any(r in backward for r in read_by[n.name])]
 
 
 def recomputed_values(before: Graph, after: Graph) -> list[str]:
@@ -135,7 +136,8 @@ def _clone(v: str, by_name, keep: set, backward: set, clones: dict, made: list, 
     n = by_name[v]
     for a in n.operands:
         m = by_name[a]
-        if m.op not in SOURCE_OPS and m.version == 0 and a not in backward and a not in keep:
+        if m.op not in SOURCE_OPS and m.op not in RANDOM_OPS and m.version == 0 \
+                and a not in backward and a not in keep:      # a draw is read, never redrawn
             _clone(a, by_name, keep, backward, clones, made, fresh)
     clones[v] = next(fresh)
     made.append(dataclasses.replace(n, name=clones[v], args=tuple(
