@@ -711,17 +711,20 @@ class _Body:
                 self.sweeps = dict(sweeps)      # a sweep made in a branch ends with it
         (then, then_cur), (orelse, else_cur) = branches
         self.current = before
-        changed = [b for b in before if then_cur[b] != before[b] or else_cur[b] != before[b]]
+        inner = {n.name for n in _walk(then + orelse)}
+        written = [b for b in dict.fromkeys([*then_cur, *else_cur]) if b not in inner]
+        changed = [b for b in written
+                   if then_cur.get(b, b) != before.get(b, b) or
+                   else_cur.get(b, b) != before.get(b, b)]
         if not then and not orelse:
             return
-        inner = {n.name for n in _walk(then + orelse)}
         captures = list(dict.fromkeys(a for n in _walk(then + orelse) for a in n.operands
                                       if a not in inner))
         name = region_name(then, orelse)
         self._add(Node(name, "if", (cond, *captures), (("else", orelse), ("then", then)),
                        "bool", (), stmt.loc))
         for b in changed:
-            old = before[b]
+            old = before.get(b, b)
             node = self._node_named(old)
             new = self._new_version(b)
             self._add(Node(new, "merge", (name, old), (), node.dtype, node.shape, stmt.loc))
