@@ -63,7 +63,7 @@ class Node:
 def region_name(then: tuple, orelse: tuple) -> str:
     """An if node's name: from its first inner node, so a program printed and parsed again
     names it the same."""
-    return f"if:{(then + orelse)[0].name}"
+    return "if:" + (then + orelse)[0].name.replace("@", "~")     # "@" would make a version
 
 
 def walk(nodes):

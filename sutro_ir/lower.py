@@ -22,6 +22,7 @@ from .ops import (
     DTYPES,
     INTS,
     OPS,
+    check_immediate,
     Operand,
     OpError,
     infer,
@@ -899,6 +900,8 @@ class _Body:
         args = [self.expr(a) for a in items]
         if all(not isinstance(a, str) for a in args) and e.fn in CONST_FUNCS and not attrs:
             return _apply(CONST_FUNCS[e.fn], args, e)
+        if len(args) == 1 and not isinstance(args[0], str) and e.fn in SUGAR and not attrs:
+            return _const_cast(args[0], e.fn, e)
         op, attrs = _resolve_call(e, args, attrs)
         return self._node(op, args, attrs, e.loc)
 
@@ -1040,6 +1043,22 @@ CONSTRUCTORS = {"zeros": "zeros(shape) takes a shape: zeros([3, 4]) or zeros(5)"
                           "arange(start, stop, step)"}
 
 SUGAR = {d: ("cast", {"to": d}) for d in DTYPES}
+
+
+def _const_cast(value, dtype: str, e: Call):
+    """`u8(1)`, `f32(2)`: a constant of that dtype (still an immediate)."""
+    if isinstance(value, (str, tuple)):
+        raise SirError(f"{dtype}() of {value!r} is not defined", e.loc)
+    if dtype == "bool":
+        return bool(value)
+    if dtype in ("f32", "f16"):
+        return float(value)
+    v = int(value) if isinstance(value, float) and math.isfinite(value) else value
+    try:
+        check_immediate(v if not isinstance(v, bool) else int(v), dtype)
+    except OpError as exc:
+        raise SirError(str(exc), e.loc) from None
+    return int(v)
 
 
 def _resolve_call(e: Call, args: list, attrs: dict) -> tuple[str, dict]:

@@ -92,6 +92,7 @@ def block_lines(nodes) -> list[str]:
     return out
 
 
+INFIX = {"and": "&", "or": "|", "xor": "^", "not": "~"}
 ACC_TEXT = {"set": ":=", "add": "+=", "sub": "-=", "mul": "*=", "div": "/=", "floordiv": "//=",
             "mod": "%=", "xor": "^=", "and": "&=", "or": "|=", "shl": "<<=", "shr": ">>="}
 
@@ -112,6 +113,8 @@ def node_line(n: Node) -> str:
     elif n.op == "arange":
         call = f"arange({attrs['start']}, {attrs['stop']}, {attrs['step']}, " \
                f"dtype={value(attrs['dtype'])})"
+    elif n.op in INFIX:             # `and`, `or`, `not` are keywords of the grammar
+        call = f"{args[0]} {INFIX[n.op]} {args[1]}" if len(args) == 2 else f"~{args[0]}"
     elif n.op == "bernoulli":
         call = f"bernoulli({value(attrs['p'])}, {_list(attrs['shape'])})"
     elif n.op == "einsum":
