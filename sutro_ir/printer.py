@@ -63,7 +63,8 @@ def graph_lines(g: Graph) -> list[str]:
     if g.kernels:
         for k in schedule(g).kernels:
             if len(k.nodes) == 1:
-                out.append(node_line(k.nodes[0]))
+                out += block_lines(k.nodes) + block_lines(
+                    m for m in g.nodes if m.op == "merge" and m.args[0] == k.nodes[0].name)
                 continue
             stores = ", ".join(_ref(m) for m in k.stores) or "nothing"
             out.append(f"# kernel {k.name}: one loop over {k.anchor.type}, stores {stores}")

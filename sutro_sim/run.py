@@ -7,6 +7,8 @@ simulator prices it.
 from __future__ import annotations
 
 import time
+
+import numpy as np
 from dataclasses import dataclass, field
 
 from simulator import energy as energy_mod
@@ -43,10 +45,17 @@ class RunResult:
     arith_ops: int = 0          # arithmetic operations per training step
     peak_live_bytes: int = 0    # most bytes of step values stored at once (schedule.py)
     pass_notes: tuple = ()      # what passes declined or left alone, and why
+    paths: tuple = ()           # per control path: (steps that took it, accesses per step)
+    init_accesses: int = 0      # step 0's writes of every parameter
 
     @property
     def energy_per_step_fj(self) -> float:
         return self.sim.energy.total / max(len(self.traced), 1)
+
+    @property
+    def accesses_whole_run(self) -> int:
+        """Every access of every step, init included, counted from the paths."""
+        return sum(n * a for n, a in self.paths) + self.init_accesses
 
     @property
     def all_traced(self) -> bool:
@@ -62,6 +71,8 @@ class RunResult:
                   "peak_live_bytes": self.peak_live_bytes,
                   "energy_per_step_fj": self.energy_per_step_fj,
                   "all_steps": self.all_traced,
+                  "paths": [{"steps": n, "accesses_per_step": a} for n, a in self.paths],
+                  "accesses_whole_run": self.accesses_whole_run,
                   "extrapolated_total_energy_fj": self.energy_per_step_fj * self.train.steps}
         return {"program": self.program, "config": self.config, "passes": list(self.passes),
                 "pass_notes": list(self.pass_notes),
@@ -147,6 +158,9 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
                        f"{len(steps) * step_trace.accesses_per_step:,} (trace fewer steps with "
                        "--trace-steps N)", "--cost-models")
     trace = step_trace.trace(steps, {"program": path}, path_of=trained.path_of)
+    per_path = (np.bincount(trained.step_paths, minlength=len(trained.paths))
+                if trained.step_paths is not None else [trained.steps])
+    paths = tuple((int(n), step_trace.accesses(p)) for p, n in enumerate(per_path))
     prof["trace_generation"] = time.perf_counter() - t
     t = time.perf_counter()
     sim = simulate(trace, hier, energy_preset, progress=progress)
@@ -160,7 +174,8 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
                      tuple(steps), step_trace.accesses_per_step, time.perf_counter() - t0, prof,
                      len(sched.kernels), seed_measure,
                      sum(sum(a.values()) for a in step_trace.per_step_arith),
-                     peak_live_bytes(sched), program.train.graph.notes)
+                     peak_live_bytes(sched), program.train.graph.notes, paths,
+                     len(step_trace.init["addr"]))
 
 
 # ----------------------------------------------------------------------------- report
@@ -189,12 +204,23 @@ def memtracker_line(m: dict) -> str:
 
 def _traced_line(r: RunResult) -> str:
     per = energy(r.energy_per_step_fj)
+    paths = ""
+    if len(r.paths) > 1:
+        paths = (f"paths      {len(r.paths)} control paths over {r.train.steps:,} steps: "
+                 + ", ".join(f"{n:,} steps of {a:,} accesses" for n, a in
+                             sorted(r.paths, key=lambda t: -t[1]))
+                 + f"\n           whole run: {r.accesses_whole_run:,} accesses, init "
+                 "included (counted exactly)\n")
     line = (f"traced     steps {step_ranges(r.traced)} ({len(r.traced):,} of {r.train.steps:,}; "
-            f"--trace-steps {r.trace_policy}), {r.accesses_per_step:,} accesses and {per} per step")
+            f"--trace-steps {r.trace_policy}), "
+            + (f"{r.accesses_per_step:,} accesses and {per} per step" if len(r.paths) < 2 else
+               f"at most {r.accesses_per_step:,} accesses and on average {per} per step"))
     if not r.all_traced:
         line += (f"\n           whole run, extrapolated from the traced steps: "
                  f"{energy(r.energy_per_step_fj * r.train.steps)}")
-    return line
+        if len(r.paths) > 1:
+            line += " (they do not stand for every path: a rough figure)"
+    return paths + line
 
 
 def render_profile(r: RunResult) -> str:

@@ -27,7 +27,7 @@ def trained(name: str, overrides=None):
 
 
 def test_mlp_autodiff_trains_like_the_hand_written_backward_pass():
-    hand, hand_w = trained("mlp_backprop.sir")
+    hand, hand_w = trained("mlp_backprop_always.sir")
     auto, auto_w = trained("mlp_autodiff.sir")
     assert (auto.steps, auto.train_accuracy, auto.test_accuracy) == \
         (hand.steps, hand.train_accuracy, hand.test_accuracy) == (7000, 0.97, 0.96)
@@ -40,7 +40,7 @@ def ops(graph):
 
 
 def test_the_derived_sweep_is_the_hand_written_backward_pass():
-    hand = compile_file(str(ROOT / "programs/mlp_backprop.sir")).train.graph
+    hand = compile_file(str(ROOT / "programs/mlp_backprop_always.sir")).train.graph
     auto = compile_file(str(ROOT / "programs/mlp_autodiff.sir")).train.graph
     assert auto["dW1"].op == "outer" and auto["dW2"].args == ("db2", "h")
     assert ops(run_pipeline(auto, "dce")) == ops(hand)      # dce drops the unread `loss`
@@ -77,7 +77,7 @@ def test_the_gradients_of_outer_are_the_hand_written_ones():
 
 def test_passes_apply_to_the_autodiff_program_the_same_way():
     for pipeline in ("layer-local-update,fuse", "fuse"):
-        hand = schedule(compile_file(str(ROOT / "programs/mlp_backprop.sir"), {}, pipeline)
+        hand = schedule(compile_file(str(ROOT / "programs/mlp_backprop_always.sir"), {}, pipeline)
                         .train.graph)
         auto = schedule(compile_file(str(ROOT / "programs/mlp_autodiff.sir"), {},
                                      "dce," + pipeline).train.graph)

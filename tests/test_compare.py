@@ -86,4 +86,4 @@ def test_cost_models_refuse_a_trace_too_long_to_hold(capsys):
     assert code == 2 and out == ""
     assert err.startswith("--cost-models: error: --cost-models keeps every traced access in "
                           "memory: at most 20,000,000 accesses, and 7,000 steps make "
-                          "2,373,315,000")
+                          "2,373,301,000")

@@ -375,7 +375,7 @@ def test_run_reports_the_oracle_energy(tmp_path, hierarchy, preset, passes):
 def test_steps_after_the_first_read_parameters_cold(hierarchy, preset):
     """Steps 1 and 2 of a small MLP without step 0's initialization: the parameters are read
     cold, so the cold-read energy is priced on a real trace."""
-    trace = step_trace("programs/mlp_backprop.sir", {"n_bits": "3", "hidden": "16"}, "fuse",
+    trace = step_trace("programs/mlp_backprop_always.sir", {"n_bits": "3", "hidden": "16"}, "fuse",
                        [1, 2])
     r = check_report(trace, HIERARCHIES[hierarchy](), preset)
     assert r.energy.distance_cold > 0 and r.energy.distance > 0 and r.energy.wire > 0

@@ -40,11 +40,22 @@ FOREVER = (-1, math.inf)
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def program_order(kernels):
+    """docs/machine-model.md: an if's kernel, then its then block's kernels, then its else
+    block's, in place of the if."""
+    for k in kernels:
+        yield k
+        if k.branches:
+            yield from program_order(k.branches[0])
+            yield from program_order(k.branches[1])
+
+
 def live_ranges(sched) -> dict[str, tuple]:
-    """Buffer -> (first kernel that stores it, last kernel that reads or stores it)."""
+    """Buffer -> (first kernel that stores it, last kernel that reads or stores it), kernels
+    numbered in program order."""
     graph = sched.graph
     ranges = {n.buffer: FOREVER for n in graph.nodes if n.op in ("param", "input")}
-    for i, k in enumerate(sched.kernels):
+    for i, k in enumerate(program_order(sched.kernels)):
         touched = [graph[s].buffer for s in traceoracle.stored(k, sched)] + reads(graph, k)
         for b in touched:
             if ranges.get(b) != FOREVER:
@@ -55,6 +66,8 @@ def live_ranges(sched) -> dict[str, tuple]:
 def reads(graph: Graph, kernel) -> list[str]:
     """The buffers a kernel reads: its operands' buffers, less the values it makes itself (a
     later node of a fused kernel reads those from registers)."""
+    if kernel.branches:                 # an if reads its condition
+        return [graph[kernel.nodes[0].args[0]].buffer]
     made = {n.name for n in kernel.nodes}
     return [graph[a].buffer for n in kernel.nodes for a in n.operands if a not in made]
 
@@ -82,7 +95,7 @@ def check_no_shared_bytes_while_live(sched) -> int:
 def check_stores_miss_reads(sched) -> None:
     """(b)"""
     graph = sched.graph
-    for k in sched.kernels:
+    for k in program_order(sched.kernels):
         for stored in {graph[s].buffer for s in traceoracle.stored(k, sched)}:
             for read in set(reads(graph, k)) - {stored}:
                 s, r = sched.slot(stored), sched.slot(read)

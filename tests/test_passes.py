@@ -26,7 +26,7 @@ from sutro_ir.tracegen import kernel_accesses, n_accesses
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
 PROGRAMS = sorted((ROOT / "programs").glob("*.sir"))
-SMALL = {"mlp_backprop.sir": {"n_bits": "3", "hidden": "40", "epochs": "3"},
+SMALL = {"mlp_backprop_always.sir": {"n_bits": "3", "hidden": "40", "epochs": "3"},
          "mlp_autodiff.sir": {"n_bits": "3", "hidden": "40", "epochs": "3"},
          "sparse_parity.sir": {"epochs": "2"}, "mlp4_backprop.sir": {"epochs": "2"}}
 EXACT = ["dce", "cse", "fuse", "layer-local-update", "liveness-layout",
@@ -112,24 +112,24 @@ def test_every_registered_pass_is_exercised():
 
 
 def test_approximate_layer_local_update_reads_the_new_weights_and_says_so():
-    graph = compile_file(str(ROOT / "programs/mlp_backprop.sir")).train.graph
+    graph = compile_file(str(ROOT / "programs/mlp_backprop_always.sir")).train.graph
     out = run_pipeline(graph, "layer-local-update{approximate=true}")
     assert "W2@1" in out["dh"].operands          # dh = dout * W2 now reads the updated W2
-    base, weights = train(ROOT / "programs/mlp_backprop.sir", "")
-    _, got = train(ROOT / "programs/mlp_backprop.sir", "layer-local-update{approximate=true}")
+    base, weights = train(ROOT / "programs/mlp_backprop_always.sir", "")
+    _, got = train(ROOT / "programs/mlp_backprop_always.sir", "layer-local-update{approximate=true}")
     assert bits(got["W1"]) != bits(weights["W1"])
 
 
 # ----------------------------------------------------------------------------- the seed's MLP
 
 def mlp(pipeline: str):
-    return compile_file(str(ROOT / "programs/mlp_backprop.sir"), {}, pipeline)
+    return compile_file(str(ROOT / "programs/mlp_backprop_always.sir"), {}, pipeline)
 
 
 @pytest.mark.snapshot
-@pytest.mark.parametrize("pipeline,golden", [("layer-local-update", "mlp_backprop.llu.ir"),
-                                             ("layer-local-update,fuse", "mlp_backprop.fused.ir"),
-                                             ("recompute{values=h}", "mlp_backprop.recompute.ir")])
+@pytest.mark.parametrize("pipeline,golden", [("layer-local-update", "mlp_backprop_always.llu.ir"),
+                                             ("layer-local-update,fuse", "mlp_backprop_always.fused.ir"),
+                                             ("recompute{values=h}", "mlp_backprop_always.recompute.ir")])
 def test_golden_scheduled_ir(pipeline, golden):
     check_golden(GOLDEN / golden, print_program(mlp(pipeline)))
 

@@ -42,7 +42,7 @@ def test_run_default_traces_the_first_steps_and_labels_the_extrapolation(capsys)
     code, out, _ = run_cli(capsys, "run", str(ROOT / "programs/mlp_backprop.sir"), "--set",
                            "epochs=1", "n_train=20", "--profile")
     assert code == 0
-    assert "traced     steps 0 (1 of 20; --trace-steps auto), 339,045 accesses" in out
+    assert "traced     steps 0 (1 of 20; --trace-steps auto), 339,043 accesses" in out
     assert "whole run, extrapolated from the traced steps:" in out
     assert "trace_generation" in out and "simulation" in out
 
@@ -111,11 +111,15 @@ def test_the_seeds_3_bit_setup_is_traced_whole_by_default():
 
     r = run(str(ROOT / "programs/mlp_backprop.sir"),
             {"n_bits": "3", "hidden": "1000", "lr": "0.5"})
-    assert (r.train.steps, r.accesses_per_step) == (24, 84_028)
+    learn = [s for s in range(r.train.steps) if r.train.paths[r.train.path_of(s)] == (1,)]
+    assert (r.train.steps, len(learn), r.accesses_per_step) == (24, 6, 84_026)
     assert r.all_traced and r.train.train_accuracy == 1.0
-    assert r.sim.reuse.reads + r.sim.reuse.writes == 2_021_673
+    # every access of every step: init (the parameters' 5,001 elements) + 6 learning steps +
+    # 18 early exits, checked against the count the docs give for each path
+    assert r.sim.reuse.reads + r.sim.reuse.writes == 761_409 == 5_001 + 6 * 84_026 + 18 * 14_014
     doc = " ".join((ROOT / "docs/machine-model.md").read_text().split())
-    assert "24 steps of 84,028 accesses, 2,021,673 in all" in doc
+    assert ("24 steps, 6 that learn (84,026 accesses each) and 18 that exit early (14,014 each), "
+            "761,409 accesses in all") in doc
 
 
 def test_run_writes_plots(capsys, tmp_path):
