@@ -20,7 +20,7 @@ from sutro_ir.passes.recompute import candidates, recomputed_values  # noqa: E40
 from sutro_sim.compare import Comparison  # noqa: E402
 from sutro_sim.compare import compare as _run_compare  # noqa: E402
 
-MLP = str(ROOT / "programs/mlp_backprop.sir")
+MLP = str(ROOT / "programs/mlp_backprop_always.sir")
 MLP4 = str(ROOT / "programs/mlp4_backprop.sir")
 SEED_3BIT = {"n_bits": "3", "hidden": "1000", "lr": "0.5"}
 PIPELINES = ["layer-local-update", "fuse", "layer-local-update,fuse",
@@ -180,7 +180,7 @@ ALONE = ["dce", "cse", "fuse", "layer-local-update", "recompute{values=h}",
 
 
 def each_pass_table() -> str:
-    """Every pass alone on mlp_backprop.sir at its defaults, first three steps."""
+    """Every pass alone on mlp_backprop_always.sir at its defaults, first three steps."""
     c = compare(MLP, [""] + ALONE)
     base = c.rows[0].result
     rows = []
