@@ -20,7 +20,7 @@ import functools
 from dataclasses import dataclass, field
 
 from .errors import NOWHERE, Loc, SirError
-from .ops import OPS, RANK, Operand, OpError, infer, show
+from .ops import ANCHORS, OPS, RANK, Operand, OpError, infer, show
 
 SOURCE_OPS = ("param", "input")
 REGION_OPS = ("if", "merge")
@@ -131,7 +131,7 @@ def nx_view(graph: Graph):
             g.add_edge(a, n.name, kind="data")
     for update, old in _updates(graph):
         for reader in _readers(graph, old):
-            if reader != update.name:
+            if reader != update.name and graph[reader].op != "merge":   # a merge names, not reads
                 g.add_edge(reader, update.name, kind="anti")
     return g
 
@@ -181,7 +181,8 @@ def renamed_reads(n: Node, same: dict[str, str]) -> Node:
     if n.op != "if":
         return Node(n.name, n.op, args, n.attrs, n.dtype, n.shape, n.loc)
     then, orelse = (tuple(renamed_reads(m, same) for m in block) for block in n.branches)
-    return Node(n.name, n.op, args, (("else", orelse), ("then", then)), n.dtype, n.shape, n.loc)
+    return Node(n.name, n.op, (args[0], *captures(then, orelse)),
+                (("else", orelse), ("then", then)), n.dtype, n.shape, n.loc)
 
 
 def _updates(graph: Graph):
@@ -349,8 +350,9 @@ def check_kernel(graph: Graph, group: tuple[str, ...], position: dict, where: st
         raise SirError(f"{where}: fused kernel {'+'.join(group)} is not a run of consecutive "
                        "nodes", graph[group[0]].loc)
     anchor = graph[group[0]]
-    if anchor.op in SOURCE_OPS:
-        raise SirError(f"{where}: fused kernel starts with {anchor.op} '{anchor.name}'", None)
+    if anchor.op in SOURCE_OPS or OPS[anchor.op].kind not in ANCHORS:
+        raise SirError(f"{where}: fused kernel starts with {anchor.op} '{anchor.name}', which "
+                       "cannot anchor a loop nest", None)
     for m in group[1:]:
         n = graph[m]
         if OPS[n.op].kind != "elementwise" or n.shape != anchor.shape:

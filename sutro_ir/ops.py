@@ -340,7 +340,7 @@ def _dtype(op: OpDef, args, arrays, attrs) -> str:
     rule = op.dtype_rule
     if rule == "bool":
         best = max((a.dtype for a in arrays), key=RANK.__getitem__)
-        _check_takes(op, best)
+        _check_takes(op, best, arrays)
         return "bool"
     if rule == "index":
         return "i32"
@@ -359,16 +359,18 @@ def _dtype(op: OpDef, args, arrays, attrs) -> str:
     if best == "bool" and op.name in NO_BOOL:
         raise OpError(f"{op.name} of bool values is not defined: cast them first, "
                       "e.g. cast(a, to=\"f32\")")
-    _check_takes(op, best)
+    _check_takes(op, best, arrays)
     if rule == "float" and best not in FLOATS:
         return "f32"
     return best
 
 
-def _check_takes(op: OpDef, dtype: str) -> None:
-    if op.dtypes and dtype not in op.dtypes:
-        raise OpError(f"{op.name} takes {', '.join(op.dtypes)} values, got {dtype} (cast "
-                      "first)")
+def _check_takes(op: OpDef, dtype: str, arrays=()) -> None:
+    """The op's allowed dtypes, for the type it computes in and for every array operand."""
+    for d in [dtype, *(a.dtype for a in arrays)]:
+        if op.dtypes and d not in op.dtypes:
+            raise OpError(f"{op.name} takes {', '.join(op.dtypes)} values, got {d} (cast "
+                          "first)")
 
 
 def _check_constants(op: OpDef, args, arrays, dtype: str) -> None:
@@ -469,11 +471,11 @@ def check_spec(at, shape: tuple, n_dynamic: int) -> tuple:
                 raise OpError(f"index {entry} is out of range for a dimension of {d}")
         elif isinstance(entry, tuple) and len(entry) == 3 and all(
                 isinstance(v, int) and not isinstance(v, bool) for v in entry):
-            n = len(range(*entry))
-            if n == 0 or entry != slice(*entry).indices(d):
+            if entry[2] == 0 or entry != canonical_slice(range(*entry), entry[2]) or \
+                    not range(*entry) or not 0 <= min(range(*entry)) <= max(range(*entry)) < d:
                 raise OpError(f"the slice {slice_text(entry)} of a dimension of {d} is empty or "
                               "not canonical")
-            out.append(n)
+            out.append(len(range(*entry)))
         else:
             raise OpError(f"bad index {entry!r}")
     if dynamic != n_dynamic:
@@ -499,18 +501,28 @@ def normalize_spec(entries: list, shape: tuple) -> tuple:
             start, stop, step = e
             if step == 0:
                 raise OpError("a slice step cannot be 0")
-            canon = slice(start, stop, step).indices(d)
-            if len(range(*canon)) == 0:
+            picked = range(*slice(start, stop, step).indices(d))
+            if len(picked) == 0:
                 raise OpError(f"the slice {slice_text((start, stop, step))} of a dimension of "
                               f"{d} is empty")
-            out.append(canon)
+            out.append(canonical_slice(picked, picked.step))
     while out and out[-1] == (0, shape[len(out) - 1], 1):
         out.pop()                       # a trailing `:` is the same as leaving it out
     return tuple(out)
 
 
+def canonical_slice(picked: range, step: int) -> tuple:
+    """The elements a slice picks as (first, last + step, step): a Python range, whose stop is
+    -1 when a negative step runs down to element 0."""
+    return (picked[0], picked[-1] + step, step)
+
+
 def slice_text(entry) -> str:
+    """A slice as source text that picks the same elements (a canonical stop of -1 with a
+    negative step is written as an empty stop: `2::-1`)."""
     start, stop, step = entry
+    if step is not None and step < 0 and stop == -1:
+        stop = None
     text = f"{'' if start is None else start}:{'' if stop is None else stop}"
     return text if step in (1, None) else f"{text}:{step}"
 
@@ -527,7 +539,8 @@ def numpy_key(at: tuple, dyn: tuple, shape: tuple) -> tuple:
                 raise RunError(f"index {i} is out of range for a dimension of {d}")
             key.append(i)
         elif isinstance(entry, tuple):
-            key.append(slice(*entry))
+            start, stop, step = entry
+            key.append(slice(start, None if stop < 0 else stop, step))
         else:
             key.append(entry)
     return tuple(key)

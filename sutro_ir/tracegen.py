@@ -226,7 +226,8 @@ def _einsum(node: Node, ins, dyn, sched):
     subs, out, sizes = parse_einsum(dict(node.attrs)["spec"], [s.shape for s in ins])
     summed = list(dict.fromkeys(c for sub in subs for c in sub if c not in out))
     letters = list(out) + summed
-    grids = np.indices([sizes[c] for c in letters]).reshape(len(letters), -1)
+    grids = np.indices([sizes[c] for c in letters]).reshape(len(letters), -1) if letters \
+        else np.zeros((0, 1), np.int64)          # einsum("->", s): one output, one term
     pos = {c: grids[i] for i, c in enumerate(letters)}
     n_out = n_elements(tuple(sizes[c] for c in out))
     inner = n_elements(tuple(sizes[c] for c in summed))

@@ -499,7 +499,7 @@ OWN_TESTS = {"div", "pow", "exp", "log", "sqrt", "sigmoid", "hinge", "logistic_l
              "cast", "copy", "matmul", "outer", "transpose", "index",
              "floordiv", "mod", "and", "or", "xor", "not", "shl", "shr", "min", "argmax",
              "argmin", "setindex", "fill", "eye", "arange", "reshape", "concat", "stack",
-             "einsum",
+             "einsum", "normal", "bernoulli",
              "if", "merge"}      # regions: tests/test_control_flow.py
 
 
@@ -645,8 +645,10 @@ def test_index_with_constants_slices_and_run_time_indices():
     same_bits(run_op("index", [m], "f32", (5,), at=(2,)), np.array(list(m[2]), np.float32))
     same_bits(run_op("index", [m], "f32", (4,), at=((0, 4, 1), 3)),
               np.array([m[i, 3] for i in range(4)], np.float32))
-    same_bits(run_op("index", [m], "f32", (2, 2), at=((1, 4, 2), (0, 5, 3))),
+    same_bits(run_op("index", [m], "f32", (2, 2), at=((1, 5, 2), (0, 6, 3))),
               np.array([[m[1, 0], m[1, 3]], [m[3, 0], m[3, 3]]], np.float32))
+    same_bits(run_op("index", [m], "f32", (4,), at=((3, -1, -1), 2)),   # m[::-1, 2]
+              np.array([m[i, 2] for i in (3, 2, 1, 0)], np.float32))
     i = np.array(3, np.int32)
     same_bits(run_op("index", [m, i], "f32", (5,), at=(None,)), np.array(list(m[3]), np.float32))
     same_bits(run_op("index", [m, np.array(1, np.int8), np.array(4, np.uint8)], "f32", (),
@@ -726,3 +728,25 @@ def test_einsum_is_a_sum_of_products_over_the_left_out_letters():
     same_bits(run_op("einsum", [x, x, x, y], "f32", (4, 4, 4), spec="si,sj,sk,s->ijk"), want)
     same_bits(run_op("einsum", [x], "f32", (4, 6), spec="si->is"),
               np.array([[x[s, i] for s in range(6)] for i in range(4)], np.float32))
+
+
+def test_random_draws_follow_their_distribution():
+    """normal: mean and standard deviation within 5 standard errors; bernoulli: the fraction
+    of true within 5 standard errors of p (fixed seed: the draw is deterministic)."""
+    from sutro_ir.execute import Step as _Step
+    nodes = [Node("n", "normal", (), (("dtype", "f32"), ("mean", 2.0), ("shape", (200, 100)),
+                                      ("std", 0.5)), "f32", (200, 100)),
+             Node("b", "bernoulli", (), (("dtype", "bool"), ("p", 0.3), ("shape", (20000,))),
+                  "bool", (20000,))]
+    graph = verify(Graph(tuple(nodes), ("n", "b")))
+    arrays: dict = {}
+    step = _Step(graph, arrays, schedule(graph).kernels)
+    step()
+    n, b = arrays["n"].astype(np.float64), arrays["b"]
+    assert abs(n.mean() - 2.0) < 5 * 0.5 / math.sqrt(n.size)
+    assert abs(n.std() - 0.5) < 5 * 0.5 / math.sqrt(2 * n.size)
+    assert abs(b.mean() - 0.3) < 5 * math.sqrt(0.3 * 0.7 / b.size)
+    first = arrays["n"].copy()
+    step.tick[1] = 1                     # the next step: a fresh draw
+    step()
+    assert not np.array_equal(first, arrays["n"])

@@ -26,7 +26,8 @@ The rules, from docs/machine-model.md:
 - reshape: read the element with the same row-major number; concat: the element of the operand
   whose stretch along the axis holds the coordinate; stack: operand number = the coordinate
   along the new axis; each then written;
-- fill, eye, arange: write each element, nothing read;
+- fill, eye, arange (zeros ones full eye arange) and the random draws normal (normal_like) and
+  bernoulli: write each element, nothing read;
 - `A[at] op= v` (setindex, always a kernel of its own): read the run-time indices first, then per
   element of the part, row-major: read A's element (not for acc=set), read v's element (v
   broadcast to the part's shape; nothing for a constant), write A's element (A's own buffer);
@@ -63,7 +64,7 @@ ELEMENTWISE = {"add", "sub", "mul", "div", "floordiv", "mod", "pow", "maximum", 
                "logistic_loss", "where", "cast", "copy"}
 REDUCTIONS = {"sum", "mean", "max", "min", "argmax", "argmin"}
 GATHERS = {"reshape", "concat", "stack"}
-CONSTRUCTS = {"fill", "eye", "arange"}
+CONSTRUCTS = {"fill", "eye", "arange", "normal", "bernoulli"}
 INIT, LOAD, FIRST_KERNEL = 0, 1, 2
 
 
@@ -95,7 +96,7 @@ def part_shape(at: tuple, shape: tuple) -> tuple:
     """The shape a[at] selects: one dim per slice entry (its length), then the dims `at` does
     not reach."""
     out = []
-    for entry, d in zip(at, shape):
+    for entry in at:
         if isinstance(entry, tuple):
             start, stop, step = entry
             n = 0
@@ -230,21 +231,41 @@ def stored(kernel, sched) -> list[str]:
     if kernel.nodes[0].op == "if":
         return []
     members = {n.name for n in kernel.nodes}
-    elsewhere = {a for n in sched.graph.all_nodes if n.name not in members for a in n.operands}
+    readers = _readers(sched.graph)
     return [n.name for n in kernel.nodes if len(kernel.nodes) == 1 or n.version > 0
-            or n.name in sched.graph.outputs or n.name in elsewhere]
+            or n.name in sched.graph.outputs or readers.get(n.name, set()) - members]
+
+
+_READERS: dict[int, tuple] = {}
+
+
+def _readers(graph) -> dict[str, set]:
+    """value -> the names of the nodes (in any block) that read it; cached per graph."""
+    if id(graph) not in _READERS or _READERS[id(graph)][0] is not graph:
+        out: dict[str, set] = {}
+        for n in graph.all_nodes:
+            for a in n.operands:
+                out.setdefault(a, set()).add(n.name)
+        if len(_READERS) > 32:
+            _READERS.clear()
+        _READERS[id(graph)] = (graph, out)       # the graph kept: its id stays its own
+    return _READERS[id(graph)][1]
 
 
 def kernel_loop(kernel, sched, dyn: tuple = ()) -> list[tuple[str, int, bool]]:
     """(buffer, element, is_write) of one execution of a kernel, one access at a time; `dyn`:
     the values of its run-time indices. An if kernel: the read of its condition only."""
     graph, anchor = sched.graph, kernel.nodes[0]
+    # the docs: a fused kernel's later nodes are elementwise ops of the anchor's shape; an if,
+    # a write into part of an array and a merge never anchor one
+    assert len(kernel.nodes) == 1 or anchor.op not in ("if", "merge", "setindex") and all(
+        n.op in ELEMENTWISE and n.shape == anchor.shape for n in kernel.nodes[1:]), \
+        f"{kernel.name}: {[n.op for n in kernel.nodes]} is not a loop nest the machine runs"
     if anchor.op == "if":
         return [(graph[anchor.args[0]].buffer, 0, False)]
     prefix = [(graph[a].buffer, 0, False) for a in dynamic_operands(anchor)]
     assert len(dyn) == len(prefix), (anchor.name, dyn)
     if anchor.op == "setindex":
-        assert len(kernel.nodes) == 1, kernel.name
         return prefix + _setindex_loop(anchor, graph, dyn)
     stores = stored(kernel, sched)
     out = prefix
@@ -372,23 +393,35 @@ def columns(accesses, sched) -> dict[str, np.ndarray]:
 
 # ----------------------------------------------------------------------------- control paths
 
-def paths(sched, value=lambda d, i: d - 1, limit: int = 64) -> list[tuple]:
-    """Control paths of the schedule, made up (the trace only needs them valid): every
-    combination of the choices of the ifs a step meets (at most `limit` paths), each run-time
-    index the value `value(dim, i)` (i counts the run-time indices of the path) in range."""
-    def extend(kernels, prefix: tuple) -> list[tuple]:
-        done = [prefix]
+def make_path(sched, choose, value) -> tuple:
+    """A control path of the schedule, made up (the trace only needs it valid): `choose(i)` is
+    the choice (1 then, 0 else) of the i-th if the step meets, `value(d, i)` the value of the
+    i-th run-time index it meets (taken modulo d, the size of the dimension it picks in)."""
+    out: list[int] = []
+    ifs = [0]
+
+    def run(kernels):
         for k in kernels:
-            anchor = k.nodes[0]
-            if anchor.op == "if":
-                nxt = []
-                for p in done:
-                    for taken in (1, 0):
-                        nxt += extend(k.branches[0] if taken else k.branches[1], p + (taken,))
-                done = nxt[:limit]
+            if k.nodes[0].op == "if":
+                taken = 1 if choose(ifs[0]) else 0
+                ifs[0] += 1
+                out.append(taken)
+                run(k.branches[0] if taken else k.branches[1])
             else:
-                dims = [d for m in k.nodes for d in dynamic_dims(m, sched.graph)]
-                done = [p + tuple(value(d, len(p) + j) % d for j, d in enumerate(dims))
-                        for p in done]
-        return done
-    return extend(sched.kernels, ())
+                for d in [d for m in k.nodes for d in dynamic_dims(m, sched.graph)]:
+                    out.append(value(d, len(out)) % d)
+    run(sched.kernels)
+    return tuple(out)
+
+
+def made_up_paths(sched, n_random: int = 6, seed: int = 0) -> list[tuple]:
+    """Every if taken with every run-time index at its last value, no if taken with every
+    index at 0, and n_random paths of seeded coin flips and values."""
+    rng = np.random.default_rng(seed)
+    out = [make_path(sched, lambda i: 1, lambda d, i: d - 1),
+           make_path(sched, lambda i: 0, lambda d, i: 0)]
+    for _ in range(n_random):
+        flips, values = rng.integers(0, 2, 1 << 10), rng.integers(0, 1 << 20, 1 << 10)
+        out.append(make_path(sched, lambda i: flips[i % len(flips)],
+                             lambda d, i: values[i % len(values)]))
+    return list(dict.fromkeys(out))

@@ -15,7 +15,8 @@ COMMUTATIVE = {"eq", "ne"}
 
 @register("cse", exact=True)
 def cse(graph: Graph) -> Graph:
-    """Computes each (op, operands, attributes) once: a later copy reads the first one's value.
+    """Computes each (op, operands, attributes) once: a later copy reads the first one's value
+    (not for an array that is later written in place, nor for a random draw).
     eq and ne also match with their operands swapped (their results are bit for bit the same);
     add, mul, maximum and minimum do not (NaN payloads and signed zeros follow the order).
     Preserves: every value, bit for bit.
@@ -23,9 +24,11 @@ def cse(graph: Graph) -> Graph:
     first: dict[tuple, str] = {}
     same: dict[str, str] = {}
     kept = []
+    written = {n.buffer for n in graph.all_nodes if n.version > 0}   # arrays written in place
     for n in graph.nodes:
         n = renamed_reads(n, same)
-        if n.op in SOURCE_OPS or n.version > 0 or n.op in ("if", *RANDOM_OPS):
+        if n.op in SOURCE_OPS or n.version > 0 or n.op in ("if", *RANDOM_OPS) or \
+                n.buffer in written:
             kept.append(n)
             continue
         args = n.args

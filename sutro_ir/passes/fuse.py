@@ -17,13 +17,15 @@ first reader and joins that reader's kernel, or goes just before it.
 
 Every node still runs, whole, in an order that respects every dependency and anti-dependency,
 so results are bit-identical; what changes is which values are stored (schedule.materialized).
+An if (with the merges right after it) is one node here: it is never fused, nodes move around
+it only where they read the same versions, and its blocks are left as they are.
 """
 
 from __future__ import annotations
 
 from ..errors import SirError
 from ..graph import SOURCE_OPS, Graph, previous_version, readers, reordered
-from ..ops import OPS
+from ..ops import ANCHORS, OPS
 from . import register
 
 
@@ -59,7 +61,7 @@ def fuse(graph: Graph, max_ops: int = 64, updates: bool = True, anchors: bool = 
 
     def place_alone(node, before: _Kernel | None = None) -> None:
         k = _Kernel(node)
-        k.open = anchors or OPS[node.op].kind == "elementwise"
+        k.open = OPS[node.op].kind in ANCHORS and (anchors or OPS[node.op].kind == "elementwise")
         kernels.insert(kernels.index(before) if before else len(kernels), k)
         kernel_of[node.name] = k
 
@@ -89,6 +91,12 @@ def fuse(graph: Graph, max_ops: int = 64, updates: bool = True, anchors: bool = 
         return None
 
     for node in graph.body:
+        if node.op == "if":
+            # the if overwrites the buffers its blocks write (its merges follow it at once):
+            # whatever waits runs before it
+            for p in pending:
+                place_alone(p)
+            pending.clear()
         if node.version:
             # a pending reader of the old version must run before the update overwrites it
             old = previous_version(node)

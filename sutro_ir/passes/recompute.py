@@ -76,12 +76,14 @@ def recompute(graph: Graph, values: str = "", policy: str = "", hierarchy: str =
 
 
 def candidates(graph: Graph) -> list[str]:
-    """Forward values (computed, not a parameter version) that a backward node reads, in
-    forward order."""
+    """Forward values (computed, not a parameter version, not an array later written in place,
+    not a random draw) that a backward node reads, in forward order."""
     backward = _backward(graph)
     read_by = readers(graph)
+    written = {n.buffer for n in graph.all_nodes if n.version > 0}    # arrays written in place
     return [n.name for n in graph.body if n.name not in backward and n.version == 0
-            and n.op not in RANDOM_OPS and any(r in backward for r in read_by[n.name])]
+            and n.op not in RANDOM_OPS and n.buffer not in written
+            and any(r in backward for r in read_by[n.name])]
 
 
 def recomputed_values(before: Graph, after: Graph) -> list[str]:
