@@ -674,8 +674,16 @@ class _Body:
         if len(bounds) == 3 and bounds[2] == 0:
             raise SirError("range(): the step cannot be 0", call.args[2].loc)
         self._check_new_name(stmt.var, stmt.loc)
-        for i in range(*bounds):
+        iterations = range(*bounds)
+        for n, i in enumerate(iterations):
+            before = len(self.by_name)
             self._block(stmt.body, {stmt.var: i})
+            if n == 0 and (len(self.by_name) - before) * len(iterations) > MAX_NODES:
+                raise SirError(f"this loop unrolls to about "
+                               f"{(len(self.by_name) - before) * len(iterations):,} operations "
+                               f"({len(iterations):,} iterations; the limit of a step is "
+                               f"{MAX_NODES:,}): make it shorter or work on whole arrays",
+                               stmt.loc)
 
     def _const_int(self, e, what: str) -> int:
         try:
