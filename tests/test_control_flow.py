@@ -63,6 +63,7 @@ def test_a_branch_not_taken_costs_nothing(tmp_path):
     r = run_text(tmp_path, text)
     assert r.train.steps == 12
     assert r.sim.reuse.reads + r.sim.reuse.writes == 134
+    assert "134 accesses over 12 steps" in (ROOT / "docs/testing.md").read_text()
     assert [r.train.path_of(s) for s in range(12)].count(r.train.path_of(0)) == 4
     taken = r.train.paths[r.train.path_of(0)]
     assert taken == (1,)
@@ -414,3 +415,28 @@ def test_gf2_elimination_reuses_data_at_least_ten_times_closer_than_sgd():
     sgd = run(str(ROOT / "programs/mlp_backprop.sir"))
     assert gf2.train.test_accuracy == 1.0
     assert sgd.sim.reuse.ard >= 10 * gf2.sim.reuse.ard
+
+
+def test_two_draws_in_a_step_differ_and_each_keeps_its_values_when_another_goes():
+    text = XOR + """train (x, y) in train for 1 epochs {
+  unused = normal_like(w, std=1)
+  a = normal_like(w, std=1)
+  b = normal_like(w, std=1)
+  w += a - b
+}""" + EVAL
+    _, ex, _ = trained(text)
+    _, ex_dce, _ = trained(text, passes="dce")          # `unused` removed
+    assert not np.array_equal(ex.arrays["a"], ex.arrays["b"])
+    assert np.array_equal(ex.arrays["w"], ex_dce.arrays["w"])
+
+
+def test_verify_refuses_an_if_that_does_not_list_what_its_blocks_read():
+    import dataclasses
+
+    from sutro_ir.graph import Graph, verify
+    text = XOR + "train (x, y) in train for 1 epochs {\n  if x[0] > 0 {\n    w += x\n  }\n}" + EVAL
+    graph = compile_program(text, "t.sir").train.graph
+    bad = tuple(dataclasses.replace(n, args=n.args[:1]) if n.op == "if" else n
+                for n in graph.nodes)
+    with pytest.raises(SirError, match="lists \\[\\] as read from outside; its branches read"):
+        verify(Graph(bad, graph.outputs))

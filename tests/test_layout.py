@@ -246,3 +246,29 @@ def test_the_docs_quote_the_alignment():
     for page in ("docs/testing.md", "docs/machine-model.md"):
         assert f"{ALIGN}-byte aligned" in " ".join((ROOT / page).read_text().split()) or \
             f"aligned to {ALIGN} bytes" in " ".join((ROOT / page).read_text().split()), page
+
+
+def test_a_buffer_written_after_its_last_read_keeps_its_bytes_until_the_write():
+    """A local written whole after its last read (`A := ...` reads nothing of the old A; the
+    new version nobody reads again) is live until that write: no value in between may take
+    its bytes."""
+    from sutro_ir.compile import compile_program
+    text = """data train, test = xor(train=4, test=4)
+param w: f32[2] = zeros()
+train (x, y) in train for 1 epochs {
+  A = zeros([64])
+  s = sum(A)
+  B = ones([64]) * s
+  C = B + 1
+  A := C * 2
+  w += C[0:2]
+}
+eval (x, y) in test {
+  predict sign(w @ x)
+}
+"""
+    graph = compile_program(text, "t.sir", None, "liveness-layout").train.graph
+    live = schedule(graph)
+    ranges = live_ranges(live)
+    assert ranges["A"][1] > ranges["B"][0]             # A's write comes after B is made
+    check_layouts(graph)
