@@ -138,4 +138,8 @@ def render_compare(c: Comparison) -> str:
     if approx:
         lines.append("\napproximate (changes the arithmetic; compare its accuracy): "
                      + ", ".join(approx))
+    notes = dict.fromkeys(n for row in c.rows for n in row.result.pass_notes)
+    if notes:
+        lines.append("")
+        lines += [f"note       {n}" for n in notes]
     return "\n".join(lines)

@@ -440,3 +440,25 @@ def test_verify_refuses_an_if_that_does_not_list_what_its_blocks_read():
                 for n in graph.nodes)
     with pytest.raises(SirError, match="lists \\[\\] as read from outside; its branches read"):
         verify(Graph(bad, graph.outputs))
+
+
+def test_passes_say_what_they_left_alone(tmp_path, capsys):
+    from sutro_sim.cli import main
+    text = XOR + "train (x, y) in train for 1 epochs {\n  if x[0] > 0 {\n    w += x\n  }\n}" + EVAL
+    r = run_text(tmp_path, text, passes="layer-local-update,recompute{policy=all},fuse")
+    assert r.pass_notes == (
+        "layer-local-update: the step has an if; moving updates across blocks is not done yet, "
+        "so the step is left as it was",
+        "recompute: the step has an if; recompute does not yet look across blocks, so the step "
+        "is left as it was",
+        "fuse: worked around 1 if and left its blocks as they were (passes do not work inside "
+        "blocks yet)")
+    assert r.to_dict()["pass_notes"] == list(r.pass_notes)
+    straight = run_text(tmp_path, XOR + "train (x, y) in train for 1 epochs {\n  w += x\n}" + EVAL,
+                        passes="layer-local-update,fuse")
+    assert straight.pass_notes == ()
+    code = main(["compare", str(tmp_path / "t.sir"), "-p", "fuse", "--trace-steps", "1"])
+    assert code == 0 and "note" not in capsys.readouterr().out
+    (tmp_path / "t.sir").write_text(text)
+    code = main(["compare", str(tmp_path / "t.sir"), "-p", "fuse", "--trace-steps", "1"])
+    assert code == 0 and "note       fuse: worked around 1 if" in capsys.readouterr().out
