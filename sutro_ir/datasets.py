@@ -161,6 +161,8 @@ def _path(data) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _read_cached(path: str, mtime: float, size: int):
+    if not zipfile.is_zipfile(path):
+        raise ValueError("not a zip archive (an .npz is one: numpy.savez writes it)")
     with np.load(path, allow_pickle=False) as f:
         return {k: f[k] for k in f.files}
 
@@ -191,9 +193,9 @@ def _read(path: str, loc: Loc):
             a = a.astype(np.int32)
         elif a.dtype == np.float64:
             a = a.astype(np.float32)
-        if a.ndim < 1 or len(a) == 0:
-            fail(f"{k} has shape {list(a.shape)}; expected one example per row (and at least "
-                 "one)")
+        if a.ndim < 1 or a.size == 0:
+            fail(f"{k} has shape {list(a.shape)}; expected one example per row (at least one, "
+                 "and no dimension of 0)")
         out.append(a)
     xtr, ytr, xte, yte = out
     for x, y, which in ((xtr, ytr, "train"), (xte, yte, "test")):

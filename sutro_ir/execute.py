@@ -52,9 +52,10 @@ def init_params(program: Program, seed: int) -> dict[str, np.ndarray]:
             v = rng.normal(kw.get("mean", 0.0), kw["std"], p.shape)
         elif p.init.kind == "uniform":
             v = rng.uniform(kw["low"], kw["high"], p.shape)
-        else:
+        else:                   # made in its own dtype: no int64 or float64 copy
             fill = {"zeros": 0, "ones": 1}.get(p.init.kind, kw.get("value"))
-            v = np.full(p.shape, fill)
+            out[p.name] = np.full(p.shape, fill, DTYPES[p.dtype])
+            continue
         out[p.name] = np.asarray(v).astype(DTYPES[p.dtype])
     return out
 
@@ -170,7 +171,11 @@ def _closure(n: Node, graph: Graph, arrays) -> Callable[[], None]:
         out = arrays[n.buffer]
         mixed = op.dtype_rule == "float" and any(getattr(a, "dtype", out.dtype) != out.dtype
                                                  for a in args)
-        return functools.partial(ufunc, *args, out=out, **({"dtype": out.dtype} if mixed else {}))
+        # the left operand's type (`u8 << i32`): computed in the wider one, wrapped into it
+        wraps = op.dtype_rule == "first" and any(getattr(a, "dtype", out.dtype) != out.dtype
+                                                 for a in args)
+        return functools.partial(ufunc, *args, out=out, **({"dtype": out.dtype} if mixed else {}),
+                                 **({"casting": "unsafe"} if wraps else {}))
     return functools.partial(op.run, arrays[n.buffer], *args, **dict(n.attrs))
 
 

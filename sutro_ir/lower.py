@@ -214,6 +214,9 @@ def _apply(fn, args, expr):
         value = fn(*args)
     except (ZeroDivisionError, ValueError, OverflowError, TypeError) as e:
         raise SirError(f"cannot evaluate this constant: {e}", expr.loc) from None
+    if isinstance(value, int) and value.bit_length() > CONST_INT_BITS:
+        raise SirError(f"this constant is too large (more than {CONST_INT_BITS:,} bits)",
+                       expr.loc)
     if isinstance(value, float) and not math.isfinite(value):
         raise SirError(f"this constant is {value}", expr.loc)
     if isinstance(value, complex):
@@ -451,12 +454,17 @@ class _Body:
         self.outputs: list[str] = []
         self.later: dict[str, Loc] = {}      # names the block defines, for "read before defined"
         self.temp = 0
+        self.unrolled = 0                    # loop iterations unrolled so far
+        self.suffix: dict[str, int] = {}     # name -> the next .k to try (_unique)
         self.sweeps: dict[str, Sweep] = {}   # loss -> its reverse sweep (grad)
         self.derived: set[str] = set()       # nodes a sweep made
         for p in params:
             self._add(Node(p.name, "param", dtype=p.dtype, shape=p.shape, loc=p.loc))
 
+    labels = ""                              # the label input's name (y)
+
     def input(self, name: str, dtype: str, shape: tuple, loc: Loc) -> None:
+        self.labels = name
         self._add(Node(name, "input", dtype=dtype, shape=shape, loc=loc))
         self.scopes[0][name] = name
         self.readonly[name] = "the example (data), which a step only reads"
@@ -504,9 +512,10 @@ class _Body:
     def _unique(self, name: str) -> str:
         if name not in self.by_name:
             return name
-        k = 1
+        k = self.suffix.get(name, 1)
         while f"{name}.{k}" in self.by_name:
             k += 1
+        self.suffix[name] = k + 1
         return f"{name}.{k}"
 
     def _temp_name(self) -> str:
@@ -662,6 +671,10 @@ class _Body:
         value = self.expr(stmt.expr)
         if not isinstance(value, str):
             raise SirError("predict needs an array value, got a constant", stmt.expr.loc)
+        label = self._node_named(self.labels) if self.labels else None
+        if label is not None and self._node_named(value).shape != label.shape:
+            raise SirError(f"the prediction is {self._node_named(value).type}; the label it is "
+                           f"compared with is {label.type}", stmt.expr.loc)
         self.outputs.append(value)
 
     def _for(self, stmt: For) -> None:
@@ -675,6 +688,11 @@ class _Body:
             raise SirError("range(): the step cannot be 0", call.args[2].loc)
         self._check_new_name(stmt.var, stmt.loc)
         iterations = range(*bounds)
+        self.unrolled += len(iterations)
+        if self.unrolled > MAX_NODES:
+            raise SirError(f"loops unroll to {self.unrolled:,} iterations here (the limit of a "
+                           f"step is {MAX_NODES:,}): make them shorter or work on whole arrays",
+                           stmt.loc)
         for n, i in enumerate(iterations):
             before = len(self.by_name)
             self._block(stmt.body, {stmt.var: i})

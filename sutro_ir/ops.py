@@ -385,7 +385,16 @@ def _check_constants(op: OpDef, args, arrays, dtype: str) -> None:
 
 
 def check_immediate(value, dtype: str) -> None:
-    if dtype in FLOATS or isinstance(value, bool):
+    if isinstance(value, bool):
+        return
+    if dtype in FLOATS:
+        big = float(np.finfo(DTYPES[dtype]).max)
+        try:
+            fits = abs(float(value)) <= big or not math.isfinite(float(value))
+        except OverflowError:
+            fits = False
+        if not fits:
+            raise OpError(f"the constant {value!r} does not fit in {dtype} (at most {big:g})")
         return
     if isinstance(value, float) and not value.is_integer():
         raise OpError(f"the constant {value!r} is not an integer, and this op computes in "
@@ -600,9 +609,19 @@ def _check_dynamic(dyn) -> None:
 
 def _construct_shape(op, args, attrs) -> tuple:
     if op.name == "arange":
-        n = len(range(attrs.get("start", 0), attrs.get("stop", 0), attrs.get("step", 1) or 1))
-        if attrs.get("step", 1) == 0 or n == 0:
+        start, stop, step = (attrs.get(k, d) for k, d in (("start", 0), ("stop", 0),
+                                                          ("step", 1)))
+        dtype = attrs.get("dtype", "i32")
+        for v in (start, stop, step):
+            if not isinstance(v, int) or isinstance(v, bool) or abs(v) > 2 ** 31:
+                raise OpError(f"arange: start, stop and step are integers up to 2**31, got "
+                              f"{v!r}")
+        n = len(range(start, stop, step or 1))
+        if step == 0 or n == 0:
             raise OpError("arange: the range is empty")
+        if dtype in DTYPES:
+            check_immediate(start, dtype)
+            check_immediate(start + (n - 1) * step, dtype)
         return (n,)
     shape = attrs.get("shape", ())
     if not isinstance(shape, tuple) or not all(
@@ -678,14 +697,15 @@ def parse_einsum(spec: str, shapes: list[tuple]) -> tuple[list[str], str, dict]:
         raise OpError(f"einsum {spec!r} names {len(ins)} operands, got {len(shapes)}")
     sizes: dict[str, int] = {}
     for sub, shape in zip(ins, shapes):
-        if not sub.isalpha() and sub or len(sub) != len(shape) or len(set(sub)) != len(sub):
+        if sub and not (sub.isascii() and sub.isalpha()) or len(sub) != len(shape) or \
+                len(set(sub)) != len(sub):
             raise OpError(f"einsum {spec!r}: subscripts {sub!r} do not fit an operand of shape "
                           f"{list(shape)} (one distinct letter per dimension)")
         for c, d in zip(sub, shape):
             if sizes.setdefault(c, d) != d:
                 raise OpError(f"einsum {spec!r}: '{c}' is {sizes[c]} in one operand and {d} in "
                               "another")
-    if len(set(out)) != len(out) or any(c not in sizes for c in out):
+    if not out.isascii() or len(set(out)) != len(out) or any(c not in sizes for c in out):
         raise OpError(f"einsum {spec!r}: the output letters must be distinct input letters")
     return ins, out, sizes
 

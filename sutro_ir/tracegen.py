@@ -285,6 +285,22 @@ def n_accesses(kernel: Kernel, graph) -> int:
     return reads + n_out * len(kernel.stores)
 
 
+def representative_path(sched: Schedule) -> tuple:
+    """A control path for a step whose values are not known: every if takes its then block and
+    every run-time index is 0 (in range of any dimension)."""
+    out: list[int] = []
+
+    def visit(kernels):
+        for k in kernels:
+            if k.is_branch:
+                out.append(1)
+                visit(k.branches[0])
+            else:
+                out.extend([0] * dynamic_count(k))
+    visit(sched.kernels)
+    return tuple(out)
+
+
 # ----------------------------------------------------------------------------- the step's columns
 
 class StepTrace:

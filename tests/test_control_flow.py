@@ -304,8 +304,10 @@ TRAIN = XOR + "train (x, y) in train for 1 epochs {\n  BODY\n}" + EVAL
      "fit an operand of shape [2]"),
     ("v = f(w)", "t.sir:5:7: error: unknown function 'f'"),
     ("for i in range(0, 5, 0) {\n  }", "t.sir:5:24: error: range(): the step cannot be 0"),
-    ("for i in range(300000) {\n    w += 1\n  }", "t.sir:5:7: error: this loop unrolls to "
-     "about 300,000 operations (300,000 iterations; the limit of a step is 200,000)"),
+    ("for i in range(300000) {\n  }", "t.sir:5:7: error: loops unroll to 300,000 iterations "
+     "here (the limit of a step is 200,000)"),
+    ("for i in range(100000) {\n    w += x * x + 1\n  }", "t.sir:5:7: error: this loop unrolls to "
+     "about 300,000 operations (100,000 iterations; the limit of a step is 200,000)"),
 ])
 def test_misuse_is_an_error_at_its_place(body, message):
     text = TRAIN.replace("BODY", body)

@@ -178,15 +178,17 @@ def _auto(graph: Graph, cands: list[str], hierarchy: str, energy: str) -> Graph:
 
 
 def _step_energy(graph: Graph, hierarchy: str, energy: str) -> float:
-    """Energy (fJ) of one training step after the first, simulated."""
+    """Energy (fJ) of one training step after the first, simulated (run-time indices taken
+    as 0: the step's addresses, not its values, decide the choice)."""
     from simulator.hierarchy import load_hierarchy
     from simulator.simulate import simulate
 
     from ..schedule import schedule
-    from ..tracegen import StepTrace
+    from ..tracegen import StepTrace, representative_path
 
     sched = schedule(graph)
     inputs = [n.name for n in graph.nodes if n.op == "input"]
     params = [n.name for n in graph.nodes if n.op == "param"]
-    trace = StepTrace(sched, inputs[0], inputs[1], params).trace([1], {})
+    paths = (representative_path(sched),)        # run-time indices 0: in range, and fixed
+    trace = StepTrace(sched, inputs[0], inputs[1], params, paths).trace([1], {})
     return simulate(trace, load_hierarchy(hierarchy), energy).energy.total
