@@ -304,6 +304,13 @@ TRAIN = XOR + "train (x, y) in train for 1 epochs {\n  BODY\n}" + EVAL
      "fit an operand of shape [2]"),
     ("v = f(w)", "t.sir:5:7: error: unknown function 'f'"),
     ("for i in range(0, 5, 0) {\n  }", "t.sir:5:24: error: range(): the step cannot be 0"),
+    ("v = einsum(\"\u00e9\u00e9->\", eye(2))", "t.sir:5:7: error: einsum '\u00e9\u00e9->': subscripts"),
+    ("v = arange(2 ** 40)", "t.sir:5:7: error: arange: start, stop and step are integers up to "
+     "2**31"),
+    ("v = w + 1e39", "t.sir:5:9: error: the constant 1e+39 does not fit in f32"),
+    ("v = f16(w) * 70000", "t.sir:5:14: error: the constant 70000 does not fit in f16"),
+    ("v = w * (10 ** 1000) ** 5", "t.sir:5:11: error: this constant is too large (more than "
+     "4,096 bits)"),
     ("for i in range(300000) {\n  }", "t.sir:5:7: error: loops unroll to 300,000 iterations "
      "here (the limit of a step is 200,000)"),
     ("for i in range(100000) {\n    w += x * x + 1\n  }", "t.sir:5:7: error: this loop unrolls to "
@@ -464,3 +471,53 @@ def test_passes_say_what_they_left_alone(tmp_path, capsys):
     (tmp_path / "t.sir").write_text(text)
     code = main(["compare", str(tmp_path / "t.sir"), "-p", "fuse", "--trace-steps", "1"])
     assert code == 0 and "note       fuse: worked around 1 if" in capsys.readouterr().out
+
+
+def test_a_prediction_must_have_the_labels_shape():
+    text = XOR + "train (x, y) in train for 1 epochs {\n  w += x\n}\n" \
+        "eval (x, y) in test {\n  predict w * x\n}\n"
+    assert "t.sir:8:13: error: the prediction is f32[2]; the label it is compared with is f32[]" \
+        in error_of(text)
+
+
+def test_a_shift_by_a_wider_type_keeps_the_left_operands_type():
+    text = XOR + """param u: u8[2] = constant(value=200)
+param s: i32[] = constant(value=1)
+train (x, y) in train for 1 epochs {
+  u := u << s
+}""" + EVAL
+    _, ex, _ = trained(text)
+    assert ex.arrays["u"].dtype == np.uint8
+    assert list(ex.arrays["u"]) == [(200 << 4) % 256] * 2      # 4 steps, each << 1, wrapped
+
+
+def test_recompute_auto_runs_on_a_step_with_run_time_indices():
+    text = XOR + """param A: f32[4, 2] = normal(std=1)
+train (x, y) in train for 1 epochs {
+  i = i32(argmax(x))
+  h = A[i] * x
+  out = sum(h)
+  if y * out < 1 {
+    w += x
+  }
+  g = relu(A[i])
+  A[i, :] -= 0.1 * g * h
+}""".replace("  if y * out < 1 {\n    w += x\n  }\n", "  w += x * out\n") + EVAL
+    _, base, _ = trained(text)
+    _, auto, _ = trained(text, passes="recompute{policy=auto}")
+    assert np.array_equal(base.arrays["A"], auto.arrays["A"])
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: np.save(p, np.zeros(3)), "cannot read it as an .npz archive (not a zip archive"),
+    (lambda p: np.savez(p, x_train=np.zeros((3, 0)), y_train=np.zeros(3), x_test=np.zeros((2, 0)),
+                        y_test=np.zeros(2)), "x_train has shape [3, 0]"),
+])
+def test_from_file_refuses_what_is_not_an_npz_of_examples(tmp_path, make, message):
+    path = tmp_path / "d.npz"
+    with open(path, "wb") as f:
+        make(f)
+    text = f'data train, test = from_file("{path}")\nparam w: f32[2] = zeros()\n' \
+        "train (x, y) in train for 1 epochs {\n  w := w\n}\neval (x, y) in test {\n" \
+        "  predict w[0] * 1\n}\n"
+    assert message in error_of(text)
