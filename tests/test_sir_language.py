@@ -209,7 +209,36 @@ def test_verify_checks_types():
 
 PIECES = ["(", ")", "[", "]", "{", "}", ",", "=", "-=", "@", "*", "+", "-", "/", "**", "<", ".T",
           "0", "1", "2.5", "x", "y", "W1", "h", "relu(", "sum(", "outer(", "f16(", "\n", " ",
-          "predict", "train", "eval", "param", "config", "epochs", '"pm1"', "%3", "#", "batch"]
+          "predict", "train", "eval", "param", "config", "epochs", '"pm1"', "%3", "#", "batch",
+          # the control flow, integers and indexing of issue 10
+          "if ", " else ", "} else {", "for i in range(3) ", "range(", "def ", "return ", "solve",
+          ":", "::", ":=", "^=", "+=", "//", "%", "&", "|", "^", "~", "<<", ">>", " and ", " or ",
+          "not ", "i32(", "u8(", "i8(", "argmax(", "argmin(", "zeros([2, 3])", "arange(4)",
+          "eye(3)", "reshape(", "concat([", "stack([", 'einsum("i,i->", ', "normal_like(",
+          "bernoulli(0.5, [2])", "step", "epoch", "10 ** 9", "-1", '"01"', "until epoch >= 1 "]
+EXTRA_SOURCE = """config n = 4, seed = 3
+data train, test = sparse_parity(n=n, k=2, train=8, test=8, encoding="01")
+param w: i32[n] = zeros()
+def f(v) {
+  return v & u8(1)
+}
+train (x, y) in train for 2 epochs until epoch >= 1 {
+  A = zeros([2, n], dtype="u8")
+  for r in range(2) {
+    A[r, :] := f(x)
+  }
+  j = i32(argmax(A[0]))
+  if A[0, j] == 1 {
+    w[j] += i32(y)
+  } else {
+    w -= 1
+  }
+  w[1:3] ^= 3
+}
+eval (x, y) in test {
+  predict sum(x & u8(w > 0)) % 2
+}
+"""
 
 
 def mutate(text: str, rng: random.Random) -> str:
@@ -230,7 +259,9 @@ def test_fuzz_front_end_gives_clean_errors_or_programs():
     from sutro_sim.run import run
 
     rng = random.Random(1234)
-    sources = [p.read_text() for p in PROGRAMS if p.name in ("xor.sir", "parity3.sir")]
+    sources = [p.read_text() for p in PROGRAMS if p.name in ("xor.sir", "parity3.sir",
+                                                              "sparse_parity_gf2.sir")]
+    sources.append(EXTRA_SOURCE)
     ok = errors = ran = 0
     for i in range(3000):
         text = mutate(rng.choice(sources), rng)
