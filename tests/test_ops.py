@@ -36,16 +36,22 @@ ULPS = 4                                       # numpy's SIMD exp/log are within
 
 # ----------------------------------------------------------------------------- running one op
 
-def run_op(op: str, args: list, out_dtype: str, out_shape: tuple, **attrs) -> np.ndarray:
-    """Execute `r = op(*args, **attrs)` typed dtype[shape]; args are numpy arrays or constants."""
+def sources(args: list, prefix: str) -> tuple[list, dict, list]:
+    """(input nodes, their arrays, the operand list) for args that are arrays or constants."""
     nodes, arrays, names = [], {}, []
     for i, a in enumerate(args):
         if isinstance(a, np.ndarray):
-            nodes.append(Node(f"a{i}", "input", dtype=NAME[a.dtype], shape=a.shape))
-            arrays[f"a{i}"] = a.copy()
-            names.append(f"a{i}")
+            nodes.append(Node(f"{prefix}{i}", "input", dtype=NAME[a.dtype], shape=a.shape))
+            arrays[f"{prefix}{i}"] = a.copy()
+            names.append(f"{prefix}{i}")
         else:
             names.append(a)
+    return nodes, arrays, names
+
+
+def run_op(op: str, args: list, out_dtype: str, out_shape: tuple, **attrs) -> np.ndarray:
+    """Execute `r = op(*args, **attrs)` typed dtype[shape]; args are numpy arrays or constants."""
+    nodes, arrays, names = sources(args, "a")
     nodes.append(Node("r", op, tuple(names), tuple(sorted(attrs.items())), out_dtype,
                       tuple(out_shape)))
     graph = verify(Graph(tuple(nodes), ("r",)))   # the op table's type rule must agree with ours
@@ -657,15 +663,9 @@ def test_index_with_constants_slices_and_run_time_indices():
 
 def run_write(a: np.ndarray, v, dyn: list, at: tuple, acc: str) -> np.ndarray:
     """a (a parameter) after `a[at] op= v`, through the executor."""
-    nodes = [Node("a", "param", dtype=NAME[a.dtype], shape=a.shape)]
-    arrays, args = {"a": a.copy()}, []
-    for i, x in enumerate([v] + dyn):
-        if isinstance(x, np.ndarray):
-            nodes.append(Node(f"v{i}", "input", dtype=NAME[x.dtype], shape=x.shape))
-            arrays[f"v{i}"] = x.copy()
-            args.append(f"v{i}")
-        else:
-            args.append(x)
+    nodes, arrays, args = sources([v] + dyn, "v")
+    nodes.insert(0, Node("a", "param", dtype=NAME[a.dtype], shape=a.shape))
+    arrays["a"] = a.copy()
     nodes.append(Node("a@1", "setindex", ("a", *args), (("acc", acc), ("at", at)),
                       NAME[a.dtype], a.shape))
     graph = verify(Graph(tuple(nodes), ("a@1",)))
