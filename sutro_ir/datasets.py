@@ -20,6 +20,7 @@ its values fit).
 from __future__ import annotations
 
 import functools
+import math
 import os
 import zipfile
 from dataclasses import dataclass
@@ -163,8 +164,27 @@ def _path(data) -> str:
 def _read_cached(path: str, mtime: float, size: int):
     if not zipfile.is_zipfile(path):
         raise ValueError("not a zip archive (an .npz is one: numpy.savez writes it)")
+    need = sum(_member_bytes(path, name) for name in zipfile.ZipFile(path).namelist())
+    if need > memory_limit():
+        raise ValueError(f"its arrays would take {need / 2**30:,.1f} GiB, more than this "
+                         f"machine's memory allows")
     with np.load(path, allow_pickle=False) as f:
         return {k: f[k] for k in f.files}
+
+
+def _member_bytes(path: str, name: str) -> int:
+    """The bytes an .npy member of the archive says it holds, read from its header only."""
+    with zipfile.ZipFile(path) as z, z.open(name) as f:
+        version = np.lib.format.read_magic(f)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read(f)
+    return math.prod(shape) * dtype.itemsize
+
+
+def memory_limit() -> int:
+    from .lower import MEMORY_FRACTION, physical_memory
+    return int(MEMORY_FRACTION * physical_memory())
 
 
 def _read(path: str, loc: Loc):

@@ -245,6 +245,9 @@ def _data(items: list[DataItem], consts: dict, module: Module) -> Data:
     kwargs = _kwargs(call, consts)
     if "seed" not in kwargs and "seed" in consts and call.fn != "from_file":
         kwargs["seed"] = consts["seed"]
+    if item.names[0] == item.names[1]:
+        raise SirError(f"the training and test sets need two names, got '{item.names[0]}' "
+                       "twice", item.loc)
     full = datasets.check(item.call.fn, kwargs, item.call.loc)
     return Data(item.names, item.call.fn, tuple(full.items()), item.loc)
 
@@ -270,8 +273,26 @@ def _param(item: ParamItem, consts: dict) -> Param:
         raise SirError("uniform() needs low=... and high=...", item.init.loc)
     if item.init.fn == "constant" and "value" not in kwargs:
         raise SirError("constant() needs value=...", item.init.loc)
+    _check_init(item.init.fn, kwargs, dtype, item.init.loc)
     return Param(item.name, dtype, shape, Init(item.init.fn, tuple(sorted(kwargs.items()))),
                  item.loc)
+
+
+def _check_init(kind: str, kwargs: dict, dtype: str, loc: Loc) -> None:
+    """Arguments numpy would refuse or overflow on, refused here with the place."""
+    for key, value in kwargs.items():
+        if not math.isfinite(value) or abs(value) > 1e300:
+            raise SirError(f"{kind}(): '{key}' must be a finite number, got {value!r}", loc)
+    if kind == "normal" and kwargs["std"] < 0:
+        raise SirError(f"normal(): std must be >= 0, got {kwargs['std']!r}", loc)
+    if kind == "uniform" and not kwargs["low"] <= kwargs["high"]:
+        raise SirError(f"uniform(): low must be <= high, got low={kwargs['low']!r}, "
+                       f"high={kwargs['high']!r}", loc)
+    if kind == "constant":
+        try:
+            check_immediate(kwargs["value"], dtype)
+        except OpError as exc:
+            raise SirError(f"constant(): {exc}", loc) from None
 
 
 def _type(spec, consts: dict) -> tuple[str, tuple]:
@@ -340,6 +361,7 @@ def physical_memory() -> int:
 # ----------------------------------------------------------------------------- loop bodies
 
 MAX_NODES = 200_000              # an unrolled step larger than this is refused
+MAX_CALL_DEPTH = 64              # functions inlined inside one another
 
 
 def _loop(items: list[LoopItem], kind: str, consts, params, info, module, functions) -> Loop:
@@ -359,6 +381,13 @@ def _loop(items: list[LoopItem], kind: str, consts, params, info, module, functi
         raise SirError(f"batch size {batch} is larger than the dataset '{item.dataset}' "
                        f"({size} examples)", item.batch.loc)
     lead = () if batch is None else (batch,)
+    for name in (item.x, item.y):
+        if name in consts or name in {p.name for p in params}:
+            raise SirError(f"'{name}' names the example here but is already a "
+                           f"{'config constant' if name in consts else 'parameter'}", item.loc)
+    if item.x == item.y:
+        raise SirError(f"the example's input and label need two names, got '{item.x}' twice",
+                       item.loc)
     body = _Body(kind, consts, params, module.file, functions)
     body.input(item.x, info.x_dtype, lead + info.x_shape, item.loc)
     body.input(item.y, info.y_dtype, lead + info.y_shape, item.loc)
@@ -618,7 +647,9 @@ class _Body:
                 raise SirError(f"the eval block cannot update parameter '{name}'", loc)
             return name
         if not found:
-            what = "a config constant" if name in self.consts else "not defined"
+            what = ("a config constant" if name in self.consts else
+                    f"the {name} counter, which a step only reads" if name in ("step", "epoch")
+                    else "not defined")
             raise SirError(f"cannot write '{name}': it is {what}", loc)
         if not isinstance(value, str):
             raise SirError(f"cannot write '{name}': it is the constant {value!r}", loc)
@@ -665,7 +696,7 @@ class _Body:
             raise SirError("`predict` belongs in the eval block", stmt.loc)
         if self.outputs:
             raise SirError("the eval block has one `predict`", stmt.loc)
-        if self.outer or len(self.scopes) > 1:
+        if self.outer or len(self.scopes) > 1 or self.calls:
             raise SirError("`predict` belongs at the top level of the eval block, not in an "
                            "if, a loop or a function", stmt.loc)
         value = self.expr(stmt.expr)
@@ -688,10 +719,13 @@ class _Body:
             raise SirError("range(): the step cannot be 0", call.args[2].loc)
         self._check_new_name(stmt.var, stmt.loc)
         iterations = range(*bounds)
-        self.unrolled += len(iterations)
+        try:
+            self.unrolled += len(iterations)
+        except OverflowError:                  # more iterations than a machine word counts
+            self.unrolled = MAX_NODES + 1
         if self.unrolled > MAX_NODES:
-            raise SirError(f"loops unroll to {self.unrolled:,} iterations here (the limit of a "
-                           f"step is {MAX_NODES:,}): make them shorter or work on whole arrays",
+            raise SirError(f"loops unroll to more than {MAX_NODES:,} iterations here (the "
+                           "limit of a step): make them shorter or work on whole arrays",
                            stmt.loc)
         for n, i in enumerate(iterations):
             before = len(self.by_name)
@@ -1006,6 +1040,9 @@ class _Body:
         if f.name in self.calls:
             raise SirError(f"{f.name}() calls itself; functions are inlined, so recursion is "
                            "not allowed", e.loc)
+        if len(self.calls) >= MAX_CALL_DEPTH:
+            raise SirError(f"functions call each other more than {MAX_CALL_DEPTH} deep here "
+                           "(they are inlined)", e.loc)
         if e.kwargs or len(e.args) != len(f.params):
             raise SirError(f"{f.name}() takes {len(f.params)} argument"
                            f"{'s' * (len(f.params) != 1)} ({', '.join(f.params)}), got "

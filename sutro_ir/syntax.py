@@ -231,7 +231,12 @@ def parse(text: str, file: str = "<program>") -> Module:
         tree = _parser().parse(source)
     except lark.exceptions.UnexpectedInput as exc:
         raise _syntax_error(exc, file, lines) from None
-    return Module(tuple(_Build(file, lines).transform(tree).children), file, lines)
+    try:
+        return Module(tuple(_Build(file, lines).transform(tree).children), file, lines)
+    except lark.exceptions.VisitError as exc:     # a mistake _Build found (a number too large)
+        if isinstance(exc.orig_exc, SirError):
+            raise exc.orig_exc from None
+        raise
 
 
 def loc_at(file: str, lines: tuple, line: int, col: int) -> Loc:
@@ -295,6 +300,8 @@ class _Build(Transformer):
     def number(self, meta, c):
         text = str(c[0])
         value = int(text) if text.isdigit() else float(text)
+        if value == float("inf"):
+            raise SirError(f"the number {text} is too large for a float", self._loc(meta))
         return Num(value, self._loc(meta))
 
     def string(self, meta, c):

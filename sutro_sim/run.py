@@ -139,7 +139,10 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
     t = time.perf_counter()
     program = compile_program(text, path, overrides, passes)
     if seed is None:
-        seed = int(program.config_dict.get("seed", 0))
+        seed = program.config_dict.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
+        raise SimError(f"the seed is a non-negative integer, got {seed!r} (config constant "
+                       "`seed` or --seed)", "seed")
     sched = schedule(program.train.graph)
     eval_sched = schedule(program.eval.graph)
     check_trace_memory(sched)

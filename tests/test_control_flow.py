@@ -311,8 +311,8 @@ TRAIN = XOR + "train (x, y) in train for 1 epochs {\n  BODY\n}" + EVAL
     ("v = f16(w) * 70000", "t.sir:5:14: error: the constant 70000 does not fit in f16"),
     ("v = w * (10 ** 1000) ** 5", "t.sir:5:11: error: this constant is too large (more than "
      "4,096 bits)"),
-    ("for i in range(300000) {\n  }", "t.sir:5:7: error: loops unroll to 300,000 iterations "
-     "here (the limit of a step is 200,000)"),
+    ("for i in range(300000) {\n  }", "t.sir:5:7: error: loops unroll to more than 200,000 "
+     "iterations here (the limit of a step)"),
     ("for i in range(100000) {\n    w += x * x + 1\n  }", "t.sir:5:7: error: this loop unrolls to "
      "about 300,000 operations (100,000 iterations; the limit of a step is 200,000)"),
 ])
@@ -508,8 +508,21 @@ train (x, y) in train for 1 epochs {
     assert np.array_equal(base.arrays["A"], auto.arrays["A"])
 
 
+def header_bomb(f) -> None:
+    """An .npz whose member's header claims 10**12 floats (and holds none)."""
+    import io
+    import zipfile
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": "<f4", "fortran_order": False,
+                                                "shape": (10 ** 12,)})
+    with zipfile.ZipFile(f, "w") as z:
+        for key in ("x_train", "y_train", "x_test", "y_test"):
+            z.writestr(f"{key}.npy", b"\x93NUMPY\x01\x00" + head.getvalue()[8:])
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda p: np.save(p, np.zeros(3)), "cannot read it as an .npz archive (not a zip archive"),
+    (header_bomb, "its arrays would take 14,901.2 GiB, more than this machine's memory allows"),
     (lambda p: np.savez(p, x_train=np.zeros((3, 0)), y_train=np.zeros(3), x_test=np.zeros((2, 0)),
                         y_test=np.zeros(2)), "x_train has shape [3, 0]"),
 ])
@@ -521,3 +534,36 @@ def test_from_file_refuses_what_is_not_an_npz_of_examples(tmp_path, make, messag
         "train (x, y) in train for 1 epochs {\n  w := w\n}\neval (x, y) in test {\n" \
         "  predict w[0] * 1\n}\n"
     assert message in error_of(text)
+
+
+@pytest.mark.parametrize("change, message", [
+    ("param w: f32[2] = zeros()", "param w: f32[2] = normal(std=-1)"),
+    ("param w: f32[2] = zeros()", "param w: f32[2] = uniform(low=1, high=0)"),
+    ("param w: f32[2] = zeros()", "param w: i8[2] = constant(value=300)"),
+    ("data train, test", "data train, train"),
+    ("config seed = 0", "config seed = 1e400"),
+])
+def test_declarations_numpy_would_refuse_are_errors_at_their_line(change, message):
+    text = (XOR + "train (x, y) in train for 1 epochs {\n  w := w\n}" + EVAL).replace(change,
+                                                                                    message)
+    msg = error_of(text)
+    assert msg.startswith("t.sir:") and "\n    " in msg, msg
+
+
+def test_functions_nest_up_to_a_limit_and_predict_stays_in_eval():
+    defs = "".join(f"def f{i}(a) {{\n  return f{i + 1}(a)\n}}\n" for i in range(70))
+    defs += "def f70(a) {\n  return a\n}\n"
+    text = defs + XOR + "train (x, y) in train for 1 epochs {\n  w := f0(w)\n}" + EVAL
+    assert "functions call each other more than 64 deep here" in error_of(text)
+    text = "def g(v) {\n  predict v\n  return v\n}\n" + XOR + \
+        "train (x, y) in train for 1 epochs {\n  w := w\n}\neval (x, y) in test {\n" \
+        "  predict sign(g(w @ x))\n}\n"
+    assert "t.sir:2:3: error: `predict` belongs at the top level of the eval block" in error_of(text)
+
+
+def test_huge_loops_and_the_counters_are_refused_clearly():
+    text = XOR + "train (x, y) in train for 1 epochs {\n  for i in range(2 ** 70) {\n  }\n}" + EVAL
+    assert "loops unroll to more than 200,000 iterations here" in error_of(text)
+    text = XOR + "train (x, y) in train for 1 epochs {\n  step += 1\n}" + EVAL
+    assert "cannot write 'step': it is the step counter, which a step only reads" in \
+        error_of(text)
