@@ -281,8 +281,9 @@ def _param(item: ParamItem, consts: dict) -> Param:
 def _check_init(kind: str, kwargs: dict, dtype: str, loc: Loc) -> None:
     """Arguments numpy would refuse or overflow on, refused here with the place."""
     for key, value in kwargs.items():
-        if not math.isfinite(value) or abs(value) > 1e300:
-            raise SirError(f"{kind}(): '{key}' must be a finite number, got {value!r}", loc)
+        if not -1e300 <= value <= 1e300:        # (a comparison: no float() of a huge int)
+            raise SirError(f"{kind}(): '{key}' must be a finite number of at most 1e300, got "
+                           f"{value!r}", loc)
     if kind == "normal" and kwargs["std"] < 0:
         raise SirError(f"normal(): std must be >= 0, got {kwargs['std']!r}", loc)
     if kind == "uniform" and not kwargs["low"] <= kwargs["high"]:

@@ -540,6 +540,8 @@ def test_from_file_refuses_what_is_not_an_npz_of_examples(tmp_path, make, messag
     ("param w: f32[2] = zeros()", "param w: f32[2] = normal(std=-1)"),
     ("param w: f32[2] = zeros()", "param w: f32[2] = uniform(low=1, high=0)"),
     ("param w: f32[2] = zeros()", "param w: i8[2] = constant(value=300)"),
+    ("param w: f32[2] = zeros()", "param w: i32[2] = constant(value=10 ** 400)"),
+    ("param w: f32[2] = zeros()", "param w: f32[2] = normal(std=1e400 - 1e400)"),
     ("data train, test", "data train, train"),
     ("config seed = 0", "config seed = 1e400"),
 ])
