@@ -14,7 +14,7 @@ import os
 from . import datasets
 from .autodiff import Sweep
 from .errors import Loc, SirError
-from .graph import REGION_OPS, Graph, Node, operand, region_name, verify
+from .graph import REGION_OPS, Graph, Node, captures, operand, region_name, verify, walk
 from .ops import (
     BINOPS,
     CONST_BINOPS,
@@ -773,17 +773,16 @@ class _Body:
                 self.sweeps = dict(sweeps)      # a sweep made in a branch ends with it
         (then, then_cur), (orelse, else_cur) = branches
         self.current = before
-        inner = {n.name for n in _walk(then + orelse)}
+        inner = {n.name for n in walk(then + orelse)}
         written = [b for b in dict.fromkeys([*then_cur, *else_cur]) if b not in inner]
         changed = [b for b in written
                    if then_cur.get(b, b) != before.get(b, b) or
                    else_cur.get(b, b) != before.get(b, b)]
         if not then and not orelse:
             return
-        captures = list(dict.fromkeys(a for n in _walk(then + orelse) for a in n.operands
-                                      if a not in inner))
         name = region_name(then, orelse)
-        self._add(Node(name, "if", (cond, *captures), (("else", orelse), ("then", then)),
+        self._add(Node(name, "if", (cond, *captures(then, orelse)), (("else", orelse),
+                                                                     ("then", then)),
                        "bool", (), stmt.loc))
         for b in changed:
             old = before.get(b, b)
@@ -1078,16 +1077,6 @@ class _Body:
         name = name or self._temp_name()
         self._add(Node(name, op, tuple(args), tuple(sorted(attrs.items())), dtype, shape, loc))
         return name
-
-
-def _walk(nodes):
-    """Every node of a block and of the branches inside it, in order."""
-    for n in nodes:
-        yield n
-        if n.op == "if":
-            attrs = dict(n.attrs)
-            yield from _walk(attrs["then"])
-            yield from _walk(attrs["else"])
 
 
 def _shape(value, loc: Loc) -> tuple:
