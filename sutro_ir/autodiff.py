@@ -33,7 +33,10 @@ class Sweep:
         if loss_node.shape != () or loss_node.dtype not in ("f32", "f16"):
             raise SirError(f"grad: the loss must be a float scalar, '{loss}' is "
                            f"{loss_node.type}", loc)
-        params = {n.name for n in nodes if n.op == "param" or n.version > 0}
+        buffers = {n.name for n in nodes if n.op == "param"}
+        # a parameter and its versions are leaves; a local written in place (`h += 1`) is
+        # differentiated through the op that wrote it
+        params = {n.name for n in nodes if n.op == "param" or n.buffer in buffers}
         self.depends = set(params)          # values that depend on a parameter
         for n in nodes:
             if any(a in self.depends for a in n.operands):
@@ -49,7 +52,7 @@ class Sweep:
             contributions = parts.pop(n.name)
             g = contributions[0] if len(contributions) == 1 else self._sum(contributions)
             self.adjoint[n.name] = g
-            if n.op in ("param", "input") or n.version > 0:
+            if n.op == "input" or n.name in params:
                 continue
             for operand, contribution in self._vjp(n, g):
                 if operand in self.depends:

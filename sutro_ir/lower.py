@@ -61,7 +61,6 @@ from .syntax import (
 
 INITS = {"normal": ("std", "mean"), "uniform": ("low", "high"), "zeros": (), "ones": (),
          "constant": ("value",)}
-UPDATE_OPS = {"-=": "sub", "+=": "add", "*=": "mul", "/=": "div"}
 MEMORY_FRACTION = 0.8            # refuse programs whose buffers need more of the machine's RAM
 
 
@@ -606,6 +605,9 @@ class _Body:
             if stmt.type is not None:
                 self._check_type(stmt, value)
             self.scopes[-1][stmt.name] = value
+            if isinstance(value, str):      # other grads (and names) may share this value
+                self.readonly.setdefault(value.split("@")[0], "a gradient from grad(), which "
+                                         "other values may share (copy it to change it)")
             return
         fresh = len(self.nodes)
         value = self.expr(stmt.expr)

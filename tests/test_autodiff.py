@@ -109,13 +109,17 @@ eval (x, y) in test {
 
 
 @pytest.mark.parametrize("loss", ["logistic_loss(w @ u, y)", "hinge(w @ v, y) + w @ w",
-                                  "-(u @ z) * 0.5 + w @ v"])
+                                  "-(u @ z) * 0.5 + w @ v",
+                                  # a local written in place: differentiated through the write
+                                  "LOCAL"])
 def test_gradients_match_finite_differences(loss, monkeypatch):
     """Executed in float64 (the numpy type behind `f32` replaced), so central differences are
     good to about 1e-10 and the tolerance is relative 1e-6 (tests/test_gradients.py checks each
     rule alone the same way)."""
     monkeypatch.setitem(sutro_ir.ops.DTYPES, "f32", np.float64)
-    program = compile_program(SMALL.replace("LOSS", loss), "small.sir")
+    local = "q = u * 2\n  q += z * z\n  loss = q @ u + w @ v"
+    program = compile_program(SMALL.replace("loss = LOSS", local) if loss == "LOCAL" else
+                              SMALL.replace("LOSS", loss), "small.sir")
     graph = program.train.graph
     rng = np.random.default_rng(0)
     start = {n.name: rng.normal(size=n.shape) for n in graph.nodes if n.op in ("param", "input")}
@@ -147,6 +151,9 @@ def test_gradients_match_finite_differences(loss, monkeypatch):
     ("loss = sum(A @ x)\n  g = grad(loss, wrt=A)", "no derivative rule for 'sum'"),
     ("loss = c @ c\n  g = grad(loss)", "grad takes a loss and wrt=NAME"),
     ("loss = c @ c\n  g = grad(loss, wrt=2)", "grad takes a loss and wrt=NAME"),
+    ("z = A @ x\n  loss = z @ c\n  dz = grad(loss, wrt=z)\n  dA = grad(loss, wrt=A)\n"
+     "  dz *= 0.5", "cannot write 'dz': it is a gradient from grad\\(\\), which other values "
+     "may share"),
 ])
 def test_grad_errors_say_where_and_what(body, message):
     text = SMALL.split("train (x, y)")[0] + "train (x, y) in train for 1 epochs {\n  " + body + \
@@ -154,3 +161,4 @@ def test_grad_errors_say_where_and_what(body, message):
     with pytest.raises(SirError, match=message) as info:
         compile_program(text, "bad.sir")
     assert "bad.sir:" in str(info.value)
+
