@@ -103,7 +103,7 @@ def energy_table(path: str) -> tuple[str, str]:
         r = row.result
         e = r.sim.energy
         rows.append([row.label, "yes" if row.exact else "no",
-                     f"{100 * r.train.test_accuracy:.1f}%", f"{row.kernels}",
+                     f"{100 * r.train.test_accuracy:.1f}%", f"{row.kernels:,.0f}",
                      f"{r.sim.reuse.reads:,}", f"{r.sim.reuse.writes:,}",
                      f"{r.sim.reuse.ard:,.1f}", energy(e.by_level["HBM"]), energy(e.total),
                      "" if row is c.rows[0] else pct(e.total, base.sim.energy.total)])
@@ -131,8 +131,8 @@ def recompute_table() -> str:
         again = recomputed_values(before, after)
         rows.append([row.pipeline.split("policy=")[1].split("}")[0],
                      ", ".join(v for v in candidates(before) if v not in again) or "none",
-                     ", ".join(again) or "none", f"{r.arith_ops:,}",
-                     f"{r.arith_ops - base.arith_ops:+,}", size(r.peak_live_bytes),
+                     ", ".join(again) or "none", f"{r.arith_ops:,.0f}",
+                     f"{r.arith_ops - base.arith_ops:+,.0f}", size(r.peak_live_bytes),
                      energy(r.sim.energy.total), pct(r.sim.energy.total,
                                                      base.sim.energy.total)])
     return table(["policy", "stored", "recomputed", "ops/step", "extra ops",
@@ -154,7 +154,7 @@ def facts() -> list[str]:
     mlp4 = compare(MLP4, [""] + PIPELINES).rows[0].result
     alone = {row.label: row for row in compare(MLP, [""] + ALONE).rows}
     rec_h, plain = alone["recompute{values=h}"], alone["none"]
-    return [f"adds {rec_h.result.arith_ops - plain.result.arith_ops:,} operations and "
+    return [f"adds {rec_h.result.arith_ops - plain.result.arith_ops:,.0f} operations and "
             f"{'one kernel' if rec_h.kernels == plain.kernels + 1 else '?'}",
             f"({alone['layer-local-update{approximate=true}'].result.train.train_accuracy:.1%}"
             " train)",
@@ -167,7 +167,7 @@ def facts() -> list[str]:
             f"L2 energy from {energy(l2[0])} to {energy(l2[1])}",
             f"{mlp4.train.steps:,} steps, {mlp4.train.test_accuracy:.1%}",
             f"saves {store.peak_live_bytes - sqrt_.peak_live_bytes} bytes of peak live memory "
-            f"for {sqrt_.arith_ops - store.arith_ops:,} extra operations",
+            f"for {sqrt_.arith_ops - store.arith_ops:,.0f} extra operations",
             f"`all` saves {store.peak_live_bytes - every.peak_live_bytes} bytes for "
             f"{(every.arith_ops - store.arith_ops) / store.arith_ops:.0%} more arithmetic and "
             f"{every.sim.energy.total / store.sim.energy.total - 1:.0%} more energy",
@@ -187,8 +187,8 @@ def each_pass_table() -> str:
     for row in c.rows:
         r = row.result
         rows.append([row.label, "yes" if row.exact else "no",
-                     f"{100 * r.train.train_accuracy:.1f}%", f"{row.kernels}",
-                     f"{r.arith_ops:,}", size(r.peak_live_bytes), f"{r.sim.reuse.reads:,}",
+                     f"{100 * r.train.train_accuracy:.1f}%", f"{row.kernels:,.0f}",
+                     f"{r.arith_ops:,.0f}", size(r.peak_live_bytes), f"{r.sim.reuse.reads:,}",
                      f"{r.sim.reuse.ard:,.1f}", energy(r.sim.energy.total),
                      "" if row is c.rows[0] else pct(r.sim.energy.total, base.sim.energy.total)])
     return table(["pass alone", "exact", "train", "kernels", "ops/step", "peak live", "reads",

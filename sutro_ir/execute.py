@@ -21,7 +21,7 @@ import numpy as np
 
 from . import datasets
 from .errors import SirError
-from .graph import REGION_OPS, Graph, Node, compute_dtype
+from .graph import REGION_OPS, Graph, Node, compute_dtype, dynamic_operands
 from .ops import DTYPES, OPS, RANDOM_OPS, RunError
 from .program import Program
 from .schedule import Schedule
@@ -149,15 +149,6 @@ class NodeError(Exception):
     def __init__(self, node: Node, message: str):
         super().__init__(message)
         self.node = node
-
-
-def dynamic_operands(n: Node) -> tuple[str, ...]:
-    """The operands of an index or setindex read as indices at run time."""
-    if n.op == "index":
-        return tuple(n.args[1:])
-    if n.op == "setindex":
-        return tuple(a for a in n.args[2:])
-    return ()
 
 
 def _closure(n: Node, graph: Graph, arrays) -> Callable[[], None]:

@@ -17,6 +17,7 @@ networkx is a derived view (`nx_graph`), built on demand for analysis; the tuple
 from __future__ import annotations
 
 import functools
+from collections import ChainMap
 from dataclasses import dataclass, field
 
 from .errors import NOWHERE, Loc, SirError
@@ -58,6 +59,15 @@ class Node:
         """(then, else) node tuples of an `if` node."""
         attrs = dict(self.attrs)
         return attrs["then"], attrs["else"]
+
+
+def dynamic_operands(n: Node) -> tuple[str, ...]:
+    """The operands of an index or a setindex that are read as indices at run time."""
+    if n.op == "index":
+        return tuple(n.args[1:])
+    if n.op == "setindex":
+        return tuple(n.args[2:])
+    return ()
 
 
 def region_name(then: tuple, orelse: tuple) -> str:
@@ -204,7 +214,7 @@ def verify(graph: Graph, where: str = "graph") -> Graph:
     after every read of the version it overwrites, if regions well formed (a bool condition,
     the values read from outside listed, a merge for every buffer a branch writes, right after
     the if), and fused kernels that are loop nests. Returns the graph."""
-    state = _Scope({}, {}, set(), where)
+    state = _Scope(ChainMap(), ChainMap(), set(), where)
     state.block(graph.nodes, top=True)
     for out in graph.outputs:
         if out not in state.seen:
@@ -312,11 +322,12 @@ class _Scope:
             raise SirError(f"{where}: if '{n.name}' lists {list(n.args[1:])} as read from "
                            f"outside; its branches read {list(captures(then, orelse))}", n.loc)
         after = []
-        for block in (then, orelse):
-            inner = _Scope(dict(self.seen), dict(self.current), self.names, where)
+        for block in (then, orelse):      # a block sees the outer scope; its names stay inside
+            inner = _Scope(self.seen.new_child(), self.current.new_child(), self.names, where)
             inner.block(block)
             after.append(inner.current)
-        changed = {b for b, v in self.current.items() if any(c[b] != v for c in after)}
+        changed = {b for c in after for b in c.maps[0] if b in self.current
+                   and c[b] != self.current[b]}
         merged = set()
         while i < len(nodes) and nodes[i].op == "merge" and nodes[i].args[:1] == (n.name,):
             m = nodes[i]
@@ -363,7 +374,7 @@ def check_kernel(graph: Graph, group: tuple[str, ...], position: dict, where: st
         n = graph[m]
         if n.version == 0:
             continue
-        old = n.buffer if n.version == 1 else f"{n.buffer}@{n.version - 1}"
+        old = previous_version(n)
         for r in _readers(graph, old):
             reader = graph[r]
             if r in members and r != m and (

@@ -11,6 +11,7 @@ before the update (verify checks it), so the name always means the latest versio
 from __future__ import annotations
 
 from .graph import SOURCE_OPS, Graph, Node
+from .lower import SET_OPS
 from .ops import slice_text
 from .program import Loop, Program
 from .schedule import schedule
@@ -63,8 +64,7 @@ def graph_lines(g: Graph) -> list[str]:
     if g.kernels:
         for k in schedule(g).kernels:
             if len(k.nodes) == 1:
-                out += block_lines(k.nodes) + block_lines(
-                    m for m in g.nodes if m.op == "merge" and m.args[0] == k.nodes[0].name)
+                out += block_lines(k.nodes)
                 continue
             stores = ", ".join(_ref(m) for m in k.stores) or "nothing"
             out.append(f"# kernel {k.name}: one loop over {k.anchor.type}, stores {stores}")
@@ -94,8 +94,7 @@ def block_lines(nodes) -> list[str]:
 
 
 INFIX = {"and": "&", "or": "|", "xor": "^", "not": "~"}
-ACC_TEXT = {"set": ":=", "add": "+=", "sub": "-=", "mul": "*=", "div": "/=", "floordiv": "//=",
-            "mod": "%=", "xor": "^=", "and": "&=", "or": "|=", "shl": "<<=", "shr": ">>="}
+ACC_TEXT = {acc: text for text, acc in SET_OPS.items()}     # "add" -> "+=", "set" -> ":="
 
 
 def node_line(n: Node) -> str:

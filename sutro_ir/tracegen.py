@@ -35,22 +35,14 @@ import numpy as np
 from simulator.trace import CHUNK_ACCESSES, Buffer, Chunk, Trace
 from simulator.trace import Kernel as TraceKernel
 
-from .graph import Node, compute_dtype
+from .graph import Node, compute_dtype, dynamic_operands
 from .ops import OPS, arith_counts, check_spec, n_elements, parse_einsum, selected
 from .schedule import BufferSlot, Kernel, Schedule
 
 
 def dynamic_count(kernel: Kernel) -> int:
     """How many run-time index values one execution of the kernel takes from the path."""
-    return sum(len(_dynamic(n)) for n in kernel.nodes)
-
-
-def _dynamic(n: Node) -> tuple:
-    if n.op == "index":
-        return n.args[1:]
-    if n.op == "setindex":
-        return n.args[2:]
-    return ()
+    return sum(len(dynamic_operands(n)) for n in kernel.nodes)
 
 
 def kernel_accesses(kernel: Kernel, sched: Schedule, dyn: tuple = ()):
@@ -258,7 +250,7 @@ def n_accesses(kernel: Kernel, graph) -> int:
         return 1
     n_out = n_elements(anchor.shape)
     shapes = [graph[a].shape for a in anchor.operands]
-    dyn = len(_dynamic(anchor))
+    dyn = len(dynamic_operands(anchor))
     if kind == "elementwise":
         reads = n_out * len(shapes)
     elif kind == "matmul":
@@ -321,6 +313,7 @@ class StepTrace:
         self.load = self._writes(inputs, 1)
         self.init = self._writes(params, 0)
         self.arith = [self._arith(k) for k in self.flat]
+        self._n_accesses = [n_accesses(k, sched.graph) for k in self.flat]
         self._static: dict[int, dict] = {}
         self._count = functools.lru_cache(maxsize=None)(self._count_path)
         self.columns = functools.lru_cache(maxsize=8)(self._columns_of)
@@ -391,9 +384,8 @@ class StepTrace:
     def _count_path(self, p: int) -> tuple[int, Counter]:
         """(accesses of one step on path p, how often each kernel runs)."""
         runs = Counter(self.kid[id(k)] for k, _ in self._walk(self.paths[p]))
-        g = self.sched.graph
-        n = len(self.load["addr"]) + sum(
-            c * n_accesses(self.flat[kid - 2], g) for kid, c in runs.items())
+        n = len(self.load["addr"]) + sum(c * self._n_accesses[kid - 2]
+                                         for kid, c in runs.items())
         return n, runs
 
     @property
@@ -409,6 +401,17 @@ class StepTrace:
     def accesses_per_step(self) -> int:
         """The most accesses a step makes, over the control paths."""
         return max(self.accesses(p) for p in range(len(self.paths)))
+
+    def mean_per_step(self, steps_per_path) -> tuple[float, float]:
+        """(kernels, arithmetic operations) a step runs, averaged over the steps: each path
+        weighted by how many steps took it (`steps_per_path[p]`)."""
+        steps = sum(steps_per_path)
+        kernels = arith = 0
+        for p, n in enumerate(steps_per_path):
+            runs = self._count(p)[1]
+            kernels += n * sum(runs.values())
+            arith += n * sum(c * sum(self.arith[kid - 2].values()) for kid, c in runs.items())
+        return kernels / max(steps, 1), arith / max(steps, 1)
 
     @property
     def per_step_arith(self) -> list[dict]:

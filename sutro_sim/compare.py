@@ -103,6 +103,11 @@ def _row_dict(row: Row, base: Row) -> dict:
             "run": r.to_dict()}
 
 
+def _mean(v: float) -> str:
+    """A per-step mean: an integer when every step runs the same (one control path)."""
+    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.1f}"
+
+
 def render_compare(c: Comparison) -> str:
     base = c.rows[0].result
     levels = [s.name for s in base.sim.levels]
@@ -120,7 +125,7 @@ def render_compare(c: Comparison) -> str:
         change = _change(e.total, base.sim.energy.total)
         rows.append([row.label, "yes" if row.exact else "NO",
                      f"{100 * r.train.train_accuracy:.1f}%", f"{100 * r.train.test_accuracy:.1f}%",
-                     f"{row.kernels}", f"{r.arith_ops:,}", size(r.peak_live_bytes),
+                     _mean(row.kernels), _mean(r.arith_ops), size(r.peak_live_bytes),
                      f"{reuse.reads:,}", f"{reuse.writes:,}", f"{reuse.ard:,.1f}",
                      *[f"{100 * s.hit_rate:.1f}%" for s in r.sim.levels[:-1]],
                      energy(e.total), energy(e.total - e.arithmetic), energy(e.arithmetic),

@@ -40,9 +40,9 @@ class RunResult:
     accesses_per_step: int
     wall_s: float
     profile: dict = field(default_factory=dict)
-    kernels: int = 0            # kernels per training step, after the passes
+    kernels: float = 0          # kernels a training step runs, after the passes (mean)
     memtracker: dict | None = None  # the seed's measure over op-level events (cost_models)
-    arith_ops: int = 0          # arithmetic operations per training step
+    arith_ops: float = 0        # arithmetic operations a training step runs (mean)
     peak_live_bytes: int = 0    # most bytes of step values stored at once (schedule.py)
     pass_notes: tuple = ()      # what passes declined or left alone, and why
     paths: tuple = ()           # per control path: (steps that took it, accesses per step)
@@ -97,15 +97,16 @@ def check_trace_memory(sched) -> None:
                        "trace")
 
 
-def select_steps(spec: str, total: int, per_step: int) -> list[int]:
+def select_steps(spec: str, total: int, per_step: int, run_accesses: int | None = None
+                 ) -> list[int]:
     """`auto` (every step if the run makes at most AUTO_ALL accesses, else as many first steps
-    as fit in AUTO_FIRST),
-    `all`, `N` (the first N), or `every:K` (steps 0, K, 2K, ...)."""
+    as fit in AUTO_FIRST), `all`, `N` (the first N), or `every:K` (steps 0, K, 2K, ...).
+    `per_step`: the most accesses a step makes; `run_accesses`: the run's, when counted."""
     spec = spec.strip()
     if spec == "all":
         return list(range(total))
     if spec == "auto":
-        if total * per_step <= AUTO_ALL:
+        if (total * per_step if run_accesses is None else run_accesses) <= AUTO_ALL:
             return list(range(total))
         return list(range(max(1, min(total, AUTO_FIRST // max(per_step, 1)))))
     if spec.startswith("every:"):
@@ -154,16 +155,18 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
     t = time.perf_counter()
     step_trace = StepTrace(sched, program.train.x, program.train.y,
                            [p.name for p in program.params], trained.paths)
-    steps = select_steps(trace_steps, trained.steps, step_trace.accesses_per_step)
+    per_path = (np.bincount(trained.step_paths, minlength=len(trained.paths))
+                if trained.step_paths is not None else [trained.steps])
+    paths = tuple((int(n), step_trace.accesses(p)) for p, n in enumerate(per_path))
+    steps = select_steps(trace_steps, trained.steps, step_trace.accesses_per_step,
+                         sum(n * a for n, a in paths))
     if cost_models and len(steps) * step_trace.accesses_per_step > COST_MODELS_MAX:
         raise SimError(f"--cost-models keeps every traced access in memory: at most "
                        f"{COST_MODELS_MAX:,} accesses, and {len(steps):,} steps make "
                        f"{len(steps) * step_trace.accesses_per_step:,} (trace fewer steps with "
                        "--trace-steps N)", "--cost-models")
     trace = step_trace.trace(steps, {"program": path}, path_of=trained.path_of)
-    per_path = (np.bincount(trained.step_paths, minlength=len(trained.paths))
-                if trained.step_paths is not None else [trained.steps])
-    paths = tuple((int(n), step_trace.accesses(p)) for p, n in enumerate(per_path))
+    kernels, arith = step_trace.mean_per_step(per_path)
     prof["trace_generation"] = time.perf_counter() - t
     t = time.perf_counter()
     sim = simulate(trace, hier, energy_preset, progress=progress)
@@ -175,9 +178,7 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
         prof["memtracker"] = time.perf_counter() - t
     return RunResult(path, program.config_dict, pass_names, trained, sim, trace_steps,
                      tuple(steps), step_trace.accesses_per_step, time.perf_counter() - t0, prof,
-                     len(sched.kernels), seed_measure,
-                     sum(sum(a.values()) for a in step_trace.per_step_arith),
-                     peak_live_bytes(sched), program.train.graph.notes, paths,
+                     kernels, seed_measure, arith, peak_live_bytes(sched), program.train.graph.notes, paths,
                      len(step_trace.init["addr"]))
 
 
@@ -209,9 +210,12 @@ def _traced_line(r: RunResult) -> str:
     per = energy(r.energy_per_step_fj)
     paths = ""
     if len(r.paths) > 1:
-        paths = (f"paths      {len(r.paths)} control paths over {r.train.steps:,} steps: "
-                 + ", ".join(f"{n:,} steps of {a:,} accesses" for n, a in
-                             sorted(r.paths, key=lambda t: -t[1]))
+        steps_of: dict[int, int] = {}            # paths that differ only in run-time index
+        for n, a in r.paths:                     # values make as many accesses: one group
+            steps_of[a] = steps_of.get(a, 0) + n
+        paths = (f"paths      {len(r.paths):,} control paths over {r.train.steps:,} steps: "
+                 + ", ".join(f"{n:,} steps of {a:,} accesses" for a, n in
+                             sorted(steps_of.items(), reverse=True))
                  + f"\n           whole run: {r.accesses_whole_run:,} accesses, init "
                  "included (counted exactly)\n")
     line = (f"traced     steps {step_ranges(r.traced)} ({len(r.traced):,} of {r.train.steps:,}; "

@@ -68,3 +68,21 @@ def test_the_wheel_ships_every_package():
              for top in ("simulator", "sutro_ir", "sutro_sim")
              for p in (ROOT / top).rglob("__init__.py")}
     assert listed == found
+
+
+def test_the_one_screen_program_compiles_and_learns_something():
+    from sutro_ir.compile import compile_program
+    from sutro_ir.execute import Executor
+    from sutro_ir.schedule import schedule
+
+    text = README.split("## The language in one screen")[1].split("```\n")[1].split("```")[0]
+    program = compile_program(text, "readme.sir", {"epochs": "2"})
+    assert program.train.graph.has_regions
+    result = Executor(program, schedule(program.train.graph),
+                      schedule(program.eval.graph).kernels, 42).train()
+    assert result.steps == 1000 and result.train_accuracy > 0.5
+
+
+def test_the_gf2_program_is_as_short_as_the_readme_says():
+    lines = (ROOT / "programs/sparse_parity_gf2.sir").read_text().splitlines()
+    assert f"GF(2) elimination in {len(lines)} lines" in " ".join(README.split())

@@ -135,3 +135,24 @@ def test_run_writes_plots(capsys, tmp_path):
     assert code == 0 and len(pngs) == 4
     assert all(str(tmp_path / p) in out.splitlines()[-1] for p in pngs)
     assert all((tmp_path / p).stat().st_size > 1000 for p in pngs)
+
+
+def test_the_main_jobs_two_paths_as_the_machine_model_page_gives_them():
+    """docs/machine-model.md: a learning step 339,043 accesses, an early exit 48,031; 1,941 of
+    the 7,000 steps learn."""
+    from sutro_ir.compile import compile_file
+    from sutro_ir.execute import Executor
+    from sutro_ir.schedule import schedule
+    from sutro_ir.tracegen import StepTrace
+
+    program = compile_file(str(ROOT / "programs/mlp_backprop.sir"))
+    sched = schedule(program.train.graph)
+    st = StepTrace(sched, "x", "y", [p.name for p in program.params], ((1,), (0,)))
+    assert (st.accesses(0), st.accesses(1)) == (339_043, 48_031)
+    result = Executor(program, sched, schedule(program.eval.graph).kernels, 42).train()
+    learn = sum(1 for s in range(result.steps) if result.paths[result.path_of(s)] == (1,))
+    assert (learn, result.steps) == (1_941, 7_000)
+    doc = " ".join((ROOT / "docs/machine-model.md").read_text().split())
+    assert ("makes 339,043 accesses when it learns (its margin is under 1: the if's block runs) "
+            "and 48,031 when it exits early") in doc and "of the main job's 7,000 steps, 1,941 " \
+        "learn" in doc
