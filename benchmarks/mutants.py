@@ -174,8 +174,8 @@ MUTANTS: list[Mutant] = [
       ("tests/test_passes.py",)),
     # ------------------------------------------------------------------ the front end, verify
     M("lower-plus-equals-subtracts", "sutro_ir/lower.py",
-      'UPDATE_OPS = {"-=": "sub", "+=": "add", "*=": "mul", "/=": "div"}',
-      'UPDATE_OPS = {"-=": "sub", "+=": "sub", "*=": "mul", "/=": "div"}',
+      'SET_OPS = {":=": "set", "+=": "add",',
+      'SET_OPS = {":=": "set", "+=": "sub",',
       "`W += e` lowered as W - e",
       ("tests/test_sir_language.py",)),
     M("lower-constant-negation-lost", "sutro_ir/lower.py",

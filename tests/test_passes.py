@@ -302,3 +302,41 @@ def test_docs_excerpts_come_from_the_golden_files():
         assert block in (GOLDEN / name).read_text(), name
     n_graphs = len(range(60))          # the seeds of the random-graph tests above
     assert f"on {n_graphs} seeded random step graphs" in re.sub(r"\s+", " ", text)
+
+
+def test_cse_merges_only_what_computes_the_same_value():
+    """x - w and w - x, x >= w and w >= x, sums along either axis, A @ x and A.T @ x are
+    different values (cse keeps both: a wrong merge changes the trained weights); x == w and
+    w == x are the same (cse keeps one)."""
+    text = """config seed = 1
+data train, test = xor(train=8, test=8)
+param w: f32[2] = normal(std=1)
+param A: f32[2, 2] = normal(std=1)
+train (x, y) in train for 2 epochs {
+  s1 = x - w
+  s2 = w - x
+  g1 = f32(x >= w)
+  g2 = f32(w >= x)
+  r1 = sum(A, axis=0)
+  r2 = sum(A, axis=1)
+  m1 = A @ x
+  m2 = A.T @ x
+  e1 = f32(x == w)
+  e2 = f32(w == x)
+  w -= 0.01 * (s1 * 2 + s2 + g1 * 3 + g2 + r1 * 5 + r2 + m1 * 7 + m2 + e1 + e2)
+}
+eval (x, y) in test {
+  predict sign(w @ x)
+}
+"""
+    plain = compile_program(text, "t.sir")
+    merged = compile_program(text, "t.sir", None, "cse")
+    removed = [n for n in plain.train.graph.body if n.name not in merged.train.graph.by_name]
+    assert [n.op for n in removed] == ["eq", "cast"]       # only w == x (and its cast) go
+    weights = []
+    for program in (plain, merged):
+        ex = Executor(program, schedule(program.train.graph),
+                      schedule(program.eval.graph).kernels, 1)
+        ex.train()
+        weights.append(bits(ex.arrays["w"]))
+    assert weights[0] == weights[1]
