@@ -93,28 +93,35 @@ def _col(s: BufferSlot, index: np.ndarray):
 
 
 def _finish(prefix: list, cols: list, n_writes: int, sched: Schedule):
-    """Interleave the loop's columns (cols[j][r]: iteration r's j-th access; the last n_writes
-    are writes) after the prefix accesses (reads). A column's slot is one BufferSlot, or an
-    array of slot numbers per iteration (a gather from several arrays)."""
+    """Interleave the loop's columns after the prefix accesses (reads). An entry of `cols` is
+    (index, slot): index[r] (or the row index[r, :], several columns at once) gives iteration r's
+    element numbers; the slot is one BufferSlot, or (slots, pick) with pick the slot number of
+    each iteration (a 1-D index: a gather from several arrays) or of each column (a 2-D index:
+    operands read in turn). The last n_writes columns are writes. Whole blocks are filled at
+    once: no Python loop per element."""
     rows = len(cols[0][0]) if cols else 0
-    addr = np.empty((rows, len(cols)), np.int64)
-    size = np.empty((rows, len(cols)), np.int32)
-    which = np.empty((rows, len(cols)), np.int32)
-    for j, (index, s) in enumerate(cols):
+    addr, size, which = [], [], []
+    for index, s in cols:
+        idx = index if index.ndim == 2 else index[:, None]
         if isinstance(s, BufferSlot):
-            addr[:, j] = s.base + index * s.elem_bytes
-            size[:, j] = s.elem_bytes
-            which[:, j] = sched.index(s.name)
-        else:                          # (slots, per-iteration slot number)
+            base, eb, row = s.base, s.elem_bytes, sched.index(s.name)
+        else:                          # (slots, slot number per iteration or per column)
             slots, pick = s
-            base = np.array([t.base for t in slots], np.int64)
-            eb = np.array([t.elem_bytes for t in slots], np.int32)
-            addr[:, j] = base[pick] + index * eb[pick]
-            size[:, j] = eb[pick]
-            which[:, j] = np.array([sched.index(t.name) for t in slots], np.int32)[pick]
-    writes = np.zeros(len(cols), bool)
-    writes[len(cols) - n_writes:] = True
-    a, n, w, b = addr.ravel(), size.ravel(), np.tile(writes, rows), which.ravel()
+            pick = pick if index.ndim == 2 else pick[:, None]
+            base = np.array([t.base for t in slots], np.int64)[pick]
+            eb = np.array([t.elem_bytes for t in slots], np.int32)[pick]
+            row = np.array([sched.index(t.name) for t in slots], np.int32)[pick]
+        addr.append(base + idx.astype(np.int64) * eb)
+        size.append(np.broadcast_to(np.asarray(eb, np.int32), idx.shape))
+        which.append(np.broadcast_to(np.asarray(row, np.int32), idx.shape))
+    addr = np.concatenate(addr, axis=1) if cols else np.empty((0, 0), np.int64)
+    width = addr.shape[1]
+    writes = np.zeros(width, bool)
+    writes[width - n_writes:] = True
+    a = addr.ravel()
+    n = np.concatenate(size, axis=1).ravel() if cols else np.empty(0, np.int32)
+    b = np.concatenate(which, axis=1).ravel() if cols else np.empty(0, np.int32)
+    w = np.tile(writes, rows)
     if not prefix:
         return a, n, w, b
     pa = np.array([s.base + i * s.elem_bytes for s, i in prefix], np.int64)
@@ -147,10 +154,8 @@ def _matmul(node: Node, ins, dyn, sched):
     i, j, k = np.meshgrid(np.arange(I), np.arange(J), np.arange(K), indexing="ij")
     a_idx = ((k * I + i) if ta else (i * K + k)).reshape(I * J, K)
     b_idx = (k * J + j).reshape(I * J, K)
-    cols = []
-    for c in range(K):
-        cols += [_col(a, a_idx[:, c]), _col(b, b_idx[:, c])]
-    return [], cols + [_out(node, sched)]
+    reads = np.stack([a_idx, b_idx], axis=-1).reshape(I * J, 2 * K)   # a, b, a, b, ...
+    return [], [(reads, ((a, b), np.tile([0, 1], K))), _out(node, sched)]
 
 
 def _outer(node: Node, ins, dyn, sched):
@@ -171,7 +176,7 @@ def _reduce(node: Node, ins, dyn, sched):
     axis = dict(node.attrs).get("axis")
     rows = idx.reshape(1, -1) if axis is None else np.moveaxis(idx, axis, -1).reshape(
         -1, a.shape[axis])
-    return [], [_col(a, rows[:, c]) for c in range(rows.shape[1])] + [_out(node, sched)]
+    return [], [_col(a, rows), _out(node, sched)]
 
 
 def _index(node: Node, ins, dyn, sched):
@@ -229,10 +234,8 @@ def _einsum(node: Node, ins, dyn, sched):
         for c in sub:
             idx = idx * sizes[c] + pos[c]
         flat.append(idx.reshape(n_out, inner))
-    cols = []
-    for c in range(inner):
-        cols += [_col(s, f[:, c]) for s, f in zip(ins, flat)]
-    return [], cols + [_out(node, sched)]
+    reads = np.stack(flat, axis=-1).reshape(n_out, inner * len(ins))   # per term, each operand
+    return [], [(reads, (tuple(ins), np.tile(np.arange(len(ins)), inner))), _out(node, sched)]
 
 
 PATTERNS = {"elementwise": _elementwise, "matmul": _matmul, "outer": _outer,
