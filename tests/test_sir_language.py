@@ -263,7 +263,7 @@ def test_fuzz_front_end_gives_clean_errors_or_programs():
                                                               "sparse_parity_gf2.sir")]
     sources.append(EXTRA_SOURCE)
     ok = errors = ran = 0
-    for i in range(3000):
+    for i in range(int(os.environ.get("SUTRO_FUZZ_CASES", "3000"))):   # more: a longer campaign
         text = mutate(rng.choice(sources), rng)
         try:
             compile_text(text, "fuzz.sir")
