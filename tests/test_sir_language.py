@@ -306,3 +306,11 @@ def test_pass_pipelines_parse_and_fail_clearly():
         parse_pipeline("identity{max_ops}")
     with pytest.raises(SirError, match="--passes: identity: unknown option .max_ops. \\(options: none\\)"):
         run_pipeline(graph, "identity{max_ops=8}")
+
+
+def test_the_testing_page_gives_the_fuzz_tests_size():
+    page = " ".join((ROOT / "docs/testing.md").read_text().split())
+    assert "3,000 times" in page and os.environ.get("SUTRO_FUZZ_CASES", "3000") in ("3000",
+                                                                                    "12000")
+    assert 'range(int(os.environ.get("SUTRO_FUZZ_CASES", "3000")))' in \
+        Path(__file__).read_text()
