@@ -113,6 +113,11 @@ class Graph:
         return tuple(walk(self.nodes))
 
     @functools.cached_property
+    def written_buffers(self) -> frozenset[str]:
+        """The buffers some node writes in place (a parameter's or a local's new version)."""
+        return frozenset(n.buffer for n in walk(self.nodes) if n.version > 0)
+
+    @functools.cached_property
     def has_regions(self) -> bool:
         return any(n.op == "if" for n in self.nodes)
 

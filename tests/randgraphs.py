@@ -37,7 +37,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from sutro_ir.execute import _closure
-from sutro_ir.graph import Graph, Node, captures, region_name, verify
+from sutro_ir.graph import REGION_OPS, Graph, Node, captures, region_name, verify
 from sutro_ir.ops import DTYPES as NUMPY_DTYPES
 from sutro_ir.ops import (FLOATS, INTS, OPS, RANK, Operand, OpError, check_spec, infer,
                           normalize_spec)
@@ -52,7 +52,7 @@ PARAM_DTYPES = ("f32", "f32", "f16", "i32", "i8", "u8", "bool")
 X_SHAPES = ((4,), (2, 4), (3,))         # one example, or a batch of 2 (y is then a vector)
 X_DTYPES = ("f32", "f16", "i8", "i32", "u8")
 Y_DTYPES = ("f32", "bool", "i8", "u8", "i32")
-REGION = ("if", "merge")
+REGION = REGION_OPS
 # the ops a step names (index, setindex, if and merge have steps of their own); arithmetic,
 # products, reductions, outer and transpose more often: float chains and fused kernels with
 # every kind of anchor; the bit ops more often too (they take only some dtypes)

@@ -24,7 +24,7 @@ def cse(graph: Graph) -> Graph:
     first: dict[tuple, str] = {}
     same: dict[str, str] = {}
     kept = []
-    written = {n.buffer for n in graph.all_nodes if n.version > 0}   # arrays written in place
+    written = graph.written_buffers                 # arrays written in place
     for n in graph.nodes:
         n = renamed_reads(n, same)
         if n.op in SOURCE_OPS or n.version > 0 or n.op in ("if", *RANDOM_OPS) or \

@@ -80,7 +80,7 @@ def candidates(graph: Graph) -> list[str]:
     not a random draw) that a backward node reads, in forward order."""
     backward = _backward(graph)
     read_by = readers(graph)
-    written = {n.buffer for n in graph.all_nodes if n.version > 0}    # arrays written in place
+    written = graph.written_buffers                 # arrays written in place
     return [n.name for n in graph.body if n.name not in backward and n.version == 0
             and n.op not in RANDOM_OPS and n.buffer not in written
             and any(r in backward for r in read_by[n.name])]
