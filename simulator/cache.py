@@ -357,6 +357,19 @@ def _push_front(link, head, tail, s, slot):
     head[s] = slot
 
 
+@numba.njit(cache=True)
+def _list_order(link, head, out):
+    """The slots of every set's list, set after set, head (most recent) first; returns how many."""
+    k = 0
+    for s in range(head.shape[0]):
+        slot = head[s]
+        while slot >= 0:
+            out[k] = slot
+            k += 1
+            slot = link[2 * slot + 1]
+    return k
+
+
 @numba.njit(cache=True, inline="always")
 def _hash_victim(tags, link, head, tail, fill, s, ways, policy, rng, htab, hmask):
     """Free or evicted slot of set `s`, unlinked from its list and from the hash table."""
@@ -771,10 +784,37 @@ class CacheSim:
 
     def finish(self) -> list[LevelStats]:
         """One LevelStats per level, memory last."""
+        return [level_stats(lv, row) for lv, row in zip(self.hierarchy.levels, self.counters())]
+
+    def counters(self) -> np.ndarray:
+        """[level, counter] so far, memory last (a copy)."""
         if self._fused is not None:
-            return [level_stats(lv, row)
-                    for lv, row in zip(self.hierarchy.levels, self._fused.counters())]
-        return [lv.stats() for lv in self._levels] + [level_stats(self._memory, self._memory_st)]
+            return self._fused.counters()
+        return np.array([lv.st for lv in self._levels] + [self._memory_st])
+
+    @property
+    def replayable(self) -> bool:
+        """Is what a chunk does a function of the cache state and the chunk alone? Not with a
+        random level (its draws) or an OPT level (it looks ahead over the whole trace)."""
+        return all(lv.policy in ("lru", "fifo") for lv in self.hierarchy.levels[:-1])
+
+    def canonical(self) -> list[np.ndarray]:
+        """The state as arrays that are equal exactly when two states answer every future
+        request alike: per set, its lines from most to least recent (LRU) or newest to oldest
+        (FIFO), each with its dirty bit and the buffer a writeback is charged to. Slot numbers,
+        stamps and the last-line shortcut are left out: no count depends on them."""
+        if self._fused is not None:
+            return self._fused.canonical()
+        out = []
+        for st in self._levels:
+            if st.hashed:
+                order = np.empty(len(st.tags), np.int64)
+                k = _list_order(st.link, st.head, order)
+                order = order[:k]
+                out += [st.fill, st.tags[order], st.dirty[order], st.owner[order]]
+            else:  # the scan kernel keeps each set in recency order
+                out += [st.tags, st.meta]
+        return out
 
     # -- internals
 

@@ -370,6 +370,18 @@ class FusedHierarchy:
     def bytes_by_level_buffer(self) -> np.ndarray:
         return self.by_buf[:, :-1].sum(axis=0)
 
+    def canonical(self) -> list[np.ndarray]:
+        """Per level and set, the lines by stamp, newest first, with their meta (dirty bit and
+        charged buffer): what CacheSim.canonical promises, without the stamps themselves."""
+        out = []
+        for lv, row in zip(self.levels, self.cfg):
+            off, ways = row[OFFSET], row[WAYS]
+            part = slice(off, off + lv.n_lines)
+            order = np.argsort(-self.stamp[part].reshape(-1, ways), axis=1, kind="stable")
+            for a in (self.tags, self.meta):
+                out.append(np.take_along_axis(a[part].reshape(-1, ways), order, axis=1))
+        return out
+
 
 def _fanout(levels, max_access_bytes: int) -> np.ndarray:
     """Per level, the most requests one request can send to the level below: a fill, a

@@ -64,6 +64,9 @@ class EnergyPreset:
     offchip: Mapping[str, OffChip]   # keys from OFFCHIP_KINDS
 
 
+GIVEN = "given in the hierarchy config"
+
+
 @dataclass(frozen=True)
 class LevelEnergy:
     """Per-bit access energy of one memory level, split into a fixed part and a wire part."""
@@ -296,7 +299,7 @@ def _given_energy(level) -> LevelEnergy:
     if not value >= 0:
         raise SimError(f"energy_fj_per_bit must be >= 0, got {level.energy_fj_per_bit}",
                        f"level '{level.name}'")
-    return LevelEnergy(value, value, 0.0, "given in the hierarchy config")
+    return LevelEnergy(value, value, 0.0, GIVEN)
 
 
 def _offchip_energy(level, preset: EnergyPreset) -> LevelEnergy:

@@ -93,11 +93,19 @@ def _energy(r: Result) -> str:
     e = r.energy
     memory = sum(e.by_level.values())
     lines = [f"energy     {energy(e.total)} total = {energy(memory)} memory hierarchy "
-             f"+ {energy(e.arithmetic)} arithmetic",
-             f"           of the hierarchy, {energy(e.wire)} is wire "
-             f"({100 * e.wire / memory if memory else 0:.0f}%)",
-             f"           sqrt-distance model: {energy(e.distance)} for reads at finite depth "
-             f"+ {energy(e.distance_cold)} for cold reads at {r.levels[-1].name}"]
+             f"+ {energy(e.arithmetic)} arithmetic"]
+    given = list(e.given)
+    if len(given) == len(e.by_level):
+        lines.append("           the level energies are given by the hierarchy, not derived: "
+                     "--energy sets only the arithmetic and the distance unit")
+    else:
+        derived = memory - sum(e.by_level[n] for n in given)
+        lines.append(f"           of the derived levels' {energy(derived)}, {energy(e.wire)} is "
+                     f"wire ({100 * e.wire / derived if derived else 0:.0f}%)"
+                     + (f"; {', '.join(given)} given by the hierarchy" if given else ""))
+    lines.append(f"           sqrt-distance model (another estimate, not in the total): "
+                 f"{energy(e.distance)} for reads at finite depth + {energy(e.distance_cold)} "
+                 f"for cold reads at {r.levels[-1].name}")
     return "\n".join(lines)
 
 

@@ -70,6 +70,16 @@ class ReuseAccumulator:
         _accumulate(chunk.is_write, chunk.nbytes, buffer_ids, dist, dist_bytes, served,
                     self.table, self.hist, self.served_reads)
 
+    def add_counts(self, other: "ReuseAccumulator", times: int = 1) -> None:
+        """Add `times` copies of another accumulator's counts (one step's, accounted `times`
+        times); the smallest and largest distances are not multiplied."""
+        sums = [c for c in range(N_COLS) if c not in (MIN_D, MAX_D)]
+        self.table[:, sums] += times * other.table[:, sums]
+        self.table[:, MIN_D] = np.minimum(self.table[:, MIN_D], other.table[:, MIN_D])
+        self.table[:, MAX_D] = np.maximum(self.table[:, MAX_D], other.table[:, MAX_D])
+        self.hist += times * other.hist
+        self.served_reads += times * other.served_reads
+
     def result(self, level_names: list[str], buffer_bytes: dict[str, int]) -> "ReuseStats":
         rows = [r for r in range(len(self.names)) if r > 0 or self.table[0, :2].any()]
         buffers = tuple(_buffer_row(self, r, level_names, buffer_bytes) for r in rows)

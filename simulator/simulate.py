@@ -18,6 +18,9 @@ Energy accounting (docs/energy.md):
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -25,7 +28,8 @@ from typing import Callable
 import numpy as np
 
 from . import energy as energy_mod
-from .cache import CacheSim, LevelStats
+from .cache import CacheSim, LevelStats, level_stats
+from .cache_counters import N_COUNTERS, RB, WB
 from .costmodels import ceil_sqrt_sum
 from .errors import SimError
 from .hierarchy import Hierarchy
@@ -49,6 +53,7 @@ class EnergyReport:
     distance_cold: float     # cold reads at the memory level's per-bit energy
     fj_per_bit: dict         # level -> per-bit energy used
     wire_fj_per_bit: dict    # level -> its wire part
+    given: tuple = ()        # levels whose energy the hierarchy gives (no preset, no wire split)
 
     def to_dict(self) -> dict:
         return {"preset": self.preset, "total": self.total, "by_level": dict(self.by_level),
@@ -56,7 +61,7 @@ class EnergyReport:
                 "by_kernel": dict(self.by_kernel), "by_buffer": dict(self.by_buffer),
                 "distance_model": {"finite_reads": self.distance, "cold_reads": self.distance_cold},
                 "fj_per_bit": dict(self.fj_per_bit),
-                "wire_fj_per_bit": dict(self.wire_fj_per_bit)}
+                "wire_fj_per_bit": dict(self.wire_fj_per_bit), "given_levels": list(self.given)}
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ class Result:
     energy: EnergyReport
     wall_s: float
     meta: dict
+    account: StepAccount | None = None   # per step, for a trace with a step plan
 
     def to_dict(self) -> dict:
         r = self.reuse
@@ -84,6 +90,7 @@ class Result:
             "energy_fj": self.energy.to_dict(),
             "buffers": [dict(b.to_dict(), energy_fj=self.energy.by_buffer.get(b.name, 0.0))
                         for b in r.buffers],
+            **({"accounting": self.account.to_dict()} if self.account else {}),
         }
 
 
@@ -109,41 +116,282 @@ def step_ranges(steps: tuple[int, ...]) -> str:
 
 
 def simulate(trace: Trace, hierarchy: Hierarchy, energy: str = "dally-2020",
-             progress: Progress | None = None) -> Result:
-    """Run the whole trace through stack distance, the hierarchy and the energy model."""
+             progress: Progress | None = None, brute_force: bool = False) -> Result:
+    """Run the whole trace through stack distance, the hierarchy and the energy model.
+
+    A trace with a step plan is accounted step by step (module docstring, "Whole runs"): a step
+    of a kind already simulated from the same state is counted, not replayed, unless
+    `brute_force`. The totals are the same either way."""
     t0 = time.perf_counter()
     preset = energy_mod.get_preset(energy)
     level_energy = [energy_mod.level_energy(level, preset) for level in hierarchy.levels]
-    names = [b.name for b in trace.buffers]
-    shift = _unit_shift(trace)
-    sd = StackDistance(weighted=True)
-    cache = CacheSim(hierarchy, len(trace.buffers), trace=trace)
-    acc = ReuseAccumulator(names, len(hierarchy.levels))
-    u = energy_mod.distance_unit_fj(preset)
+    plan = trace.plan
+    if plan is None:    # one segment, simulated in order
+        sizes, kinds = [trace.n_chunks], [-1]
+    else:
+        sizes, kinds = plan.chunks.tolist(), plan.kinds.tolist()
+    proof = _Proof(_Machine(trace, hierarchy), plan is not None and not brute_force)
+    acc = ReuseAccumulator([b.name for b in trace.buffers], len(hierarchy.levels))
+    totals = _Totals(len(hierarchy.levels), len(trace.buffers))
+    outcomes: list[_Outcome] = []
+    outcome_of = np.empty(len(sizes), np.int32)
     steps: list[int] = []
-    distance_units = 0
-    for i in range(trace.n_chunks):
-        chunk = trace.chunk(i)
-        _check_aligned(chunk, shift, trace.where)
-        bids = trace.buffer_ids(chunk)
-        dist, dist_b = sd.feed(chunk.addr >> shift, chunk.nbytes)
-        served = cache.feed(chunk, bids)
-        acc.add(chunk, bids, dist, dist_b, served)
-        finite = ~chunk.is_write & (dist >= 0)
-        distance_units += int(ceil_sqrt_sum(dist_b[finite] + 1,
-                                            dist_b[finite] + chunk.nbytes[finite]).sum())
-        if not steps or steps[-1] != chunk.step:
-            steps.append(chunk.step)
+    lo = 0
+    for i, (n, kind) in enumerate(zip(sizes, kinds)):
+        o = proof.lookup(kind)
+        if o is None:
+            out = proof.live().run(lo, lo + n, kind, steps)
+            o = len(outcomes)
+            outcomes.append(out)
+            proof.record(kind, o)
+        else:
+            proof.follow(o)
+        outcomes[o].count += 1
+        outcome_of[i] = o
+        if not proof.enabled:   # never looked up again: count it now and drop its tables
+            outcomes[o].merge_into(acc, totals)
+        lo += n
         if progress:
-            progress(i + 1, trace.n_chunks)
-    levels = tuple(cache.finish())
+            progress(i + 1, len(sizes))
+    for out in outcomes:
+        out.merge_into(acc, totals)
+    levels = tuple(level_stats(lv, row) for lv, row in zip(hierarchy.levels, totals.counters))
     check_balance(hierarchy, levels)
     reuse = acc.result([lv.name for lv in hierarchy.levels],
                        {b.name: b.nbytes for b in trace.buffers})
-    report = _energy(trace, hierarchy, preset, level_energy, levels, cache, reuse,
-                     u * distance_units)
+    u = energy_mod.distance_unit_fj(preset)
+    report = _energy(trace, hierarchy, preset, level_energy, levels, totals.bytes, reuse,
+                     u * totals.units)
+    account = None
+    if plan is not None:
+        account = _account(plan, outcomes, outcome_of, level_energy, preset, proof)
+        steps = plan.steps.tolist()
     return Result(trace.where, hierarchy.name, tuple(sorted(set(steps))), reuse, levels, report,
-                  time.perf_counter() - t0, dict(trace.meta))
+                  time.perf_counter() - t0, dict(trace.meta), account)
+
+
+# ----------------------------------------------------------------------------- whole runs
+
+@dataclass
+class _Outcome:
+    """What simulating one step did: its counters (the cache's and the reuse accumulator's),
+    the sqrt-distance units of its reads, and how many steps it stands for."""
+    acc: ReuseAccumulator | None
+    counters: np.ndarray     # [level, counter]
+    bytes: np.ndarray        # [level, buffer]
+    units: int
+    accesses: int
+    kind: int
+    count: int = 0
+
+    def merge_into(self, acc: ReuseAccumulator, totals: "_Totals") -> None:
+        if self.acc is None:
+            return
+        acc.add_counts(self.acc, self.count)
+        totals.counters += self.count * self.counters
+        totals.bytes += self.count * self.bytes
+        totals.units += self.count * self.units
+        self.acc = None
+
+
+class _Totals:
+    def __init__(self, n_levels: int, n_buffers: int):
+        self.counters = np.zeros((n_levels, N_COUNTERS), np.int64)
+        self.bytes = np.zeros((n_levels, n_buffers + 1), np.int64)
+        self.units = 0
+
+
+class _Machine:
+    """Stack distance and cache state over one trace; runs chunks into an _Outcome."""
+
+    def __init__(self, trace: Trace, hierarchy: Hierarchy):
+        self.trace, self.hierarchy = trace, hierarchy
+        self.shift = _unit_shift(trace)
+        self.sd = StackDistance(weighted=True)
+        self.cache = CacheSim(hierarchy, len(trace.buffers), trace=trace)
+
+    def run(self, lo: int, hi: int, kind: int, steps: list[int]) -> _Outcome:
+        trace = self.trace
+        acc = ReuseAccumulator([b.name for b in trace.buffers], len(self.hierarchy.levels))
+        c0, b0 = self.cache.counters(), self.cache.bytes_by_level_buffer.copy()
+        units = accesses = 0
+        for i in range(lo, hi):
+            chunk = trace.chunk(i)
+            _check_aligned(chunk, self.shift, trace.where)
+            bids = trace.buffer_ids(chunk)
+            dist, dist_b = self.sd.feed(chunk.addr >> self.shift, chunk.nbytes)
+            served = self.cache.feed(chunk, bids)
+            acc.add(chunk, bids, dist, dist_b, served)
+            finite = ~chunk.is_write & (dist >= 0)
+            units += int(ceil_sqrt_sum(dist_b[finite] + 1, dist_b[finite] + chunk.nbytes[finite])
+                         .sum())
+            accesses += len(chunk)
+            if not steps or steps[-1] != chunk.step:
+                steps.append(chunk.step)
+        return _Outcome(acc, self.cache.counters() - c0, self.cache.bytes_by_level_buffer - b0,
+                        units, accesses, kind)
+
+    def snapshot(self) -> "_Machine":
+        return copy.deepcopy(self, {id(self.trace): self.trace, id(self.hierarchy): self.hierarchy})
+
+    def canonical(self) -> list[np.ndarray]:
+        return self.sd.canonical() + self.cache.canonical()
+
+    def nbytes(self) -> int:
+        """Bytes of numpy state a snapshot copies."""
+        objs = [self.sd, self.cache, self.cache._fused, *getattr(self.cache, "_levels", ())]
+        return sum(v.nbytes for o in objs if o is not None for v in vars(o).values()
+                   if isinstance(v, np.ndarray))
+
+
+MAX_STATES = 256                # distinct states kept for proofs before giving up on proving
+SNAPSHOT_MEMORY_FRACTION = 0.25  # of physical memory, for the kept states
+
+
+class _Proof:
+    """Proof by state equality. The simulator is deterministic: the same state and the same
+    accesses give the same counts and the same next state. States are compared exactly, through
+    their canonical arrays (a digest finds the candidates, the arrays decide). A (state, kind)
+    pair met again is counted from its first outcome; the state after it is known, so a run of
+    counted steps needs no simulation. Meeting a new pair from a counted state restores that
+    state's snapshot. Stops proving (and simulates every later step in order, still exactly)
+    when the states kept exceed MAX_STATES or the memory budget."""
+
+    def __init__(self, machine: _Machine, enabled: bool):
+        self.reason = ("brute force" if not enabled else
+                       "proof" if machine.cache.replayable else "replay")
+        self.enabled = enabled and machine.cache.replayable
+        self._live = machine
+        self.state = self.live_state = 0
+        self.memo: dict[tuple[int, int], int] = {}
+        self.next: dict[int, int] = {}
+        self.digests: dict[bytes, list[tuple[list, int]]] = {}
+        self.snapshots: list[_Machine] = []
+        self.kept_bytes = 0
+        if self.enabled:
+            self._new_state(machine)
+        self.budget = SNAPSHOT_MEMORY_FRACTION * _physical_memory()
+
+    def lookup(self, kind: int) -> int | None:
+        return self.memo.get((self.state, kind)) if self.enabled else None
+
+    def follow(self, outcome: int) -> None:
+        self.state = self.next[outcome]
+
+    def live(self) -> _Machine:
+        """The machine in the current state (restored from its snapshot if counted steps left
+        the live machine behind)."""
+        if self.enabled and self.live_state != self.state:
+            self._live = self.snapshots[self.state].snapshot()
+            self.live_state = self.state
+        return self._live
+
+    def record(self, kind: int, outcome: int) -> None:
+        if not self.enabled:
+            return
+        sid = self._state_id(self._live)
+        if sid is None:        # over budget: the live machine goes on in order from here
+            self.enabled = False
+            self.snapshots, self.digests = [], {}
+            return
+        self.memo[(self.state, kind)] = outcome
+        self.next[outcome] = sid
+        self.state = self.live_state = sid
+
+    def _state_id(self, machine: _Machine) -> int | None:
+        canon = machine.canonical()
+        digest = _digest(canon)
+        for other, sid in self.digests.get(digest, ()):
+            if all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(canon, other)):
+                return sid
+        if len(self.snapshots) >= MAX_STATES:
+            return None
+        size = machine.nbytes() + sum(a.nbytes for a in canon)
+        if self.kept_bytes + size > self.budget:
+            return None
+        self.kept_bytes += size
+        return self._new_state(machine, canon, digest)
+
+    def _new_state(self, machine, canon=None, digest=None) -> int:
+        if canon is None:
+            canon = machine.canonical()
+            digest = _digest(canon)
+        sid = len(self.snapshots)
+        self.snapshots.append(machine.snapshot())
+        self.digests.setdefault(digest, []).append((canon, sid))
+        return sid
+
+
+def _digest(arrays: list[np.ndarray]) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        h.update(str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.digest()
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """One simulated step and the steps accounted from it: `count` steps of kind `kind`."""
+    kind: int
+    count: int
+    accesses: int
+    levels: tuple          # LevelStats of one step
+    energy_fj: float       # one step: levels + its arithmetic
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "steps": self.count, "accesses": self.accesses,
+                "energy_fj": self.energy_fj,
+                "hit_rates": {s.name: s.hit_rate for s in self.levels[:-1]}}
+
+
+@dataclass(frozen=True)
+class StepAccount:
+    """How each step of a planned trace was accounted, and its energy."""
+    steps: np.ndarray        # step numbers, in trace order
+    kinds: np.ndarray
+    outcome: np.ndarray      # per step: its row of `outcomes`
+    energy_fj: np.ndarray    # per step: level energy + arithmetic
+    outcomes: tuple          # StepOutcome per simulated step
+    simulated: int           # steps replayed access by access
+    proven: int              # steps counted from an equal state and kind
+    states: int              # distinct states compared (0 without proof)
+    method: str              # "proof", "brute force" or "replay" (a random or OPT level)
+
+    @property
+    def steady(self) -> StepOutcome:
+        """The outcome most steps share."""
+        return max(self.outcomes, key=lambda o: o.count)
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "steps": len(self.steps), "simulated": self.simulated,
+                "proven": self.proven, "states": self.states,
+                "first_step": self.outcomes[self.outcome[0]].to_dict() if len(self.steps) else None,
+                "steady_step": self.steady.to_dict() if self.outcomes else None}
+
+
+def _account(plan, outcomes, outcome_of, level_energy, preset, proof: _Proof) -> StepAccount:
+    hier = proof._live.hierarchy
+    fj_bit = np.array([e.fj_per_bit for e in level_energy])
+    arith = np.array([sum(energy_mod.arith_fj(op, n, preset) for op, n in a.items())
+                      for a in plan.arith] or [0.0])
+    rows = []
+    for o in outcomes:
+        level_fj = float(((o.counters[:, RB] + o.counters[:, WB]) * 8 * fj_bit).sum())
+        rows.append(StepOutcome(o.kind, o.count, o.accesses,
+                                tuple(level_stats(lv, r) for lv, r in zip(hier.levels, o.counters)),
+                                level_fj + float(arith[o.kind] if plan.arith else 0.0)))
+    simulated = len(outcomes)
+    energy = np.array([r.energy_fj for r in rows])[outcome_of] if rows else np.zeros(0)
+    return StepAccount(plan.steps, plan.kinds, outcome_of, energy, tuple(rows), simulated,
+                       len(plan.steps) - simulated, len(proof.snapshots), proof.reason)
 
 
 def traffic(levels: tuple[LevelStats, ...]) -> list[dict]:
@@ -182,14 +430,15 @@ def _check_aligned(chunk, shift: int, where: str) -> None:
                        where)
 
 
-def _energy(trace, hierarchy, preset, level_energy, levels, cache, reuse, distance) -> EnergyReport:
+def _energy(trace, hierarchy, preset, level_energy, levels, bytes_by_level_buffer, reuse,
+            distance) -> EnergyReport:
     fj_bit = np.array([e.fj_per_bit for e in level_energy])
     wire_bit = np.array([e.wire_fj_per_bit for e in level_energy])
     level_bytes = np.array([s.read_bytes + s.write_bytes for s in levels], dtype=np.float64)
     by_level = level_bytes * 8 * fj_bit
     by_kernel = {k.name: sum(energy_mod.arith_fj(op, n, preset) for op, n in k.arith.items())
                  for k in trace.kernels}
-    per_buffer = (cache.bytes_by_level_buffer * 8 * fj_bit[:, None]).sum(axis=0)
+    per_buffer = (bytes_by_level_buffer * 8 * fj_bit[:, None]).sum(axis=0)
     names = [b.name for b in trace.buffers] + ["(unmapped)"]
     by_buffer = {n: float(e) for n, e in zip(names, per_buffer) if e}
     arithmetic = float(sum(by_kernel.values()))
@@ -201,5 +450,6 @@ def _energy(trace, hierarchy, preset, level_energy, levels, cache, reuse, distan
         by_kernel=by_kernel, by_buffer=by_buffer, distance=float(distance),
         distance_cold=float(reuse.cold_read_bytes * 8 * fj_bit[-1]),
         fj_per_bit={n: float(e) for n, e in zip(lv_names, fj_bit)},
-        wire_fj_per_bit={n: float(e) for n, e in zip(lv_names, wire_bit)})
+        wire_fj_per_bit={n: float(e) for n, e in zip(lv_names, wire_bit)},
+        given=tuple(n for n, e in zip(lv_names, level_energy) if e.source == energy_mod.GIVEN))
 

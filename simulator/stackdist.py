@@ -268,6 +268,19 @@ class StackDistance:
     def distinct_units(self) -> int:
         return int(self._st[_TOTAL_C])
 
+    def canonical(self) -> list[np.ndarray]:
+        """The state as arrays equal exactly when two states give every future access the same
+        distances: the units from least to most recently touched, with their weights."""
+        q = int(self._st[_NEXT])
+        refs = self._pos_ref[:q]
+        marked = refs >= 0
+        refs = refs[marked]
+        used = self._page_keys != EMPTY
+        page_of_row = np.zeros(int(self._st[_N_ROWS]), np.int64)
+        page_of_row[self._page_rows[used]] = self._page_keys[used]
+        units = (page_of_row[refs >> PAGE_BITS] << PAGE_BITS) | (refs & (PAGE - 1))
+        return [units, self._pos_w[:q][marked]] if self.weighted else [units]
+
     def _alloc_positions(self, cap: int) -> None:
         cap = max(1 << (6 + BLOCK_BITS), cap)
         self._pos_ref = np.full(cap, -1, dtype=np.int64)

@@ -155,18 +155,45 @@ def _check_ids(ids: np.ndarray, n_rows: int | None, table: str, step: int, where
                        f"({n_rows} rows)", where)
 
 
+@dataclass(frozen=True)
+class StepPlan:
+    """The steps of a trace and which of them are alike, so that the simulator can account a
+    step it has seen before from the same state without replaying it (simulate.py).
+
+    Step i is `steps[i]`, made of the next `chunks[i]` chunks of the trace. Two steps of one
+    kind make the same accesses in the same order (a training run's steps on one control path);
+    `arith[k]` is what one step of kind k computes ({operation: count})."""
+
+    steps: np.ndarray
+    kinds: np.ndarray
+    chunks: np.ndarray
+    arith: tuple = ()
+
+    def __post_init__(self):
+        if not (len(self.steps) == len(self.kinds) == len(self.chunks)):
+            raise ValueError("a step plan needs one kind and one chunk count per step")
+        if len(self.kinds) and (self.kinds.min() < 0 or
+                                (self.arith and self.kinds.max() >= len(self.arith))):
+            raise ValueError("a step's kind is not in the plan's kind table")
+
+
 class Trace:
-    """Buffer table, kernel table and chunks. Chunks are made on demand by `chunk(i)`."""
+    """Buffer table, kernel table and chunks. Chunks are made on demand by `chunk(i)`.
+    `plan`, when the producer knows it, tells which steps are alike (StepPlan)."""
 
     def __init__(self, buffers: Sequence[Buffer], kernels: Sequence[Kernel],
                  n_chunks: int, get_chunk: Callable[[int], Chunk], meta: Mapping | None = None,
-                 where: str = "trace"):
+                 where: str = "trace", plan: StepPlan | None = None):
         self.buffers = tuple(buffers)
         self.kernels = tuple(kernels)
         self.n_chunks = n_chunks
         self.meta = dict(meta or {})
         self.where = where
         self._get_chunk = get_chunk
+        if plan is not None and int(plan.chunks.sum()) != n_chunks:
+            raise ValueError(f"the step plan covers {int(plan.chunks.sum())} chunks, the trace "
+                             f"has {n_chunks}")
+        self.plan = plan
         self._bases, self._ends, self._order = _buffer_index(self.buffers, where)
 
     @classmethod

@@ -37,6 +37,7 @@ class TrainResult:
     execute_s: float
     paths: tuple = ((),)        # the distinct control paths of the steps (Step.path)
     step_paths: np.ndarray | None = None   # each step's row of `paths` (None: all path 0)
+    steps_per_epoch: int = 0
 
     def path_of(self, step: int) -> int:
         return 0 if self.step_paths is None else int(self.step_paths[step])
@@ -252,12 +253,10 @@ class Executor:
                     break
         train_acc = history[-1] if history else self.accuracy(loop.dataset)
         test_acc = self.accuracy(self.program.eval.dataset)
-        if step_paths is None:
-            return TrainResult(step, epoch + 1, train_acc, test_acc, tuple(history),
-                               time.perf_counter() - t0)
         return TrainResult(step, epoch + 1, train_acc, test_acc, tuple(history),
                            time.perf_counter() - t0, tuple(paths) or ((),),
-                           np.array(step_paths, np.int32))
+                           None if step_paths is None else np.array(step_paths, np.int32),
+                           len(starts))
 
     @property
     def steps_per_epoch(self) -> int:

@@ -32,7 +32,7 @@ from collections import Counter
 
 import numpy as np
 
-from simulator.trace import CHUNK_ACCESSES, Buffer, Chunk, Trace
+from simulator.trace import CHUNK_ACCESSES, Buffer, Chunk, StepPlan, Trace
 from simulator.trace import Kernel as TraceKernel
 
 from .graph import Node, compute_dtype, dynamic_operands
@@ -440,11 +440,17 @@ class StepTrace:
             kernels.append(TraceKernel(k.name, tuple(m.op for m in k.nodes),
                                        str(node.loc) if node.loc.line else "",
                                        {key: v * runs[kid] for key, v in arith.items()}))
-        pieces = []
+        pieces, kinds, sizes, kind_of = [], [], [], {}
         for s in steps:
             p = path_of(s)
             n = self.accesses(p) + (len(self.init["addr"]) if s == 0 else 0)
-            pieces += [(s, p, lo) for lo in range(0, n, chunk)]
+            parts = [(s, p, lo) for lo in range(0, n, chunk)]
+            pieces += parts
+            kinds.append(kind_of.setdefault((p, s == 0), len(kind_of)))
+            sizes.append(len(parts))
+        arith = tuple(self.path_arith(p) for p, _ in kind_of)
+        plan = StepPlan(np.asarray(steps, np.int64), np.asarray(kinds, np.int64),
+                        np.asarray(sizes, np.int64), arith)
 
         def get(i: int) -> Chunk:
             s, p, lo = pieces[i]
@@ -452,7 +458,15 @@ class StepTrace:
             part = {k: v[lo:lo + chunk] for k, v in cols.items()}
             return Chunk(s, part["addr"], part["nbytes"], part["is_write"], part["kernel"],
                          None, part["buffer"])
-        return Trace(buffers, kernels, len(pieces), get, meta, where="run")
+        return Trace(buffers, kernels, len(pieces), get, meta, where="run", plan=plan)
+
+    def path_arith(self, p: int) -> dict:
+        """{operation: count} of one step on path p."""
+        total: Counter = Counter()
+        for kid, c in self._count(p)[1].items():
+            for key, v in self.arith[kid - 2].items():
+                total[key] += c * v
+        return dict(total)
 
 
 def _concat(parts: list[dict]) -> dict:

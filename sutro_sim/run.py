@@ -24,10 +24,6 @@ from sutro_ir.passes import parse_pipeline
 from sutro_ir.schedule import peak_live_bytes, schedule
 from sutro_ir.tracegen import StepTrace, n_accesses
 
-AUTO_ALL = 2_500_000        # `auto` traces every step of a run that makes at most this many accesses,
-AUTO_FIRST = 400_000        # and else as many first steps as fit in this many (at least one)
-
-
 @dataclass(frozen=True)
 class RunResult:
     program: str
@@ -53,6 +49,20 @@ class RunResult:
         return self.sim.energy.total / max(len(self.traced), 1)
 
     @property
+    def account(self):
+        """How each traced step was accounted (simulator.simulate.StepAccount)."""
+        return self.sim.account
+
+    @property
+    def energy_per_epoch_fj(self) -> list[float]:
+        """Energy of each epoch's steps (all traced only), the first with the initialization."""
+        if not self.all_traced or not self.train.steps_per_epoch:
+            return []
+        e = self.account.energy_fj
+        spe = self.train.steps_per_epoch
+        return [float(e[i:i + spe].sum()) for i in range(0, len(e), spe)]
+
+    @property
     def accesses_whole_run(self) -> int:
         """Every access of every step, init included, counted from the paths."""
         return sum(n * a for n, a in self.paths) + self.init_accesses
@@ -74,6 +84,8 @@ class RunResult:
                   "paths": [{"steps": n, "accesses_per_step": a} for n, a in self.paths],
                   "accesses_whole_run": self.accesses_whole_run,
                   "extrapolated_total_energy_fj": self.energy_per_step_fj * self.train.steps}
+        if self.all_traced:
+            traced["energy_per_epoch_fj"] = self.energy_per_epoch_fj
         return {"program": self.program, "config": self.config, "passes": list(self.passes),
                 "pass_notes": list(self.pass_notes),
                 "accuracy": {"train": self.train.train_accuracy, "test": self.train.test_accuracy},
@@ -97,18 +109,12 @@ def check_trace_memory(sched) -> None:
                        "trace")
 
 
-def select_steps(spec: str, total: int, per_step: int, run_accesses: int | None = None
-                 ) -> list[int]:
-    """`auto` (every step if the run makes at most AUTO_ALL accesses, else as many first steps
-    as fit in AUTO_FIRST), `all`, `N` (the first N), or `every:K` (steps 0, K, 2K, ...).
-    `per_step`: the most accesses a step makes; `run_accesses`: the run's, when counted."""
+def select_steps(spec: str, total: int) -> list[int]:
+    """`all` (every step; `auto`, the old default, is the same), `N` (the first N) or `every:K`
+    (steps 0, K, 2K, ...)."""
     spec = spec.strip()
-    if spec == "all":
+    if spec in ("all", "auto"):
         return list(range(total))
-    if spec == "auto":
-        if (total * per_step if run_accesses is None else run_accesses) <= AUTO_ALL:
-            return list(range(total))
-        return list(range(max(1, min(total, AUTO_FIRST // max(per_step, 1)))))
     if spec.startswith("every:"):
         k = _positive(spec[6:], spec)
         return list(range(0, total, k))
@@ -121,15 +127,15 @@ def _positive(text: str, spec: str) -> int:
     except ValueError:
         n = 0
     if n < 1:
-        raise SimError(f"--trace-steps {spec}: expected auto, all, a number of first steps N, or "
+        raise SimError(f"--trace-steps {spec}: expected all, a number of first steps N, or "
                        "every:K", "--trace-steps")
     return n
 
 
 def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers",
         energy_preset: str = "dally-2020", passes: str = "", seed: int | None = None,
-        trace_steps: str = "auto", progress=None, train_progress=None,
-        cost_models: bool = False) -> RunResult:
+        trace_steps: str = "all", progress=None, train_progress=None,
+        cost_models: bool = False, brute_force: bool = False) -> RunResult:
     t0 = time.perf_counter()
     prof = {}
     hier = load_hierarchy(hierarchy)
@@ -158,28 +164,36 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
     per_path = (np.bincount(trained.step_paths, minlength=len(trained.paths))
                 if trained.step_paths is not None else [trained.steps])
     paths = tuple((int(n), step_trace.accesses(p)) for p, n in enumerate(per_path))
-    steps = select_steps(trace_steps, trained.steps, step_trace.accesses_per_step,
-                         sum(n * a for n, a in paths))
-    if cost_models and len(steps) * step_trace.accesses_per_step > COST_MODELS_MAX:
-        raise SimError(f"--cost-models keeps every traced access in memory: at most "
-                       f"{COST_MODELS_MAX:,} accesses, and {len(steps):,} steps make "
-                       f"{len(steps) * step_trace.accesses_per_step:,} (trace fewer steps with "
-                       "--trace-steps N)", "--cost-models")
+    steps = select_steps(trace_steps, trained.steps)
+    cm_steps = _cost_model_steps(steps, step_trace) if cost_models else []
     trace = step_trace.trace(steps, {"program": path}, path_of=trained.path_of)
     kernels, arith = step_trace.mean_per_step(per_path)
     prof["trace_generation"] = time.perf_counter() - t
     t = time.perf_counter()
-    sim = simulate(trace, hier, energy_preset, progress=progress)
+    sim = simulate(trace, hier, energy_preset, progress=progress, brute_force=brute_force)
     prof["simulation"] = time.perf_counter() - t
     seed_measure = None
     if cost_models:
         t = time.perf_counter()
-        seed_measure = memtracker(with_inputs_written(op_event_table(trace), trace)).to_dict()
+        cm_trace = step_trace.trace(cm_steps, {"program": path}, path_of=trained.path_of)
+        seed_measure = dict(memtracker(with_inputs_written(op_event_table(cm_trace), cm_trace))
+                            .to_dict(), steps=step_ranges(tuple(cm_steps)))
         prof["memtracker"] = time.perf_counter() - t
     return RunResult(path, program.config_dict, pass_names, trained, sim, trace_steps,
                      tuple(steps), step_trace.accesses_per_step, time.perf_counter() - t0, prof,
                      kernels, seed_measure, arith, peak_live_bytes(sched), program.train.graph.notes, paths,
                      len(step_trace.init["addr"]))
+
+
+def _cost_model_steps(steps: list[int], step_trace: StepTrace) -> list[int]:
+    """The traced steps the memtracker measure holds in memory: as many first ones as fit in
+    COST_MODELS_MAX accesses (every one for a small run)."""
+    per_step = step_trace.accesses_per_step
+    if per_step > COST_MODELS_MAX:
+        raise SimError(f"--cost-models keeps every traced access in memory: at most "
+                       f"{COST_MODELS_MAX:,} accesses, and one step makes {per_step:,}",
+                       "--cost-models")
+    return steps[:max(1, COST_MODELS_MAX // max(per_step, 1))]
 
 
 # ----------------------------------------------------------------------------- report
@@ -192,42 +206,75 @@ def render_run(r: RunResult) -> str:
             f"{100 * r.train.test_accuracy:.1f}%",
             f"training   {r.train.steps:,} steps in {r.train.epochs} epochs, "
             f"{r.train.execute_s:.2f} s; wall {r.wall_s:.2f} s",
-            _traced_line(r)]
+            *_accounting_lines(r)]
     head += access_lines(r.sim.reuse)
     if r.memtracker:
         head.append(memtracker_line(r.memtracker))
     head.append(f"hierarchy  {r.sim.hierarchy}    energy preset  {r.sim.energy.preset}")
-    return "\n".join(head) + "\n\n" + render(r.sim, summary=False)
+    text = "\n".join(head) + "\n\n" + render(r.sim, summary=False)
+    if r.all_traced and r.account.outcomes:
+        text += "\n\n" + steps_table(r)
+    return text
 
 
 def memtracker_line(m: dict) -> str:
     return (f"memtracker per-read ARD {m['per_read_ard_elements']:,.1f}, per-element ARD "
             f"{m['per_element_ard_elements']:,.1f} elements over {m['reads']:,} op-level reads "
-            "(the seed's buffer-level measure)")
+            f"of steps {m['steps']} (the seed's buffer-level measure)")
 
 
-def _traced_line(r: RunResult) -> str:
-    per = energy(r.energy_per_step_fj)
-    paths = ""
+def _accounting_lines(r: RunResult) -> list[str]:
+    a, lines = r.account, []
     if len(r.paths) > 1:
         steps_of: dict[int, int] = {}            # paths that differ only in run-time index
-        for n, a in r.paths:                     # values make as many accesses: one group
-            steps_of[a] = steps_of.get(a, 0) + n
-        paths = (f"paths      {len(r.paths):,} control paths over {r.train.steps:,} steps: "
-                 + ", ".join(f"{n:,} steps of {a:,} accesses" for a, n in
-                             sorted(steps_of.items(), reverse=True))
-                 + f"\n           whole run: {r.accesses_whole_run:,} accesses, init "
-                 "included (counted exactly)\n")
-    line = (f"traced     steps {step_ranges(r.traced)} ({len(r.traced):,} of {r.train.steps:,}; "
-            f"--trace-steps {r.trace_policy}), "
-            + (f"{r.accesses_per_step:,} accesses and {per} per step" if len(r.paths) < 2 else
-               f"at most {r.accesses_per_step:,} accesses and on average {per} per step"))
-    if not r.all_traced:
-        line += (f"\n           whole run, extrapolated from the traced steps: "
-                 f"{energy(r.energy_per_step_fj * r.train.steps)}")
-        if len(r.paths) > 1:
-            line += " (they do not stand for every path: a rough figure)"
-    return paths + line
+        for n, acc in r.paths:                   # values make as many accesses: one group
+            steps_of[acc] = steps_of.get(acc, 0) + n
+        lines.append(f"paths      {len(r.paths):,} control paths: " + ", ".join(
+            f"{n:,} steps of {acc:,} accesses" for acc, n in sorted(steps_of.items(), reverse=True)))
+    if r.all_traced:
+        how = {"proof": f"{a.simulated:,} simulated access by access, {a.proven:,} counted by "
+                        f"proof ({a.states:,} distinct cache and reuse states)",
+               "brute force": f"all {a.simulated:,} simulated access by access (--brute-force)",
+               "replay": f"all {a.simulated:,} simulated access by access (a random or OPT "
+                         "level: no state proof)"}[a.method]
+        lines.append(f"whole run  {r.train.steps:,} steps, {r.accesses_whole_run:,} accesses "
+                     f"(init included), every one accounted: {how}")
+        per_epoch = r.energy_per_epoch_fj
+        if len(per_epoch) > 1:
+            lines.append("per epoch  energy " + _series(per_epoch))
+        return lines
+    per = energy(r.energy_per_step_fj)
+    lines.append(f"sampled    steps {step_ranges(r.traced)} ({len(r.traced):,} of "
+                 f"{r.train.steps:,}; --trace-steps {r.trace_policy}): the totals below are of "
+                 f"these steps only, {per} per step")
+    rough = " (the sample does not stand for every path)" if len(r.paths) > 1 else ""
+    lines.append(f"           whole run, NOT EXACT, extrapolated from the sample: "
+                 f"{energy(r.energy_per_step_fj * r.train.steps)}{rough}; "
+                 "drop --trace-steps for the exact figure")
+    return lines
+
+
+def _series(values: list[float], show: int = 6) -> str:
+    """Energies of a series: every one, or the first and last few."""
+    parts = [energy(v) for v in values]
+    if len(parts) > show:
+        parts = parts[:show // 2] + ["..."] + parts[-(show // 2):]
+    return ", ".join(parts) + f" ({len(values)} epochs)"
+
+
+def steps_table(r: RunResult) -> str:
+    """The first step (cold, with the initialization) beside a steady step of each kind."""
+    a = r.account
+    first = a.outcomes[a.outcome[0]]
+    rows, seen = [("first (step 0)", first)], set()
+    for o in sorted(a.outcomes, key=lambda o: -o.count):
+        if o.kind != first.kind and o.kind not in seen:
+            seen.add(o.kind)
+            rows.append((f"steady ({o.count:,} steps)", o))
+    levels = [s.name for s in first.levels[:-1]]
+    body = [[label, f"{o.accesses:,}", *[f"{100 * s.hit_rate:.1f}%" for s in o.levels[:-1]],
+             energy(o.energy_fj)] for label, o in rows]
+    return table(["step", "accesses", *[f"{n} hit" for n in levels], "energy"], body)
 
 
 def render_profile(r: RunResult) -> str:

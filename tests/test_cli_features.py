@@ -441,8 +441,9 @@ def test_extrapolated_energy_is_energy_per_traced_step_times_steps(capsys, progr
     assert runs["all"]["traced"]["extrapolated_total_energy_fj"] == pytest.approx(total["all"])
     text = cli(capsys, "run", path, "--trace-steps", "2")
     extrapolated = runs["2"]["traced"]["extrapolated_total_energy_fj"]
-    assert f"whole run, extrapolated from the traced steps: {fmt_energy(extrapolated)}" in text
-    assert "whole run, extrapolated" not in cli(capsys, "run", path, "--trace-steps", "all")
+    assert (f"whole run, NOT EXACT, extrapolated from the sample: {fmt_energy(extrapolated)}"
+            in text)
+    assert "NOT EXACT" not in cli(capsys, "run", path)
 
 
 # ----------------------------------------------------------------------------- the README

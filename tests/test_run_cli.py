@@ -2,6 +2,7 @@
 steps, and user mistakes as `file:line:col: error:` with exit status 2."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,19 +39,24 @@ def test_run_json_follows_the_contract(capsys):
     assert traced["energy_per_step_fj"] == pytest.approx(d["energy_fj"]["total"] / d["steps"])
 
 
-def test_run_default_traces_the_first_steps_and_labels_the_extrapolation(capsys):
-    code, out, _ = run_cli(capsys, "run", str(ROOT / "programs/mlp_backprop.sir"), "--set",
-                           "epochs=1", "n_train=20", "--profile")
-    assert code == 0
-    assert "traced     steps 0 (1 of 20; --trace-steps auto), at most 339,043 accesses" in out
-    assert "whole run, extrapolated from the traced steps:" in out
+def test_run_default_accounts_every_step_and_a_sample_is_labelled(capsys):
+    path = str(ROOT / "programs/mlp_backprop.sir")
+    code, out, _ = run_cli(capsys, "run", path, "--set", "epochs=1", "n_train=20", "--profile")
+    assert code == 0 and "NOT EXACT" not in out
+    assert re.search(r"whole run  20 steps, [\d,]+ accesses \(init included\), every one "
+                     r"accounted: \d+ simulated access by access, \d+ counted by proof", out)
     assert "trace_generation" in out and "simulation" in out
+    code, out, _ = run_cli(capsys, "run", path, "--set", "epochs=1", "n_train=20",
+                           "--trace-steps", "1")
+    assert "sampled    steps 0 (1 of 20; --trace-steps 1): the totals below are of these " \
+           "steps only" in out
+    assert "whole run, NOT EXACT, extrapolated from the sample:" in out
 
 
 @pytest.mark.parametrize("argv,message", [
     (["--set", "nbits=3"], "error: --set nbits: the program has no config constant 'nbits'"),
     (["--set", "lr"], "--set: error: --set lr: expected NAME=VALUE"),
-    (["--trace-steps", "every:0"], "--trace-steps: error: --trace-steps every:0: expected auto"),
+    (["--trace-steps", "every:0"], "--trace-steps: error: --trace-steps every:0: expected all"),
     (["--passes", "fusion"], "error: --passes: unknown pass 'fusion' (registered: cse, dce, fuse,"),
     (["--passes", "fuse{max_ops=0}"], "error: --passes: fuse: max_ops must be a positive integer"),
     (["--passes", "fuse,layer-local-update"], "run it before fuse"),
