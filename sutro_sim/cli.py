@@ -114,10 +114,12 @@ def _job_options(r) -> None:
     r.add_argument("--energy", default="dally-2020", help="energy preset (default: dally-2020)")
     r.add_argument("--seed", type=int, help="parameter initialization seed (sets config `seed` "
                    "too, when the program has one)")
-    r.add_argument("--trace-steps", default="auto", metavar="SPEC",
-                   help="which training steps to trace: auto (default: every step if the run has "
-                   "at most 2,500,000 accesses, else the first steps that fit in 400,000), all, "
-                   "N (the first N) or every:K")
+    r.add_argument("--trace-steps", default="all", metavar="SPEC",
+                   help="which training steps to account: all (default: every step, exactly), "
+                   "or a sample: N (the first N) or every:K (labelled as not exact)")
+    r.add_argument("--brute-force", action="store_true",
+                   help="simulate every access of every step, instead of counting a step that "
+                   "repeats an earlier one from an equal state (same totals, slower: a check)")
     r.add_argument("--json", action="store_true", help="print the result as JSON")
     r.add_argument("--plot", metavar="DIR", help="write PNG plots into DIR")
     r.add_argument("--cost-models", action="store_true",
@@ -165,7 +167,7 @@ def cmd_run(args) -> int:
     try:
         result = run(args.program, overrides, args.hierarchy, args.energy, args.passes,
                      args.seed, args.trace_steps, progress=sim_bar, train_progress=train_bar,
-                     cost_models=args.cost_models)
+                     cost_models=args.cost_models, brute_force=args.brute_force)
     finally:
         train_bar.close()
         sim_bar.close()
@@ -228,7 +230,7 @@ def cmd_compare(args) -> int:
     try:
         result = compare(args.program, pipelines, overrides, args.hierarchy, args.energy,
                          args.seed, args.trace_steps, progress=progress,
-                         cost_models=args.cost_models)
+                         cost_models=args.cost_models, brute_force=args.brute_force)
     finally:
         for bar in bars:
             bar.close()

@@ -1,9 +1,9 @@
 """`sutro-sim compare FILE -p PIPELINE -p PIPELINE ...`: one program under several pass
 pipelines, side by side.
 
-Every row runs the whole job (`run`): it trains for real and simulates the traced steps. All rows
-trace the same steps, the ones `--trace-steps` picks for the first row, so that their reads,
-writes and energies are comparable. The first row is the baseline for the change column; the
+Every row runs the whole job (`run`): it trains for real and accounts every step of its run
+exactly (or the same sample of steps, with `--trace-steps N`), so that their reads, writes and
+energies are comparable. The first row is the baseline for the change column; the
 unscheduled program is first unless the first -p says otherwise (`-p none` is the unscheduled
 program, anywhere).
 """
@@ -62,18 +62,14 @@ def pipelines_of(args: list[str]) -> list[str]:
 
 def compare(path: str, pipelines: list[str], overrides: dict | None = None,
             hierarchy: str = "sutro-tiers", energy_preset: str = "dally-2020",
-            seed: int | None = None, trace_steps: str = "auto", progress=None,
-            cost_models: bool = False) -> Comparison:
-    """Run every pipeline; the first run decides which steps all of them trace."""
-    rows: list[Row] = []
-    spec = trace_steps
-    for i, pipeline in enumerate(pipelines):
-        r = run(path, overrides, hierarchy, energy_preset, pipeline, seed, spec,
-                progress=progress(i, pipeline) if progress else None, cost_models=cost_models)
-        if i == 0 and trace_steps.strip() == "auto":
-            spec = "all" if r.all_traced else str(len(r.traced))
-        rows.append(Row(pipeline, r))
-    return Comparison(tuple(rows), spec)
+            seed: int | None = None, trace_steps: str = "all", progress=None,
+            cost_models: bool = False, brute_force: bool = False) -> Comparison:
+    """Run every pipeline, each accounting the same steps."""
+    rows = [Row(pipeline, run(path, overrides, hierarchy, energy_preset, pipeline, seed,
+                              trace_steps, progress=progress(i, pipeline) if progress else None,
+                              cost_models=cost_models, brute_force=brute_force))
+            for i, pipeline in enumerate(pipelines)]
+    return Comparison(tuple(rows), trace_steps)
 
 
 def _split(r: RunResult) -> dict:
@@ -135,9 +131,10 @@ def render_compare(c: Comparison) -> str:
             rows[-1] += [f"{m:,.1f}", "" if row is c.rows[0] else f"{100 * _change(m, m0):+.1f}%"]
     lines = [f"program    {base.program}",
              "config     " + ", ".join(f"{k}={v}" for k, v in base.config.items()),
-             f"traced     steps {step_ranges(base.traced)} of every row (--trace-steps "
-             f"{c.trace_steps}); hierarchy {base.sim.hierarchy}, energy preset "
-             f"{base.sim.energy.preset}", ""]
+             ("accounted  every step of each row's run, exactly" if base.all_traced else
+              f"sampled    steps {step_ranges(base.traced)} of every row (--trace-steps "
+              f"{c.trace_steps}): NOT EXACT, the totals are of these steps only")
+             + f"; hierarchy {base.sim.hierarchy}, energy preset {base.sim.energy.preset}", ""]
     lines.append(table(head, rows))
     approx = [row.label for row in c.rows if not row.exact]
     if approx:

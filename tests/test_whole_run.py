@@ -1,0 +1,254 @@
+"""Whole runs, accounted exactly (simulate.py, "Whole runs"): a step of a kind already simulated
+from an equal state is counted, not replayed. The oracle is brute force, which simulates every
+access of every step (`--brute-force`): every total, every per-level and per-buffer counter and
+every step's energy must be equal, on random traces and hierarchies, on random programs with
+branches, and on every program in programs/ under every preset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from randgraphs import random_graph
+from simulator.hierarchy import Hierarchy, Level, load_hierarchy
+from simulator.simulate import simulate
+from simulator.trace import Buffer, Kernel, StepPlan, Trace, make_chunk
+from sutro_ir.schedule import schedule
+from sutro_ir.tracegen import StepTrace
+from sutro_sim.cli import main
+from sutro_sim.run import run
+from test_trace_oracle import all_paths
+
+ROOT = Path(__file__).parent.parent
+
+LEVEL_WAYS = (1, 2, 4, 8, 40)          # 40: above 32, the hash kernel
+
+
+def random_hierarchy(rng: np.random.Generator, policies=("lru", "fifo")) -> Hierarchy:
+    """1-3 small levels (so that lines are evicted and written back every step), any write
+    policy, lines that never shrink towards memory."""
+    levels, line = [], int(2 ** rng.integers(2, 5))
+    for i in range(int(rng.integers(1, 4))):
+        line = line * int(2 ** rng.integers(0, 2)) if i else line
+        sets, ways = int(2 ** rng.integers(0, 4)), int(rng.choice(LEVEL_WAYS))
+        write_back = bool(rng.random() < 0.7)
+        levels.append(Level(f"L{i + 1}", sets * ways * line, line, ways,
+                            str(rng.choice(policies)), write_back,
+                            write_allocate=bool(rng.random() < 0.8)))
+    levels.append(Level("MEM", None, line, offchip="hbm"))
+    return Hierarchy("random", tuple(levels))
+
+
+def kind_columns(rng: np.random.Generator, n_buffers: int, span: int):
+    """One kind's accesses: 4-byte elements of a few buffers, reads and writes mixed."""
+    n = int(rng.integers(20, 400))
+    buf = rng.integers(0, n_buffers, n).astype(np.int32)
+    addr = buf.astype(np.int64) * span * 4 + rng.integers(0, span, n) * 4
+    return addr, np.full(n, 4, np.int32), rng.random(n) < 0.3, buf
+
+
+def kind_sequence(rng: np.random.Generator, n_kinds: int, n_steps: int) -> np.ndarray:
+    """Stretches of one kind, periodic patterns and random kinds: what control paths do."""
+    out: list[int] = []
+    while len(out) < n_steps:
+        form = rng.integers(0, 3)
+        if form == 0:
+            out += [int(rng.integers(0, n_kinds))] * int(rng.integers(1, 12))
+        elif form == 1:
+            period = list(rng.integers(0, n_kinds, int(rng.integers(2, 4))))
+            out += period * int(rng.integers(1, 5))
+        else:
+            out.append(int(rng.integers(0, n_kinds)))
+    return np.array(out[:n_steps], np.int64)
+
+
+def random_planned_trace(rng: np.random.Generator) -> Trace:
+    n_buffers, span = int(rng.integers(1, 4)), int(rng.integers(8, 200))
+    buffers = [Buffer(f"b{i}", i * span * 4, span * 4, "f32") for i in range(n_buffers)]
+    kinds = [kind_columns(rng, n_buffers, span) for _ in range(int(rng.integers(1, 4)))]
+    seq = kind_sequence(rng, len(kinds), int(rng.integers(5, 60)))
+    split = int(rng.integers(0, 2)) + 1           # a step in one or two chunks
+    chunks = []
+    for step, k in enumerate(seq):
+        addr, nbytes, is_write, buf = kinds[k]
+        for part in np.array_split(np.arange(len(addr)), split):
+            chunks.append(make_chunk(step, addr[part], nbytes[part], is_write[part], 0,
+                                     buffer=buf[part]))
+    arith = tuple({"fma.f32": int(rng.integers(0, 100))} for _ in kinds)
+    plan = StepPlan(np.arange(len(seq)), seq, np.full(len(seq), split), arith)
+    return Trace(buffers, [Kernel("k", ("k",))], len(chunks), chunks.__getitem__, plan=plan)
+
+
+def without_accounting(result) -> dict:
+    d = result.to_dict()
+    for key in ("wall_s", "accounting"):
+        d.pop(key)
+    return d
+
+
+def assert_same_as_brute_force(trace: Trace, hierarchy: Hierarchy):
+    proof = simulate(trace, hierarchy)
+    brute = simulate(trace, hierarchy, brute_force=True)
+    assert without_accounting(proof) == without_accounting(brute)
+    assert np.array_equal(proof.account.energy_fj, brute.account.energy_fj)
+    a, b = proof.account, brute.account
+    assert b.method == "brute force" and b.simulated == len(b.steps) and b.proven == 0
+    assert a.simulated + a.proven == len(a.steps)
+    return a
+
+
+# ----------------------------------------------------------------------------- simulator level
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_traces_and_hierarchies(seed):
+    rng = np.random.default_rng(seed)
+    trace, hierarchy = random_planned_trace(rng), random_hierarchy(rng)
+    a = assert_same_as_brute_force(trace, hierarchy)
+    assert a.method == "proof"
+
+
+def test_the_proof_counts_most_steps_of_a_repeating_run():
+    """One kind, 50 steps: the state after step 2 equals the state after step 1, so every later
+    step is counted, and the first and a steady step differ (a cold cache, then a warm one that
+    holds the whole buffer)."""
+    rng = np.random.default_rng(1)
+    addr, nbytes, is_write, buf = kind_columns(rng, 1, 64)
+    chunks = [make_chunk(s, addr, nbytes, is_write) for s in range(50)]
+    plan = StepPlan(np.arange(50), np.zeros(50, np.int64), np.ones(50, np.int64), ({},))
+    trace = Trace([Buffer("b0", 0, 256, "f32")], [Kernel("k", ("k",))], 50, chunks.__getitem__,
+                  plan=plan)
+    h = Hierarchy("h", (Level("L1", 512, 4, 4, "lru"), Level("MEM", None, 4, offchip="hbm")))
+    a = assert_same_as_brute_force(trace, h)
+    assert a.proven >= 47 and a.states <= 4
+    assert a.energy_fj[0] > a.energy_fj[-1] == a.energy_fj[10]
+
+
+@pytest.mark.parametrize("levels", [
+    (Level("L1", 40 * 4, 4, 40, "lru"),),                               # the hash kernel
+    (Level("L1", 32, 4, 4, "fifo"),),                                   # the fused kernel
+    (Level("L1", 32, 4, 4, "lru"), Level("L2", 40 * 8, 8, 40, "lru")),  # scan, then hash
+], ids=["hash", "fused", "scan"])
+def test_dirty_lines_are_part_of_the_state(levels):
+    """Reading and writing the same lines in the same order leaves them in the same order,
+    clean or dirty. Which one decides whether the next step that evicts them writes them back:
+    read, evict, write, evict must cost two writebacks of every line less than brute force
+    says if dirty bits were left out of the state. Likewise the buffer a writeback is charged
+    to."""
+    n = 64
+    lines = np.arange(n, dtype=np.int64) * 4
+    kinds = {"read": (lines, False, 0), "write": (lines, True, 0),
+             "evict": (lines + 4 * n, False, 0), "write as b1": (lines, True, 1)}
+    order = ["read", "evict", "write", "evict", "read", "evict", "write", "evict", "evict",
+             "write as b1", "evict", "write", "evict"]
+    names = list(kinds)
+    chunks = [make_chunk(s, kinds[k][0], 4, kinds[k][1], 0, buffer=kinds[k][2])
+              for s, k in enumerate(order)]
+    plan = StepPlan(np.arange(len(order)), np.array([names.index(k) for k in order]),
+                    np.ones(len(order), np.int64), ({},) * len(kinds))
+    # b1 shares b0's addresses (as a liveness layout's buffers do): a writeback is charged to
+    # the buffer that dirtied the line, which is part of the state too
+    trace = Trace([Buffer("b0", 0, 8 * n, "f32"), Buffer("b1", 0, 4 * n, "f32")],
+                  [Kernel("k", ("k",))], len(chunks), chunks.__getitem__, plan=plan)
+    h = Hierarchy("h", levels + (Level("MEM", None, levels[-1].line_bytes, offchip="hbm"),))
+    a = assert_same_as_brute_force(trace, h)
+    assert a.proven > 0 and simulate(trace, h).levels[0].writebacks > 0
+
+
+def test_random_and_opt_levels_are_replayed_not_proved():
+    rng = np.random.default_rng(7)
+    trace = random_planned_trace(rng)
+    for policy in ("random", "opt"):
+        h = Hierarchy("h", (Level("L1", 128, 4, 4, policy), Level("MEM", None, 4, offchip="hbm")))
+        a = assert_same_as_brute_force(trace, h)
+        assert a.method == "replay" and a.proven == 0
+
+
+def test_a_plan_that_lies_is_caught_by_brute_force_only():
+    """The proof trusts the plan: two steps of one kind must make the same accesses. A plan
+    that calls different steps one kind gives a different answer, which brute force shows."""
+    rng = np.random.default_rng(3)
+    cols = [kind_columns(rng, 1, 64) for _ in range(2)]
+    which = rng.integers(0, 2, 20)          # no period for the states to follow
+    chunks = [make_chunk(s, *cols[which[s]][:3]) for s in range(20)]
+    plan = StepPlan(np.arange(20), np.zeros(20, np.int64), np.ones(20, np.int64), ({},))
+    trace = Trace([Buffer("b0", 0, 256, "f32")], [Kernel("k", ("k",))], 20, chunks.__getitem__,
+                  plan=plan)
+    h = Hierarchy("h", (Level("L1", 64, 4, 2, "lru"), Level("MEM", None, 4, offchip="hbm")))
+    assert without_accounting(simulate(trace, h)) != \
+        without_accounting(simulate(trace, h, brute_force=True))
+
+
+# ----------------------------------------------------------------------------- random programs
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_graphs_with_branches_on_random_paths(seed):
+    """A random step (with ifs and run-time indices) whose steps take its control paths in a
+    random order, as data-dependent branches do."""
+    rng = np.random.default_rng(seed)
+    sched = schedule(random_graph(seed))
+    paths = all_paths(sched)
+    inputs = [n.name for n in sched.graph.nodes if n.op == "input"]
+    params = [n.name for n in sched.graph.nodes if n.op == "param"]
+    step_trace = StepTrace(sched, inputs[0], inputs[-1], params, paths)
+    path_of = kind_sequence(rng, len(paths), 40)
+    trace = step_trace.trace(list(range(40)), {}, path_of=lambda s: int(path_of[s]))
+    for hierarchy in (load_hierarchy("sutro-tiers"), random_hierarchy(rng)):
+        assert_same_as_brute_force(trace, hierarchy)
+
+
+# ----------------------------------------------------------------------------- every program
+
+SMALL = {
+    "mlp4_backprop.sir": {"hidden": "16", "epochs": "2", "n_train": "40"},
+    "mlp_autodiff.sir": {"hidden": "32", "epochs": "2", "n_train": "40"},
+    "mlp_backprop.sir": {"hidden": "32", "epochs": "3", "n_train": "40"},
+    "mlp_backprop_always.sir": {"hidden": "32", "epochs": "2", "n_train": "40"},
+    "parity3.sir": {"hidden": "8", "epochs": "4"},
+    "sparse_parity.sir": {"hidden": "16", "epochs": "2"},
+    "sparse_parity_fourier.sir": {"n_samples": "20"},
+    "sparse_parity_gf2.sir": {},
+    "sparse_parity_local.sir": {"hidden": "32", "epochs": "2", "n_train": "40"},
+    "xor.sir": {"epochs": "4"},
+}
+FIFO = ROOT / "tests/data/whole-run-fifo.toml"
+
+
+def test_every_program_is_listed():
+    assert set(SMALL) == {p.name for p in (ROOT / "programs").glob("*.sir")}
+
+
+@pytest.mark.parametrize("hierarchy", ["sutro-tiers", "cpu-like", "h100-like", str(FIFO)])
+@pytest.mark.parametrize("program", sorted(SMALL))
+def test_every_program_proof_equals_brute_force(program, hierarchy):
+    path = str(ROOT / "programs" / program)
+    proof = run(path, SMALL[program], hierarchy=hierarchy)
+    brute = run(path, SMALL[program], hierarchy=hierarchy, brute_force=True)
+    p, b = proof.to_dict(), brute.to_dict()
+    for d in (p, b):
+        for key in ("wall_s", "profile_s", "accounting"):
+            d.pop(key)
+    assert p == b
+    assert proof.all_traced and proof.account.simulated + proof.account.proven == proof.train.steps
+    if proof.train.steps > 20:
+        assert proof.account.proven > proof.train.steps // 2
+
+
+def test_a_data_dependent_branch_is_accounted_exactly(capsys):
+    """The main job's early exit: steps that learn and steps that skip the backward pass, in
+    the order the data decides. Proof and brute force agree on every number they print."""
+    path = str(ROOT / "programs/mlp_backprop.sir")
+    argv = ["run", path, "--json", "--set", "hidden=32", "epochs=3", "n_train=40"]
+    outs = []
+    for extra in ([], ["--brute-force"]):
+        assert main(argv + extra) == 0
+        outs.append(json.loads(capsys.readouterr().out))
+    proof, brute = outs
+    assert len(proof["traced"]["paths"]) == 2
+    assert proof["accounting"]["proven"] > 0 and brute["accounting"]["proven"] == 0
+    for d in outs:
+        for key in ("wall_s", "profile_s", "accounting"):
+            d.pop(key)
+    assert proof == brute
