@@ -1,6 +1,7 @@
 """Errors in a .sir program: `file:line:col: error: message`, the source line and a caret.
 
 SirError is a SimError, so the command line treats every user mistake the same way (exit 2).
+TrainingDiverged is not a mistake in the program but a failed training (exit 3).
 """
 
 from __future__ import annotations
@@ -38,3 +39,18 @@ class SirError(SimError):
         if not self.loc or not self.loc.text:
             return head
         return f"{head}\n    {self.loc.text}\n    {' ' * (self.loc.col - 1)}^"
+
+
+class TrainingDiverged(SirError):
+    """A valid program whose training made a value NaN, or a parameter infinite. `loc` is the
+    line that computed it (or the parameter's declaration, when its initializer did)."""
+
+    def __init__(self, step: int, value: str, became: str, loc: Loc | None):
+        what = "the value computed here" if value.startswith("%") else f"'{value}'"
+        super().__init__(f"training diverged at step {step:,}: {what} became {became} "
+                         "(lower the learning rate, or check this line)", loc)
+        self.step, self.value, self.became = step, value, became
+
+    def to_dict(self) -> dict:
+        return {"step": self.step, "value": self.value, "became": self.became,
+                "where": self.where, "message": self.message}

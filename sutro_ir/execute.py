@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import datasets
-from .errors import SirError
+from .errors import SirError, TrainingDiverged
 from .graph import REGION_OPS, Graph, Node, compute_dtype, dynamic_operands
 from .ops import DTYPES, OPS, RANDOM_OPS, RunError
 from .program import Program
@@ -67,9 +67,11 @@ class Step:
     program order, each if's choice (1 then, 0 else) and each run-time index: the control
     path that the step's trace depends on (tracegen.py)."""
 
-    def __init__(self, graph: Graph, arrays: dict[str, np.ndarray], kernels):
+    def __init__(self, graph: Graph, arrays: dict[str, np.ndarray], kernels,
+                 checked: frozenset | None = None):
         self.graph = graph
         self.arrays = arrays
+        self.checked = checked    # parameters, when every node's value is checked (divergence)
         for n in graph.all_nodes:
             if n.op not in REGION_OPS and n.buffer not in arrays:
                 arrays[n.buffer] = np.zeros(n.shape, DTYPES[n.dtype])
@@ -91,7 +93,24 @@ class Step:
                 calls += [self._guarded(n, self._random(n) if n.op in RANDOM_OPS
                                         else _closure(n, self.graph, self.arrays))
                           for n in k.nodes]
+                if self.checked is not None:
+                    calls[-len(k.nodes):] = [self._finite(n, c) for n, c in
+                                             zip(k.nodes, calls[-len(k.nodes):])]
         return calls
+
+    def _finite(self, n: Node, call: Callable[[], None]) -> Callable[[], None]:
+        """`call`, then a check that its value is not NaN (nor infinite, for a parameter)."""
+        out = self.arrays[n.buffer]
+        if out.dtype.kind != "f":
+            return call
+        is_param = n.buffer in self.checked
+
+        def run() -> None:
+            call()
+            what = nonfinite(out, is_param)
+            if what:
+                raise NodeError(n, what)
+        return run
 
     def _random(self, n: Node) -> Callable[[], None]:
         """A fresh draw each time, from a generator keyed by (the run's seed, the stream, the
@@ -144,6 +163,16 @@ class Step:
             call()
 
 
+def nonfinite(a: np.ndarray, infinite_too: bool) -> str:
+    """'NaN' or 'infinite' if the array holds one (infinities only when asked: a -inf mask
+    value is deliberate), else ''."""
+    if a.dtype.kind != "f":
+        return ""
+    if np.isnan(a).any():
+        return "NaN"
+    return "infinite" if infinite_too and np.isinf(a).any() else ""
+
+
 class NodeError(Exception):
     """A RunError with the node that raised it."""
 
@@ -172,10 +201,18 @@ def _closure(n: Node, graph: Graph, arrays) -> Callable[[], None]:
 
 
 class Executor:
-    def __init__(self, program: Program, train_schedule: Schedule, eval_kernels, seed: int):
+    """Trains a program for real. A NaN in any value, or an infinite parameter, at the end of
+    an epoch stops the training (TrainingDiverged): the run is then replayed from the start
+    with every node's value checked, to name the step and the line that made it."""
+
+    def __init__(self, program: Program, train_schedule: Schedule, eval_kernels, seed: int,
+                 checked: bool = False):
         self.program = program
+        self.schedules = (train_schedule, eval_kernels, seed)
         self.arrays: dict[str, np.ndarray] = init_params(program, seed)
-        self.train_step = Step(program.train.graph, self.arrays, train_schedule.kernels)
+        self.params = frozenset(p.name for p in program.params)
+        self.train_step = Step(program.train.graph, self.arrays, train_schedule.kernels,
+                               self.params if checked else None)
         self.eval_arrays = {p.name: self.arrays[p.name] for p in program.params}
         self.eval_step = Step(program.eval.graph, self.eval_arrays, eval_kernels)
         self.train_step.seed = self.eval_step.seed = seed
@@ -225,6 +262,7 @@ class Executor:
         step_paths: list[int] | None = [] if run.decides else None
         counters = [(self.arrays[c], c) for c in ("step", "epoch")
                     if c in loop.graph.by_name and loop.graph[c].op == "input"]
+        self._check_init()
         for epoch in range(loop.epochs):
             for i in starts:
                 np.copyto(x, xs[i] if loop.batch is None else xs[i:i + b])
@@ -235,6 +273,9 @@ class Executor:
                 try:
                     run()
                 except NodeError as e:
+                    if run.checked is not None and str(e) in ("NaN", "infinite"):
+                        raise TrainingDiverged(step, e.node.buffer, str(e), e.node.loc) \
+                            from None
                     raise SirError(f"step {step}: {e}", e.node.loc) from None
                 if step_paths is not None:
                     step_paths.append(paths.setdefault(tuple(path), len(paths)))
@@ -242,6 +283,7 @@ class Executor:
                 step += 1
             if progress:
                 progress(epoch + 1, loop.epochs)
+            self._check(step)
             if loop.until is not None:
                 env = {"epoch": epoch + 1, "step": step}
                 if "train_accuracy" in loop.until.names:
@@ -257,6 +299,27 @@ class Executor:
                            time.perf_counter() - t0, tuple(paths) or ((),),
                            None if step_paths is None else np.array(step_paths, np.int32),
                            len(starts))
+
+    def _check_init(self) -> None:
+        for p in self.program.params:
+            what = nonfinite(self.arrays[p.name], True)
+            if what:
+                raise TrainingDiverged(0, p.name, what + " at initialization", p.loc)
+
+    def _check(self, step: int) -> None:
+        """At an epoch's end: a NaN in any value, or an infinite parameter, stops the run. The
+        replay with checked nodes names the step and line (it raises); if the value was not
+        made by a node, the end of this epoch is named."""
+        bad = [(name, what) for name, a in self.arrays.items()
+               if (what := nonfinite(a, name in self.params))]
+        if not bad:
+            return
+        if self.train_step.checked is None:
+            train_schedule, eval_kernels, seed = self.schedules
+            with np.errstate(all="ignore"):
+                Executor(self.program, train_schedule, eval_kernels, seed, checked=True)._train(None)
+        name, what = bad[0]
+        raise TrainingDiverged(step - 1, name, what, None)
 
     @property
     def steps_per_epoch(self) -> int:

@@ -12,10 +12,12 @@ import sys
 
 from simulator import energy as energy_mod
 from simulator.errors import SimError
+from sutro_ir.errors import TrainingDiverged
 from simulator.hierarchy import list_presets, load_hierarchy
 from simulator.report import size, table
 
 EXIT_USER_ERROR = 2
+EXIT_DIVERGED = 3     # a valid program whose training made a NaN (or an infinite parameter)
 
 
 def entry() -> None:
@@ -37,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except TrainingDiverged as e:   # the program is valid; its training failed
+        if getattr(args, "json", False):
+            print(json.dumps({"program": getattr(args, "program", None),
+                              "diverged": e.to_dict()}, indent=1))
+        print(str(e), file=sys.stderr)
+        return EXIT_DIVERGED
     except SimError as e:
         print(str(e), file=sys.stderr)
         return EXIT_USER_ERROR

@@ -162,3 +162,36 @@ def test_the_main_jobs_two_paths_as_the_machine_model_page_gives_them():
     assert ("makes 339,043 accesses when it learns (its margin is under 1: the if's block runs) "
             "and 48,031 when it exits early") in doc and "of the main job's 7,000 steps, 1,941 " \
         "learn" in doc
+
+
+def test_a_diverging_run_exits_3_naming_the_step_and_line(capsys):
+    """The program is valid, its training failed: exit 3, not 2, and the step and line where the
+    first NaN was made (found by replaying the run with every value checked)."""
+    path = str(ROOT / "programs/mlp4_backprop.sir")
+    code, out, err = run_cli(capsys, "run", path, "--set", "lr=100")
+    assert code == 3 and out == "" and "Traceback" not in err
+    assert err.startswith(f"{path}:22:11: error: training diverged at step 8: the value computed "
+                          "here became NaN")
+    assert "a3 = W3 @ h2 + b3" in err
+    code, out, err = run_cli(capsys, "run", path, "--set", "lr=100", "--json")
+    d = json.loads(out)
+    assert code == 3 and d["diverged"]["step"] == 8 and d["diverged"]["became"] == "NaN"
+    assert d["diverged"]["where"] == f"{path}:22:11"
+
+
+def test_an_infinite_parameter_is_named(capsys):
+    path = str(ROOT / "programs/parity3.sir")
+    code, out, err = run_cli(capsys, "run", path, "--set", "lr=1e30")
+    assert code == 3 and f"{path}:20:3: error: training diverged at step 2: 'W1' became " \
+                         "infinite" in err
+
+
+def test_a_deliberate_infinity_in_a_value_is_not_divergence(capsys, tmp_path):
+    """-inf is a mask value (a causal mask before a softmax): only NaNs and infinite parameters
+    stop a run."""
+    text = (ROOT / "programs/xor.sir").read_text().replace(
+        "  out = h @ w2 + b2", "  mask = log(h * 0.0)\n  out = h @ w2 + b2")
+    assert "mask" in text
+    (tmp_path / "m.sir").write_text(text)
+    code, out, err = run_cli(capsys, "run", str(tmp_path / "m.sir"), "--json")
+    assert code == 0, err
