@@ -252,3 +252,24 @@ def test_a_data_dependent_branch_is_accounted_exactly(capsys):
         for key in ("wall_s", "profile_s", "accounting"):
             d.pop(key)
     assert proof == brute
+
+
+def test_the_main_job_counts_all_but_7_of_its_steps():
+    """docs/simulator.md: the main job meets 4 states, simulates 7 steps and counts 6,993."""
+    r = run(str(ROOT / "programs/mlp_backprop.sir"))
+    a = r.account
+    assert (r.train.steps, a.simulated, a.proven, a.states) == (7000, 7, 6993, 4)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"n_bits": "3", "hidden": "1000", "lr": "0.5"},        # the seed's 3-bit setup
+    {"epochs": "1", "n_train": "50"},                       # 50 steps at 20 bits
+], ids=["3-bit", "20-bit-50-steps"])
+def test_the_main_job_at_the_issues_sizes_equals_brute_force(overrides):
+    path = str(ROOT / "programs/mlp_backprop.sir")
+    proof, brute = (run(path, overrides, brute_force=b) for b in (False, True))
+    p, b = proof.to_dict(), brute.to_dict()
+    for d in (p, b):
+        for key in ("wall_s", "profile_s", "accounting"):
+            d.pop(key)
+    assert p == b and proof.account.proven > 0
