@@ -364,6 +364,7 @@ class StepAccount:
     proven: int              # steps counted from an equal state and kind
     states: int              # distinct states compared (0 without proof)
     method: str              # "proof", "brute force" or "replay" (a random or OPT level)
+    phase: np.ndarray        # per step: the plan's phase (zeros when it gives none)
 
     @property
     def steady(self) -> StepOutcome:
@@ -390,8 +391,9 @@ def _account(plan, outcomes, outcome_of, level_energy, preset, proof: _Proof) ->
                                 level_fj + float(arith[o.kind] if plan.arith else 0.0)))
     simulated = len(outcomes)
     energy = np.array([r.energy_fj for r in rows])[outcome_of] if rows else np.zeros(0)
+    phase = plan.phase if plan.phase is not None else np.zeros(len(plan.steps), np.int64)
     return StepAccount(plan.steps, plan.kinds, outcome_of, energy, tuple(rows), simulated,
-                       len(plan.steps) - simulated, len(proof.snapshots), proof.reason)
+                       len(plan.steps) - simulated, len(proof.snapshots), proof.reason, phase)
 
 
 def traffic(levels: tuple[LevelStats, ...]) -> list[dict]:

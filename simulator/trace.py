@@ -162,12 +162,15 @@ class StepPlan:
 
     Step i is `steps[i]`, made of the next `chunks[i]` chunks of the trace. Two steps of one
     kind make the same accesses in the same order (a training run's steps on one control path);
-    `arith[k]` is what one step of kind k computes ({operation: count})."""
+    `arith[k]` is what one step of kind k computes ({operation: count}). `phase[i]`, when given,
+    is what the producer calls step i (sutro-sim: 0 a training step, 1 an example evaluated by
+    an `until` check, 2 an example of the final test); the simulator only carries it."""
 
     steps: np.ndarray
     kinds: np.ndarray
     chunks: np.ndarray
     arith: tuple = ()
+    phase: np.ndarray | None = None
 
     def __post_init__(self):
         if not (len(self.steps) == len(self.kinds) == len(self.chunks)):

@@ -38,9 +38,22 @@ class TrainResult:
     paths: tuple = ((),)        # the distinct control paths of the steps (Step.path)
     step_paths: np.ndarray | None = None   # each step's row of `paths` (None: all path 0)
     steps_per_epoch: int = 0
+    evaluations: tuple = ()     # Evaluation: the passes over a dataset that the algorithm made
+    eval_paths: tuple = ((),)   # the distinct control paths of the evaluated examples
 
     def path_of(self, step: int) -> int:
         return 0 if self.step_paths is None else int(self.step_paths[step])
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One pass of the eval step over a dataset, after training step `after` (-1: before any):
+    an `until` check (purpose "until") or the final test ("test", the inference cost).
+    `example_paths[i]`: example i's row of TrainResult.eval_paths."""
+    after: int
+    dataset: str
+    purpose: str
+    example_paths: np.ndarray
 
 
 def init_params(program: Program, seed: int) -> dict[str, np.ndarray]:
@@ -218,18 +231,25 @@ class Executor:
         self.train_step.seed = self.eval_step.seed = seed
         self.eval_step.tick[0] = 1
         self.data = datasets.generate(program.data)
+        self.evaluations: list[Evaluation] = []
+        self.eval_path_ids: dict[tuple, int] = {}
 
     def split(self, name: str):
         train, test = self.program.data.names
         xtr, ytr, xte, yte = self.data
         return (xtr, ytr) if name == train else (xte, yte)
 
-    def accuracy(self, dataset: str) -> float:
+    def accuracy(self, dataset: str, purpose: str | None = None, after: int = -1) -> float:
+        """The fraction of `dataset` predicted right. With a `purpose`, the pass is one the
+        algorithm makes (an `until` check, the final test): each example's control path is
+        kept, for the trace (Evaluation)."""
         loop = self.program.eval
         xs, ys = self.split(dataset)
         x, y = self.eval_arrays[loop.x], self.eval_arrays[loop.y]
         pred = self.eval_arrays[self.program.eval.graph[loop.graph.outputs[0]].buffer]
         hits = 0
+        paths = np.zeros(len(xs), np.int32)
+        path = self.eval_step.path
         for i in range(len(xs)):
             np.copyto(x, xs[i])
             np.copyto(y, ys[i])
@@ -239,8 +259,12 @@ class Executor:
             except NodeError as e:
                 raise SirError(f"evaluating example {i} of '{dataset}': {e}", e.node.loc) \
                     from None
-            self.eval_step.path.clear()
+            if path:
+                paths[i] = self.eval_path_ids.setdefault(tuple(path), len(self.eval_path_ids))
+                path.clear()
             hits += bool(np.all(pred == y))
+        if purpose is not None:
+            self.evaluations.append(Evaluation(after, dataset, purpose, paths))
         return hits / len(xs)
 
     def train(self, progress: Callable[[int, int], None] | None = None) -> TrainResult:
@@ -287,18 +311,19 @@ class Executor:
             if loop.until is not None:
                 env = {"epoch": epoch + 1, "step": step}
                 if "train_accuracy" in loop.until.names:
-                    history.append(self.accuracy(loop.dataset))
+                    history.append(self.accuracy(loop.dataset, "until", step - 1))
                     env["train_accuracy"] = history[-1]
                 if "test_accuracy" in loop.until.names:
-                    env["test_accuracy"] = self.accuracy(self.program.eval.dataset)
+                    env["test_accuracy"] = self.accuracy(self.program.eval.dataset, "until",
+                                                         step - 1)
                 if loop.until.holds(env):
                     break
         train_acc = history[-1] if history else self.accuracy(loop.dataset)
-        test_acc = self.accuracy(self.program.eval.dataset)
+        test_acc = self.accuracy(self.program.eval.dataset, "test", step - 1)
         return TrainResult(step, epoch + 1, train_acc, test_acc, tuple(history),
                            time.perf_counter() - t0, tuple(paths) or ((),),
                            None if step_paths is None else np.array(step_paths, np.int32),
-                           len(starts))
+                           len(starts), tuple(self.evaluations), tuple(self.eval_path_ids) or ((),))
 
     def _check_init(self) -> None:
         for p in self.program.params:

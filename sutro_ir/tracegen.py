@@ -424,41 +424,78 @@ class StepTrace:
                 for i, a in enumerate(self.arith, start=2)]
 
     def trace(self, steps: list[int], meta: dict, chunk: int = CHUNK_ACCESSES,
-              path_of=lambda s: 0) -> Trace:
+              path_of=lambda s: 0, evaluations=(), eval_trace: "StepTrace | None" = None
+              ) -> Trace:
         """The trace of the given steps (ascending), chunks made on demand; `path_of(step)`:
-        the step's row of `paths`."""
+        the step's row of `paths`. `evaluations` (execute.Evaluation, in the order they ran)
+        follow the training step each came after, one plan row per example, with the columns
+        of `eval_trace` (the eval loop's StepTrace): its parameters and example are the
+        training step's buffers (the two schedules place them alike); its other values get
+        buffers of their own, named `eval.NAME`."""
         buffers = [Buffer(b.name, b.base, b.nbytes, b.dtype, b.role) for b in self.sched.buffers]
-        runs: Counter = Counter()
-        per_path = Counter(path_of(s) for s in steps)
-        for p, n in per_path.items():
-            for kid, c in self._count(p)[1].items():
-                runs[kid] += c * n
         kernels = [TraceKernel("init", ("init",), "parameter initialization"),
                    TraceKernel("load", ("load",), "the example written into x and y")]
-        for kid, (k, arith) in enumerate(zip(self.flat, self.arith), start=2):
-            node = k.nodes[-1]
-            kernels.append(TraceKernel(k.name, tuple(m.op for m in k.nodes),
-                                       str(node.loc) if node.loc.line else "",
-                                       {key: v * runs[kid] for key, v in arith.items()}))
-        pieces, kinds, sizes, kind_of = [], [], [], {}
+        kernels += self._kernel_table(Counter(path_of(s) for s in steps))
+        remap = None
+        if eval_trace is not None and evaluations:
+            remap = _EvalColumns(eval_trace, buffers, len(kernels) - 1)
+            kernels.append(TraceKernel("eval.load", ("load",), "an evaluated example written"))
+            kernels += eval_trace._kernel_table(Counter(
+                int(p) for e in evaluations for p in e.example_paths), prefix="eval.")
+        after: dict[int, list] = {}
+        for e in evaluations:
+            after.setdefault(e.after, []).append(e)
+        pieces, rows, kind_of, arith = [], [], {}, []
+        phase_of = {"until": 1, "test": 2}
+
+        def add(key, step, phase, n, cols):
+            if key not in kind_of:
+                kind_of[key] = len(kind_of)
+                arith.append(self.path_arith(key[1]) if key[0] == "train"
+                             else eval_trace.path_arith(key[1]))
+            parts = [(cols, step, lo) for lo in range(0, n, chunk)]
+            pieces.extend(parts)
+            rows.append((step, kind_of[key], len(parts), phase))
+
+        for e in after.get(-1, ()) if remap else ():
+            self._add_evaluation(add, e, 0, phase_of, remap)
         for s in steps:
             p = path_of(s)
-            n = self.accesses(p) + (len(self.init["addr"]) if s == 0 else 0)
-            parts = [(s, p, lo) for lo in range(0, n, chunk)]
-            pieces += parts
-            kinds.append(kind_of.setdefault((p, s == 0), len(kind_of)))
-            sizes.append(len(parts))
-        arith = tuple(self.path_arith(p) for p, _ in kind_of)
-        plan = StepPlan(np.asarray(steps, np.int64), np.asarray(kinds, np.int64),
-                        np.asarray(sizes, np.int64), arith)
+            add(("train", p, s == 0), s, 0,
+                self.accesses(p) + (len(self.init["addr"]) if s == 0 else 0),
+                functools.partial(self.columns, p, s == 0))
+            for e in after.get(s, ()) if remap else ():
+                self._add_evaluation(add, e, s, phase_of, remap)
+        cols = np.array(rows, np.int64).reshape(-1, 4)
+        plan = StepPlan(cols[:, 0], cols[:, 1], cols[:, 2], tuple(arith), cols[:, 3])
 
         def get(i: int) -> Chunk:
-            s, p, lo = pieces[i]
-            cols = self.columns(p, s == 0)
-            part = {k: v[lo:lo + chunk] for k, v in cols.items()}
+            columns, s, lo = pieces[i]
+            part = {k: v[lo:lo + chunk] for k, v in columns().items()}
             return Chunk(s, part["addr"], part["nbytes"], part["is_write"], part["kernel"],
                          None, part["buffer"])
         return Trace(buffers, kernels, len(pieces), get, meta, where="run", plan=plan)
+
+    @staticmethod
+    def _add_evaluation(add, e, step: int, phase_of: dict, remap) -> None:
+        for p in e.example_paths.tolist():
+            add(("eval", p), step, phase_of[e.purpose], remap.st.accesses(p),
+                functools.partial(remap.columns, p))
+
+    def _kernel_table(self, per_path: Counter, prefix: str = "") -> list:
+        """The kernel table's rows for this schedule's kernels, each with the arithmetic of
+        the steps that ran it (`per_path[p]`: how many steps took path p)."""
+        runs: Counter = Counter()
+        for p, n in per_path.items():
+            for kid, c in self._count(p)[1].items():
+                runs[kid] += c * n
+        out = []
+        for kid, (k, arith) in enumerate(zip(self.flat, self.arith), start=2):
+            node = k.nodes[-1]
+            out.append(TraceKernel(prefix + k.name, tuple(m.op for m in k.nodes),
+                                   str(node.loc) if node.loc.line else "",
+                                   {key: v * runs[kid] for key, v in arith.items()}))
+        return out
 
     def path_arith(self, p: int) -> dict:
         """{operation: count} of one step on path p."""
@@ -467,6 +504,34 @@ class StepTrace:
             for key, v in self.arith[kid - 2].items():
                 total[key] += c * v
         return dict(total)
+
+
+class _EvalColumns:
+    """The eval loop's columns in the joint trace: buffer rows and kernel ids renumbered. The
+    eval schedule's buffers that the training step has too (same name, place and size: the
+    parameters and the example) keep their rows; the others are added, as `eval.NAME`."""
+
+    def __init__(self, st: StepTrace, buffers: list, kernel_offset: int):
+        self.st = st
+        known = {(b.name, b.base, b.nbytes): i for i, b in enumerate(buffers)}
+        rows = []
+        for b in st.sched.buffers:
+            key = (b.name, b.base, b.nbytes)
+            if key not in known:
+                known[key] = len(buffers)
+                buffers.append(Buffer("eval." + b.name, b.base, b.nbytes, b.dtype, b.role))
+            rows.append(known[key])
+        self.rows = np.array(rows, np.int32)
+        self.offset = kernel_offset
+        self._cache: dict[int, dict] = {}
+
+    def columns(self, p: int) -> dict:
+        if p not in self._cache:
+            cols = dict(self.st.columns(p))
+            cols["buffer"] = self.rows[cols["buffer"]]
+            cols["kernel"] = (cols["kernel"] + self.offset).astype(np.int32)
+            self._cache[p] = cols
+        return self._cache[p]
 
 
 def _concat(parts: list[dict]) -> dict:

@@ -125,6 +125,9 @@ def _job_options(r) -> None:
     r.add_argument("--trace-steps", default="all", metavar="SPEC",
                    help="which training steps to account: all (default: every step, exactly), "
                    "or a sample: N (the first N) or every:K (labelled as not exact)")
+    r.add_argument("--no-eval", dest="evaluate", action="store_false",
+                   help="leave the evaluations (the until checks, the final test) out of the "
+                   "trace: the cost of the training steps alone (accuracy is still measured)")
     r.add_argument("--brute-force", action="store_true",
                    help="simulate every access of every step, instead of counting a step that "
                    "repeats an earlier one from an equal state (same totals, slower: a check)")
@@ -175,7 +178,8 @@ def cmd_run(args) -> int:
     try:
         result = run(args.program, overrides, args.hierarchy, args.energy, args.passes,
                      args.seed, args.trace_steps, progress=sim_bar, train_progress=train_bar,
-                     cost_models=args.cost_models, brute_force=args.brute_force)
+                     cost_models=args.cost_models, brute_force=args.brute_force,
+                     evaluate=args.evaluate)
     finally:
         train_bar.close()
         sim_bar.close()
@@ -238,7 +242,8 @@ def cmd_compare(args) -> int:
     try:
         result = compare(args.program, pipelines, overrides, args.hierarchy, args.energy,
                          args.seed, args.trace_steps, progress=progress,
-                         cost_models=args.cost_models, brute_force=args.brute_force)
+                         cost_models=args.cost_models, brute_force=args.brute_force,
+                     evaluate=args.evaluate)
     finally:
         for bar in bars:
             bar.close()

@@ -63,11 +63,13 @@ def pipelines_of(args: list[str]) -> list[str]:
 def compare(path: str, pipelines: list[str], overrides: dict | None = None,
             hierarchy: str = "sutro-tiers", energy_preset: str = "dally-2020",
             seed: int | None = None, trace_steps: str = "all", progress=None,
-            cost_models: bool = False, brute_force: bool = False) -> Comparison:
+            cost_models: bool = False, brute_force: bool = False, evaluate: bool = True
+            ) -> Comparison:
     """Run every pipeline, each accounting the same steps."""
     rows = [Row(pipeline, run(path, overrides, hierarchy, energy_preset, pipeline, seed,
                               trace_steps, progress=progress(i, pipeline) if progress else None,
-                              cost_models=cost_models, brute_force=brute_force))
+                              cost_models=cost_models, brute_force=brute_force,
+                              evaluate=evaluate))
             for i, pipeline in enumerate(pipelines)]
     return Comparison(tuple(rows), trace_steps)
 

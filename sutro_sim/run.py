@@ -53,18 +53,40 @@ class RunResult:
         """How each traced step was accounted (simulator.simulate.StepAccount)."""
         return self.sim.account
 
+    def _phase_energy(self, phase: int) -> np.ndarray:
+        return self.account.energy_fj[self.account.phase == phase]
+
     @property
     def energy_per_epoch_fj(self) -> list[float]:
-        """Energy of each epoch's steps (all traced only), the first with the initialization."""
-        if not self.all_traced or not self.train.steps_per_epoch:
-            return []
-        e = self.account.energy_fj
+        """The learning energy of each epoch (its steps and its `until` check; the first with
+        the initialization). Every step accounted only."""
         spe = self.train.steps_per_epoch
-        return [float(e[i:i + spe].sum()) for i in range(0, len(e), spe)]
+        if not self.all_traced or not spe:
+            return []
+        learning = self.account.phase < 2
+        epoch = self.account.steps[learning] // spe
+        return np.bincount(epoch, self.account.energy_fj[learning],
+                           minlength=self.train.epochs).tolist()
+
+    @property
+    def costs(self) -> dict:
+        """Learning (training steps and `until` checks), inference (the final test) and the
+        whole run's total, in fJ; every step accounted only."""
+        if not self.all_traced:
+            return {}
+        steps, checks, test = (float(self._phase_energy(p).sum()) for p in (0, 1, 2))
+        n_test = int((self.account.phase == 2).sum())
+        return {"learning_fj": steps + checks, "training_steps_fj": steps,
+                "until_checks_fj": checks, "inference_fj": test, "test_examples": n_test,
+                "inference_per_example_fj": test / n_test if n_test else None,
+                "total_fj": self.sim.energy.total}
 
     @property
     def accesses_whole_run(self) -> int:
-        """Every access of every step, init included, counted from the paths."""
+        """Every access of every step, init included, counted from the paths; with every step
+        accounted, the evaluations traced too."""
+        if self.all_traced:
+            return self.sim.reuse.reads + self.sim.reuse.writes
         return sum(n * a for n, a in self.paths) + self.init_accesses
 
     @property
@@ -86,11 +108,12 @@ class RunResult:
                   "extrapolated_total_energy_fj": self.energy_per_step_fj * self.train.steps}
         if self.all_traced:
             traced["energy_per_epoch_fj"] = self.energy_per_epoch_fj
+            traced["evaluations_traced"] = bool((self.account.phase > 0).any())
         return {"program": self.program, "config": self.config, "passes": list(self.passes),
                 "pass_notes": list(self.pass_notes),
                 "accuracy": {"train": self.train.train_accuracy, "test": self.train.test_accuracy},
                 "steps": self.train.steps, "epochs": self.train.epochs, "wall_s": self.wall_s,
-                "traced": traced, **d, "profile_s": dict(self.profile),
+                "traced": traced, "costs": self.costs, **d, "profile_s": dict(self.profile),
                 **({"memtracker": self.memtracker} if self.memtracker else {})}
 
 
@@ -135,7 +158,11 @@ def _positive(text: str, spec: str) -> int:
 def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers",
         energy_preset: str = "dally-2020", passes: str = "", seed: int | None = None,
         trace_steps: str = "all", progress=None, train_progress=None,
-        cost_models: bool = False, brute_force: bool = False) -> RunResult:
+        cost_models: bool = False, brute_force: bool = False, evaluate: bool = True
+        ) -> RunResult:
+    """Compile, train for real, trace every step (or the sample `trace_steps` picks) and, with
+    `evaluate`, the evaluations the algorithm makes (its `until` checks and the final test),
+    simulate and report."""
     t0 = time.perf_counter()
     prof = {}
     hier = load_hierarchy(hierarchy)
@@ -166,7 +193,11 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
     paths = tuple((int(n), step_trace.accesses(p)) for p, n in enumerate(per_path))
     steps = select_steps(trace_steps, trained.steps)
     cm_steps = _cost_model_steps(steps, step_trace) if cost_models else []
-    trace = step_trace.trace(steps, {"program": path}, path_of=trained.path_of)
+    evaluations = trained.evaluations if evaluate and len(steps) == trained.steps else ()
+    eval_trace = StepTrace(eval_sched, program.eval.x, program.eval.y,
+                           [p.name for p in program.params], trained.eval_paths)
+    trace = step_trace.trace(steps, {"program": path}, path_of=trained.path_of,
+                             evaluations=evaluations, eval_trace=eval_trace)
     kernels, arith = step_trace.mean_per_step(per_path)
     prof["trace_generation"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -232,16 +263,32 @@ def _accounting_lines(r: RunResult) -> list[str]:
         lines.append(f"paths      {len(r.paths):,} control paths: " + ", ".join(
             f"{n:,} steps of {acc:,} accesses" for acc, n in sorted(steps_of.items(), reverse=True)))
     if r.all_traced:
+        c = r.costs
+        checks = [e for e in r.train.evaluations
+                  if e.purpose == "until" and (r.account.phase == 1).any()]
+        evaluated = ""
+        if (r.account.phase > 0).any():
+            parts = ([f"{len(checks):,} until checks of {len(checks[0].example_paths):,}"]
+                     if checks else []) + [f"the test of {c['test_examples']:,}"]
+            evaluated = (f" and {int((r.account.phase > 0).sum()):,} evaluated examples "
+                         f"({', '.join(parts)})")
         how = {"proof": f"{a.simulated:,} simulated access by access, {a.proven:,} counted by "
                         f"proof ({a.states:,} distinct cache and reuse states)",
                "brute force": f"all {a.simulated:,} simulated access by access (--brute-force)",
                "replay": f"all {a.simulated:,} simulated access by access (a random or OPT "
                          "level: no state proof)"}[a.method]
-        lines.append(f"whole run  {r.train.steps:,} steps, {r.accesses_whole_run:,} accesses "
-                     f"(init included), every one accounted: {how}")
+        lines.append(f"whole run  {r.train.steps:,} steps{evaluated}, {r.accesses_whole_run:,} "
+                     f"accesses (init included), every one accounted: {how}")
+        learning = (f"learning {energy(c['learning_fj'])}" + (
+            f" ({energy(c['training_steps_fj'])} in steps, {energy(c['until_checks_fj'])} in "
+            "until checks)" if checks else ""))
+        if c["test_examples"]:
+            learning += (f"; inference {energy(c['inference_per_example_fj'])} per example "
+                         f"(the test: {energy(c['inference_fj'])})")
+        lines.append(f"cost       {learning}; total {energy(c['total_fj'])}")
         per_epoch = r.energy_per_epoch_fj
         if len(per_epoch) > 1:
-            lines.append("per epoch  energy " + _series(per_epoch))
+            lines.append("per epoch  learning " + _series(per_epoch))
         return lines
     per = energy(r.energy_per_step_fj)
     lines.append(f"sampled    steps {step_ranges(r.traced)} ({len(r.traced):,} of "
