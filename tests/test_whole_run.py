@@ -273,3 +273,41 @@ def test_the_main_job_at_the_issues_sizes_equals_brute_force(overrides):
         for key in ("wall_s", "profile_s", "accounting"):
             d.pop(key)
     assert p == b and proof.account.proven > 0
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def test_evaluations_are_traced_where_they_run():
+    """The main job checks `until train_accuracy >= 1.0` after each of its 14 epochs (500
+    examples each, never reaching 100%), then tests 200 examples: each evaluated example is a
+    row of the account, after the step it followed, with the parameters at the training step's
+    addresses and the eval loop's own values in `eval.` buffers."""
+    r = run(str(ROOT / "programs/mlp_backprop.sir"), {"epochs": "3", "n_train": "40",
+                                                      "hidden": "32"})
+    a = r.account
+    until = [e for e in r.train.evaluations if e.purpose == "until"]
+    assert [e.after for e in until] == [39, 79, 119] and [e.dataset for e in until] == ["train"] * 3
+    assert list(np.bincount(a.phase)) == [120, 3 * 40, 200]
+    rows = np.nonzero(a.phase == 1)[0]
+    assert list(rows[:2]) == [40, 41] and (a.steps[rows[:40]] == 39).all()
+    assert (a.phase[-200:] == 2).all()
+    names = [b["name"] for b in r.to_dict()["buffers"]]
+    assert "W1" in names and names.count("W1") == 1 and any(n.startswith("eval.") for n in names)
+    c = r.costs
+    assert c["learning_fj"] + c["inference_fj"] == pytest.approx(c["total_fj"], rel=1e-12)
+    assert c["inference_per_example_fj"] == pytest.approx(c["inference_fj"] / 200)
+    assert c["until_checks_fj"] > 0 and c["test_examples"] == 200
+
+
+def test_no_eval_leaves_the_evaluations_out():
+    path = str(ROOT / "programs/mlp_backprop.sir")
+    small = {"epochs": "2", "n_train": "40", "hidden": "32"}
+    with_eval, without = run(path, small), run(path, small, evaluate=False)
+    assert (without.account.phase == 0).all() and len(without.account.steps) == 80
+    assert without.costs["inference_fj"] == 0 and without.costs["until_checks_fj"] == 0
+    assert with_eval.accesses_whole_run > without.accesses_whole_run
+    # the training steps cost the same either way, except where an evaluation changed the
+    # caches: the first epoch's steps, before any evaluation, cost exactly the same
+    e0, e1 = (r.account.energy_fj[(r.account.phase == 0) & (r.account.steps < 40)]
+              for r in (with_eval, without))
+    assert np.array_equal(e0, e1)
