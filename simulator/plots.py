@@ -141,3 +141,26 @@ def _tradeoff(results, tradeoff, ax) -> None:
     ax.set_xlabel("arithmetic operations per step")
     ax.set_ylabel(f"energy ({unit})")
     ax.set_title("Trade-off: arithmetic, energy and peak live bytes")
+
+
+def write_history(history: list[dict], folder: str, title: str = "") -> list[str]:
+    """A run's epochs (dicts with epoch, train_accuracy, test_accuracy, learning_energy_fj):
+    accuracy against the learning energy spent so far, the figure that compares algorithms."""
+    return _write(folder, (history, title), (7, 4), [("history", _history)])
+
+
+def _history(data, ax) -> None:
+    history, title = data
+    energies = [e["learning_energy_fj"] for e in history]
+    scale, unit = next(((s, u) for s, u in ENERGY_UNITS if max(energies, default=0) >= s),
+                       ENERGY_UNITS[-1])
+    x = [v / scale for v in energies]
+    for key, style in (("test_accuracy", "-o"), ("train_accuracy", "--s")):
+        points = [(xi, e[key]) for xi, e in zip(x, history) if e[key] is not None]
+        if points:
+            ax.plot(*zip(*points), style, ms=3, label=key.replace("_", " "))
+    ax.set_xlabel(f"learning energy so far ({unit}); one point per epoch")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title or "Accuracy against learning energy")

@@ -38,6 +38,8 @@ class TrainResult:
     paths: tuple = ((),)        # the distinct control paths of the steps (Step.path)
     step_paths: np.ndarray | None = None   # each step's row of `paths` (None: all path 0)
     steps_per_epoch: int = 0
+    epochs_log: tuple = ()      # per epoch: {"epoch", "steps", "train_accuracy" (None unless
+    #                             an until check measured it), "test_accuracy", "loss"}
     evaluations: tuple = ()     # Evaluation: the passes over a dataset that the algorithm made
     eval_paths: tuple = ((),)   # the distinct control paths of the evaluated examples
 
@@ -286,8 +288,13 @@ class Executor:
         step_paths: list[int] | None = [] if run.decides else None
         counters = [(self.arrays[c], c) for c in ("step", "epoch")
                     if c in loop.graph.by_name and loop.graph[c].op == "input"]
+        # a value named `loss` computed on every step (not inside an if): its mean per epoch
+        loss = (self.arrays[loop.graph["loss"].buffer]
+                if any(n.name == "loss" for n in loop.graph.nodes) else None)
+        log: list[dict] = []
         self._check_init()
         for epoch in range(loop.epochs):
+            loss_sum = 0.0
             for i in starts:
                 np.copyto(x, xs[i] if loop.batch is None else xs[i:i + b])
                 np.copyto(y, ys[i] if loop.batch is None else ys[i:i + b])
@@ -304,26 +311,35 @@ class Executor:
                 if step_paths is not None:
                     step_paths.append(paths.setdefault(tuple(path), len(paths)))
                     path.clear()
+                if loss is not None:
+                    loss_sum += float(np.mean(loss))
                 step += 1
             if progress:
                 progress(epoch + 1, loop.epochs)
             self._check(step)
-            if loop.until is not None:
-                env = {"epoch": epoch + 1, "step": step}
-                if "train_accuracy" in loop.until.names:
-                    history.append(self.accuracy(loop.dataset, "until", step - 1))
-                    env["train_accuracy"] = history[-1]
-                if "test_accuracy" in loop.until.names:
-                    env["test_accuracy"] = self.accuracy(self.program.eval.dataset, "until",
-                                                         step - 1)
-                if loop.until.holds(env):
-                    break
+            env = {"epoch": epoch + 1, "step": step}
+            names = loop.until.names if loop.until is not None else ()
+            if "train_accuracy" in names:
+                history.append(self.accuracy(loop.dataset, "until", step - 1))
+                env["train_accuracy"] = history[-1]
+            # the test accuracy of every epoch, for the history: the algorithm's own when its
+            # until check measures it, else a measurement that is not traced
+            env["test_accuracy"] = self.accuracy(
+                self.program.eval.dataset, *(("until", step - 1) if "test_accuracy" in names
+                                             else ()))
+            log.append({"epoch": epoch + 1, "steps": step,
+                        "train_accuracy": env.get("train_accuracy"),
+                        "test_accuracy": env["test_accuracy"],
+                        "loss": loss_sum / len(starts) if loss is not None and starts else None})
+            if loop.until is not None and loop.until.holds(env):
+                break
         train_acc = history[-1] if history else self.accuracy(loop.dataset)
         test_acc = self.accuracy(self.program.eval.dataset, "test", step - 1)
         return TrainResult(step, epoch + 1, train_acc, test_acc, tuple(history),
                            time.perf_counter() - t0, tuple(paths) or ((),),
                            None if step_paths is None else np.array(step_paths, np.int32),
-                           len(starts), tuple(self.evaluations), tuple(self.eval_path_ids) or ((),))
+                           len(starts), tuple(log), tuple(self.evaluations),
+                           tuple(self.eval_path_ids) or ((),))
 
     def _check_init(self) -> None:
         for p in self.program.params:

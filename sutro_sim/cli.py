@@ -125,6 +125,9 @@ def _job_options(r) -> None:
     r.add_argument("--trace-steps", default="all", metavar="SPEC",
                    help="which training steps to account: all (default: every step, exactly), "
                    "or a sample: N (the first N) or every:K (labelled as not exact)")
+    r.add_argument("--target-accuracy", type=float, metavar="X",
+                   help="report the learning energy spent until the test accuracy first "
+                   "reached X (a fraction, e.g. 0.9), checked after each epoch")
     r.add_argument("--no-eval", dest="evaluate", action="store_false",
                    help="leave the evaluations (the until checks, the final test) out of the "
                    "trace: the cost of the training steps alone (accuracy is still measured)")
@@ -179,13 +182,17 @@ def cmd_run(args) -> int:
         result = run(args.program, overrides, args.hierarchy, args.energy, args.passes,
                      args.seed, args.trace_steps, progress=sim_bar, train_progress=train_bar,
                      cost_models=args.cost_models, brute_force=args.brute_force,
-                     evaluate=args.evaluate)
+                     evaluate=args.evaluate, target_accuracy=args.target_accuracy)
     finally:
         train_bar.close()
         sim_bar.close()
     if args.plot:
-        from simulator.plots import write_plots
+        from simulator.plots import write_history, write_plots
         paths = write_plots(result.sim, args.plot)
+        history = result.history
+        if len(history) > 1 and history[-1]["learning_energy_fj"] is not None:
+            paths += write_history(history, args.plot, f"{args.program}: accuracy against "
+                                   f"learning energy ({result.sim.hierarchy})")
     if args.json:
         print(json.dumps(result.to_dict(), indent=1))
         return 0
@@ -243,7 +250,7 @@ def cmd_compare(args) -> int:
         result = compare(args.program, pipelines, overrides, args.hierarchy, args.energy,
                          args.seed, args.trace_steps, progress=progress,
                          cost_models=args.cost_models, brute_force=args.brute_force,
-                     evaluate=args.evaluate)
+                     evaluate=args.evaluate, target_accuracy=args.target_accuracy)
     finally:
         for bar in bars:
             bar.close()

@@ -43,6 +43,7 @@ class RunResult:
     pass_notes: tuple = ()      # what passes declined or left alone, and why
     paths: tuple = ()           # per control path: (steps that took it, accesses per step)
     init_accesses: int = 0      # step 0's writes of every parameter
+    target_accuracy: float | None = None   # --target-accuracy
 
     @property
     def energy_per_step_fj(self) -> float:
@@ -67,6 +68,26 @@ class RunResult:
         epoch = self.account.steps[learning] // spe
         return np.bincount(epoch, self.account.energy_fj[learning],
                            minlength=self.train.epochs).tolist()
+
+    @property
+    def history(self) -> list[dict]:
+        """Per epoch: steps so far, train accuracy (when an until check measured it), test
+        accuracy, the mean `loss` (when the program computes one on every step) and the
+        learning energy so far (every step accounted only)."""
+        per_epoch = self.energy_per_epoch_fj
+        so_far = np.cumsum(per_epoch).tolist() if per_epoch else []
+        return [dict(e, learning_energy_fj=so_far[i] if i < len(so_far) else None)
+                for i, e in enumerate(self.train.epochs_log)]
+
+    def target(self, accuracy: float) -> dict:
+        """The first epoch whose test accuracy reaches `accuracy`, and the learning energy
+        spent to get there: what compares algorithms."""
+        for e in self.history:
+            if e["test_accuracy"] >= accuracy:
+                return {"test_accuracy": accuracy, "reached": True, "epoch": e["epoch"],
+                        "steps": e["steps"], "learning_energy_fj": e["learning_energy_fj"]}
+        return {"test_accuracy": accuracy, "reached": False, "epoch": None, "steps": None,
+                "learning_energy_fj": None}
 
     @property
     def costs(self) -> dict:
@@ -113,7 +134,10 @@ class RunResult:
                 "pass_notes": list(self.pass_notes),
                 "accuracy": {"train": self.train.train_accuracy, "test": self.train.test_accuracy},
                 "steps": self.train.steps, "epochs": self.train.epochs, "wall_s": self.wall_s,
-                "traced": traced, "costs": self.costs, **d, "profile_s": dict(self.profile),
+                "traced": traced, "costs": self.costs, "history": self.history,
+                **({"target": self.target(self.target_accuracy)}
+                   if self.target_accuracy is not None else {}),
+                **d, "profile_s": dict(self.profile),
                 **({"memtracker": self.memtracker} if self.memtracker else {})}
 
 
@@ -158,13 +182,16 @@ def _positive(text: str, spec: str) -> int:
 def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers",
         energy_preset: str = "dally-2020", passes: str = "", seed: int | None = None,
         trace_steps: str = "all", progress=None, train_progress=None,
-        cost_models: bool = False, brute_force: bool = False, evaluate: bool = True
-        ) -> RunResult:
+        cost_models: bool = False, brute_force: bool = False, evaluate: bool = True,
+        target_accuracy: float | None = None) -> RunResult:
     """Compile, train for real, trace every step (or the sample `trace_steps` picks) and, with
     `evaluate`, the evaluations the algorithm makes (its `until` checks and the final test),
     simulate and report."""
     t0 = time.perf_counter()
     prof = {}
+    if target_accuracy is not None and not 0 < target_accuracy <= 1:
+        raise SimError(f"--target-accuracy {target_accuracy}: a test accuracy in (0, 1], "
+                       "for example 0.9", "--target-accuracy")
     hier = load_hierarchy(hierarchy)
     energy_mod.get_preset(energy_preset, where="--energy")
     overrides = dict(overrides or {})
@@ -213,7 +240,7 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
     return RunResult(path, program.config_dict, pass_names, trained, sim, trace_steps,
                      tuple(steps), step_trace.accesses_per_step, time.perf_counter() - t0, prof,
                      kernels, seed_measure, arith, peak_live_bytes(sched), program.train.graph.notes, paths,
-                     len(step_trace.init["addr"]))
+                     len(step_trace.init["addr"]), target_accuracy)
 
 
 def _cost_model_steps(steps: list[int], step_trace: StepTrace) -> list[int]:
@@ -245,7 +272,22 @@ def render_run(r: RunResult) -> str:
     text = "\n".join(head) + "\n\n" + render(r.sim, summary=False)
     if r.all_traced and r.account.outcomes:
         text += "\n\n" + steps_table(r)
+    if len(r.history) > 1:
+        text += "\n\n" + history_table(r)
     return text
+
+
+def history_table(r: RunResult, show: int = 10) -> str:
+    """Per epoch (the first and last few of a long run; --json and --plot have all)."""
+    rows = r.history
+    keep = rows if len(rows) <= show else rows[:show // 2] + [None] + rows[-(show // 2):]
+    pct = (lambda v: "-" if v is None else f"{100 * v:.1f}%")
+    body = [["..."] * 6 if e is None else
+            [str(e["epoch"]), f"{e['steps']:,}", pct(e["train_accuracy"]), pct(e["test_accuracy"]),
+             "-" if e["loss"] is None else f"{e['loss']:.4g}",
+             "-" if e["learning_energy_fj"] is None else energy(e["learning_energy_fj"])]
+            for e in keep]
+    return table(["epoch", "steps", "train", "test", "loss", "learning energy so far"], body)
 
 
 def memtracker_line(m: dict) -> str:
@@ -286,9 +328,12 @@ def _accounting_lines(r: RunResult) -> list[str]:
             learning += (f"; inference {energy(c['inference_per_example_fj'])} per example "
                          f"(the test: {energy(c['inference_fj'])})")
         lines.append(f"cost       {learning}; total {energy(c['total_fj'])}")
-        per_epoch = r.energy_per_epoch_fj
-        if len(per_epoch) > 1:
-            lines.append("per epoch  learning " + _series(per_epoch))
+        if r.target_accuracy is not None:
+            t = r.target(r.target_accuracy)
+            lines.append(f"target     test accuracy {100 * t['test_accuracy']:.1f}% " + (
+                f"reached after epoch {t['epoch']} ({t['steps']:,} steps) with "
+                f"{energy(t['learning_energy_fj'])} of learning" if t["reached"] else
+                f"not reached in {r.train.epochs} epochs"))
         return lines
     per = energy(r.energy_per_step_fj)
     lines.append(f"sampled    steps {step_ranges(r.traced)} ({len(r.traced):,} of "
@@ -301,27 +346,22 @@ def _accounting_lines(r: RunResult) -> list[str]:
     return lines
 
 
-def _series(values: list[float], show: int = 6) -> str:
-    """Energies of a series: every one, or the first and last few."""
-    parts = [energy(v) for v in values]
-    if len(parts) > show:
-        parts = parts[:show // 2] + ["..."] + parts[-(show // 2):]
-    return ", ".join(parts) + f" ({len(values)} epochs)"
-
-
 def steps_table(r: RunResult) -> str:
     """The first step (cold, with the initialization) beside a steady step of each kind."""
     a = r.account
     first = a.outcomes[a.outcome[0]]
+    evaluated = set(a.kinds[a.phase > 0].tolist())
     rows, seen = [("first (step 0)", first)], set()
     for o in sorted(a.outcomes, key=lambda o: -o.count):
         if o.kind != first.kind and o.kind not in seen:
             seen.add(o.kind)
-            rows.append((f"steady ({o.count:,} steps)", o))
+            what = "evaluated example" if o.kind in evaluated else "steady step"
+            rows.append((f"{what} (x{o.count:,})", o))
     levels = [s.name for s in first.levels[:-1]]
     body = [[label, f"{o.accesses:,}", *[f"{100 * s.hit_rate:.1f}%" for s in o.levels[:-1]],
              energy(o.energy_fj)] for label, o in rows]
-    return table(["step", "accesses", *[f"{n} hit" for n in levels], "energy"], body)
+    return table(["step (x: how many alike)", "accesses", *[f"{n} hit" for n in levels],
+                  "energy"], body)
 
 
 def render_profile(r: RunResult) -> str:

@@ -311,3 +311,50 @@ def test_no_eval_leaves_the_evaluations_out():
     e0, e1 = (r.account.energy_fj[(r.account.phase == 0) & (r.account.steps < 40)]
               for r in (with_eval, without))
     assert np.array_equal(e0, e1)
+
+
+# ----------------------------------------------------------------------------- history
+
+def test_energy_so_far_is_the_learning_cost_of_the_run_cut_there():
+    """The learning energy after epoch e of a run is the whole learning cost of the same run
+    with `epochs=e` (training is deterministic): an oracle that shares no code with the per-epoch
+    split. And the last epoch's test accuracy is the run's."""
+    path = str(ROOT / "programs/mlp_backprop.sir")
+    small = {"n_train": "40", "hidden": "32", "epochs": "4"}
+    whole = run(path, small)
+    for e in (1, 3):
+        cut = run(path, dict(small, epochs=str(e)))
+        assert whole.history[e - 1]["learning_energy_fj"] == pytest.approx(
+            cut.costs["learning_fj"], rel=1e-12)
+        assert whole.history[e - 1]["test_accuracy"] == cut.train.test_accuracy
+    assert [h["epoch"] for h in whole.history] == [1, 2, 3, 4]
+    assert [h["train_accuracy"] for h in whole.history] == list(whole.train.history)
+
+
+def test_the_target_is_the_first_epoch_that_reaches_it(capsys):
+    path = str(ROOT / "programs/mlp_backprop.sir")
+    small = ["--set", "n_train=40", "hidden=32", "epochs=4"]
+    assert main(["run", path, "--json", *small]) == 0
+    history = json.loads(capsys.readouterr().out)["history"]
+    best = max(h["test_accuracy"] for h in history)
+    first = next(h for h in history if h["test_accuracy"] >= best)
+    assert main(["run", path, "--json", "--target-accuracy", str(best), *small]) == 0
+    t = json.loads(capsys.readouterr().out)["target"]
+    assert t["reached"] and t["epoch"] == first["epoch"]
+    assert t["learning_energy_fj"] == first["learning_energy_fj"]
+    assert main(["run", path, "--target-accuracy", "1.0", *small]) == 0
+    assert "target     test accuracy 100.0% not reached in 4 epochs" in capsys.readouterr().out
+    assert main(["run", path, "--target-accuracy", "90", *small]) == 2
+    assert "--target-accuracy: error: --target-accuracy 90.0: a test accuracy in (0, 1]" in \
+        capsys.readouterr().err
+
+
+def test_the_loss_is_its_mean_over_each_epochs_steps(tmp_path):
+    """`loss` = the step counter: its mean over epoch e's n steps is e n + (n - 1) / 2."""
+    text = (ROOT / "programs/xor.sir").read_text().replace(
+        "  dout = -y", "  loss = f32(step)\n  dout = -y")
+    (tmp_path / "l.sir").write_text(text)
+    r = run(str(tmp_path / "l.sir"), {"epochs": "3"})
+    n = r.train.steps_per_epoch
+    assert n == 16 and [h["loss"] for h in r.history] == [e * n + (n - 1) / 2
+                                                          for e in range(r.train.epochs)]
