@@ -250,7 +250,7 @@ def cmd_compare(args) -> int:
         result = compare(args.program, pipelines, overrides, args.hierarchy, args.energy,
                          args.seed, args.trace_steps, progress=progress,
                          cost_models=args.cost_models, brute_force=args.brute_force,
-                     evaluate=args.evaluate, target_accuracy=args.target_accuracy)
+                         evaluate=args.evaluate, target_accuracy=args.target_accuracy)
     finally:
         for bar in bars:
             bar.close()

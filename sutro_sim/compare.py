@@ -63,13 +63,13 @@ def pipelines_of(args: list[str]) -> list[str]:
 def compare(path: str, pipelines: list[str], overrides: dict | None = None,
             hierarchy: str = "sutro-tiers", energy_preset: str = "dally-2020",
             seed: int | None = None, trace_steps: str = "all", progress=None,
-            cost_models: bool = False, brute_force: bool = False, evaluate: bool = True
-            ) -> Comparison:
+            cost_models: bool = False, brute_force: bool = False, evaluate: bool = True,
+            target_accuracy: float | None = None) -> Comparison:
     """Run every pipeline, each accounting the same steps."""
     rows = [Row(pipeline, run(path, overrides, hierarchy, energy_preset, pipeline, seed,
                               trace_steps, progress=progress(i, pipeline) if progress else None,
                               cost_models=cost_models, brute_force=brute_force,
-                              evaluate=evaluate))
+                              evaluate=evaluate, target_accuracy=target_accuracy))
             for i, pipeline in enumerate(pipelines)]
     return Comparison(tuple(rows), trace_steps)
 
@@ -95,6 +95,7 @@ def _row_dict(row: Row, base: Row) -> dict:
             "reads": reuse.reads, "writes": reuse.writes, "ard": reuse.ard,
             "hit_rate": {s.name: s.hit_rate for s in r.sim.levels},
             "energy_fj": _split(r), "energy_per_step_fj": r.energy_per_step_fj,
+            **({"target": r.target(r.target_accuracy)} if r.target_accuracy is not None else {}),
             "change": {"energy": _change(r.sim.energy.total, b.sim.energy.total),
                        "reads": _change(reuse.reads, b.sim.reuse.reads),
                        "ard": _change(reuse.ard, b.sim.reuse.ard)},
@@ -113,6 +114,9 @@ def render_compare(c: Comparison) -> str:
             "writes", "ARD"]
     head += [f"{name} hit" for name in levels[:-1]]
     head += ["energy", "memory", "arith", "vs first"]
+    target = base.target_accuracy
+    if target is not None:
+        head.append(f"learning to {100 * target:.0f}% test")
     seed = base.memtracker is not None
     if seed:
         head += ["memtracker ARD", "vs first"]
@@ -128,6 +132,9 @@ def render_compare(c: Comparison) -> str:
                      *[f"{100 * s.hit_rate:.1f}%" for s in r.sim.levels[:-1]],
                      energy(e.total), energy(e.total - e.arithmetic), energy(e.arithmetic),
                      "" if row is c.rows[0] else f"{100 * change:+.1f}%"])
+        if target is not None:
+            t = r.target(target)
+            rows[-1].append(energy(t["learning_energy_fj"]) if t["reached"] else "not reached")
         if seed:
             m, m0 = r.memtracker["per_read_ard_elements"], base.memtracker["per_read_ard_elements"]
             rows[-1] += [f"{m:,.1f}", "" if row is c.rows[0] else f"{100 * _change(m, m0):+.1f}%"]

@@ -175,7 +175,7 @@ def small_arith_fj(preset: str) -> float:
 
 def test_energy_preset_prices_levels_and_arithmetic_by_its_constants(capsys, program):
     path = program(SMALL)
-    runs = {p: cli_json(capsys, "run", path, "--hierarchy", "cpu-like", "--energy", p)
+    runs = {p: cli_json(capsys, "run", path, "--hierarchy", "cpu-like", "--energy", p, "--no-eval")
             for p in PRESETS}
     for preset, r in runs.items():
         e = r["energy_fj"]
@@ -193,7 +193,8 @@ def test_energy_preset_prices_levels_and_arithmetic_by_its_constants(capsys, pro
 
 def test_given_level_energies_do_not_depend_on_the_preset(capsys, program):
     path = program(SMALL)
-    runs = [cli_json(capsys, "run", path, "--energy", p) for p in PRESETS]   # sutro-tiers
+    runs = [cli_json(capsys, "run", path, "--energy", p, "--no-eval")       # sutro-tiers
+            for p in PRESETS]
     assert runs[0]["energy_fj"]["by_level"] == runs[1]["energy_fj"]["by_level"]
     ratio = runs[1]["energy_fj"]["arithmetic"] / runs[0]["energy_fj"]["arithmetic"]
     assert ratio == pytest.approx(small_arith_fj("modern-5nm-hbm3") / small_arith_fj("dally-2020"),
@@ -229,7 +230,7 @@ energy_fj_per_bit = 1000.0
 def test_hierarchy_file_sets_the_levels(capsys, program, tmp_path):
     toml = tmp_path / "tiny.toml"
     toml.write_text(TINY)
-    r = cli_json(capsys, "run", program(NOSEED), "--hierarchy", toml, "--trace-steps", "all")
+    r = cli_json(capsys, "run", program(NOSEED), "--hierarchy", toml, "--no-eval")
     assert r["hierarchy"] == "tiny"
     near, far, dram = r["levels"]
     assert [(lv["name"], lv["capacity_bytes"], lv["line_bytes"], lv["ways"], lv["policy"])
@@ -425,7 +426,8 @@ def test_extrapolated_energy_is_energy_per_traced_step_times_steps(capsys, progr
     the extrapolation N T_k / k, which misses the exact total T_N = T_1 + (N-1) E by
     (N/k - 1)(T_1 - E)."""
     path = program(SMALL)
-    runs = {k: cli_json(capsys, "run", path, "--trace-steps", k) for k in ("1", "2", "3", "all")}
+    runs = {k: cli_json(capsys, "run", path, "--trace-steps", k, "--no-eval")
+            for k in ("1", "2", "3", "all")}
     total = {k: r["energy_fj"]["total"] for k, r in runs.items()}
     n = runs["all"]["steps"]
     step = total["2"] - total["1"]

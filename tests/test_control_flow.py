@@ -29,9 +29,10 @@ def trained(text: str, overrides=None, passes: str = "", seed: int = 0):
 
 
 def run_text(tmp_path, text: str, **kw):
+    """Every training step traced; the evaluations left out (tests/test_whole_run.py has them)."""
     path = tmp_path / "t.sir"
     path.write_text(text)
-    return run(str(path), trace_steps="all", **kw)
+    return run(str(path), trace_steps="all", **{"evaluate": False, **kw})
 
 
 def error_of(text: str, overrides=None) -> str:
