@@ -1,10 +1,12 @@
-"""A 10^8-access trace through the whole simulator in bounded memory.
+"""Long traces through the whole simulator in bounded memory.
 
-    python benchmarks/bench_memory.py [N_ACCESSES] [HIERARCHY]
+    python benchmarks/bench_memory.py [N_ACCESSES] [HIERARCHY] [mlp|wide-random]
 
-The trace is the seed's MLP step scaled to 20 inputs and 1,000 hidden units, repeated (the
-shape of a fully traced 20-bit sparse-parity run), made chunk by chunk. Prints wall time,
-throughput and peak resident memory (target: under 2 GiB).
+mlp (default: 10^8 accesses, cpu-like): the seed's MLP step scaled to 20 inputs and 1,000 hidden
+units, repeated (the shape of a fully traced 20-bit sparse-parity run); target: under 2 GiB.
+wide-random: loads at random addresses anywhere below 2^63, nearly all distinct (the stack
+distance keeps one entry per distinct address); target: 10^7 accesses under 1 GiB.
+Both are made chunk by chunk. Prints wall time, throughput and peak resident memory.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import resource
 import sys
 import time
 
-from traces import mlp_trace
+from traces import mlp_trace, wide_random_trace
 
 from simulator.hierarchy import load_hierarchy
 from simulator.simulate import simulate
@@ -22,8 +24,9 @@ from simulator.simulate import simulate
 def main() -> None:
     n = int(float(sys.argv[1])) if len(sys.argv) > 1 else 100_000_000
     hierarchy = load_hierarchy(sys.argv[2] if len(sys.argv) > 2 else "cpu-like")
-    simulate(mlp_trace(200_000), hierarchy)  # compile
-    trace = mlp_trace(n)
+    make = wide_random_trace if sys.argv[3:] == ["wide-random"] else mlp_trace
+    simulate(make(200_000), hierarchy)  # compile
+    trace = make(n)
     t = time.perf_counter()
     result = simulate(trace, hierarchy)
     dt = time.perf_counter() - t

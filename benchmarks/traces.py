@@ -4,7 +4,9 @@
   L3 of `cpu-like` (16 KiB, 512 KiB, 8 MiB, 4 KiB apart): each array is swept twice in a row,
   then the next; the three-array round repeats until 10 million accesses (the second sweep of
   an array hits in the level it was sized for, the first partly misses);
-- random: uniform random 8-byte-aligned 8-byte loads over 32 MiB, seed 0.
+- random: uniform random 8-byte-aligned 8-byte loads over 32 MiB, seed 0;
+- wide random: 8-byte loads at uniform random addresses anywhere below 2^63 (no buffer table),
+  made chunk by chunk from a seeded generator: nearly every access is a new address.
 - mlp: the seed's MLP step (standard backprop, reference/cost-models.md section 2) scaled to a
   20-bit input and 1,000 hidden units, element by element, repeated for as many steps as asked:
   the shape of a fully traced 20-bit sparse-parity training run.
@@ -54,6 +56,18 @@ def passes_trace(n: int = 10_000_000) -> Trace:
 
 def random_trace(n: int = 10_000_000) -> Trace:
     return load_trace(random_addresses(n), [Buffer("M", 0, 32 << 20, "f64", "data")])
+
+
+def wide_random_trace(n: int = 10_000_000, seed: int = 0) -> Trace:
+    n_chunks = -(-n // CHUNK)
+
+    def chunk(i: int) -> Chunk:
+        rng = np.random.default_rng([seed, i])
+        size = min(CHUNK, n - i * CHUNK)
+        return make_chunk(0, rng.integers(0, 1 << 60, size, dtype=np.int64) * 8, 8, False,
+                          kernel=-1)
+
+    return Trace([], [], n_chunks, chunk, {"benchmark": True})
 
 
 MLP_STEP = [  # (kind, buffer, elements) with n = 20 inputs, 1,000 hidden units

@@ -29,8 +29,11 @@ PAGE = 1 << PAGE_BITS
 BLOCK_BITS = 3  # the Fenwick trees count blocks of 2^3 words = 512 positions
 EMPTY = -1
 
+SPARSE_ROWS = 256      # a page table with this many rows or more ...
+SPARSE_FILL = 64       # ... that holds fewer than 1/SPARSE_FILL of its slots goes to 1-unit pages
+
 # indices into the scalar state vector
-_NEXT, _N_ROWS, _LAST_PAGE, _LAST_ROW, _TOTAL_C, _TOTAL_W, _UNIFORM = range(7)
+_NEXT, _N_ROWS, _LAST_PAGE, _LAST_ROW, _TOTAL_C, _TOTAL_W, _UNIFORM, _PAGE_BITS = range(8)
 # stop codes of the kernel
 _DONE, _GROW_ROWS, _GROW_PAGES, _GROW_POSITIONS = range(4)
 
@@ -51,7 +54,7 @@ def _page_row(page, page_keys, page_rows, st, n_row_capacity):
     while page_keys[h] != EMPTY and page_keys[h] != page:
         h = (h + 1) & mask
     if page_keys[h] == EMPTY:
-        if 2 * (st[_N_ROWS] + 1) > len(page_keys):
+        if 4 * (st[_N_ROWS] + 1) > 3 * len(page_keys):
             return -2
         if st[_N_ROWS] >= n_row_capacity:
             return -1
@@ -161,7 +164,9 @@ def _compact(last, pos_ref, pos_w, bits, word_w, tree_c, tree_w, st, weighted):
 def _feed(units, weights, start, out_c, out_w, last, page_keys, page_rows, pos_ref, pos_w,
           bits, word_w, tree_c, tree_w, st, weighted):
     """Distances of units[start:]; stops early (with a code) when a table must grow."""
-    n_row_capacity = len(last) >> PAGE_BITS
+    page_bits = st[_PAGE_BITS]
+    offset_mask = (np.int64(1) << page_bits) - 1
+    n_row_capacity = len(last) >> page_bits
     cap = len(pos_ref)
     q, total_c, total_w = st[_NEXT], st[_TOTAL_C], st[_TOTAL_W]
     uniform = st[_UNIFORM]  # 0: no weight yet; > 0: every weight so far; -1: mixed
@@ -169,7 +174,7 @@ def _feed(units, weights, start, out_c, out_w, last, page_keys, page_rows, pos_r
     i = start
     while i < len(units):
         u = units[i]
-        row = _page_row(u >> PAGE_BITS, page_keys, page_rows, st, n_row_capacity)
+        row = _page_row(u >> page_bits, page_keys, page_rows, st, n_row_capacity)
         if row < 0:
             code = _GROW_ROWS if row == -1 else _GROW_PAGES
             break
@@ -180,7 +185,7 @@ def _feed(units, weights, start, out_c, out_w, last, page_keys, page_rows, pos_r
             st[_NEXT] = q
             _compact(last, pos_ref, pos_w, bits, word_w, tree_c, tree_w, st, weighted)
             q = st[_NEXT]
-        ref = (row << PAGE_BITS) | (u & (PAGE - 1))
+        ref = (np.int64(row) << page_bits) | (u & offset_mask)
         if weighted and uniform >= 0 and weights[i] != uniform:
             if uniform > 0:  # a second weight: from now on the weight trees are needed
                 _rebuild_weights(pos_w, word_w, tree_w, q)
@@ -249,6 +254,19 @@ def _rehash_pages(page_keys, page_rows, new_keys, new_rows):
         new_rows[g] = page_rows[h]
 
 
+@numba.njit(cache=True)
+def _insert_pages(page_keys, page_rows, pages):
+    """Pages (all distinct, none present) into an empty table, page i at row i."""
+    bits = np.int64(np.log2(len(page_keys)))
+    mask = len(page_keys) - 1
+    for i in range(len(pages)):
+        h = _hash(pages[i], bits)
+        while page_keys[h] != EMPTY:
+            h = (h + 1) & mask
+        page_keys[h] = pages[i]
+        page_rows[h] = i
+
+
 class StackDistance:
     """Streaming exact LRU stack distance. Feed unit ids chunk by chunk; state carries over.
 
@@ -258,15 +276,20 @@ class StackDistance:
 
     def __init__(self, weighted: bool = False, positions: int = 1 << 16):
         self.weighted = weighted
-        self._st = np.array([0, 0, -1, -1, 0, 0, 0], dtype=np.int64)
+        self._st = np.array([0, 0, -1, -1, 0, 0, 0, PAGE_BITS], dtype=np.int64)
         self._last = np.full(16 * PAGE, EMPTY, dtype=np.int64)
         self._page_keys = np.full(64, EMPTY, dtype=np.int64)
-        self._page_rows = np.zeros(64, dtype=np.int64)
+        self._page_rows = np.zeros(64, dtype=np.int32)
         self._alloc_positions(positions)
 
     @property
     def distinct_units(self) -> int:
         return int(self._st[_TOTAL_C])
+
+    @property
+    def page_bits(self) -> int:
+        """log2 of the units per page: 12, or 0 once sparse units made every unit a page."""
+        return int(self._st[_PAGE_BITS])
 
     def canonical(self) -> list[np.ndarray]:
         """The state as arrays equal exactly when two states give every future access the same
@@ -275,11 +298,15 @@ class StackDistance:
         refs = self._pos_ref[:q]
         marked = refs >= 0
         refs = refs[marked]
+        units = self._units_of(refs)
+        return [units, self._pos_w[:q][marked]] if self.weighted else [units]
+
+    def _units_of(self, refs: np.ndarray) -> np.ndarray:
+        bits = int(self._st[_PAGE_BITS])
         used = self._page_keys != EMPTY
         page_of_row = np.zeros(int(self._st[_N_ROWS]), np.int64)
         page_of_row[self._page_rows[used]] = self._page_keys[used]
-        units = (page_of_row[refs >> PAGE_BITS] << PAGE_BITS) | (refs & (PAGE - 1))
-        return [units, self._pos_w[:q][marked]] if self.weighted else [units]
+        return (page_of_row[refs >> bits] << bits) | (refs & ((1 << bits) - 1))
 
     def _alloc_positions(self, cap: int) -> None:
         cap = max(1 << (6 + BLOCK_BITS), cap)
@@ -312,16 +339,39 @@ class StackDistance:
             self._grow(code)
 
     def _grow(self, code: int) -> None:
+        st = self._st
+        if (code != _GROW_POSITIONS and st[_PAGE_BITS] > 0 and st[_N_ROWS] >= SPARSE_ROWS
+                and SPARSE_FILL * st[_TOTAL_C] < st[_N_ROWS] << st[_PAGE_BITS]):
+            self._to_unit_pages()
+            return
         if code == _GROW_ROWS:
             self._last = np.concatenate([self._last, np.full_like(self._last, EMPTY)])
         elif code == _GROW_PAGES:
             keys = np.full(2 * len(self._page_keys), EMPTY, dtype=np.int64)
-            rows = np.zeros(len(keys), dtype=np.int64)
+            rows = np.zeros(len(keys), dtype=np.int32)
             _rehash_pages(self._page_keys, self._page_rows, keys, rows)
             self._page_keys, self._page_rows = keys, rows
             self._st[_LAST_PAGE] = -1
         else:
             self._grow_positions()
+
+    def _to_unit_pages(self) -> None:
+        """Sparse units (random addresses over a wide range): pages of 4,096 units would each
+        hold a few, so every unit becomes a page of its own. Each unit has exactly one mark, at
+        its last access: re-key the marked positions, in order, into a fresh table."""
+        q = int(self._st[_NEXT])
+        marked = np.nonzero(self._pos_ref[:q] >= 0)[0]
+        units = self._units_of(self._pos_ref[marked])
+        n = len(units)
+        size = 1 << max(6, (4 * n // 3 + 2).bit_length())
+        self._page_keys = np.full(size, EMPTY, dtype=np.int64)
+        self._page_rows = np.zeros(size, dtype=np.int32)
+        _insert_pages(self._page_keys, self._page_rows, units)
+        self._last = np.full(max(2 * n, 1 << 10), EMPTY, dtype=np.int64)
+        self._last[:n] = marked
+        self._pos_ref[marked] = np.arange(n)
+        self._st[_N_ROWS], self._st[_PAGE_BITS] = n, 0
+        self._st[_LAST_PAGE] = self._st[_LAST_ROW] = -1
 
     def _grow_positions(self) -> None:
         old = (self._pos_ref, self._pos_w)

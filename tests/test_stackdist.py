@@ -295,3 +295,27 @@ def test_trace_distances_line_and_byte_against_the_brute_force(accesses, line_by
     assert run("line") == (brute_force(lines, [1] * len(lines))[0], owner)
     assert run("byte") == (brute_force(addr, nbytes)[1], list(range(len(addr))))
     assert run("element") == (brute_force(addr, nbytes)[0], list(range(len(addr))))
+
+
+@pytest.mark.parametrize("chunks", [1, 7])
+def test_sparse_units_switch_to_one_unit_pages_and_keep_every_distance(chunks):
+    """Units spread over 2^62 (random 64-bit addresses): past 256 pages, each holding about
+    one unit, the table re-keys every unit into a page of its own (a 4,096-unit page per
+    access would need 32 KiB each). The distances before, across and after the switch are the
+    definition's, with reuse mixed in, and mixed weights."""
+    rng = np.random.default_rng(11)
+    pool = rng.integers(0, 1 << 62, 900)
+    units = np.concatenate([pool[:600], rng.choice(pool, 1500), pool[600:], rng.choice(pool, 500)])
+    weights = rng.integers(1, 9, len(units))
+    sd = StackDistance(weighted=True, positions=64)
+    got = [sd.feed(units[p], weights[p]) for p in np.array_split(np.arange(len(units)), chunks)]
+    assert sd.page_bits == 0 and len(sd._last) < 4096 * 8         # one unit a page
+    want_c, want_w = brute_force(units.tolist(), weights.tolist())
+    assert np.concatenate([g[0] for g in got]).tolist() == want_c
+    assert np.concatenate([g[1] for g in got]).tolist() == want_w
+
+
+def test_dense_units_keep_their_pages():
+    sd = StackDistance(weighted=True)
+    sd.feed(np.arange(1 << 20), np.full(1 << 20, 4))
+    assert sd.page_bits == 12
