@@ -311,7 +311,7 @@ class StackDistance:
     def _alloc_positions(self, cap: int) -> None:
         cap = max(1 << (6 + BLOCK_BITS), cap)
         self._pos_ref = np.full(cap, -1, dtype=np.int64)
-        self._pos_w = np.zeros(cap if self.weighted else 1, dtype=np.int64)
+        self._pos_w = np.zeros(cap if self.weighted else 1, dtype=np.int32)   # a unit's weight
         self._bits = np.zeros(cap >> 6, dtype=np.uint64)
         self._word_w = np.zeros(cap >> 6 if self.weighted else 1, dtype=np.int64)
         blocks = cap >> (6 + BLOCK_BITS)
@@ -323,8 +323,8 @@ class StackDistance:
         units = np.ascontiguousarray(units, dtype=np.int64)
         if self.weighted:
             w = np.ascontiguousarray(weights, dtype=np.int64)
-            if len(w) != len(units) or (len(w) and w.min() < 1):
-                raise ValueError("weights must be one integer >= 1 per unit")
+            if len(w) != len(units) or (len(w) and (w.min() < 1 or w.max() >= 1 << 31)):
+                raise ValueError("weights must be one integer in [1, 2^31) per unit")
         else:
             w = np.zeros(0, dtype=np.int64)
         out_c = np.empty(len(units), dtype=np.int64)
