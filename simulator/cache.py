@@ -470,6 +470,135 @@ def _hash_level(tags, dirty, owner, link, head, tail, fill, htab, rng, st, cfg,
     return k, i
 
 
+# ----------------------------------------------------------------------------- dense kernel
+
+DENSE_MAX_LINES = 1 << 22      # a fully associative level indexes lines directly below this
+QUEUE_PER_LINE = 4             # recency queue entries per line of capacity
+
+
+@numba.njit(cache=True)
+def _dense_level(stamp, meta, queue, qstamp, qst, st, cfg,
+                 in_a, in_nb, in_w, in_src, in_buf,
+                 out_a, out_nb, out_w, out_src, out_buf, served, lvl, by_buf, start):
+    """One fully associative LRU or FIFO level over a dense range of lines. Same contract and
+    the same counts as `_hash_level`, with other structures: `stamp[line]` is the time the line
+    was last touched (LRU) or filled (FIFO), -1 when it is not held; `meta[line]` its owner and
+    dirty bit (owner << 1 | dirty); `queue` lists (line, stamp) in time order, so the least
+    recent line held is the first entry whose stamp is still its line's. Entries made stale by
+    a later touch are skipped there and dropped when the queue is compacted. One array read and
+    one append per touch, where the hash kernel probes a table and relinks a list."""
+    line_bits, ways = cfg[0], cfg[3]
+    policy, write_back, write_alloc = cfg[4], cfg[5] != 0, cfg[6] != 0
+    line_bytes = np.int64(1) << line_bits
+    rh, rm, wh, wm, rb, wb = st[RH], st[RM], st[WH], st[WM], st[RB], st[WB]
+    ev, wbk, bin_, bout = st[EV], st[WBK], st[BIN], st[BOUT]
+    last_line = st[LAST_LINE]
+    head, tail, held, clock = qst[0], qst[1], qst[2], qst[3]
+    qcap = queue.shape[0]
+    has_src = in_src.shape[0] > 0
+    k, i, n, cap = 0, start, in_a.shape[0], out_a.shape[0]
+    while i < n:
+        a, nb, w, buf = np.int64(in_a[i]), np.int64(in_nb[i]), in_w[i], in_buf[i]
+        first, last = a >> line_bits, (a + nb - 1) >> line_bits
+        if k + 2 * (last - first + 1) > cap:
+            break           # output full: the driver passes it down and calls again from i
+        src = in_src[i] if has_src else i
+        if w:
+            wb += nb
+        else:
+            rb += nb
+        _charge(by_buf, served, src, buf, nb, lvl)
+        for line in range(first, last + 1):
+            hit = line == last_line or stamp[line] >= 0
+            if hit:
+                if w:
+                    wh += 1
+                else:
+                    rh += 1
+                if line != last_line and policy == LRU:
+                    if tail == qcap:
+                        head, tail = _compact_queue(stamp, queue, qstamp, head, tail)
+                    clock += 1
+                    stamp[line] = clock
+                    queue[tail] = line
+                    qstamp[tail] = clock
+                    tail += 1
+                last_line = line
+            else:
+                if w:
+                    wm += 1
+                else:
+                    rm += 1
+                if (not w) or write_alloc:
+                    k = _emit(out_a, out_nb, out_w, out_src, out_buf, k,
+                              line << line_bits, line_bytes, False, src, buf)
+                    bin_ += line_bytes
+                    if held == ways:                       # evict the least recent line
+                        while qstamp[head] != stamp[queue[head]]:
+                            head += 1
+                        victim = queue[head]
+                        head += 1
+                        ev += 1
+                        if meta[victim] & 1:
+                            k = _emit(out_a, out_nb, out_w, out_src, out_buf, k,
+                                      victim << line_bits, line_bytes, True, -1,
+                                      meta[victim] >> 1)
+                            wbk += 1
+                            bout += line_bytes
+                        stamp[victim] = -1
+                    else:
+                        held += 1
+                    if tail == qcap:
+                        head, tail = _compact_queue(stamp, queue, qstamp, head, tail)
+                    clock += 1
+                    stamp[line] = clock
+                    meta[line] = np.int64(buf) << 1
+                    queue[tail] = line
+                    qstamp[tail] = clock
+                    tail += 1
+                    last_line = line
+                    hit = True                              # the line is held now
+                else:
+                    last_line = -1
+            if w:
+                if hit and write_back:
+                    meta[line] = (np.int64(buf) << 1) | 1
+                else:
+                    nbl, lo = _clip(a, nb, line, line_bits, False)
+                    k = _emit(out_a, out_nb, out_w, out_src, out_buf, k, lo, nbl, True, src, buf)
+                    wbk += 1
+                    bout += nbl
+        i += 1
+    st[RH], st[RM], st[WH], st[WM], st[RB], st[WB] = rh, rm, wh, wm, rb, wb
+    st[EV], st[WBK], st[BIN], st[BOUT] = ev, wbk, bin_, bout
+    st[LAST_LINE] = last_line
+    qst[0], qst[1], qst[2], qst[3] = head, tail, held, clock
+    return k, i
+
+
+@numba.njit(cache=True)
+def _compact_queue(stamp, queue, qstamp, head, tail):
+    """Drop the stale entries, keeping the order; returns the new (head, tail)."""
+    j = 0
+    for t in range(head, tail):
+        if qstamp[t] == stamp[queue[t]]:
+            queue[j] = queue[t]
+            qstamp[j] = qstamp[t]
+            j += 1
+    return 0, j
+
+
+@numba.njit(cache=True)
+def _held_order(stamp, queue, qstamp, head, tail, out):
+    """The lines held, most recent (LRU) or newest (FIFO) first; returns how many."""
+    k = 0
+    for t in range(tail - 1, head - 1, -1):
+        if qstamp[t] == stamp[queue[t]]:
+            out[k] = queue[t]
+            k += 1
+    return k
+
+
 # ----------------------------------------------------------------------------- OPT kernel
 
 @numba.njit(cache=True, inline="always")
@@ -649,7 +778,8 @@ def _memory_level(st, line_bits, in_a, in_nb, in_w, in_src, in_buf, served, lvl,
 class _LevelState:
     """The arrays of one cache level, kept between chunks, and its output buffers."""
 
-    def __init__(self, level: Level, compat: bool):
+    def __init__(self, level: Level, compat: bool, lines: int = 0):
+        """`lines`: how many lines the trace's buffers span (0: unknown)."""
         self.level = level
         n_lines, n_sets, ways = level.n_lines, level.n_sets, level.assoc
         set_mask = n_sets - 1 if n_sets & (n_sets - 1) == 0 else -1
@@ -657,6 +787,14 @@ class _LevelState:
                              POLICY_IDS[level.policy], level.write_back, level.write_allocate,
                              compat], dtype=np.int64)
         self.hashed = ways > SCAN_MAX_WAYS
+        self.dense = (self.hashed and n_sets == 1 and level.policy in ("lru", "fifo")
+                      and not compat and 0 < lines <= DENSE_MAX_LINES)
+        if self.dense:
+            self.stamp = np.full(lines, -1, np.int64)
+            self.dmeta = np.zeros(lines, np.int64)
+            self.queue = np.zeros(QUEUE_PER_LINE * ways, np.int64)
+            self.qstamp = np.zeros(QUEUE_PER_LINE * ways, np.int64)
+            self.qst = np.zeros(4, np.int64)      # head, tail, lines held, clock
         self.tags = np.full(n_lines, -1, np.int64)
         self.dirty = np.zeros(n_lines, np.uint8)
         self.owner = np.full(n_lines, -1, np.int32)
@@ -692,7 +830,12 @@ class _LevelState:
         """Process requests from `start` until the output buffer is full or the stream ends;
         returns (the output piece, as views, and where to resume)."""
         out = self.outputs(int(stream[1].max()) if start == 0 else 0)
-        if self.hashed:
+        if self.dense and start == 0 and len(stream[0]):
+            self._cover(int((stream[0] + stream[1] - 1).max()) >> int(self.cfg[0]))
+        if self.dense:
+            k, stop = _dense_level(self.stamp, self.dmeta, self.queue, self.qstamp, self.qst,
+                                   self.st, self.cfg, *stream, *out, served, lvl, by_buf, start)
+        elif self.hashed:
             k, stop = _hash_level(self.tags, self.dirty, self.owner, self.link,
                                   self.head, self.tail, self.fill, self.htab,
                                   self.rng, self.st, self.cfg, *stream, *out, served, lvl,
@@ -701,6 +844,36 @@ class _LevelState:
             k, stop = _scan_level(self.tags, self.meta, self.rng, self.st, self.cfg, *stream,
                                   *out, served, lvl, by_buf, start)
         return tuple(col[:k] for col in out), stop
+
+    def _cover(self, line: int) -> None:
+        """Make the dense tables reach `line`: grown, or, past DENSE_MAX_LINES, the level moves
+        to the hash kernel with the same lines in the same order."""
+        if line < len(self.stamp):
+            return
+        if line < DENSE_MAX_LINES:
+            size = min(DENSE_MAX_LINES, max(2 * len(self.stamp), line + 1))
+            self.stamp = np.concatenate([self.stamp, np.full(size - len(self.stamp), -1,
+                                                             np.int64)])
+            self.dmeta = np.concatenate([self.dmeta, np.zeros(size - len(self.dmeta), np.int64)])
+            return
+        held = self.held()
+        n = len(held)
+        for slot, line in enumerate(held[::-1]):       # oldest first: the newest ends in front
+            self.tags[slot] = line
+            self.dirty[slot] = self.dmeta[line] & 1
+            self.owner[slot] = self.dmeta[line] >> 1
+            _hput(self.htab, self.htab.shape[0] // 2 - 1, line, slot)
+            _push_front(self.link, self.head, self.tail, 0, slot)
+        self.fill[0] = n
+        self.st[LAST_LINE] = -1
+        self.dense = False
+        del self.stamp, self.dmeta, self.queue, self.qstamp, self.qst
+
+    def held(self) -> np.ndarray:
+        """A dense level's lines, most recent (LRU) or newest (FIFO) first."""
+        out = np.empty(int(self.qst[2]), np.int64)
+        k = _held_order(self.stamp, self.queue, self.qstamp, self.qst[0], self.qst[1], out)
+        return out[:k]
 
     def run_opt(self, stream, served, lvl: int, by_buf):
         """OPT over a whole materialized stream (split per line, next uses computed)."""
@@ -745,7 +918,8 @@ class CacheSim:
     it is simulated whole at construction (see the module docstring).
     """
 
-    def __init__(self, hierarchy: Hierarchy, n_buffers: int, trace=None, fused: bool = True):
+    def __init__(self, hierarchy: Hierarchy, n_buffers: int, trace=None, fused: bool = True,
+                 dense: bool = True):
         if not isinstance(n_buffers, (int, np.integer)) or n_buffers < 0:
             raise SimError(f"n_buffers must be an integer >= 0, got {n_buffers!r}", "cache")
         self.hierarchy = hierarchy
@@ -758,7 +932,11 @@ class CacheSim:
             self._fused = cache_fused.FusedHierarchy(hierarchy.levels[:-1], self._memory,
                                                      self.n_buffers, compat)
             return
-        self._levels = [_LevelState(lv, compat) for lv in hierarchy.levels[:-1]]
+        # the dense kernel needs the range of lines in use, which the buffer table gives
+        extent = max((b.base + b.nbytes for b in trace.buffers), default=0) \
+            if trace is not None and dense else 0
+        self._levels = [_LevelState(lv, compat, -(-extent // lv.line_bytes))
+                        for lv in hierarchy.levels[:-1]]
         self._memory_st = np.zeros(N_COUNTERS, np.int64)
         self._bytes = np.zeros((len(hierarchy.levels), self.n_buffers + 1), np.int64)
         if any(lv.policy == "opt" for lv in hierarchy.levels[:-1]):
@@ -807,7 +985,12 @@ class CacheSim:
             return self._fused.canonical()
         out = []
         for st in self._levels:
-            if st.hashed:
+            if st.dense:          # as the hash kernel gives it, so that the two compare
+                held = st.held()
+                meta = st.dmeta[held]
+                out += [np.array([len(held)], np.int64), held, (meta & 1).astype(np.uint8),
+                        (meta >> 1).astype(np.int32)]
+            elif st.hashed:
                 order = np.empty(len(st.tags), np.int64)
                 k = _list_order(st.link, st.head, order)
                 order = order[:k]

@@ -41,9 +41,12 @@ def as_trace(addr, nbytes, is_write, ids, cuts):
     return Trace.from_chunks(buffers, [], chunks)
 
 
-def run_product(h, trace, fused, grouped=False):
-    sim = CacheSim(h, N_BUFFERS, trace=trace, fused=fused)
+def run_product(h, trace, fused, grouped=False, dense=True):
+    sim = CacheSim(h, N_BUFFERS, trace=trace, fused=fused, dense=dense)
     assert (sim._fused is not None) == fused, "the case does not take the path under test"
+    if not fused:
+        want = dense and not h.pycachesim_compat and any(map(is_dense, h.levels))
+        assert any(lv.dense for lv in sim._levels) == want, "the case takes another kernel"
     if grouped:
         sim._fused.min_per_class = 0      # group level-2 requests by set class in every piece
     served = [sim.feed(c, trace.buffer_ids(c)) for c in trace]
@@ -62,20 +65,28 @@ def assert_matches(h, ref, got, path):
     assert by_buf == ref.bytes_by_level_buffer, f"{path}: bytes_by_level_buffer"
 
 
+def is_dense(lv) -> bool:
+    """A level the general path gives the dense kernel: fully associative, over 32 lines, LRU
+    or FIFO (in a hierarchy without pycachesim compat)."""
+    return not lv.is_memory and lv.n_sets == 1 and lv.assoc > 32 and lv.policy in ("lru", "fifo")
+
+
 def paths_for(h):
-    """(name, fused, grouped) of every product path that accepts the hierarchy."""
+    """(name, fused, grouped, dense) of every product path that accepts the hierarchy."""
     levels = h.levels[:-1]
-    paths = [("general", False, False)]
+    paths = [("general", False, False, True)]
+    if not h.pycachesim_compat and any(map(is_dense, levels)):
+        paths.append(("general, hash kernel for the dense one", False, False, False))
     if all(lv.policy in ("lru", "fifo") and lv.assoc <= 32 for lv in levels):
-        paths += [("fused", True, False), ("fused-grouped", True, True)]
+        paths += [("fused", True, False, True), ("fused-grouped", True, True, True)]
     return paths
 
 
 def check_all_paths(h, addr, nbytes, is_write, ids, cuts=()):
     ref = refcache.simulate(h, addr, nbytes, is_write, ids, N_BUFFERS)
     trace = as_trace(addr, nbytes, is_write, ids, cuts)
-    for name, fused, grouped in paths_for(h):
-        assert_matches(h, ref, run_product(h, trace, fused, grouped), name)
+    for name, fused, grouped, dense in paths_for(h):
+        assert_matches(h, ref, run_product(h, trace, fused, grouped, dense), name)
     return ref
 
 
@@ -205,6 +216,10 @@ LONG_CASES = {
                              lvl("L2", 2048, 16, 64, "random", seed=2),
                              lvl("L3", 8192, 32, None)),
     "hash LRU/FIFO": (lvl("L1", 1024, 16, None), lvl("L2", 4096, 32, 64, "fifo")),
+    "dense FIFO/LRU": (lvl("L1", 40 * 8, 8, None, "fifo"), lvl("L2", 96 * 16, 16, None),
+                       lvl("L3", 256 * 16, 16, None, "fifo")),
+    "dense write-through": (lvl("L1", 48 * 8, 8, None, wb=False, wa=False),
+                            lvl("L2", 64 * 16, 16, None, "fifo", wa=False)),
     "opt in the middle": (lvl("L1", 256, 8, 4), lvl("L2", 1024, 16, 8, "opt"),
                           lvl("L3", 4096, 32, 4, "fifo")),
     "opt set-associative hash": (lvl("L1", 512, 16, 2, "fifo"), lvl("L2", 8192, 32, 128, "opt")),
@@ -269,3 +284,26 @@ def test_random_replacement_spreads_over_every_way(ways):
     counts = np.bincount(victims, minlength=ways)
     assert counts.min() > 0 and counts.max() <= 3 * n_misses // ways
     assert victims != victim_ways(ways, 1, n_misses)
+
+
+def test_a_dense_level_moves_to_the_hash_kernel_past_its_range(monkeypatch):
+    """The dense kernel indexes lines directly, up to DENSE_MAX_LINES; an access beyond (here
+    past 256 lines) moves the level to the hash kernel mid-trace, with its lines in the same
+    order, dirty bits and owners: every counter still equals the reference's."""
+    import simulator.cache as cache
+
+    monkeypatch.setattr(cache, "DENSE_MAX_LINES", 256)
+    h = Hierarchy("h", (lvl("L1", 40 * 8, 8, None), lvl("L2", 64 * 16, 16, None, "fifo"),
+                        Level("MEM", None, 16)))
+    near = clustered_trace(3, 2000, 1500)
+    far = clustered_trace(4, 2000, 16 * 256 * 4)
+    addr, nbytes, is_write, ids, _ = (np.concatenate([a, b]) for a, b in zip(near, far))
+    ref = refcache.simulate(h, addr, nbytes, is_write, ids, N_BUFFERS)
+    trace = as_trace(addr, nbytes, is_write, ids, list(range(0, 4000, 500)))
+    sim = CacheSim(h, N_BUFFERS, trace=trace, fused=False)
+    assert all(lv.dense for lv in sim._levels)
+    served = [sim.feed(c, trace.buffer_ids(c)) for c in trace]
+    assert not any(lv.dense for lv in sim._levels)              # both moved
+    assert_matches(h, ref, (sim.finish(), np.concatenate(served).tolist(),
+                            sim.bytes_by_level_buffer.tolist()), "dense, then hash")
+    assert all(s["writebacks"] > 0 for s in ref.stats[:-1])
