@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from .errors import SimError
+
 N_BINS = 64
 # per-buffer counter columns
 (READS, WRITES, READ_BYTES, WRITE_BYTES, COLD_READS, COLD_READ_BYTES, FINITE, SUM_D, SUM_DB,
@@ -31,8 +33,38 @@ def _bin(d):
     return b
 
 
+MAX_DEPTH_BYTES = 1 << 53     # the sqrt-distance sum is exact up to here (costmodels.py)
+
+
+@numba.njit(cache=True, inline="always")
+def _ceil_sqrt_prefix(n):
+    """sum_{j=1..n} ceil(sqrt(j)), as costmodels.ceil_sqrt_sum computes it (same wrap-around
+    arithmetic, so a difference of two prefixes is exact whenever it fits in int64)."""
+    if n <= 0:
+        return np.int64(0)
+    r = np.int64(np.sqrt(np.float64(n)))
+    for _ in range(2):
+        r -= np.int64(r * r > n)
+        r += np.int64((r + 1) * (r + 1) <= n)
+    k = r + np.int64(r * r < n)                     # ceil(sqrt(n))
+    a, b, c = k - 1, k, 4 * (k - 1) - 1             # sum_{m<k} m(2m-1) = a b c / 6
+    if a % 2 == 0:
+        a //= 2
+    else:
+        b //= 2
+    if a % 3 == 0:
+        a //= 3
+    elif b % 3 == 0:
+        b //= 3
+    else:
+        c //= 3
+    return a * b * c + k * (n - (k - 1) * (k - 1))
+
+
 @numba.njit(cache=True)
-def _accumulate(is_write, nbytes, buf, dist, dist_b, served, table, hist, served_reads):
+def _accumulate(is_write, nbytes, buf, dist, dist_b, served, table, hist, served_reads, units):
+    """Counters of one chunk; `units[0]` gains the sqrt-distance units of its finite reads
+    (bytes D+1..D+nbytes at byte depth D), `units[1]` is set if a depth passed 2^53."""
     for i in range(len(is_write)):
         row = buf[i] + 1  # row 0: accesses outside every buffer
         if is_write[i]:
@@ -53,6 +85,10 @@ def _accumulate(is_write, nbytes, buf, dist, dist_b, served, table, hist, served
         table[row, MIN_D] = min(table[row, MIN_D], d)
         table[row, MAX_D] = max(table[row, MAX_D], d)
         hist[row, _bin(d)] += 1
+        top = dist_b[i] + nbytes[i]
+        if top > MAX_DEPTH_BYTES:
+            units[1] = 1
+        units[0] += _ceil_sqrt_prefix(top) - _ceil_sqrt_prefix(dist_b[i])
 
 
 class ReuseAccumulator:
@@ -65,10 +101,19 @@ class ReuseAccumulator:
         self.table[:, MIN_D] = np.iinfo(np.int64).max
         self.hist = np.zeros((n, N_BINS), dtype=np.int64)
         self.served_reads = np.zeros((n, max(n_levels, 1)), dtype=np.int64)
+        self.units = np.zeros(2, dtype=np.int64)   # sqrt-distance units, overflow flag
+
+    @property
+    def distance_units(self) -> int:
+        """sum over finite reads of ceil(sqrt(j)) for the bytes j = D+1..D+nbytes at depth D."""
+        if self.units[1]:
+            raise SimError("a read sits deeper than 2^53 bytes: the sqrt-distance sum would not "
+                           "be exact", "simulate")
+        return int(self.units[0])
 
     def add(self, chunk, buffer_ids, dist, dist_bytes, served) -> None:
         _accumulate(chunk.is_write, chunk.nbytes, buffer_ids, dist, dist_bytes, served,
-                    self.table, self.hist, self.served_reads)
+                    self.table, self.hist, self.served_reads, self.units)
 
     def add_counts(self, other: "ReuseAccumulator", times: int = 1) -> None:
         """Add `times` copies of another accumulator's counts (one step's, accounted `times`
@@ -79,6 +124,8 @@ class ReuseAccumulator:
         self.table[:, MAX_D] = np.maximum(self.table[:, MAX_D], other.table[:, MAX_D])
         self.hist += times * other.hist
         self.served_reads += times * other.served_reads
+        self.units[0] += times * other.units[0]
+        self.units[1] |= other.units[1]
 
     def result(self, level_names: list[str], buffer_bytes: dict[str, int]) -> "ReuseStats":
         rows = [r for r in range(len(self.names)) if r > 0 or self.table[0, :2].any()]

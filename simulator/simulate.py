@@ -19,18 +19,17 @@ Energy accounting (docs/energy.md):
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import time
 from dataclasses import dataclass
 from typing import Callable
 
+import numba
 import numpy as np
 
 from . import energy as energy_mod
 from .cache import CacheSim, LevelStats, level_stats
 from .cache_counters import N_COUNTERS, RB, WB
-from .costmodels import ceil_sqrt_sum
 from .errors import SimError
 from .hierarchy import Hierarchy
 from .reuse import ReuseAccumulator, ReuseStats
@@ -161,7 +160,7 @@ def simulate(trace: Trace, hierarchy: Hierarchy, energy: str = "dally-2020",
                        {b.name: b.nbytes for b in trace.buffers})
     u = energy_mod.distance_unit_fj(preset)
     report = _energy(trace, hierarchy, preset, level_energy, levels, totals.bytes, reuse,
-                     u * totals.units)
+                     u * acc.distance_units)
     account = None
     if plan is not None:
         account = _account(plan, outcomes, outcome_of, level_energy, preset, proof)
@@ -174,12 +173,11 @@ def simulate(trace: Trace, hierarchy: Hierarchy, energy: str = "dally-2020",
 
 @dataclass
 class _Outcome:
-    """What simulating one step did: its counters (the cache's and the reuse accumulator's),
-    the sqrt-distance units of its reads, and how many steps it stands for."""
+    """What simulating one step did: its counters (the cache's, and the reuse accumulator's with
+    the sqrt-distance units of its reads), and how many steps it stands for."""
     acc: ReuseAccumulator | None
     counters: np.ndarray     # [level, counter]
     bytes: np.ndarray        # [level, buffer]
-    units: int
     accesses: int
     kind: int
     count: int = 0
@@ -190,7 +188,6 @@ class _Outcome:
         acc.add_counts(self.acc, self.count)
         totals.counters += self.count * self.counters
         totals.bytes += self.count * self.bytes
-        totals.units += self.count * self.units
         self.acc = None
 
 
@@ -198,7 +195,6 @@ class _Totals:
     def __init__(self, n_levels: int, n_buffers: int):
         self.counters = np.zeros((n_levels, N_COUNTERS), np.int64)
         self.bytes = np.zeros((n_levels, n_buffers + 1), np.int64)
-        self.units = 0
 
 
 class _Machine:
@@ -214,7 +210,7 @@ class _Machine:
         trace = self.trace
         acc = ReuseAccumulator([b.name for b in trace.buffers], len(self.hierarchy.levels))
         c0, b0 = self.cache.counters(), self.cache.bytes_by_level_buffer.copy()
-        units = accesses = 0
+        accesses = 0
         for i in range(lo, hi):
             chunk = trace.chunk(i)
             _check_aligned(chunk, self.shift, trace.where)
@@ -222,14 +218,11 @@ class _Machine:
             dist, dist_b = self.sd.feed(chunk.addr >> self.shift, chunk.nbytes)
             served = self.cache.feed(chunk, bids)
             acc.add(chunk, bids, dist, dist_b, served)
-            finite = ~chunk.is_write & (dist >= 0)
-            units += int(ceil_sqrt_sum(dist_b[finite] + 1, dist_b[finite] + chunk.nbytes[finite])
-                         .sum())
             accesses += len(chunk)
             if not steps or steps[-1] != chunk.step:
                 steps.append(chunk.step)
         return _Outcome(acc, self.cache.counters() - c0, self.cache.bytes_by_level_buffer - b0,
-                        units, accesses, kind)
+                        accesses, kind)
 
     def snapshot(self) -> "_Machine":
         return copy.deepcopy(self, {id(self.trace): self.trace, id(self.hierarchy): self.hierarchy})
@@ -265,7 +258,7 @@ class _Proof:
         self.state = self.live_state = 0
         self.memo: dict[tuple[int, int], int] = {}
         self.next: dict[int, int] = {}
-        self.digests: dict[bytes, list[tuple[list, int]]] = {}
+        self.digests: dict[tuple, list[tuple[list, int]]] = {}
         self.snapshots: list[_Machine] = []
         self.kept_bytes = 0
         if self.enabled:
@@ -322,12 +315,22 @@ class _Proof:
         return sid
 
 
-def _digest(arrays: list[np.ndarray]) -> bytes:
-    h = hashlib.blake2b(digest_size=16)
+def _digest(arrays: list[np.ndarray]) -> tuple:
+    """A fingerprint that finds the candidates for equality (the arrays then decide): shapes
+    and an order-sensitive fold of the bytes of each array."""
+    out = []
     for a in arrays:
-        h.update(str(a.shape).encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.digest()
+        v = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+        out += [a.shape, int(_fold(v.view(np.uint64) if len(v) % 8 == 0 else v))]
+    return tuple(out)
+
+
+@numba.njit(cache=True)
+def _fold(v):
+    h = np.uint64(1469598103934665603)
+    for x in v:
+        h = (h ^ np.uint64(x)) * np.uint64(1099511628211)
+    return h
 
 
 def _physical_memory() -> int:

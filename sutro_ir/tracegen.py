@@ -445,42 +445,50 @@ class StepTrace:
         after: dict[int, list] = {}
         for e in evaluations:
             after.setdefault(e.after, []).append(e)
-        pieces, rows, kind_of, arith = [], [], {}, []
+        kind_of: dict = {}
+        kinds: list = []            # per kind: (columns function, accesses, arithmetic)
+        rows: list = []             # per plan row: (step, kind, phase)
         phase_of = {"until": 1, "test": 2}
+        first = len(self.init["addr"])
 
-        def add(key, step, phase, n, cols):
-            if key not in kind_of:
-                kind_of[key] = len(kind_of)
-                arith.append(self.path_arith(key[1]) if key[0] == "train"
-                             else eval_trace.path_arith(key[1]))
-            parts = [(cols, step, lo) for lo in range(0, n, chunk)]
-            pieces.extend(parts)
-            rows.append((step, kind_of[key], len(parts), phase))
+        def kind(key) -> int:
+            k = kind_of.get(key)
+            if k is None:
+                k = kind_of[key] = len(kinds)
+                if key[0] == "train":
+                    kinds.append((functools.partial(self.columns, key[1], key[2]),
+                                  self.accesses(key[1]) + first * key[2],
+                                  self.path_arith(key[1])))
+                else:
+                    kinds.append((functools.partial(remap.columns, key[1]),
+                                  eval_trace.accesses(key[1]), eval_trace.path_arith(key[1])))
+            return k
+
+        def evaluate(e, step: int) -> None:
+            phase = phase_of[e.purpose]
+            rows.extend((step, kind(("eval", p)), phase) for p in e.example_paths.tolist())
 
         for e in after.get(-1, ()) if remap else ():
-            self._add_evaluation(add, e, 0, phase_of, remap)
+            evaluate(e, 0)
         for s in steps:
-            p = path_of(s)
-            add(("train", p, s == 0), s, 0,
-                self.accesses(p) + (len(self.init["addr"]) if s == 0 else 0),
-                functools.partial(self.columns, p, s == 0))
+            rows.append((s, kind(("train", path_of(s), s == 0)), 0))
             for e in after.get(s, ()) if remap else ():
-                self._add_evaluation(add, e, s, phase_of, remap)
-        cols = np.array(rows, np.int64).reshape(-1, 4)
-        plan = StepPlan(cols[:, 0], cols[:, 1], cols[:, 2], tuple(arith), cols[:, 3])
+                evaluate(e, s)
+        table = np.array(rows, np.int64).reshape(-1, 3)
+        per_kind = np.array([-(-n // chunk) for _, n, _ in kinds], np.int64)
+        sizes = per_kind[table[:, 1]] if len(table) else np.zeros(0, np.int64)
+        plan = StepPlan(table[:, 0], table[:, 1], sizes, tuple(a for _, _, a in kinds),
+                        table[:, 2])
+        ends = np.cumsum(sizes)
 
         def get(i: int) -> Chunk:
-            columns, s, lo = pieces[i]
-            part = {k: v[lo:lo + chunk] for k, v in columns().items()}
-            return Chunk(s, part["addr"], part["nbytes"], part["is_write"], part["kernel"],
-                         None, part["buffer"])
-        return Trace(buffers, kernels, len(pieces), get, meta, where="run", plan=plan)
-
-    @staticmethod
-    def _add_evaluation(add, e, step: int, phase_of: dict, remap) -> None:
-        for p in e.example_paths.tolist():
-            add(("eval", p), step, phase_of[e.purpose], remap.st.accesses(p),
-                functools.partial(remap.columns, p))
+            r = int(np.searchsorted(ends, i, side="right"))
+            lo = (i - int(ends[r] - sizes[r])) * chunk
+            part = {k: v[lo:lo + chunk] for k, v in kinds[table[r, 1]][0]().items()}
+            return Chunk(int(table[r, 0]), part["addr"], part["nbytes"], part["is_write"],
+                         part["kernel"], None, part["buffer"])
+        n_chunks = int(ends[-1]) if len(ends) else 0
+        return Trace(buffers, kernels, n_chunks, get, meta, where="run", plan=plan)
 
     def _kernel_table(self, per_path: Counter, prefix: str = "") -> list:
         """The kernel table's rows for this schedule's kernels, each with the arithmetic of

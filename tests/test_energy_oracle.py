@@ -379,3 +379,22 @@ def test_steps_after_the_first_read_parameters_cold(hierarchy, preset):
                        [1, 2])
     r = check_report(trace, HIERARCHIES[hierarchy](), preset)
     assert r.energy.distance_cold > 0 and r.energy.distance > 0 and r.energy.wire > 0
+
+
+def test_the_distance_sum_refuses_a_depth_past_2_53_bytes():
+    """ceil(sqrt) sums are exact up to 2^53 (costmodels.ceil_sqrt_sum); past it the sum is
+    refused, not rounded."""
+    from simulator.errors import SimError
+    from simulator.reuse import ReuseAccumulator
+    from simulator.trace import make_chunk
+
+    def units(depth: int) -> int:
+        acc = ReuseAccumulator(["b"], 1)
+        acc.add(make_chunk(0, [0], 8, False), np.zeros(1, np.int32), np.array([1]),
+                np.array([depth]), np.zeros(1, np.int8))
+        return acc.distance_units
+
+    assert units(1000) == ceil_sqrt_units(1000, 8)
+    assert units((1 << 53) - 8) == ceil_sqrt_units((1 << 53) - 8, 8)
+    with pytest.raises(SimError, match="2\\^53"):
+        units((1 << 53) - 7)
