@@ -37,16 +37,22 @@ MAX_DEPTH_BYTES = 1 << 53     # the sqrt-distance sum is exact up to here (costm
 
 
 @numba.njit(cache=True, inline="always")
+def _ceil_sqrt(n):
+    """ceil(sqrt(n)) exactly for 0 <= n <= 2^53: float sqrt, then integer corrections."""
+    r = np.int64(np.sqrt(np.float64(n)))
+    for _ in range(2):
+        r -= np.int64(r * r > n)
+        r += np.int64((r + 1) * (r + 1) <= n)
+    return r + np.int64(r * r < n)
+
+
+@numba.njit(cache=True, inline="always")
 def _ceil_sqrt_prefix(n):
     """sum_{j=1..n} ceil(sqrt(j)), as costmodels.ceil_sqrt_sum computes it (same wrap-around
     arithmetic, so a difference of two prefixes is exact whenever it fits in int64)."""
     if n <= 0:
         return np.int64(0)
-    r = np.int64(np.sqrt(np.float64(n)))
-    for _ in range(2):
-        r -= np.int64(r * r > n)
-        r += np.int64((r + 1) * (r + 1) <= n)
-    k = r + np.int64(r * r < n)                     # ceil(sqrt(n))
+    k = _ceil_sqrt(n)
     a, b, c = k - 1, k, 4 * (k - 1) - 1             # sum_{m<k} m(2m-1) = a b c / 6
     if a % 2 == 0:
         a //= 2
@@ -88,7 +94,11 @@ def _accumulate(is_write, nbytes, buf, dist, dist_b, served, table, hist, served
         top = dist_b[i] + nbytes[i]
         if top > MAX_DEPTH_BYTES:
             units[1] = 1
-        units[0] += _ceil_sqrt_prefix(top) - _ceil_sqrt_prefix(dist_b[i])
+        c = _ceil_sqrt(dist_b[i] + 1)
+        if top <= c * c:        # every byte of the read at the same ceil(sqrt): the common case
+            units[0] += nbytes[i] * c
+        else:
+            units[0] += _ceil_sqrt_prefix(top) - _ceil_sqrt_prefix(dist_b[i])
 
 
 class ReuseAccumulator:

@@ -5,8 +5,9 @@ access to the same unit (Mattson et al. 1970): 0 for an immediate repeat, -1 (CO
 touch. Reads and writes both touch. A unit is whatever the caller feeds: an element address, a
 cache-line number. With weights (>= 1), a second distance is kept: the total weight of those
 distinct units (with weight = element bytes, the distance in bytes that the sqrt-distance energy
-prices). While every weight seen is the same, that is the count times the weight; the weight
-trees are built the first time a second weight appears.
+prices). It is the count times the first weight seen, plus the excess (weight - first weight)
+of the marks whose weight differs: only those are kept in the weight trees, so a trace of
+mostly 4-byte values with a few 1-byte flags pays for the flags alone.
 
 Algorithm (reference/cost-models.md section 1): every unit has one mark, at the position of its
 latest access; the distance of an access whose unit was last seen at position p is the number
@@ -15,7 +16,9 @@ counts whole words and a popcount the last one, so the hot structure is 64x smal
 positions and stays in cache. Positions are renumbered densely when
 they run out ("compaction"), so memory is bounded by the number of distinct units, not by the
 trace length. Unit -> last position lives in a page table (pages of 4096 consecutive unit ids,
-found through a small hash of page numbers), which keeps sequential traces cache friendly.
+found through a small hash of page numbers), which keeps sequential traces cache friendly;
+when units turn out sparse (random addresses over a wide range), every unit gets a page of its
+own, so memory follows the distinct units.
 """
 
 from __future__ import annotations
@@ -33,7 +36,10 @@ SPARSE_ROWS = 256      # a page table with this many rows or more ...
 SPARSE_FILL = 64       # ... that holds fewer than 1/SPARSE_FILL of its slots goes to 1-unit pages
 
 # indices into the scalar state vector
-_NEXT, _N_ROWS, _LAST_PAGE, _LAST_ROW, _TOTAL_C, _TOTAL_W, _UNIFORM, _PAGE_BITS = range(8)
+# _TOTAL_W: the marks' total excess weight; _FIRST_W: the first weight (0 before any);
+# _N_EXCESS: marks whose weight is not the first
+(_NEXT, _N_ROWS, _LAST_PAGE, _LAST_ROW, _TOTAL_C, _TOTAL_W, _FIRST_W, _PAGE_BITS,
+ _N_EXCESS) = range(9)
 # stop codes of the kernel
 _DONE, _GROW_ROWS, _GROW_PAGES, _GROW_POSITIONS = range(4)
 
@@ -107,14 +113,20 @@ def _count_upto(bits, tree_c, pos):
 
 
 @numba.njit(cache=True, inline="always")
-def _weight_upto(pos_w, word_w, tree_w, pos):
-    """Weight of the marks at positions 0..pos (unmarked positions hold weight 0)."""
+def _excess_upto(pos_w, bits_x, word_w, tree_w, pos):
+    """Sum of the weight excesses (weight - the first weight) of the marks at positions
+    0..pos: whole blocks from the tree, whole words from their sums, and in the last word only
+    the marks whose weight differs (`bits_x`), one by one."""
     w = pos >> 6
     s = _prefix(tree_w, w >> BLOCK_BITS)
     for k in range((w >> BLOCK_BITS) << BLOCK_BITS, w):
         s += word_w[k]
-    for j in range(w << 6, pos + 1):
-        s += pos_w[j]
+    m = bits_x[w] & (np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(63 - (pos & 63)))
+    base = w << 6
+    while m:
+        low = m & (~m + np.uint64(1))                   # the lowest set bit
+        s += pos_w[base + _popcount(low - np.uint64(1))]
+        m ^= low
     return s
 
 
@@ -131,7 +143,7 @@ def _build(tree, word_values):
 
 
 @numba.njit(cache=True)
-def _compact(last, pos_ref, pos_w, bits, word_w, tree_c, tree_w, st, weighted):
+def _compact(last, pos_ref, pos_w, bits, bits_x, word_w, tree_c, tree_w, st, weighted):
     """Renumber the marked positions 0..U-1 in order; rebuild the bitmap and the trees."""
     j = 0
     for p in range(st[_NEXT]):
@@ -155,21 +167,26 @@ def _compact(last, pos_ref, pos_w, bits, word_w, tree_c, tree_w, st, weighted):
     _build(tree_c, counts)
     if weighted:
         word_w[:] = 0
+        bits_x[:] = 0
         for p in range(j):
-            word_w[p >> 6] += pos_w[p]
+            if pos_w[p] != 0:
+                word_w[p >> 6] += pos_w[p]
+                bits_x[p >> 6] |= np.uint64(1) << np.uint64(p & 63)
         _build(tree_w, word_w)
 
 
 @numba.njit(cache=True)
 def _feed(units, weights, start, out_c, out_w, last, page_keys, page_rows, pos_ref, pos_w,
-          bits, word_w, tree_c, tree_w, st, weighted):
+          bits, bits_x, word_w, tree_c, tree_w, st, weighted):
     """Distances of units[start:]; stops early (with a code) when a table must grow."""
     page_bits = st[_PAGE_BITS]
     offset_mask = (np.int64(1) << page_bits) - 1
     n_row_capacity = len(last) >> page_bits
     cap = len(pos_ref)
-    q, total_c, total_w = st[_NEXT], st[_TOTAL_C], st[_TOTAL_W]
-    uniform = st[_UNIFORM]  # 0: no weight yet; > 0: every weight so far; -1: mixed
+    # weights as a first weight w0 and per mark its excess (weight - w0), kept in the trees
+    # only where it is not 0: a distance in bytes is w0 x the marks after p + their excesses
+    q, total_c, total_x = st[_NEXT], st[_TOTAL_C], st[_TOTAL_W]
+    w0, n_x = st[_FIRST_W], st[_N_EXCESS]
     code = _DONE
     i = start
     while i < len(units):
@@ -183,15 +200,11 @@ def _feed(units, weights, start, out_c, out_w, last, page_keys, page_rows, pos_r
                 code = _GROW_POSITIONS
                 break
             st[_NEXT] = q
-            _compact(last, pos_ref, pos_w, bits, word_w, tree_c, tree_w, st, weighted)
+            _compact(last, pos_ref, pos_w, bits, bits_x, word_w, tree_c, tree_w, st, weighted)
             q = st[_NEXT]
         ref = (np.int64(row) << page_bits) | (u & offset_mask)
-        if weighted and uniform >= 0 and weights[i] != uniform:
-            if uniform > 0:  # a second weight: from now on the weight trees are needed
-                _rebuild_weights(pos_w, word_w, tree_w, q)
-                uniform = -1
-            else:
-                uniform = weights[i]
+        if weighted and w0 == 0:
+            w0 = weights[i]
         p = last[ref]
         if p == EMPTY:
             out_c[i] = COLD
@@ -203,40 +216,37 @@ def _feed(units, weights, start, out_c, out_w, last, page_keys, page_rows, pos_r
             _add(tree_c, p >> (6 + BLOCK_BITS), -1)
             total_c -= 1
             pos_ref[p] = -1
-            if weighted and uniform > 0:  # every marked unit weighs `uniform`
-                out_w[i] = out_c[i] * uniform
-                total_w -= uniform
-                pos_w[p] = 0
-            elif weighted:
-                out_w[i] = total_w - _weight_upto(pos_w, word_w, tree_w, p)
-                _add(tree_w, p >> (6 + BLOCK_BITS), -pos_w[p])
-                word_w[p >> 6] -= pos_w[p]
-                total_w -= pos_w[p]
-                pos_w[p] = 0
+            if weighted:
+                out_w[i] = out_c[i] * w0
+                if n_x > 0:
+                    out_w[i] += total_x - _excess_upto(pos_w, bits_x, word_w, tree_w, p)
+                x = np.int64(pos_w[p])
+                if x != 0:
+                    _add(tree_w, p >> (6 + BLOCK_BITS), -x)
+                    word_w[p >> 6] -= x
+                    bits_x[p >> 6] &= ~(np.uint64(1) << np.uint64(p & 63))
+                    total_x -= x
+                    n_x -= 1
+                    pos_w[p] = 0
         last[ref] = q
         pos_ref[q] = ref
         bits[q >> 6] |= np.uint64(1) << np.uint64(q & 63)
         _add(tree_c, q >> (6 + BLOCK_BITS), 1)
         total_c += 1
         if weighted:
-            w = weights[i]
-            pos_w[q] = w
-            total_w += w
-            if uniform < 0:
-                _add(tree_w, q >> (6 + BLOCK_BITS), w)
-                word_w[q >> 6] += w
+            x = weights[i] - w0
+            if x != 0:
+                pos_w[q] = x
+                _add(tree_w, q >> (6 + BLOCK_BITS), x)
+                word_w[q >> 6] += x
+                bits_x[q >> 6] |= np.uint64(1) << np.uint64(q & 63)
+                total_x += x
+                n_x += 1
         q += 1
         i += 1
-    st[_NEXT], st[_TOTAL_C], st[_TOTAL_W], st[_UNIFORM] = q, total_c, total_w, uniform
+    st[_NEXT], st[_TOTAL_C], st[_TOTAL_W] = q, total_c, total_x
+    st[_FIRST_W], st[_N_EXCESS] = w0, n_x
     return i, code
-
-
-@numba.njit(cache=True)
-def _rebuild_weights(pos_w, word_w, tree_w, n):
-    word_w[:] = 0
-    for p in range(n):
-        word_w[p >> 6] += pos_w[p]
-    _build(tree_w, word_w)
 
 
 @numba.njit(cache=True)
@@ -276,7 +286,7 @@ class StackDistance:
 
     def __init__(self, weighted: bool = False, positions: int = 1 << 16):
         self.weighted = weighted
-        self._st = np.array([0, 0, -1, -1, 0, 0, 0, PAGE_BITS], dtype=np.int64)
+        self._st = np.array([0, 0, -1, -1, 0, 0, 0, PAGE_BITS, 0], dtype=np.int64)
         self._last = np.full(16 * PAGE, EMPTY, dtype=np.int64)
         self._page_keys = np.full(64, EMPTY, dtype=np.int64)
         self._page_rows = np.zeros(64, dtype=np.int32)
@@ -299,7 +309,9 @@ class StackDistance:
         marked = refs >= 0
         refs = refs[marked]
         units = self._units_of(refs)
-        return [units, self._pos_w[:q][marked]] if self.weighted else [units]
+        if not self.weighted:
+            return [units]
+        return [units, self._st[_FIRST_W] + self._pos_w[:q][marked]]
 
     def _units_of(self, refs: np.ndarray) -> np.ndarray:
         bits = int(self._st[_PAGE_BITS])
@@ -311,7 +323,8 @@ class StackDistance:
     def _alloc_positions(self, cap: int) -> None:
         cap = max(1 << (6 + BLOCK_BITS), cap)
         self._pos_ref = np.full(cap, -1, dtype=np.int64)
-        self._pos_w = np.zeros(cap if self.weighted else 1, dtype=np.int32)   # a unit's weight
+        self._pos_w = np.zeros(cap if self.weighted else 1, dtype=np.int32)   # weight excess
+        self._bits_x = np.zeros(cap >> 6 if self.weighted else 1, dtype=np.uint64)
         self._bits = np.zeros(cap >> 6, dtype=np.uint64)
         self._word_w = np.zeros(cap >> 6 if self.weighted else 1, dtype=np.int64)
         blocks = cap >> (6 + BLOCK_BITS)
@@ -333,7 +346,8 @@ class StackDistance:
         while True:
             i, code = _feed(units, w, i, out_c, out_w, self._last, self._page_keys,
                             self._page_rows, self._pos_ref, self._pos_w, self._bits,
-                            self._word_w, self._tree_c, self._tree_w, self._st, self.weighted)
+                            self._bits_x, self._word_w, self._tree_c, self._tree_w, self._st,
+                            self.weighted)
             if code == _DONE:
                 return out_c, (out_w if self.weighted else None)
             self._grow(code)
@@ -379,8 +393,8 @@ class StackDistance:
         n = len(old[0])
         self._pos_ref[:n] = old[0]
         self._pos_w[:len(old[1])] = old[1]
-        _compact(self._last, self._pos_ref, self._pos_w, self._bits, self._word_w, self._tree_c,
-                 self._tree_w, self._st, self.weighted)
+        _compact(self._last, self._pos_ref, self._pos_w, self._bits, self._bits_x, self._word_w,
+                 self._tree_c, self._tree_w, self._st, self.weighted)
 
 
 def line_units(addr: np.ndarray, nbytes: np.ndarray, line_bytes: int):

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from simulator.stackdist import (
     _NEXT,
-    _UNIFORM,
+    _FIRST_W,
+    _N_EXCESS,
     COLD,
     PAGE,
     StackDistance,
@@ -200,7 +201,7 @@ def phased_stream(seed, small=120, uniform_len=1500, mixed_len=1500, large=2500,
 
 
 def feed_watching(sd, units, weights, chunk):
-    """Feed in chunks; per chunk, (positions used before, after, capacity, uniform state).
+    """Feed in chunks; per chunk, (compacted, capacity, marks whose weight is not the first).
     Positions advance by one per access, so a chunk that advances less has compacted."""
     got_c, got_w, states = [], [], []
     for lo in range(0, len(units), chunk):
@@ -209,7 +210,7 @@ def feed_watching(sd, units, weights, chunk):
         got_c.append(c)
         got_w.append(w)
         compacted = int(sd._st[_NEXT]) != before + len(c)
-        states.append((compacted, len(sd._pos_ref), int(sd._st[_UNIFORM])))
+        states.append((compacted, len(sd._pos_ref), int(sd._st[_N_EXCESS])))
     return np.concatenate(got_c), np.concatenate(got_w), states
 
 
@@ -221,9 +222,9 @@ def test_mixed_sizes_compact_and_grow_against_the_brute_force():
     assert got_c.tolist() == want_c
     assert got_w.tolist() == want_w
     # the regimes this test exists for, so that it cannot silently stop covering them
-    uniform = [s for s in states if s[2] > 0]
-    mixed = [s for s in states if s[2] < 0]
-    assert sum(s[0] for s in uniform) >= 3           # compactions before any weight tree
+    uniform = [s for s in states if s[2] == 0]
+    mixed = [s for s in states if s[2] > 0]
+    assert sum(s[0] for s in uniform) >= 3           # compactions with no weight in the trees
     assert sum(s[0] and s[1] == 512 for s in mixed) >= 3   # weighted compactions, one block
     assert len(sd._pos_ref) >= 8 * 512               # positions grew three times, trees too
     assert len(sd._last) >= 8 * 16 * PAGE            # page rows grew from 16 to 128+
@@ -232,14 +233,15 @@ def test_mixed_sizes_compact_and_grow_against_the_brute_force():
 
 
 def test_weight_trees_built_far_from_a_compaction():
-    """The switch to mixed sizes lands right after a compaction, so hundreds of weighted reads
-    rely on the trees `_rebuild_weights` made from the uniform phase before the next one."""
+    """The second weight appears right after a compaction, so hundreds of weighted reads rely
+    on excesses added to the trees since, before the next compaction rebuilds them."""
     rng = np.random.default_rng(8)
     units = np.concatenate([np.arange(100), rng.integers(0, 100, 2000)]) * 9
     weights = np.concatenate([np.full(513, 2), rng.choice([1, 8], 1587)])
     sd = StackDistance(weighted=True, positions=64)   # 512 positions
     first = sd.feed(units[:513], weights[:513])       # access 512 compacts: 100 positions used
-    assert int(sd._st[_NEXT]) == 101 and int(sd._st[_UNIFORM]) == 2
+    assert int(sd._st[_NEXT]) == 101 and int(sd._st[_FIRST_W]) == 2
+    assert int(sd._st[_N_EXCESS]) == 0
     rest = sd.feed(units[513:], weights[513:])
     want_c, want_w = brute_force(units.tolist(), weights.tolist())
     assert np.concatenate([first[1], rest[1]]).tolist() == want_w
