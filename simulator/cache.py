@@ -48,6 +48,7 @@ the access that last made that line dirty (tracked per line, at every level).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numba
@@ -789,24 +790,35 @@ class _LevelState:
         self.hashed = ways > SCAN_MAX_WAYS
         self.dense = (self.hashed and n_sets == 1 and level.policy in ("lru", "fifo")
                       and not compat and 0 < lines <= DENSE_MAX_LINES)
-        if self.dense:
-            self.stamp = np.full(lines, -1, np.int64)
-            self.dmeta = np.zeros(lines, np.int64)
-            self.queue = np.zeros(QUEUE_PER_LINE * ways, np.int64)
-            self.qstamp = np.zeros(QUEUE_PER_LINE * ways, np.int64)
-            self.qst = np.zeros(4, np.int64)      # head, tail, lines held, clock
-        self.tags = np.full(n_lines, -1, np.int64)
-        self.dirty = np.zeros(n_lines, np.uint8)
-        self.owner = np.full(n_lines, -1, np.int32)
         self.rng = np.array([0x9E3779B97F4A7C15 ^ (level.seed * 0x2545F4914F6CDD1D + 1)
                              & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64)
         self.st = np.zeros(N_COUNTERS, np.int64)
         self.st[LAST_LINE] = -1
         self._out = None
+        if self.dense:        # the slot arrays and the hash table come if it leaves its range
+            self.stamp = np.full(lines, -1, np.int64)
+            self.dmeta = np.zeros(lines, np.int64)
+            self.queue = np.zeros(QUEUE_PER_LINE * ways, np.int64)
+            self.qstamp = np.zeros(QUEUE_PER_LINE * ways, np.int64)
+            self.qst = np.zeros(4, np.int64)      # head, tail, lines held, clock
+            return
+        self._init_slots(n_lines)
         if self.hashed or level.policy == "opt":
             self._init_hash(n_lines, n_sets)
         if not self.hashed:
             self.meta = np.full(n_lines, -2, np.int32)
+
+    def __deepcopy__(self, memo):
+        """A copy of the state, without the scratch output buffers (simulate.py's snapshots)."""
+        new = object.__new__(_LevelState)
+        for key, value in vars(self).items():
+            setattr(new, key, None if key == "_out" else copy.deepcopy(value, memo))
+        return new
+
+    def _init_slots(self, n_lines: int) -> None:
+        self.tags = np.full(n_lines, -1, np.int64)
+        self.dirty = np.zeros(n_lines, np.uint8)
+        self.owner = np.full(n_lines, -1, np.int32)
 
     def _init_hash(self, n_lines: int, n_sets: int) -> None:
         size = 1 << max(4, (2 * n_lines - 1).bit_length())
@@ -858,6 +870,8 @@ class _LevelState:
             return
         held = self.held()
         n = len(held)
+        self._init_slots(self.level.n_lines)
+        self._init_hash(self.level.n_lines, 1)
         for slot, line in enumerate(held[::-1]):       # oldest first: the newest ends in front
             self.tags[slot] = line
             self.dirty[slot] = self.dmeta[line] & 1
