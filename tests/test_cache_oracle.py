@@ -307,3 +307,16 @@ def test_a_dense_level_moves_to_the_hash_kernel_past_its_range(monkeypatch):
     assert_matches(h, ref, (sim.finish(), np.concatenate(served).tolist(),
                             sim.bytes_by_level_buffer.tolist()), "dense, then hash")
     assert all(s["writebacks"] > 0 for s in ref.stats[:-1])
+
+
+def test_the_simulator_page_quotes_the_dense_and_sparse_limits():
+    from pathlib import Path
+
+    import simulator.cache as cache
+    import simulator.stackdist as stackdist
+    from simulator.simulate import MAX_STATES
+    page = " ".join((Path(__file__).parent.parent / "docs/simulator.md").read_text().split())
+    assert f"span at most {cache.DENSE_MAX_LINES >> 20} M lines" in page
+    assert (f"holds fewer than 1/{stackdist.SPARSE_FILL} of its slots, past "
+            f"{stackdist.SPARSE_ROWS} pages" in page)
+    assert f"more than {MAX_STATES} distinct states" in page
