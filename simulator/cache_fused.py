@@ -357,9 +357,16 @@ class FusedHierarchy:
         # stamps count the line touches of a piece in STAMP_BITS - 1 bits
         touches = int(np.cumprod(fanout).sum())
         piece = max(1, min(PIECE, (1 << (STAMP_BITS - 1)) // touches))
-        _run(n_shards, chunk.addr, chunk.nbytes, chunk.is_write, buffer_ids, self.accesses,
-             self.cfg, self.compat, self.mem_bits, fanout, piece, self.cls_shift, self.cls_mask,
-             self.min_per_class, self.tags, self.meta, self.stamp, self.cnt, self.by_buf, served)
+        if n_shards == 1:   # no parallel region: its idle thread would spin, burning CPU
+            _shard(0, 1, chunk.addr, chunk.nbytes, chunk.is_write, buffer_ids, self.accesses,
+                   self.cfg, self.compat, self.mem_bits, fanout, piece, self.cls_shift,
+                   self.cls_mask, self.min_per_class, self.tags, self.meta, self.stamp,
+                   self.cnt[0], self.by_buf[0], served[0])
+        else:
+            _run(n_shards, chunk.addr, chunk.nbytes, chunk.is_write, buffer_ids, self.accesses,
+                 self.cfg, self.compat, self.mem_bits, fanout, piece, self.cls_shift,
+                 self.cls_mask, self.min_per_class, self.tags, self.meta, self.stamp, self.cnt,
+                 self.by_buf, served)
         self.accesses += len(chunk)
         return served.max(axis=0)
 
