@@ -145,6 +145,15 @@ def _xorshift(rng):
 
 
 @numba.njit(cache=True, inline="always")
+def _request(in_a, in_nb, in_w, in_src, in_buf, i, has_src, line_bits):
+    """Request i of a level's input: (address, bytes, write, buffer, first and last line,
+    the access it serves)."""
+    a, nb = np.int64(in_a[i]), np.int64(in_nb[i])
+    return (a, nb, in_w[i], in_buf[i], a >> line_bits, (a + nb - 1) >> line_bits,
+            in_src[i] if has_src else i)
+
+
+@numba.njit(cache=True, inline="always")
 def _charge(by_buf, served, src, buf, nb, lvl):
     """Bytes of a request to its buffer's column; the access it serves reached level `lvl`."""
     col = buf if buf >= 0 else by_buf.shape[0] - 1
@@ -201,15 +210,12 @@ def _scan_level(tags, meta, rng, st, cfg, in_a, in_nb, in_w, in_src, in_buf,
     has_src = in_src.shape[0] > 0
     k, i, n, cap = 0, start, in_a.shape[0], out_a.shape[0]
     while i < n:
-        a, nb, w, buf = np.int64(in_a[i]), np.int64(in_nb[i]), in_w[i], in_buf[i]
-        first, last = a >> line_bits, (a + nb - 1) >> line_bits
+        a, nb, w, buf, first, last, src = _request(in_a, in_nb, in_w, in_src, in_buf, i,
+                                                   has_src, line_bits)
         if k + 2 * (last - first + 1) > cap:
             break           # output full: the driver passes it down and calls again from i
-        src = in_src[i] if has_src else i
-        if w:
-            wb += nb
-        else:
-            rb += nb
+        wb += nb * w
+        rb += nb * (not w)
         _charge(by_buf, served, src, buf, nb, lvl)
         for line in range(first, last + 1):
             base, p = 0, 0
@@ -402,15 +408,12 @@ def _hash_level(tags, dirty, owner, link, head, tail, fill, htab, rng, st, cfg,
     has_src = in_src.shape[0] > 0
     k, i, n, cap = 0, start, in_a.shape[0], out_a.shape[0]
     while i < n:
-        a, nb, w, buf = np.int64(in_a[i]), np.int64(in_nb[i]), in_w[i], in_buf[i]
-        first, last = a >> line_bits, (a + nb - 1) >> line_bits
+        a, nb, w, buf, first, last, src = _request(in_a, in_nb, in_w, in_src, in_buf, i,
+                                                   has_src, line_bits)
         if k + 2 * (last - first + 1) > cap:
             break           # output full: the driver passes it down and calls again from i
-        src = in_src[i] if has_src else i
-        if w:
-            wb += nb
-        else:
-            rb += nb
+        wb += nb * w
+        rb += nb * (not w)
         _charge(by_buf, served, src, buf, nb, lvl)
         for line in range(first, last + 1):
             s = _set_of(line, n_sets, set_mask)
@@ -499,15 +502,12 @@ def _dense_level(stamp, meta, queue, qstamp, qst, st, cfg,
     has_src = in_src.shape[0] > 0
     k, i, n, cap = 0, start, in_a.shape[0], out_a.shape[0]
     while i < n:
-        a, nb, w, buf = np.int64(in_a[i]), np.int64(in_nb[i]), in_w[i], in_buf[i]
-        first, last = a >> line_bits, (a + nb - 1) >> line_bits
+        a, nb, w, buf, first, last, src = _request(in_a, in_nb, in_w, in_src, in_buf, i,
+                                                   has_src, line_bits)
         if k + 2 * (last - first + 1) > cap:
             break           # output full: the driver passes it down and calls again from i
-        src = in_src[i] if has_src else i
-        if w:
-            wb += nb
-        else:
-            rb += nb
+        wb += nb * w
+        rb += nb * (not w)
         _charge(by_buf, served, src, buf, nb, lvl)
         for line in range(first, last + 1):
             hit = line == last_line or stamp[line] >= 0
