@@ -994,7 +994,8 @@ class CacheSim:
         """The state as arrays that are equal exactly when two states answer every future
         request alike: per set, its lines from most to least recent (LRU) or newest to oldest
         (FIFO), each with its dirty bit and the buffer a writeback is charged to. Slot numbers,
-        stamps and the last-line shortcut are left out: no count depends on them."""
+        stamps and the last-line shortcut are left out: no count depends on them. Copies, never
+        a kernel's live arrays: a kept state must not change as the machine runs on."""
         if self._fused is not None:
             return self._fused.canonical()
         out = []
@@ -1008,9 +1009,9 @@ class CacheSim:
                 order = np.empty(len(st.tags), np.int64)
                 k = _list_order(st.link, st.head, order)
                 order = order[:k]
-                out += [st.fill, st.tags[order], st.dirty[order], st.owner[order]]
+                out += [st.fill.copy(), st.tags[order], st.dirty[order], st.owner[order]]
             else:  # the scan kernel keeps each set in recency order
-                out += [st.tags, st.meta]
+                out += [st.tags.copy(), st.meta.copy()]
         return out
 
     # -- internals

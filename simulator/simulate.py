@@ -261,9 +261,10 @@ class _Proof:
         self.next: dict[int, int] = {}
         self.digests: dict[tuple, list[tuple[list, int]]] = {}
         self.snapshots: list[_Machine] = []
-        self.kept_bytes = 0
+        self.kept_bytes = self.states_seen = 0
         if self.enabled:
             self._new_state(machine)
+            self.kept_bytes = machine.nbytes()
         self.budget = SNAPSHOT_MEMORY_FRACTION * _physical_memory()
 
     def lookup(self, kind: int) -> int | None:
@@ -286,6 +287,8 @@ class _Proof:
         sid = self._state_id(self._live)
         if sid is None:        # over budget: the live machine goes on in order from here
             self.enabled = False
+            self.reason = "proof, then in order"
+            self.states_seen = len(self.snapshots)
             self.snapshots, self.digests = [], {}
             return
         self.memo[(self.state, kind)] = outcome
@@ -367,7 +370,8 @@ class StepAccount:
     simulated: int           # steps replayed access by access
     proven: int              # steps counted from an equal state and kind
     states: int              # distinct states compared (0 without proof)
-    method: str              # "proof", "brute force" or "replay" (a random or OPT level)
+    method: str              # "proof", "proof, then in order" (past the state limit or the
+    #                          memory budget), "brute force" or "replay" (a random or OPT level)
     phase: np.ndarray        # per step: the plan's phase (zeros when it gives none)
 
     @property
@@ -397,7 +401,8 @@ def _account(plan, outcomes, outcome_of, level_energy, preset, proof: _Proof) ->
     energy = np.array([r.energy_fj for r in rows])[outcome_of] if rows else np.zeros(0)
     phase = plan.phase if plan.phase is not None else np.zeros(len(plan.steps), np.int64)
     return StepAccount(plan.steps, plan.kinds, outcome_of, energy, tuple(rows), simulated,
-                       len(plan.steps) - simulated, len(proof.snapshots), proof.reason, phase)
+                       len(plan.steps) - simulated, max(len(proof.snapshots), proof.states_seen),
+                       proof.reason, phase)
 
 
 def traffic(levels: tuple[LevelStats, ...]) -> list[dict]:

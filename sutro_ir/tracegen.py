@@ -429,9 +429,11 @@ class StepTrace:
         """The trace of the given steps (ascending), chunks made on demand; `path_of(step)`:
         the step's row of `paths`. `evaluations` (execute.Evaluation, in the order they ran)
         follow the training step each came after, one plan row per example, with the columns
-        of `eval_trace` (the eval loop's StepTrace): its parameters and example are the
-        training step's buffers (the two schedules place them alike); its other values get
-        buffers of their own, named `eval.NAME`."""
+        of `eval_trace` (the eval loop's StepTrace). Both schedules place the parameters first,
+        alike, so the eval loop reads them where training wrote them; an eval buffer with the
+        name, place and size of a training buffer is that buffer (the example too, when the two
+        loops' examples have one shape), and every other one gets its own row, `eval.NAME`,
+        over the addresses its schedule gave it."""
         buffers = [Buffer(b.name, b.base, b.nbytes, b.dtype, b.role) for b in self.sched.buffers]
         kernels = [TraceKernel("init", ("init",), "parameter initialization"),
                    TraceKernel("load", ("load",), "the example written into x and y")]

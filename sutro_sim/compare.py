@@ -134,7 +134,9 @@ def render_compare(c: Comparison) -> str:
                      "" if row is c.rows[0] else f"{100 * change:+.1f}%"])
         if target is not None:
             t = r.target(target)
-            rows[-1].append(energy(t["learning_energy_fj"]) if t["reached"] else "not reached")
+            rows[-1].append("not reached" if not t["reached"] else
+                            "-" if t["learning_energy_fj"] is None else
+                            energy(t["learning_energy_fj"]))
         if seed:
             m, m0 = r.memtracker["per_read_ard_elements"], base.memtracker["per_read_ard_elements"]
             rows[-1] += [f"{m:,.1f}", "" if row is c.rows[0] else f"{100 * _change(m, m0):+.1f}%"]

@@ -47,6 +47,9 @@ class RunResult:
 
     @property
     def energy_per_step_fj(self) -> float:
+        """A training step's mean energy (the evaluations left out)."""
+        if self.all_traced:
+            return self.costs["training_steps_fj"] / max(self.train.steps, 1)
         return self.sim.energy.total / max(len(self.traced), 1)
 
     @property
@@ -318,7 +321,11 @@ def _accounting_lines(r: RunResult) -> list[str]:
                         f"proof ({a.states:,} distinct cache and reuse states)",
                "brute force": f"all {a.simulated:,} simulated access by access (--brute-force)",
                "replay": f"all {a.simulated:,} simulated access by access (a random or OPT "
-                         "level: no state proof)"}[a.method]
+                         "level: no state proof)",
+               "proof, then in order": f"{a.simulated:,} simulated access by access, "
+                                       f"{a.proven:,} counted by proof until it met more than "
+                                       f"{a.states:,} distinct states (or its memory budget), "
+                                       "the rest simulated in order"}[a.method]
         lines.append(f"whole run  {r.train.steps:,} steps{evaluated}, {r.accesses_whole_run:,} "
                      f"accesses (init included), every one accounted: {how}")
         learning = (f"learning {energy(c['learning_fj'])}" + (
@@ -328,12 +335,7 @@ def _accounting_lines(r: RunResult) -> list[str]:
             learning += (f"; inference {energy(c['inference_per_example_fj'])} per example "
                          f"(the test: {energy(c['inference_fj'])})")
         lines.append(f"cost       {learning}; total {energy(c['total_fj'])}")
-        if r.target_accuracy is not None:
-            t = r.target(r.target_accuracy)
-            lines.append(f"target     test accuracy {100 * t['test_accuracy']:.1f}% " + (
-                f"reached after epoch {t['epoch']} ({t['steps']:,} steps) with "
-                f"{energy(t['learning_energy_fj'])} of learning" if t["reached"] else
-                f"not reached in {r.train.epochs} epochs"))
+        lines += _target_line(r)
         return lines
     per = energy(r.energy_per_step_fj)
     lines.append(f"sampled    steps {step_ranges(r.traced)} ({len(r.traced):,} of "
@@ -343,7 +345,20 @@ def _accounting_lines(r: RunResult) -> list[str]:
     lines.append(f"           whole run, NOT EXACT, extrapolated from the sample: "
                  f"{energy(r.energy_per_step_fj * r.train.steps)}{rough}; "
                  "drop --trace-steps for the exact figure")
-    return lines
+    return lines + _target_line(r)
+
+
+def _target_line(r: RunResult) -> list[str]:
+    if r.target_accuracy is None:
+        return []
+    t = r.target(r.target_accuracy)
+    head = f"target     test accuracy {100 * t['test_accuracy']:.1f}% "
+    if not t["reached"]:
+        return [head + f"not reached in {r.train.epochs} epochs"]
+    spent = (f"with {energy(t['learning_energy_fj'])} of learning"
+             if t["learning_energy_fj"] is not None else
+             "(its learning energy needs every step: drop --trace-steps)")
+    return [head + f"reached after epoch {t['epoch']} ({t['steps']:,} steps) {spent}"]
 
 
 def steps_table(r: RunResult) -> str:

@@ -261,8 +261,32 @@ def test_the_main_job_simulates_20_of_its_14200_steps_and_examples():
     6,993."""
     path = str(ROOT / "programs/mlp_backprop.sir")
     for evaluate, want in ((True, (14_200, 20, 14_180, 10)), (False, (7_000, 7, 6_993, 4))):
-        a = run(path, evaluate=evaluate).account
+        r = run(path, evaluate=evaluate)
+        a = r.account
         assert (len(a.steps), a.simulated, a.proven, a.states) == want
+    # the whole run's accesses, as docs/machine-model.md gives them: the training's, counted
+    # from its two paths, and the evaluations'
+    with_eval = run(path)
+    training = sum(n * acc for n, acc in with_eval.paths) + with_eval.init_accesses
+    assert training == r.accesses_whole_run == 901_093_293
+    assert with_eval.accesses_whole_run == 1_246_887_693
+    page = " ".join((ROOT / "docs/machine-model.md").read_text().split())
+    assert "every access (1,246,887,693)" in page
+
+
+def test_the_brute_force_benchmark_trace_is_the_simulator_pages():
+    """docs/simulator.md: 10 steps of mlp_backprop_always.sir make 3,412,451 accesses (the
+    parameters' first writes and 10 steps of 339,045)."""
+    from sutro_ir.compile import compile_file
+    from sutro_ir.schedule import schedule
+
+    program = compile_file(str(ROOT / "programs/mlp_backprop_always.sir"))
+    st = StepTrace(schedule(program.train.graph), program.train.x, program.train.y,
+                   [p.name for p in program.params])
+    trace = st.trace(list(range(10)), {})
+    assert sum(len(c) for c in trace) == 3_412_451 == 10 * 339_045 + len(st.init["addr"])
+    assert "10 steps of the seed's MLP (3,412,451 accesses)" in \
+        (ROOT / "docs/simulator.md").read_text()
 
 
 @pytest.mark.parametrize("overrides", [
@@ -391,3 +415,58 @@ eval (x, y) in test {
     brute = run(path, brute_force=True)
     assert r.sim.to_dict()["levels"] == brute.sim.to_dict()["levels"]
     assert r.costs["inference_fj"] == brute.costs["inference_fj"] > 0
+
+
+def test_the_arrays_decide_even_when_every_fingerprint_collides(monkeypatch):
+    """States are found by a fingerprint and decided by their arrays: with every fingerprint
+    the same, the proof must still equal brute force. Kept arrays must be copies: a kept
+    state that aliased a kernel's live arrays would always equal the machine's current one.
+    A scan L1 whose dirty lines differ after kind A (writes) and kind B (reads), over a
+    FIFO L2 that holds everything."""
+    import simulator.simulate as sim
+
+    n = 64
+    sweep = np.arange(n, dtype=np.int64) * 4
+    kinds = [(sweep, np.arange(n) >= n - 4), (sweep, np.zeros(n, bool))]
+    seq = [0, 1, 0, 0, 0, 0]
+    chunks = [make_chunk(s, kinds[k][0], 4, kinds[k][1], 0, buffer=0) for s, k in enumerate(seq)]
+    plan = StepPlan(np.arange(len(seq)), np.array(seq), np.ones(len(seq), np.int64), ({}, {}))
+    trace = Trace([Buffer("b", 0, 4 * n, "f32")], [Kernel("k", ("k",))], len(seq),
+                  chunks.__getitem__, plan=plan)
+    h = Hierarchy("h", (Level("L1", 8 * 4, 4, 8, "lru"),
+                        Level("L2", 128 * 4, 4, 128, "fifo", write_back=False),
+                        Level("MEM", None, 4, offchip="hbm")))
+    monkeypatch.setattr(sim, "_digest", lambda arrays: ())
+    a = assert_same_as_brute_force(trace, h)
+    assert a.proven > 0 and simulate(trace, h).levels[0].writebacks > 0
+
+
+def test_past_the_state_limit_the_rest_is_simulated_in_order_and_said_so(monkeypatch):
+    import simulator.simulate as sim
+
+    monkeypatch.setattr(sim, "MAX_STATES", 3)
+    for seed in range(6):
+        trace = random_planned_trace(np.random.default_rng(200 + seed))
+        a = assert_same_as_brute_force(trace, random_hierarchy(np.random.default_rng(seed)))
+        assert a.method in ("proof", "proof, then in order")
+        if a.method != "proof":
+            assert a.states == 3
+    path = str(ROOT / "programs/mlp_backprop.sir")
+    r = run(path, {"epochs": "2", "n_train": "40", "hidden": "32"})
+    assert r.account.method == "proof, then in order" and r.account.states == 3
+    from sutro_sim.run import render_run
+    assert "counted by proof until it met more than 3 distinct states" in render_run(r)
+
+
+def test_a_sample_reaches_a_target_without_an_energy(capsys):
+    """With --trace-steps N the learning energy of the epochs is not known: the target says
+    which epoch reached it and that its energy needs every step; compare shows '-'."""
+    path = str(ROOT / "programs/xor.sir")
+    assert main(["run", path, "--trace-steps", "5", "--target-accuracy", "0.1"]) == 0
+    assert "(its learning energy needs every step: drop --trace-steps)" in \
+        capsys.readouterr().out
+    assert main(["compare", path, "-p", "fuse", "--trace-steps", "5", "--target-accuracy",
+                 "0.1", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert all(r["target"]["reached"] and r["target"]["learning_energy_fj"] is None
+               for r in rows)
