@@ -48,7 +48,7 @@ class TrainingDiverged(SirError):
     def __init__(self, step: int, value: str, became: str, loc: Loc | None):
         what = "the value computed here" if value.startswith("%") else f"'{value}'"
         super().__init__(f"training diverged at step {step:,}: {what} became {became} "
-                         "(lower the learning rate, or check this line)", loc)
+                         "(check this line; a lower learning rate often helps)", loc)
         self.step, self.value, self.became = step, value, became
 
     def to_dict(self) -> dict:

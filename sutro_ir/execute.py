@@ -307,6 +307,7 @@ class Executor:
                     if run.checked is not None and str(e) in ("NaN", "infinite"):
                         raise TrainingDiverged(step, e.node.buffer, str(e), e.node.loc) \
                             from None
+                    self._refused_nonfinite(e, step)
                     raise SirError(f"step {step}: {e}", e.node.loc) from None
                 if step_paths is not None:
                     step_paths.append(paths.setdefault(tuple(path), len(paths)))
@@ -341,6 +342,26 @@ class Executor:
                            len(starts), tuple(log), tuple(self.evaluations),
                            tuple(self.eval_path_ids) or ((),))
 
+    def _refused_nonfinite(self, e: NodeError, step: int) -> None:
+        """A value refused at run time (a cast to an integer type) because it is NaN or
+        infinite is a training that diverged, not a mistake in the program: name the operand
+        and the line."""
+        g = self.program.train.graph
+        for a in e.node.args:
+            if isinstance(a, str):
+                what = nonfinite(self.arrays[g[a].buffer], True)
+                if what:
+                    self._replay_checked()          # names the line that made it, if a node
+                    raise TrainingDiverged(step, g[a].buffer, what, e.node.loc) from None
+
+    def _replay_checked(self) -> None:
+        """Train again from the start with every node's value checked: raises TrainingDiverged
+        at the first NaN (or infinite parameter) a node makes. Does nothing in that replay."""
+        if self.train_step.checked is None:
+            train_schedule, eval_kernels, seed = self.schedules
+            with np.errstate(all="ignore"):
+                Executor(self.program, train_schedule, eval_kernels, seed, checked=True)._train(None)
+
     def _check_init(self) -> None:
         for p in self.program.params:
             what = nonfinite(self.arrays[p.name], True)
@@ -355,10 +376,7 @@ class Executor:
                if (what := nonfinite(a, name in self.params))]
         if not bad:
             return
-        if self.train_step.checked is None:
-            train_schedule, eval_kernels, seed = self.schedules
-            with np.errstate(all="ignore"):
-                Executor(self.program, train_schedule, eval_kernels, seed, checked=True)._train(None)
+        self._replay_checked()
         name, what = bad[0]
         raise TrainingDiverged(step - 1, name, what, None)
 

@@ -82,6 +82,18 @@ class RunResult:
         return [dict(e, learning_energy_fj=so_far[i] if i < len(so_far) else None)
                 for i, e in enumerate(self.train.epochs_log)]
 
+    @property
+    def history_json(self) -> list[dict]:
+        """The history with a NaN or infinite mean loss as null (JSON has neither) and the
+        value it was as a string."""
+        out = []
+        for e in self.history:
+            loss = e["loss"]
+            if loss is not None and not np.isfinite(loss):
+                e = dict(e, loss=None, loss_not_finite=str(loss))
+            out.append(e)
+        return out
+
     def target(self, accuracy: float) -> dict:
         """The first epoch whose test accuracy reaches `accuracy`, and the learning energy
         spent to get there: what compares algorithms."""
@@ -137,7 +149,7 @@ class RunResult:
                 "pass_notes": list(self.pass_notes),
                 "accuracy": {"train": self.train.train_accuracy, "test": self.train.test_accuracy},
                 "steps": self.train.steps, "epochs": self.train.epochs, "wall_s": self.wall_s,
-                "traced": traced, "costs": self.costs, "history": self.history,
+                "traced": traced, "costs": self.costs, "history": self.history_json,
                 **({"target": self.target(self.target_accuracy)}
                    if self.target_accuracy is not None else {}),
                 **d, "profile_s": dict(self.profile),
@@ -352,7 +364,7 @@ def _target_line(r: RunResult) -> list[str]:
     if r.target_accuracy is None:
         return []
     t = r.target(r.target_accuracy)
-    head = f"target     test accuracy {100 * t['test_accuracy']:.1f}% "
+    head = f"target     test accuracy {100 * t['test_accuracy']:.6g}% "
     if not t["reached"]:
         return [head + f"not reached in {r.train.epochs} epochs"]
     spent = (f"with {energy(t['learning_energy_fj'])} of learning"

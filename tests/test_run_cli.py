@@ -195,3 +195,25 @@ def test_a_deliberate_infinity_in_a_value_is_not_divergence(capsys, tmp_path):
     (tmp_path / "m.sir").write_text(text)
     code, out, err = run_cli(capsys, "run", str(tmp_path / "m.sir"), "--json")
     assert code == 0, err
+
+
+def test_a_nan_refused_by_an_integer_cast_is_divergence_too(capsys, tmp_path):
+    """A cast to i32 refuses NaN (a run-time error for a finite value out of range, exit 2);
+    when training made the NaN, it is divergence (exit 3), named where the NaN was made."""
+    text = (ROOT / "programs/mlp_backprop.sir").read_text().replace(
+        "  out = W2 @ h + b2\n", "  out = W2 @ h + b2\n  bucket = i32(min(abs(out), 1000.0))\n")
+    assert "bucket" in text
+    (tmp_path / "c.sir").write_text(text)
+    code, out, err = run_cli(capsys, "run", str(tmp_path / "c.sir"), "--set", "hidden=16",
+                             "n_train=20", "epochs=2", "lr=1e30")
+    assert code == 3 and "c.sir:16:12: error: training diverged at step 1" in err
+
+
+def test_an_infinite_mean_loss_is_null_in_the_json(capsys, tmp_path):
+    text = (ROOT / "programs/xor.sir").read_text().replace(
+        "  dout = -y", "  loss = exp(sum(out) * 0.0 + 100.0)\n  dout = -y")
+    (tmp_path / "l.sir").write_text(text)
+    code, out, _ = run_cli(capsys, "run", str(tmp_path / "l.sir"), "--json", "--set",
+                           "epochs=2")
+    first = json.loads(out)["history"][0]          # valid JSON: no Infinity
+    assert code == 0 and first["loss"] is None and first["loss_not_finite"] == "inf"
