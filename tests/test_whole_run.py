@@ -371,7 +371,7 @@ def test_the_target_is_the_first_epoch_that_reaches_it(capsys):
     assert t["reached"] and t["epoch"] == first["epoch"]
     assert t["learning_energy_fj"] == first["learning_energy_fj"]
     assert main(["run", path, "--target-accuracy", "1.0", *small]) == 0
-    assert "target     test accuracy 100.0% not reached in 4 epochs" in capsys.readouterr().out
+    assert "target     test accuracy 100% not reached in 4 epochs" in capsys.readouterr().out
     assert main(["run", path, "--target-accuracy", "90", *small]) == 2
     assert "--target-accuracy: error: --target-accuracy 90.0: a test accuracy in (0, 1]" in \
         capsys.readouterr().err
