@@ -901,9 +901,6 @@ class _LevelState:
                        self.st, self.cfg, *split, next_use, *out, served, lvl, by_buf)
         return tuple(col[:k] for col in out)
 
-    def stats(self) -> LevelStats:
-        return level_stats(self.level, self.st)
-
 
 def level_stats(level: Level, st: np.ndarray) -> LevelStats:
     """A level's counter row as LevelStats; memory serves every request (all hits)."""

@@ -416,13 +416,6 @@ class StepTrace:
             arith += n * sum(c * sum(self.arith[kid - 2].values()) for kid, c in runs.items())
         return kernels / max(steps, 1), arith / max(steps, 1)
 
-    @property
-    def per_step_arith(self) -> list[dict]:
-        """Arithmetic per kernel of a step on path 0."""
-        runs = self._count(0)[1]
-        return [{k: v * runs[i] for k, v in a.items()}
-                for i, a in enumerate(self.arith, start=2)]
-
     def trace(self, steps: list[int], meta: dict, chunk: int = CHUNK_ACCESSES,
               path_of=lambda s: 0, evaluations=(), eval_trace: "StepTrace | None" = None
               ) -> Trace:
