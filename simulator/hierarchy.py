@@ -31,6 +31,7 @@ TOML format::
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SimError
+from .limits import MEMORY_FRACTION, physical_memory
 
 POLICIES = ("lru", "fifo", "random", "opt")
 OFFCHIP = ("dram", "hbm")
@@ -158,8 +160,9 @@ def _check_capacity(lv: Level) -> None:
 
 def _check_energy(lv: Level) -> None:
     e = lv.energy_fj_per_bit
-    if e is not None and (not isinstance(e, (int, float)) or isinstance(e, bool) or e < 0):
-        _fail(lv.name, "energy_fj_per_bit", f"must be a number >= 0, got {e!r}")
+    if e is not None and (not isinstance(e, (int, float)) or isinstance(e, bool)
+                          or not math.isfinite(e) or e < 0):
+        _fail(lv.name, "energy_fj_per_bit", f"must be a finite number >= 0, got {e!r}")
     if lv.offchip is not None and lv.offchip not in OFFCHIP:
         _fail(lv.name, "offchip", f"unknown off-chip kind '{lv.offchip}' (expected one of "
                                   f"{', '.join(OFFCHIP)})")
@@ -185,6 +188,23 @@ def check_hierarchy(h: Hierarchy) -> None:
         if h.pycachesim_compat and lv.policy == "opt":
             _fail(lv.name, "policy", "'opt' cannot be combined with pycachesim_compat, which "
                                      "reproduces pycachesim (it has no OPT policy)")
+    _check_state_memory(h)
+
+
+STATE_BYTES_PER_LINE = 96   # the most a simulated line costs: tag, dirty bit, owner, recency
+#                             links and its share of the hash table (simulator/cache.py)
+
+
+def _check_state_memory(h: Hierarchy) -> None:
+    """Refuse, up front, a hierarchy whose simulated lines would not fit in this machine."""
+    lines = sum(lv.n_lines for lv in h.levels[:-1])
+    need, have = lines * STATE_BYTES_PER_LINE, MEMORY_FRACTION * physical_memory()
+    if need > have:
+        big = max(h.levels[:-1], key=lambda lv: lv.n_lines)
+        _fail(big.name, "capacity", f"{big.capacity_bytes:,} bytes in {big.line_bytes}-byte lines "
+              f"is {big.n_lines:,} lines; simulating the hierarchy's {lines:,} lines takes about "
+              f"{need / 2**30:,.1f} GiB ({STATE_BYTES_PER_LINE} bytes a line), more than this "
+              f"machine's {physical_memory() / 2**30:,.1f} GiB allows")
 
 
 # ----------------------------------------------------------------------------- TOML

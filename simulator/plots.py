@@ -9,20 +9,33 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .errors import SimError  # noqa: E402
 from .report import ENERGY_UNITS, energy, size  # noqa: E402
 from .simulate import Result  # noqa: E402
 
 
-def write_plots(result: Result, folder: str) -> list[str]:
-    """Write the four plots into folder (created if needed); returns their paths."""
-    return _write(folder, result, (7, 4), [
-        ("reuse_histogram", _histogram), ("reuse_cdf", _cdf),
-        ("energy_by_level", _energy_by_level), ("energy_by_buffer", _energy_by_buffer)])
+def write_plots(result: Result, folder: str, history: list[dict] | None = None,
+                title: str = "") -> list[str]:
+    """Write the four plots into folder (created if needed), and with `history` (a run's
+    epochs: dicts with epoch, train_accuracy, test_accuracy, learning_energy_fj) a fifth:
+    accuracy against the learning energy spent so far, the figure that compares algorithms.
+    Returns their paths."""
+    plots = [("reuse_histogram", _histogram), ("reuse_cdf", _cdf),
+             ("energy_by_level", _energy_by_level), ("energy_by_buffer", _energy_by_buffer)]
+    if history:
+        plots.append(("history", lambda _, ax: _history((history, title), ax)))
+    return _write(folder, result, (7, 4), plots)
 
 
 def _write(folder: str, data, figsize: tuple, plots: list) -> list[str]:
     """Each (name, draw) of `plots` drawn from `data` into folder/name.png; the paths."""
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise SimError(f"cannot make {folder}: {e.strerror}", "--plot") from None
+    for name, _ in plots:         # every target checked before the first is written
+        if os.path.isdir(os.path.join(folder, f"{name}.png")):
+            raise SimError(f"{os.path.join(folder, name)}.png is a directory", "--plot")
     paths = []
     for name, draw in plots:
         fig, ax = plt.subplots(figsize=figsize)
@@ -141,12 +154,6 @@ def _tradeoff(results, tradeoff, ax) -> None:
     ax.set_xlabel("arithmetic operations per step")
     ax.set_ylabel(f"energy ({unit})")
     ax.set_title("Trade-off: arithmetic, energy and peak live bytes")
-
-
-def write_history(history: list[dict], folder: str, title: str = "") -> list[str]:
-    """A run's epochs (dicts with epoch, train_accuracy, test_accuracy, learning_energy_fj):
-    accuracy against the learning energy spent so far, the figure that compares algorithms."""
-    return _write(folder, (history, title), (7, 4), [("history", _history)])
 
 
 def _history(data, ax) -> None:

@@ -19,7 +19,6 @@ Energy accounting (docs/energy.md):
 from __future__ import annotations
 
 import copy
-import os
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -32,6 +31,7 @@ from .cache import CacheSim, LevelStats, level_stats
 from .cache_counters import N_COUNTERS, RB, WB
 from .errors import SimError
 from .hierarchy import Hierarchy
+from .limits import physical_memory
 from .reuse import ReuseAccumulator, ReuseStats
 from .stackdist import StackDistance
 from .trace import Trace
@@ -265,7 +265,7 @@ class _Proof:
         if self.enabled:
             self._new_state(machine)
             self.kept_bytes = machine.nbytes()
-        self.budget = SNAPSHOT_MEMORY_FRACTION * _physical_memory()
+        self.budget = SNAPSHOT_MEMORY_FRACTION * physical_memory()
 
     def lookup(self, kind: int) -> int | None:
         return self.memo.get((self.state, kind)) if self.enabled else None
@@ -335,13 +335,6 @@ def _fold(v):
     for x in v:
         h = (h ^ np.uint64(x)) * np.uint64(1099511628211)
     return h
-
-
-def _physical_memory() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
 
 
 @dataclass(frozen=True)

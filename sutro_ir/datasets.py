@@ -183,7 +183,7 @@ def _member_bytes(path: str, name: str) -> int:
 
 
 def memory_limit() -> int:
-    from .lower import MEMORY_FRACTION, physical_memory
+    from simulator.limits import MEMORY_FRACTION, physical_memory
     return int(MEMORY_FRACTION * physical_memory())
 
 

@@ -9,7 +9,8 @@ is a SirError at the culprit's location.
 from __future__ import annotations
 
 import math
-import os
+
+from simulator.limits import MEMORY_FRACTION, physical_memory
 
 from . import datasets
 from .autodiff import Sweep
@@ -61,7 +62,6 @@ from .syntax import (
 
 INITS = {"normal": ("std", "mean"), "uniform": ("low", "high"), "zeros": (), "ones": (),
          "constant": ("value",)}
-MEMORY_FRACTION = 0.8            # refuse programs whose buffers need more of the machine's RAM
 
 
 def lower(module: Module, overrides: dict[str, str] | None = None) -> Program:
@@ -349,13 +349,6 @@ def check_memory(program: Program) -> None:
     if total > limit:
         raise SirError(f"this program needs {total / 2**30:,.1f} GiB of buffers; this machine "
                        f"has {physical_memory() / 2**30:,.1f} GiB of memory", where)
-
-
-def physical_memory() -> int:
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 16 << 30
 
 
 # ----------------------------------------------------------------------------- loop bodies

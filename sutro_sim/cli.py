@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 
 from simulator import energy as energy_mod
 from simulator.errors import SimError
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "plot", None) is not None:
+            check_plot_folder(args.plot)      # before the long part, not after it
         return args.func(args)
     except TrainingDiverged as e:   # the program is valid; its training failed
         if getattr(args, "json", False):
@@ -54,6 +57,31 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `sutro-sim ... | head`
         sys.stdout = None
         return 0
+
+
+def check_plot_folder(folder: str) -> None:
+    """--plot DIR: a directory that exists and is writable, or one that can be made (the
+    nearest existing parent a writable directory), with no over-long name."""
+    if not folder.strip():
+        raise SimError("give a directory for the plots (got an empty path)", "--plot")
+    path = os.path.abspath(folder)
+    for part in path.split(os.sep):
+        if len(part.encode()) > 255:
+            raise SimError(f"{folder}: a path component is longer than 255 bytes", "--plot")
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise SimError(f"{folder} exists and is not a directory", "--plot")
+        parent = path
+    else:
+        parent = os.path.dirname(path)
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):
+            raise SimError(f"cannot make {folder}: {parent} is not a directory", "--plot")
+    try:                          # the only sure test: make something there, then remove it
+        os.rmdir(tempfile.mkdtemp(prefix=".sutro-plot-check-", dir=parent))
+    except OSError as e:
+        raise SimError(f"cannot write into {parent}: {e.strerror}", "--plot") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -187,12 +215,12 @@ def cmd_run(args) -> int:
         train_bar.close()
         sim_bar.close()
     if args.plot:
-        from simulator.plots import write_history, write_plots
-        paths = write_plots(result.sim, args.plot)
+        from simulator.plots import write_plots
         history = result.history
-        if len(history) > 1 and history[-1]["learning_energy_fj"] is not None:
-            paths += write_history(history, args.plot, f"{args.program}: accuracy against "
-                                   f"learning energy ({result.sim.hierarchy})")
+        drawn = len(history) > 1 and history[-1]["learning_energy_fj"] is not None
+        paths = write_plots(result.sim, args.plot, history if drawn else None,
+                            f"{args.program}: accuracy against learning energy "
+                            f"({result.sim.hierarchy})")
     if args.json:
         print(json.dumps(result.to_dict(), indent=1))
         return 0

@@ -19,7 +19,7 @@ from simulator.report import access_lines, count, energy, render, table
 from simulator.simulate import Result, simulate, step_ranges
 from sutro_ir.compile import compile_program, read_source
 from sutro_ir.execute import Executor, TrainResult
-from sutro_ir.lower import MEMORY_FRACTION, physical_memory
+from simulator.limits import MEMORY_FRACTION, physical_memory
 from sutro_ir.passes import parse_pipeline
 from sutro_ir.schedule import peak_live_bytes, schedule
 from sutro_ir.tracegen import StepTrace, n_accesses

@@ -217,3 +217,50 @@ def test_an_infinite_mean_loss_is_null_in_the_json(capsys, tmp_path):
                            "epochs=2")
     first = json.loads(out)["history"][0]          # valid JSON: no Infinity
     assert code == 0 and first["loss"] is None and first["loss_not_finite"] == "inf"
+
+
+# ----------------------------------------------------------------------------- checked up front
+
+@pytest.mark.parametrize("make,target,message", [
+    (lambda d: (d / "f").write_text(""), "f", "exists and is not a directory"),
+    (lambda d: (d / "f").write_text(""), "f/sub", "is not a directory"),
+    (lambda d: None, "", "give a directory for the plots"),
+    (lambda d: None, "x" * 300, "longer than 255 bytes"),
+], ids=["a file", "under a file", "empty", "long name"])
+def test_a_bad_plot_folder_is_refused_before_the_run(capsys, tmp_path, make, target, message):
+    make(tmp_path)
+    where = str(tmp_path / target) if target else ""
+    code, out, err = run_cli(capsys, "run", str(ROOT / "programs/xor.sir"), "--plot", where)
+    assert code == 2 and out == "" and "--plot: error:" in err and message in err
+    assert "training" not in err
+
+
+def test_a_plot_that_cannot_be_written_writes_none(capsys, tmp_path):
+    (tmp_path / "history.png").mkdir()
+    code, out, err = run_cli(capsys, "run", str(ROOT / "programs/xor.sir"), "--set", "epochs=3",
+                             "--plot", str(tmp_path))
+    assert code == 2 and "history.png is a directory" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["history.png"]      # nothing half-way
+
+
+@pytest.mark.parametrize("capacity,energy,message", [
+    ('"1 TiB"', "", "17,179,869,184 lines; simulating the hierarchy's 17,179,869,184 lines takes "
+                    "about 1,536.0 GiB (96 bytes a line)"),
+    ('"32 KiB"', "energy_fj_per_bit = inf", "energy_fj_per_bit: must be a finite number >= 0"),
+], ids=["capacity", "infinite energy"])
+def test_a_hierarchy_past_the_machine_or_with_an_infinite_energy_is_refused(
+        capsys, tmp_path, capacity, energy, message):
+    (tmp_path / "h.toml").write_text(
+        f'name = "h"\n[[level]]\nname = "L1"\ncapacity = {capacity}\nline = 64\nways = 16\n'
+        f'{energy}\n[memory]\nname = "DRAM"\noffchip = "dram"\n')
+    code, out, err = run_cli(capsys, "run", str(ROOT / "programs/xor.sir"), "--hierarchy",
+                             str(tmp_path / "h.toml"))
+    assert code == 2 and out == "" and message in err
+
+
+def test_the_simulator_page_gives_the_hierarchy_limit_the_code_uses():
+    from simulator.hierarchy import STATE_BYTES_PER_LINE
+    from simulator.limits import MEMORY_FRACTION
+    page = " ".join((ROOT / "docs/simulator.md").read_text().split())
+    assert (f"more than {MEMORY_FRACTION:.0%} of the machine's memory to simulate (at most "
+            f"{STATE_BYTES_PER_LINE} bytes a line)") in page
