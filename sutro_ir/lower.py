@@ -9,6 +9,7 @@ is a SirError at the culprit's location.
 from __future__ import annotations
 
 import math
+import re
 
 from simulator.limits import MEMORY_FRACTION, physical_memory
 
@@ -127,17 +128,21 @@ def _config(items: list[ConfigItem], overrides: dict[str, str], module: Module) 
     return list(values.items())
 
 
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
 def parse_value(text: str):
-    """A `--set` value: true/false, an int, a float, or a string."""
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text.strip().strip('"')
+    """A `--set` value: true/false, an int, a float (written as the language writes numbers:
+    ASCII digits, no underscores), or a string."""
+    t = text.strip()
+    if t.lower() in ("true", "false"):
+        return t.lower() == "true"
+    if _INT.fullmatch(t):
+        return int(t)
+    if _FLOAT.fullmatch(t):
+        return float(t)
+    return t.strip('"')
 
 
 def _override(name: str, text: str, default, loc: Loc):
@@ -147,6 +152,9 @@ def _override(name: str, text: str, default, loc: Loc):
     if not ok:
         raise SirError(f"--set {name}={text}: '{name}' is {kinds[type(default)]} "
                        f"(default {default!r}), got {kinds[type(value)]}", loc)
+    if type(default) is float and not math.isfinite(float(value)):
+        raise SirError(f"--set {name}={text}: a number must be finite (this one is "
+                       f"{float(value)})", loc)
     return float(value) if type(default) is float else value
 
 

@@ -208,7 +208,13 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
         raise SimError(f"--target-accuracy {target_accuracy}: a test accuracy in (0, 1], "
                        "for example 0.9", "--target-accuracy")
     hier = load_hierarchy(hierarchy)
-    energy_mod.get_preset(energy_preset, where="--energy")
+    preset = energy_mod.get_preset(energy_preset, where="--energy")
+    for level in hier.levels:           # every option checked before the long part
+        try:
+            energy_mod.level_energy(level, preset)
+        except SimError as e:
+            raise SimError(e.message, hierarchy) from None
+    select_steps(trace_steps, 0)
     overrides = dict(overrides or {})
     text = read_source(path)
     pass_names = tuple(name for name, _ in parse_pipeline(passes))

@@ -264,3 +264,31 @@ def test_the_simulator_page_gives_the_hierarchy_limit_the_code_uses():
     page = " ".join((ROOT / "docs/simulator.md").read_text().split())
     assert (f"more than {MEMORY_FRACTION:.0%} of the machine's memory to simulate (at most "
             f"{STATE_BYTES_PER_LINE} bytes a line)") in page
+
+
+@pytest.mark.parametrize("value,message", [
+    ("lr=inf", "'lr' is a number (default 0.05), got a string"),
+    ("lr=nan", "'lr' is a number (default 0.05), got a string"),
+    ("lr=1e400", "--set lr=1e400: a number must be finite (this one is inf)"),
+    ("hidden=1_000", "'hidden' is an integer (default 1000), got a string"),
+    ("hidden=\uff11\uff12", "'hidden' is an integer (default 1000), got a string"),
+])
+def test_set_takes_numbers_as_the_language_writes_them(capsys, value, message):
+    code, out, err = run_cli(capsys, "run", str(ROOT / "programs/mlp_backprop.sir"), "--set",
+                             value)
+    assert code == 2 and message in err and out == ""
+
+
+@pytest.mark.parametrize("option,message", [
+    (["--trace-steps", "every:0"], "--trace-steps: error: --trace-steps every:0"),
+    (["--hierarchy", "H"], "has no capacity, no off-chip kind and no energy_fj_per_bit"),
+])
+def test_options_are_checked_before_training(capsys, tmp_path, option, message):
+    """lr=1e30 makes training diverge at once (exit 3): exit 2 shows the option was refused
+    before any training step ran."""
+    (tmp_path / "h.toml").write_text('name = "h"\n[[level]]\nname = "L1"\ncapacity = "1 KiB"\n'
+                                     'line = 64\n[memory]\nname = "DRAM"\n')
+    option = [str(tmp_path / "h.toml") if o == "H" else o for o in option]
+    code, out, err = run_cli(capsys, "run", str(ROOT / "programs/mlp4_backprop.sir"), "--set",
+                             "lr=1e30", *option)
+    assert code == 2 and message in err and "diverged" not in err
