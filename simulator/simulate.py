@@ -28,7 +28,7 @@ import numpy as np
 
 from . import energy as energy_mod
 from .cache import CacheSim, LevelStats, level_stats
-from .cache_counters import N_COUNTERS, RB, WB
+from .cache_counters import N_COUNTERS
 from .errors import SimError
 from .hierarchy import Hierarchy
 from .limits import physical_memory
@@ -164,7 +164,7 @@ def simulate(trace: Trace, hierarchy: Hierarchy, energy: str = "dally-2020",
                      u * acc.distance_units)
     account = None
     if plan is not None:
-        account = _account(plan, outcomes, outcome_of, level_energy, preset, proof)
+        account = _account(plan, outcomes, outcome_of, hierarchy, level_energy, preset, proof)
         steps = plan.steps.tolist()
     return Result(trace.where, hierarchy.name, tuple(sorted(set(steps))), reuse, levels, report,
                   time.perf_counter() - t0, dict(trace.meta), account)
@@ -379,16 +379,16 @@ class StepAccount:
                 "steady_step": self.steady.to_dict() if self.outcomes else None}
 
 
-def _account(plan, outcomes, outcome_of, level_energy, preset, proof: _Proof) -> StepAccount:
-    hier = proof._live.hierarchy
+def _account(plan, outcomes, outcome_of, hierarchy, level_energy, preset,
+             proof: _Proof) -> StepAccount:
     fj_bit = np.array([e.fj_per_bit for e in level_energy])
     arith = np.array([sum(energy_mod.arith_fj(op, n, preset) for op, n in a.items())
                       for a in plan.arith] or [0.0])
     rows = []
     for o in outcomes:
-        level_fj = float(((o.counters[:, RB] + o.counters[:, WB]) * 8 * fj_bit).sum())
-        rows.append(StepOutcome(o.kind, o.count, o.accesses,
-                                tuple(level_stats(lv, r) for lv, r in zip(hier.levels, o.counters)),
+        levels = tuple(level_stats(lv, r) for lv, r in zip(hierarchy.levels, o.counters))
+        level_fj = float((_level_bits(levels) * fj_bit).sum())
+        rows.append(StepOutcome(o.kind, o.count, o.accesses, levels,
                                 level_fj + float(arith[o.kind] if plan.arith else 0.0)))
     simulated = len(outcomes)
     energy = np.array([r.energy_fj for r in rows])[outcome_of] if rows else np.zeros(0)
@@ -434,12 +434,17 @@ def _check_aligned(chunk, shift: int, where: str) -> None:
                        where)
 
 
+def _level_bits(levels) -> np.ndarray:
+    """Bits each level served (read and written): what its per-bit energy prices."""
+    return np.array([8 * (s.read_bytes + s.write_bytes) for s in levels], dtype=np.float64)
+
+
 def _energy(trace, hierarchy, preset, level_energy, levels, bytes_by_level_buffer, reuse,
             distance) -> EnergyReport:
     fj_bit = np.array([e.fj_per_bit for e in level_energy])
     wire_bit = np.array([e.wire_fj_per_bit for e in level_energy])
-    level_bytes = np.array([s.read_bytes + s.write_bytes for s in levels], dtype=np.float64)
-    by_level = level_bytes * 8 * fj_bit
+    bits = _level_bits(levels)
+    by_level = bits * fj_bit
     by_kernel = {k.name: sum(energy_mod.arith_fj(op, n, preset) for op, n in k.arith.items())
                  for k in trace.kernels}
     per_buffer = (bytes_by_level_buffer * 8 * fj_bit[:, None]).sum(axis=0)
@@ -450,7 +455,7 @@ def _energy(trace, hierarchy, preset, level_energy, levels, bytes_by_level_buffe
     return EnergyReport(
         preset=preset.name, total=float(by_level.sum()) + arithmetic,
         by_level={n: float(e) for n, e in zip(lv_names, by_level)},
-        wire=float((level_bytes * 8 * wire_bit).sum()), arithmetic=arithmetic,
+        wire=float((bits * wire_bit).sum()), arithmetic=arithmetic,
         by_kernel=by_kernel, by_buffer=by_buffer, distance=float(distance),
         distance_cold=float(reuse.cold_read_bytes * 8 * fj_bit[-1]),
         fj_per_bit={n: float(e) for n, e in zip(lv_names, fj_bit)},

@@ -298,6 +298,10 @@ def representative_path(sched: Schedule) -> tuple:
 
 # ----------------------------------------------------------------------------- the step's columns
 
+# the phase of a plan row (StepPlan.phase): what the row is in the run
+TRAINING, UNTIL_CHECK, TEST = 0, 1, 2
+
+
 class StepTrace:
     """The columns of a training step for each control path (and of step 0's parameter
     initialization), each computed once from the schedule; `trace(steps)` replays them for the
@@ -443,7 +447,7 @@ class StepTrace:
         kind_of: dict = {}
         kinds: list = []            # per kind: (columns function, accesses, arithmetic)
         rows: list = []             # per plan row: (step, kind, phase)
-        phase_of = {"until": 1, "test": 2}
+        phase_of = {"until": UNTIL_CHECK, "test": TEST}
         first = len(self.init["addr"])
 
         def kind(key) -> int:
@@ -466,7 +470,7 @@ class StepTrace:
         for e in after.get(-1, ()) if remap else ():
             evaluate(e, 0)
         for s in steps:
-            rows.append((s, kind(("train", path_of(s), s == 0)), 0))
+            rows.append((s, kind(("train", path_of(s), s == 0)), TRAINING))
             for e in after.get(s, ()) if remap else ():
                 evaluate(e, s)
         table = np.array(rows, np.int64).reshape(-1, 3)

@@ -22,7 +22,7 @@ from sutro_ir.execute import Executor, TrainResult
 from simulator.limits import MEMORY_FRACTION, physical_memory
 from sutro_ir.passes import parse_pipeline
 from sutro_ir.schedule import peak_live_bytes, schedule
-from sutro_ir.tracegen import StepTrace, n_accesses
+from sutro_ir.tracegen import TEST, TRAINING, UNTIL_CHECK, StepTrace, n_accesses
 
 @dataclass(frozen=True)
 class RunResult:
@@ -57,9 +57,6 @@ class RunResult:
         """How each traced step was accounted (simulator.simulate.StepAccount)."""
         return self.sim.account
 
-    def _phase_energy(self, phase: int) -> np.ndarray:
-        return self.account.energy_fj[self.account.phase == phase]
-
     @property
     def energy_per_epoch_fj(self) -> list[float]:
         """The learning energy of each epoch (its steps and its `until` check; the first with
@@ -67,7 +64,7 @@ class RunResult:
         spe = self.train.steps_per_epoch
         if not self.all_traced or not spe:
             return []
-        learning = self.account.phase < 2
+        learning = self.account.phase != TEST
         epoch = self.account.steps[learning] // spe
         return np.bincount(epoch, self.account.energy_fj[learning],
                            minlength=self.train.epochs).tolist()
@@ -110,8 +107,10 @@ class RunResult:
         whole run's total, in fJ; every step accounted only."""
         if not self.all_traced:
             return {}
-        steps, checks, test = (float(self._phase_energy(p).sum()) for p in (0, 1, 2))
-        n_test = int((self.account.phase == 2).sum())
+        a = self.account
+        steps, checks, test = (float(a.energy_fj[a.phase == p].sum())
+                               for p in (TRAINING, UNTIL_CHECK, TEST))
+        n_test = int((a.phase == TEST).sum())
         return {"learning_fj": steps + checks, "training_steps_fj": steps,
                 "until_checks_fj": checks, "inference_fj": test, "test_examples": n_test,
                 "inference_per_example_fj": test / n_test if n_test else None,
@@ -144,7 +143,7 @@ class RunResult:
                   "extrapolated_total_energy_fj": self.energy_per_step_fj * self.train.steps}
         if self.all_traced:
             traced["energy_per_epoch_fj"] = self.energy_per_epoch_fj
-            traced["evaluations_traced"] = bool((self.account.phase > 0).any())
+            traced["evaluations_traced"] = bool((self.account.phase != TRAINING).any())
         return {"program": self.program, "config": self.config, "passes": list(self.passes),
                 "pass_notes": list(self.pass_notes),
                 "accuracy": {"train": self.train.train_accuracy, "test": self.train.test_accuracy},
@@ -328,12 +327,12 @@ def _accounting_lines(r: RunResult) -> list[str]:
     if r.all_traced:
         c = r.costs
         checks = [e for e in r.train.evaluations
-                  if e.purpose == "until" and (r.account.phase == 1).any()]
+                  if e.purpose == "until" and (r.account.phase == UNTIL_CHECK).any()]
         evaluated = ""
-        if (r.account.phase > 0).any():
+        if (r.account.phase != TRAINING).any():
             parts = ([f"{len(checks):,} until checks of {len(checks[0].example_paths):,}"]
                      if checks else []) + [f"the test of {c['test_examples']:,}"]
-            evaluated = (f" and {int((r.account.phase > 0).sum()):,} evaluated examples "
+            evaluated = (f" and {int((r.account.phase != TRAINING).sum()):,} evaluated examples "
                          f"({', '.join(parts)})")
         how = {"proof": f"{a.simulated:,} simulated access by access, {a.proven:,} counted by "
                         f"proof ({a.states:,} distinct cache and reuse states)",
@@ -383,7 +382,7 @@ def steps_table(r: RunResult) -> str:
     """The first step (cold, with the initialization) beside a steady step of each kind."""
     a = r.account
     first = a.outcomes[a.outcome[0]]
-    evaluated = set(a.kinds[a.phase > 0].tolist())
+    evaluated = set(a.kinds[a.phase != TRAINING].tolist())
     rows, seen = [("first (step 0)", first)], set()
     for o in sorted(a.outcomes, key=lambda o: -o.count):
         if o.kind != first.kind and o.kind not in seen:
