@@ -278,6 +278,19 @@ def sram_fj_per_bit(preset: EnergyPreset, capacity_bytes: int) -> tuple[float, f
     return preset.sram_fixed_fj_per_bit.value, wire
 
 
+def level_energies(hierarchy, preset_name: str) -> list[LevelEnergy]:
+    """Every level of `hierarchy` priced by the preset: what a command checks before its long
+    part. A level the preset cannot price is an error placed at the hierarchy's file, or at
+    --energy when the hierarchy is a preset too."""
+    preset = get_preset(preset_name, where="--energy")
+    try:
+        return [level_energy(level, preset) for level in hierarchy.levels]
+    except SimError as e:
+        source = getattr(hierarchy, "source", "")
+        raise SimError(e.message, "--energy" if not source or source.startswith("preset:")
+                       else source) from None
+
+
 def level_energy(level, preset: EnergyPreset) -> LevelEnergy:
     """Per-bit energy of one access to `level` (duck-typed hierarchy Level).
 

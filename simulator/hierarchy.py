@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SimError
-from .limits import MEMORY_FRACTION, physical_memory
+from .inputs import decode_utf8, read_bytes
+from .limits import allowance
 
 POLICIES = ("lru", "fifo", "random", "opt")
 OFFCHIP = ("dram", "hbm")
@@ -198,13 +199,13 @@ STATE_BYTES_PER_LINE = 96   # the most a simulated line costs: tag, dirty bit, o
 def _check_state_memory(h: Hierarchy) -> None:
     """Refuse, up front, a hierarchy whose simulated lines would not fit in this machine."""
     lines = sum(lv.n_lines for lv in h.levels[:-1])
-    need, have = lines * STATE_BYTES_PER_LINE, MEMORY_FRACTION * physical_memory()
+    need, (have, allowed) = lines * STATE_BYTES_PER_LINE, allowance()
     if need > have:
         big = max(h.levels[:-1], key=lambda lv: lv.n_lines)
         _fail(big.name, "capacity", f"{big.capacity_bytes:,} bytes in {big.line_bytes}-byte lines "
               f"is {big.n_lines:,} lines; simulating the hierarchy's {lines:,} lines takes about "
-              f"{need / 2**30:,.1f} GiB ({STATE_BYTES_PER_LINE} bytes a line), more than this "
-              f"machine's {physical_memory() / 2**30:,.1f} GiB allows")
+              f"{need / 2**30:,.1f} GiB ({STATE_BYTES_PER_LINE} bytes a line), more than "
+              f"{allowed}")
 
 
 # ----------------------------------------------------------------------------- TOML
@@ -295,14 +296,17 @@ def hierarchy_from_dict(d: dict, source: str = "") -> Hierarchy:
     return Hierarchy(name, tuple(levels), desc, source, compat)
 
 
+MAX_FILE_BYTES = 1 << 20     # a hierarchy file is a few tables; larger is refused unread
+
+
 def _load_file(path: str, source: str) -> Hierarchy:
+    text = decode_utf8(read_bytes(path, "hierarchy file", MAX_FILE_BYTES), "hierarchy file", path)
     try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except OSError as exc:
-        raise SimError(f"cannot read hierarchy file ({exc.strerror})", path) from None
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SimError(f"invalid TOML: {exc}", path) from None
+    except RecursionError:
+        raise SimError("invalid TOML: nested too deep", path) from None
     try:
         return hierarchy_from_dict(doc, source)
     except SimError as exc:

@@ -31,7 +31,7 @@ from .cache import CacheSim, LevelStats, level_stats
 from .cache_counters import N_COUNTERS
 from .errors import SimError
 from .hierarchy import Hierarchy
-from .limits import physical_memory
+from .limits import memory
 from .reuse import ReuseAccumulator, ReuseStats
 from .stackdist import StackDistance
 from .trace import Trace
@@ -265,7 +265,7 @@ class _Proof:
         if self.enabled:
             self._new_state(machine)
             self.kept_bytes = machine.nbytes()
-        self.budget = SNAPSHOT_MEMORY_FRACTION * physical_memory()
+        self.budget = SNAPSHOT_MEMORY_FRACTION * memory()[0]
 
     def lookup(self, kind: int) -> int | None:
         return self.memo.get((self.state, kind)) if self.enabled else None

@@ -27,6 +27,8 @@ from typing import Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .errors import SimError
+from .inputs import check_file, decode_utf8
+from .limits import allowance
 
 FORMAT = "sutro-trace"
 VERSION = 1
@@ -116,15 +118,34 @@ def make_chunk(step: int, addr, nbytes, is_write, kernel=None, instr=None, buffe
 
 
 def _cast(arr: np.ndarray, dtype, name: str, where: str) -> np.ndarray:
+    """The column as `dtype`; a value the cast would change (2^32 + 4 as int32) is an error."""
     if arr.dtype == dtype:
         return arr
     if dtype is np.bool_:
         if arr.dtype.kind not in "biu":
             raise SimError(f"column '{name}' must be boolean, got {arr.dtype}", where)
+        if arr.dtype.kind != "b" and len(arr) and (arr.min() < 0 or arr.max() > 1):
+            raise SimError(f"column '{name}' must hold 0 or 1, got {_extreme(arr, 0, 1)}", where)
         return arr.astype(np.bool_)
     if arr.dtype.kind not in "iub":
         raise SimError(f"column '{name}' must hold integers, got {arr.dtype}", where)
+    info = np.iinfo(dtype)
+    if arr.dtype.kind != "b" and len(arr) and (int(arr.min()) < info.min or
+                                              int(arr.max()) > info.max):
+        raise SimError(f"column '{name}' holds {_extreme(arr, info.min, info.max)}, which does "
+                       f"not fit its type {np.dtype(dtype).name}", where)
     return arr.astype(dtype)
+
+
+def _extreme(arr: np.ndarray, lo: int, hi: int) -> int:
+    return int(arr.min()) if int(arr.min()) < lo else int(arr.max())
+
+
+MAX_ADDRESS = 1 << 62           # addresses and buffer ends stay below this (int64 arithmetic)
+MAX_ACCESS_BYTES = 4096
+"""An access touches at most one page. A cache level walks an access line by line, so one
+access of 2^30 bytes would be 2^24 line lookups and megabytes of output; a larger transfer is
+written as several accesses."""
 
 
 def check_chunk(chunk: Chunk, where: str, n_kernels: int | None = None,
@@ -139,9 +160,16 @@ def check_chunk(chunk: Chunk, where: str, n_kernels: int | None = None,
         return
     if chunk.addr.min() < 0:
         raise SimError(f"chunk of step {chunk.step}: negative address {chunk.addr.min()}", where)
+    if chunk.addr.max() >= MAX_ADDRESS:
+        raise SimError(f"chunk of step {chunk.step}: address {chunk.addr.max()} is past the "
+                       f"address space (2^62 bytes)", where)
     if chunk.nbytes.min() <= 0:
         raise SimError(f"chunk of step {chunk.step}: access size must be positive, "
                        f"got {chunk.nbytes.min()} bytes", where)
+    if chunk.nbytes.max() > MAX_ACCESS_BYTES:
+        raise SimError(f"chunk of step {chunk.step}: an access of {chunk.nbytes.max():,} bytes; "
+                       f"an access touches at most {MAX_ACCESS_BYTES:,} (split a larger "
+                       "transfer into several accesses)", where)
     _check_ids(chunk.kernel, n_kernels, "kernel", chunk.step, where)
     if chunk.buffer is not None:
         _check_ids(chunk.buffer, n_buffers, "buffer", chunk.step, where)
@@ -239,6 +267,9 @@ def _buffer_index(buffers: Sequence[Buffer], where: str):
         if b.base < 0 or b.nbytes < 0:
             raise SimError(f"buffer '{b.name}': base and size must be >= 0, got base {b.base}, "
                            f"{b.nbytes} bytes", where)
+        if b.base + b.nbytes > MAX_ADDRESS:
+            raise SimError(f"buffer '{b.name}': it ends at byte {b.base + b.nbytes}, past the "
+                           "address space (2^62 bytes)", where)
     order = np.argsort([b.base for b in buffers], kind="stable").astype(np.int32)
     bases = np.array([buffers[i].base for i in order], dtype=np.int64)
     ends = np.array([buffers[i].base + buffers[i].nbytes for i in order], dtype=np.int64)
@@ -273,71 +304,206 @@ def save(trace: Trace, path: str | os.PathLike) -> None:
         raise
 
 
+MAX_META_BYTES = 256 << 20      # meta.json: the tables and the chunk list
+CHUNK_BYTES_PER_ACCESS = 112
+"""What simulating one chunk costs per access: its columns (up to 29 bytes) and the simulator's
+per-chunk arrays (measured: 86 bytes an access for a 16-million-access chunk, 2026-11-29). A file
+whose largest chunk would not fit is refused before it is read."""
+
+
 def load(path: str | os.PathLike) -> Trace:
-    """Open a trace file. Chunks are read lazily; every problem is a SimError naming the file."""
+    """Open a trace file. Everything but the column values is checked here, before any chunk is
+    read: the file, the zip container, meta.json and its fields, and each column member's
+    presence, size and .npy header. Values (ranges, ids) are checked as each chunk is read,
+    before it is used. Every problem is a SimError naming the file."""
     where = os.fspath(path)
-    if not os.path.exists(where):
-        raise SimError("no such trace file", where)
+    check_file(where, "trace file")
     try:
         zf = zipfile.ZipFile(where)
-        header = json.loads(zf.read("meta.json"))
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, EOFError, ValueError):
         raise SimError("not a sutro-sim trace: the file is truncated or is not a zip archive",
                        where) from None
-    except KeyError:
-        raise SimError("not a sutro-sim trace: meta.json is missing (truncated file?)", where) from None
-    except (ValueError, UnicodeDecodeError):
-        raise SimError("corrupt trace: meta.json is not valid JSON", where) from None
+    except OSError as e:
+        raise SimError(f"cannot read the trace file: {e.strerror or e}", where) from None
+    header = _read_meta(zf, where)
     buffers, kernels, chunks, meta = _parse_header(header, where)
-    names = set(zf.namelist())
+    members = {info.filename: info for info in zf.infolist()}
+    _check_members(chunks, members, where)
 
     def get_chunk(i: int) -> Chunk:
         info = chunks[i]
-        cols = {}
-        for name in info["columns"]:
-            member = f"c{i:06d}_{name}.npy"
-            if member not in names:
-                raise SimError(f"truncated trace: chunk {i} has no column '{name}'", where)
-            cols[name] = _read_member(zf, member, where)
-        if len(cols["addr"]) != info["n"]:
-            raise SimError(f"inconsistent trace: chunk {i} should hold {info['n']} accesses, "
-                           f"its addr column holds {len(cols['addr'])}", where)
+        cols = {name: _read_member(zf, f"c{i:06d}_{name}.npy", info["n"], name, where)
+                for name in info["columns"]}
         return make_chunk(info["step"], where=where, **cols)
 
     return Trace(buffers, kernels, len(chunks), get_chunk, meta, where)
 
 
-def _read_member(zf: zipfile.ZipFile, member: str, where: str) -> np.ndarray:
+def _read_meta(zf: zipfile.ZipFile, where: str):
+    try:
+        info = zf.getinfo("meta.json")
+    except KeyError:
+        raise SimError("not a sutro-sim trace: meta.json is missing (truncated file?)",
+                       where) from None
+    if info.file_size > MAX_META_BYTES:
+        raise SimError(f"corrupt trace: meta.json is {info.file_size:,} bytes (at most "
+                       f"{MAX_META_BYTES:,})", where)
+    try:
+        data = zf.read("meta.json")
+    except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, RuntimeError,
+            ValueError) as e:
+        raise SimError(f"corrupt trace: cannot read meta.json ({e})", where) from None
+    try:
+        return json.loads(decode_utf8(data, "meta.json", where))
+    except SimError as e:
+        raise SimError(f"corrupt trace: {e.message}", where) from None
+    except RecursionError:
+        raise SimError("corrupt trace: meta.json nests too deep", where) from None
+    except ValueError as e:
+        raise SimError(f"corrupt trace: meta.json is not valid JSON ({e})", where) from None
+
+
+def _check_members(chunks: list, members: dict, where: str) -> None:
+    """Every listed column is a member whose stored size fits its rows; the largest chunk fits
+    in memory. Sizes come from the zip directory, so nothing is read or inflated here."""
+    limit, allowed = allowance()
+    for i, c in enumerate(chunks):
+        if c["n"] * CHUNK_BYTES_PER_ACCESS > limit:
+            raise SimError(f"chunk {i} holds {c['n']:,} accesses; simulating it takes about "
+                           f"{c['n'] * CHUNK_BYTES_PER_ACCESS / 2**30:,.1f} GiB "
+                           f"({CHUNK_BYTES_PER_ACCESS} bytes an access), more than {allowed} "
+                           "(write smaller chunks)", where)
+        for name in c["columns"]:
+            member = f"c{i:06d}_{name}.npy"
+            info = members.get(member)
+            if info is None:
+                raise SimError(f"truncated trace: chunk {i} has no column '{name}' ({member})",
+                               where)
+            if not c["n"] <= info.file_size <= c["n"] * 8 + NPY_HEADER_MAX:
+                raise SimError(f"corrupt trace: {member} is {info.file_size:,} bytes, which "
+                               f"cannot hold chunk {i}'s {c['n']:,} values", where)
+
+
+NPY_HEADER_MAX = 1 << 16
+
+
+def _read_member(zf: zipfile.ZipFile, member: str, n: int, name: str, where: str) -> np.ndarray:
+    """One column, its .npy header checked (a 1-d array of n integers or booleans) before the
+    data is read."""
     try:
         with zf.open(member) as f:
-            return np.lib.format.read_array(f, allow_pickle=False)
-    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(f, max_header_size=NPY_HEADER_MAX)
+            if dtype.kind not in "biu" or dtype.itemsize > 8 or dtype.hasobject:
+                raise SimError(f"corrupt trace: {member} holds {dtype}; column '{name}' holds "
+                               "integers (or booleans)", where)
+            if shape != (n,):
+                raise SimError(f"inconsistent trace: {member} has shape {list(shape)}; its chunk "
+                               f"lists {n:,} accesses", where)
+            data = f.read(n * dtype.itemsize)
+    except SimError:
+        raise
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, NotImplementedError,
+            RuntimeError, SyntaxError) as exc:
         raise SimError(f"corrupt trace: cannot read {member} ({exc})", where) from None
+    if len(data) != n * dtype.itemsize:
+        raise SimError(f"truncated trace: {member} holds {len(data) // dtype.itemsize:,} of its "
+                       f"{n:,} values", where)
+    return np.frombuffer(data, dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
 
 
 def _parse_header(header, where: str):
+    """The tables and chunk list of meta.json, every field of the type and range it must have."""
+    def fail(what: str):
+        raise SimError(f"corrupt trace: meta.json: {what}", where)
+
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise SimError(f"not a sutro-sim trace (meta.json has no format '{FORMAT}')", where)
-    if header.get("version") != VERSION:
-        raise SimError(f"trace format version {header.get('version')} is not supported "
-                       f"(this sutro-sim reads version {VERSION})", where)
-    try:
-        buffers = [Buffer(str(b["name"]), int(b["base"]), int(b["nbytes"]), str(b["dtype"]),
-                          str(b["role"])) for b in header["buffers"]]
-        kernels = [Kernel(str(k["name"]), tuple(k["ops"]), str(k["source"]),
-                          {str(o): int(c) for o, c in k["arith"].items()})
-                   for k in header["kernels"]]
-        chunks = [{"step": int(c["step"]), "n": int(c["n"]), "columns": list(c["columns"])}
-                  for c in header["chunks"]]
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise SimError(f"corrupt trace: meta.json is missing or mistypes a field ({exc})",
-                       where) from None
-    for i, c in enumerate(chunks):
-        missing = set(COLUMNS) - set(c["columns"])
+    version = header.get("version")
+    if version != VERSION or not _is_int(version):
+        raise SimError(f"trace format version {version!r} is not supported (this sutro-sim "
+                       f"reads version {VERSION}, written as the number {VERSION})", where)
+
+    def field(d, key: str, kind, what: str):
+        if not isinstance(d, dict):
+            fail(f"{what} is {_json_kind(d)}; expected an object")
+        if key not in d:
+            fail(f"{what} has no '{key}'")
+        v = d[key]
+        ok = _is_int(v) if kind is int else isinstance(v, kind)
+        if not ok:
+            fail(f"{what}: '{key}' is {_json_kind(v)}; expected {_KIND_WORDS[kind]}")
+        return v
+
+    def rows(key: str) -> list:
+        v = field(header, key, list, "meta.json")
+        return v
+
+    def count(d, key: str, what: str, hi: int) -> int:
+        v = field(d, key, int, what)
+        if not 0 <= v <= hi:
+            fail(f"{what}: '{key}' is {v}; expected 0 to {hi:,}")
+        return v
+
+    buffers = []
+    for i, b in enumerate(rows("buffers")):
+        what = f"buffer {i}"
+        buffers.append(Buffer(field(b, "name", str, what), count(b, "base", what, MAX_ADDRESS),
+                              count(b, "nbytes", what, MAX_ADDRESS), field(b, "dtype", str, what),
+                              field(b, "role", str, what)))
+    kernels = []
+    for i, k in enumerate(rows("kernels")):
+        what = f"kernel {i}"
+        ops = field(k, "ops", list, what)
+        if not all(isinstance(o, str) for o in ops):
+            fail(f"{what}: 'ops' must be a list of strings")
+        arith = field(k, "arith", dict, what)
+        for op, c in arith.items():
+            if not _is_int(c) or not 0 <= c < 1 << 63:
+                fail(f"{what}: arith '{op}' is {c!r}; expected a count from 0 to 2^63 - 1")
+        kernels.append(Kernel(field(k, "name", str, what), tuple(ops),
+                              field(k, "source", str, what), dict(arith)))
+    chunks = []
+    for i, c in enumerate(rows("chunks")):
+        what = f"chunk {i}"
+        cols = field(c, "columns", list, what)
+        known = {**COLUMNS, **OPTIONAL_COLUMNS}
+        for name in cols:
+            if not isinstance(name, str) or name not in known:
+                fail(f"{what}: unknown column {name!r} (columns: {', '.join(known)})")
+        if len(set(cols)) != len(cols):
+            fail(f"{what}: a column is listed twice")
+        missing = set(COLUMNS) - set(cols)
         if missing:
-            raise SimError(f"corrupt trace: chunk {i} lacks column(s) {', '.join(sorted(missing))}",
-                           where)
-    return buffers, kernels, chunks, header.get("meta", {})
+            raise SimError(f"corrupt trace: chunk {i} lacks column(s) "
+                           f"{', '.join(sorted(missing))}", where)
+        chunks.append({"step": count(c, "step", what, MAX_ADDRESS),
+                       "n": count(c, "n", what, MAX_ADDRESS), "columns": cols})
+    meta = header.get("meta", {})
+    if not isinstance(meta, dict):
+        fail(f"'meta' is {_json_kind(meta)}; expected an object")
+    return buffers, kernels, chunks, meta
+
+
+_KIND_WORDS = {int: "an integer", str: "a string", list: "a list", dict: "an object"}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _json_kind(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true or false"
+    if isinstance(v, (int, float)):
+        return f"the number {v}"
+    if isinstance(v, str):
+        return f"the string {v[:40]!r}"
+    return "a list" if isinstance(v, list) else "an object"
 
 
 # ----------------------------------------------------------------------------- building by hand

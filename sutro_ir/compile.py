@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 import dataclasses
-import os
+
+from simulator.errors import SimError
+from simulator.inputs import Utf8Error, decode_utf8, read_bytes
 
 from .errors import Loc, SirError
 from .lower import lower
 from .passes import run_pipeline
 from .program import Program
-from .syntax import parse
+from .syntax import loc_at, parse, source_lines
+
+
+MAX_SOURCE_BYTES = 16 << 20
+"""A program file larger than this is refused before it is read (the largest in programs/ is
+under 4 KiB; a step is limited to 200,000 operations anyway)."""
 
 
 def read_source(path: str) -> str:
-    if not os.path.exists(path):
-        raise SirError("no such program file", Loc(path, 0, 0))
+    """The program's text, or a SirError saying why not (simulator/inputs.py: missing, a
+    directory or a pipe, unreadable, too large; not UTF-8, with the line and column)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise SirError(f"cannot read the program: {e}", Loc(path, 0, 0)) from None
+        data = read_bytes(path, "program file", MAX_SOURCE_BYTES)
+        text = decode_utf8(data, "program", path)
+    except Utf8Error as e:
+        lines = source_lines(data.decode("utf-8", errors="replace"))
+        raise SirError(e.message, loc_at(path, lines, e.line, e.col)) from None
+    except SimError as e:
+        raise SirError(e.message, Loc(path, 0, 0)) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def compile_program(text: str, file: str, overrides: dict | None = None,

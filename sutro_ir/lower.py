@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 
-from simulator.limits import MEMORY_FRACTION, physical_memory
+from simulator.limits import allowance
 
 from . import datasets
 from .autodiff import Sweep
@@ -147,6 +147,8 @@ def parse_value(text: str):
 
 def _override(name: str, text: str, default, loc: Loc):
     value = parse_value(text)
+    if isinstance(value, str) and value.strip().lower().lstrip("+-") in ("inf", "infinity", "nan"):
+        raise SirError(f"--set {name}={text}: a number must be finite", loc)
     kinds = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
     ok = type(value) is type(default) or (type(default) is float and type(value) is int)
     if not ok:
@@ -158,8 +160,9 @@ def _override(name: str, text: str, default, loc: Loc):
     return float(value) if type(default) is float else value
 
 
-def const_eval(expr, consts: dict):
+def const_eval(expr, consts: dict, depth: int = 0):
     """Evaluate an expression of numbers, strings and config constants at compile time."""
+    _nest(depth, expr)
     if isinstance(expr, (Num, Str)):
         return expr.value
     if isinstance(expr, Name):
@@ -170,30 +173,63 @@ def const_eval(expr, consts: dict):
                            f"{', '.join(consts) or 'none'})", expr.loc)
         return consts[expr.id]
     if isinstance(expr, Neg):
-        return -_number(const_eval(expr.a, consts), expr.loc)
+        return -_number(const_eval(expr.a, consts, depth + 1), expr.loc)
     if isinstance(expr, Not):
-        v = const_eval(expr.a, consts)
+        v = const_eval(expr.a, consts, depth + 1)
         if expr.logical or isinstance(v, bool):
             return not v
         return _apply(lambda a: ~a, (_integer(v, expr.a.loc),), expr)
     if isinstance(expr, List):
-        return tuple(const_eval(e, consts) for e in expr.items)
-    if isinstance(expr, BinOp) and expr.op in BINOPS and expr.op != "@":
-        a = _number(const_eval(expr.a, consts), expr.a.loc)
-        b = _number(const_eval(expr.b, consts), expr.b.loc)
-        if expr.op in INT_BINOPS:
-            a, b = _integer(a, expr.a.loc), _integer(b, expr.b.loc)
-        if expr.op in ("<<", "**") and isinstance(b, int) and isinstance(a, int) \
-                and abs(b) > CONST_INT_BITS:
-            raise SirError(f"this constant is too large (an exponent or shift of {b})", expr.loc)
-        if expr.op in ("and", "or"):
-            return bool(a) and bool(b) if expr.op == "and" else bool(a) or bool(b)
-        return _apply(CONST_BINOPS[BINOPS[expr.op]], (a, b), expr)
+        return tuple(const_eval(e, consts, depth + 1) for e in expr.items)
+    if _const_binop(expr):
+        chain = _left_chain(expr, _const_binop)
+        value = const_eval(chain[-1].a, consts, depth + 1)
+        for link in reversed(chain):
+            value = _const_binop_value(link, value, const_eval(link.b, consts, depth + 1))
+        return value
     if isinstance(expr, Call) and expr.fn in CONST_FUNCS and not expr.kwargs:
-        args = [_number(const_eval(a, consts), a.loc) for a in expr.args]
+        args = [_number(const_eval(a, consts, depth + 1), a.loc) for a in expr.args]
         return _apply(CONST_FUNCS[expr.fn], args, expr)
     raise SirError("expected a constant expression (numbers, config constants, + - * / **, "
                    f"{', '.join(CONST_FUNCS)})", expr.loc)
+
+
+def _const_binop(e) -> bool:
+    return isinstance(e, BinOp) and e.op in BINOPS and e.op != "@"
+
+
+def _const_binop_value(expr: BinOp, a, b):
+    a, b = _number(a, expr.a.loc), _number(b, expr.b.loc)
+    if expr.op in INT_BINOPS:
+        a, b = _integer(a, expr.a.loc), _integer(b, expr.b.loc)
+    if expr.op in ("<<", "**") and isinstance(b, int) and isinstance(a, int) \
+            and abs(b) > CONST_INT_BITS:
+        raise SirError(f"this constant is too large (an exponent or shift of {b})", expr.loc)
+    if expr.op in ("and", "or"):
+        return bool(a) and bool(b) if expr.op == "and" else bool(a) or bool(b)
+    return _apply(CONST_BINOPS[BINOPS[expr.op]], (a, b), expr)
+
+
+MAX_NESTING = 100
+"""Expressions and blocks nest at most this deep: brackets, calls, unary operators, `if` and
+`for` blocks, and the bodies of the functions an expression calls (they are inlined) each add a
+level. A chain `a + b - c * d` is one level per precedence (a sum of a thousand terms is fine).
+The tree walks recurse, so the bound keeps them far inside Python's recursion limit."""
+
+
+def _nest(depth: int, e) -> None:
+    if depth > MAX_NESTING:
+        raise SirError(f"this nests more than {MAX_NESTING} levels deep (brackets, calls, unary "
+                       "operators, blocks and inlined function bodies): name a part of it", e.loc)
+
+
+def _left_chain(e, same) -> list:
+    """`a + b + c` parses as ((a + b) + c): the BinOps down the left side, outermost first, so a
+    long chain is walked in a loop, not by recursion."""
+    chain = [e]
+    while same(chain[-1].a):
+        chain.append(chain[-1].a)
+    return chain
 
 
 def _number(v, loc: Loc):
@@ -219,7 +255,10 @@ CONST_INT_BITS = 4096       # `2 ** 9999` and `1 << 10**9` are refused, not comp
 def _apply(fn, args, expr):
     try:
         value = fn(*args)
-    except (ZeroDivisionError, ValueError, OverflowError, TypeError) as e:
+    except OverflowError:
+        raise SirError("this constant is too large (past the largest float, about 1.8e308)",
+                       expr.loc) from None
+    except (ZeroDivisionError, ValueError, TypeError) as e:
         raise SirError(f"cannot evaluate this constant: {e}", expr.loc) from None
     if isinstance(value, int) and value.bit_length() > CONST_INT_BITS:
         raise SirError(f"this constant is too large (more than {CONST_INT_BITS:,} bits)",
@@ -342,8 +381,8 @@ def _functions(items: list[FunctionItem], params, consts) -> dict[str, FunctionI
 
 
 def check_memory(program: Program) -> None:
-    """Refuse up front what would not fit in this machine's memory."""
-    limit = int(MEMORY_FRACTION * physical_memory())
+    """Refuse up front what would not fit in memory (simulator/limits.py)."""
+    limit, allowed = allowance()
     total, where = 0, program.data.loc
     for p in program.params:
         total += n_elements(p.shape) * DTYPES[p.dtype]().itemsize
@@ -355,8 +394,8 @@ def check_memory(program: Program) -> None:
         total += sum(n_elements(n.shape) * DTYPES[n.dtype]().itemsize
                      for n in loop.graph.all_nodes if n.op not in REGION_OPS and n.version == 0)
     if total > limit:
-        raise SirError(f"this program needs {total / 2**30:,.1f} GiB of buffers; this machine "
-                       f"has {physical_memory() / 2**30:,.1f} GiB of memory", where)
+        raise SirError(f"this program needs {total / 2**30:,.1f} GiB of buffers and data, more "
+                       f"than {allowed}", where)
 
 
 # ----------------------------------------------------------------------------- loop bodies
@@ -428,32 +467,36 @@ def _until(expr, consts) -> Until | None:
 COMPARES = ("lt", "le", "gt", "ge", "eq", "ne")
 
 
-def _until_tree(e, consts) -> tuple:
+def _until_tree(e, consts, depth: int = 0) -> tuple:
+    _nest(depth, e)
     if isinstance(e, Name) and e.id in UNTIL_NAMES:
         return ("name", e.id)
     if isinstance(e, Not) and e.logical:
-        return ("not", _until_tree(e.a, consts))
+        return ("not", _until_tree(e.a, consts, depth + 1))
     if isinstance(e, BinOp) and e.op in ("and", "or", "<", "<=", ">", ">=", "==", "!="):
-        a, b = _until_tree(e.a, consts), _until_tree(e.b, consts)
+        a, b = _until_tree(e.a, consts, depth + 1), _until_tree(e.b, consts, depth + 1)
         if e.op in ("and", "or"):
             return (e.op, a, b)
         if a[0] == "num" and b[0] == "num":
-            return ("num", const_eval(e, consts))
+            return ("num", const_eval(e, consts, depth))
         return (BINOPS[e.op], a, b)
     if _mentions_metric(e):
         raise SirError("`until` compares train_accuracy, test_accuracy, epoch or step with "
                        "numbers, and combines the comparisons with and, or, not", e.loc)
-    value = const_eval(e, consts)
+    value = const_eval(e, consts, depth)
     if isinstance(value, str) or isinstance(value, tuple):
         raise SirError(f"`until`: expected a number, got {value!r}", e.loc)
     return ("num", value)
 
 
 def _mentions_metric(e) -> bool:
-    if isinstance(e, Name):
-        return e.id in UNTIL_NAMES
-    return any(_mentions_metric(getattr(e, f)) for f in ("a", "b") if hasattr(e, f)) or \
-        any(_mentions_metric(a) for a in getattr(e, "args", ()))
+    todo = [e]
+    while todo:
+        e = todo.pop()
+        if isinstance(e, Name) and e.id in UNTIL_NAMES:
+            return True
+        todo += [getattr(e, f) for f in ("a", "b") if hasattr(e, f)] + list(getattr(e, "args", ()))
+    return False
 
 
 SET_OPS = {":=": "set", "+=": "add", "-=": "sub", "*=": "mul", "/=": "div", "//=": "floordiv",
@@ -484,6 +527,7 @@ class _Body:
         self.outputs: list[str] = []
         self.later: dict[str, Loc] = {}      # names the block defines, for "read before defined"
         self.temp = 0
+        self.depth = 0                       # nesting of the expression or block being lowered
         self.unrolled = 0                    # loop iterations unrolled so far
         self.suffix: dict[str, int] = {}     # name -> the next .k to try (_unique)
         self.sweeps: dict[str, Sweep] = {}   # loss -> its reverse sweep (grad)
@@ -593,11 +637,15 @@ class _Body:
 
     def _block(self, stmts, scope: dict | None = None) -> None:
         self.scopes.append(dict(scope or {}))
+        self.depth += 1
         try:
+            if stmts:
+                _nest(self.depth, stmts[0])
             for stmt in stmts:
                 self.statement(stmt)
         finally:
             self.scopes.pop()
+            self.depth -= 1
 
     def _let(self, stmt: Let) -> None:
         self._check_new_name(stmt.name, stmt.loc)
@@ -796,8 +844,12 @@ class _Body:
 
     # expressions: return a node name (str) or a constant
     def expr(self, e):
-        method = getattr(self, f"_{type(e).__name__.lower()}")
-        return method(e)
+        self.depth += 1
+        try:
+            _nest(self.depth, e)
+            return getattr(self, f"_{type(e).__name__.lower()}")(e)
+        finally:
+            self.depth -= 1
 
     def _num(self, e: Num):
         return e.value
@@ -847,10 +899,18 @@ class _Body:
         return self._node("not", [a], {}, e.loc)
 
     def _binop(self, e: BinOp):
+        chain = _left_chain(e, lambda a: isinstance(a, BinOp))
+        first = chain[-1]
+        ta = BINOPS[first.op] == "matmul" and isinstance(first.a, Transpose)   # A.T @ b
+        a = self.expr(first.a.a if ta else first.a)
+        for link in reversed(chain):
+            a = self._binop_value(link, a, self.expr(link.b), ta and link is first)
+        return a
+
+    def _binop_value(self, e: BinOp, a, b, ta: bool):
         op = BINOPS[e.op]
-        if op == "matmul" and isinstance(e.a, Transpose):
-            return self._node("matmul", [self.expr(e.a.a), self.expr(e.b)], {"ta": 1}, e.loc)
-        a, b = self.expr(e.a), self.expr(e.b)
+        if ta:
+            return self._node("matmul", [a, b], {"ta": 1}, e.loc)
         if e.op in ("and", "or"):
             for v, sub in ((a, e.a), (b, e.b)):
                 if isinstance(v, str) and self._node_named(v).dtype != "bool" or \

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import lark
-from lark import Lark, Transformer, v_args
+from lark import Lark, Transformer_NonRecursive, v_args
 
 from .errors import Loc, SirError
 
@@ -225,7 +225,7 @@ def _parser() -> Lark:
 
 def parse(text: str, file: str = "<program>") -> Module:
     """Parse .sir source text into a Module; any syntax error is a SirError with a caret."""
-    lines = tuple(text.splitlines())
+    lines = source_lines(text)
     source = text if text.endswith("\n") else text + "\n"
     try:
         tree = _parser().parse(source)
@@ -237,6 +237,15 @@ def parse(text: str, file: str = "<program>") -> Module:
         if isinstance(exc.orig_exc, SirError):
             raise exc.orig_exc from None
         raise
+
+
+def source_lines(text: str) -> tuple:
+    """The lines as the parser counts them: split at \\n only (a form feed, \\x85 or \\u2028
+    is a character on its line, as in an editor), a \\r before it dropped."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return tuple(line.removesuffix("\r") for line in lines)
 
 
 def loc_at(file: str, lines: tuple, line: int, col: int) -> Loc:
@@ -286,7 +295,7 @@ def _one_of(words: list[str]) -> str:
 
 
 @v_args(meta=True)
-class _Build(Transformer):
+class _Build(Transformer_NonRecursive):
     """lark tree -> dataclasses, with a Loc on everything."""
 
     def __init__(self, file: str, lines: tuple):

@@ -313,9 +313,9 @@ def cmd_simulate(args) -> int:
     from simulator.simulate import simulate
     from simulator.trace import load
 
-    trace = load(args.trace)
+    trace = load(args.trace)               # the file and its structure; values chunk by chunk
     hierarchy = load_hierarchy(args.hierarchy)
-    energy_mod.get_preset(args.energy, where="--energy")  # fail before the long part
+    energy_mod.level_energies(hierarchy, args.energy)     # fail before the long part
     bar = ProgressBar("simulating")
     try:
         result = simulate(trace, hierarchy, args.energy, progress=bar)

@@ -19,7 +19,7 @@ from simulator.report import access_lines, count, energy, render, table
 from simulator.simulate import Result, simulate, step_ranges
 from sutro_ir.compile import compile_program, read_source
 from sutro_ir.execute import Executor, TrainResult
-from simulator.limits import MEMORY_FRACTION, physical_memory
+from simulator.limits import allowance
 from sutro_ir.passes import parse_pipeline
 from sutro_ir.schedule import peak_live_bytes, schedule
 from sutro_ir.tracegen import TEST, TRAINING, UNTIL_CHECK, StepTrace, n_accesses
@@ -163,11 +163,11 @@ def check_trace_memory(sched) -> None:
     """Refuse, before building it, a step whose trace would not fit in memory."""
     per_step = sum(n_accesses(k, sched.graph) for k in sched.flat)
     need = per_step * TRACE_BYTES_PER_ACCESS
-    if need > MEMORY_FRACTION * physical_memory():
+    limit, allowed = allowance()
+    if need > limit:
         raise SimError(f"one training step makes {per_step:,} memory accesses; tracing it needs "
-                       f"about {need / 2**30:,.1f} GiB, more than this machine's "
-                       f"{physical_memory() / 2**30:,.1f} GiB (make the program smaller)",
-                       "trace")
+                       f"about {need / 2**30:,.1f} GiB ({TRACE_BYTES_PER_ACCESS} bytes an "
+                       f"access), more than {allowed} (make the program smaller)", "trace")
 
 
 def select_steps(spec: str, total: int) -> list[int]:
@@ -207,12 +207,7 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
         raise SimError(f"--target-accuracy {target_accuracy}: a test accuracy in (0, 1], "
                        "for example 0.9", "--target-accuracy")
     hier = load_hierarchy(hierarchy)
-    preset = energy_mod.get_preset(energy_preset, where="--energy")
-    for level in hier.levels:           # every option checked before the long part
-        try:
-            energy_mod.level_energy(level, preset)
-        except SimError as e:
-            raise SimError(e.message, hierarchy) from None
+    energy_mod.level_energies(hier, energy_preset)    # every option checked before the long part
     select_steps(trace_steps, 0)
     overrides = dict(overrides or {})
     text = read_source(path)

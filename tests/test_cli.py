@@ -57,7 +57,7 @@ def test_cost_models_on_the_seed_step(capsys):
      "nope: error: no hierarchy preset named 'nope' (presets: cpu-like, h100-like, sutro-tiers)"),
     (["simulate", SEED_STEP, "--energy", "nope"], "unknown energy preset 'nope'"),
     (["simulate", SEED_STEP, "--hierarchy", "h100-like", "--energy", "horowitz-45nm"],
-     "energy preset 'horowitz-45nm': error: level 'HBM3' is off-chip 'hbm'"),
+     "--energy: error: level 'HBM3' is off-chip 'hbm'"),
 ])
 def test_user_mistakes_exit_2_with_a_message(capsys, argv, message):
     code, out, err = run(capsys, *argv)

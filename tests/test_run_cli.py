@@ -267,8 +267,8 @@ def test_the_simulator_page_gives_the_hierarchy_limit_the_code_uses():
 
 
 @pytest.mark.parametrize("value,message", [
-    ("lr=inf", "'lr' is a number (default 0.05), got a string"),
-    ("lr=nan", "'lr' is a number (default 0.05), got a string"),
+    ("lr=inf", "--set lr=inf: a number must be finite"),
+    ("lr=nan", "--set lr=nan: a number must be finite"),
     ("lr=1e400", "--set lr=1e400: a number must be finite (this one is inf)"),
     ("hidden=1_000", "'hidden' is an integer (default 1000), got a string"),
     ("hidden=\uff11\uff12", "'hidden' is an integer (default 1000), got a string"),

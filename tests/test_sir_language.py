@@ -175,7 +175,7 @@ def test_set_recomputes_dependent_constants():
 
 def test_more_memory_than_the_machine_has_is_refused_up_front():
     msg = error_of(BASE, {"hidden": "1000000000"})
-    assert "GiB of buffers; this machine has" in msg and msg.startswith("p.sir:7:7: error: ")
+    assert "GiB of buffers and data, more than 80% of this machine" in msg and msg.startswith("p.sir:7:7: error: ")
 
 
 def test_verify_rejects_a_read_of_an_old_version_after_its_update():

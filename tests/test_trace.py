@@ -86,14 +86,14 @@ def rewrite(src, dst, edit_meta=None, drop=None, replace=None):
 def test_missing_column_is_truncation(tmp_path):
     small_trace().save(tmp_path / "t.npz")
     rewrite(tmp_path / "t.npz", tmp_path / "bad.npz", drop="c000001_kernel.npy")
-    expect_error(tmp_path / "bad.npz", "truncated trace: chunk 1 has no column 'kernel'")
+    expect_error(tmp_path / "bad.npz", "truncated trace: chunk 1 has no column 'kernel' (c000001_kernel.npy)")
 
 
 def test_inconsistent_length(tmp_path):
     small_trace().save(tmp_path / "t.npz")
     rewrite(tmp_path / "t.npz", tmp_path / "bad.npz", edit_meta=lambda m: m["chunks"][0].update(n=5))
     expect_error(tmp_path / "bad.npz",
-                 "inconsistent trace: chunk 0 should hold 5 accesses, its addr column holds 3")
+                 "inconsistent trace: c000000_addr.npy has shape [3]; its chunk lists 5 accesses")
 
 
 def test_kernel_id_outside_the_table(tmp_path):

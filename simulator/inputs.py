@@ -1,0 +1,62 @@
+"""A user's file, opened the one way: it must exist, be a regular file (a directory is refused,
+a named pipe would block), be readable and be no larger than the reader's limit, all checked
+before a byte is read. Programs, trace files, hierarchy files and data files all come in here."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from .errors import SimError
+
+
+def check_file(path: str, what: str, max_bytes: int | None = None) -> int:
+    """The file's size in bytes, or a SimError naming `path` and what is wrong with it."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise SimError(f"no such {what}", path) from None
+    except OSError as e:
+        raise SimError(f"cannot read the {what}: {e.strerror}", path) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise SimError(f"this is a directory, not a {what}", path)
+    if not stat.S_ISREG(st.st_mode):
+        raise SimError(f"this is not a regular file (a pipe or a device?); give a {what}", path)
+    if not os.access(path, os.R_OK):
+        raise SimError(f"cannot read the {what}: permission denied", path)
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise SimError(f"the {what} is {st.st_size:,} bytes; at most {max_bytes:,} are read",
+                       path)
+    return st.st_size
+
+
+def read_bytes(path: str, what: str, max_bytes: int) -> bytes:
+    """The whole file, checked by check_file first."""
+    check_file(path, what, max_bytes)
+    try:
+        with open(path, "rb") as f:
+            return f.read(max_bytes + 1)
+    except OSError as e:
+        raise SimError(f"cannot read the {what}: {e.strerror}", path) from None
+
+
+def decode_utf8(data: bytes, what: str, path: str) -> str:
+    """`data` as text, or a Utf8Error placed at the line and column of the first byte that is
+    not UTF-8 (lines counted at \\n, as every reader here counts them)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        before = data[:e.start].decode("utf-8")
+        line = before.count("\n") + 1
+        col = len(before) - (before.rfind("\n") + 1) + 1
+        raise Utf8Error(f"the {what} is not UTF-8 text: byte 0x{data[e.start]:02x} cannot "
+                        "start or continue a character here", f"{path}:{line}:{col}", line,
+                        col) from None
+
+
+class Utf8Error(SimError):
+    """Not UTF-8, with the line and column of the first bad byte."""
+
+    def __init__(self, message: str, where: str, line: int, col: int):
+        super().__init__(message, where)
+        self.line, self.col = line, col
