@@ -30,7 +30,6 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import sys
 import tempfile
@@ -322,7 +321,9 @@ def warm_up() -> None:
     forked children inherit them. Nothing here may start a thread: the fused cache kernel runs
     its shards in parallel (numba's OpenMP layer), and GNU OpenMP used before a fork aborts the
     child that uses it again, so the warm-up stays on hierarchies that do not take that path."""
-    import simulator.plots  # noqa: F401  (matplotlib, for --plot)
+    import importlib
+
+    importlib.import_module("simulator.plots")     # matplotlib, for --plot
     cases = [["run", str(ROOT / "programs/xor.sir"), "--set", "epochs=1", "--cost-models"],
              ["run", str(ROOT / "programs/sparse_parity_gf2.sir"), "--passes", "fuse"],
              ["compare", str(ROOT / "programs/mlp_backprop_always.sir"), "--set", "epochs=1",

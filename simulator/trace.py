@@ -141,11 +141,11 @@ def _extreme(arr: np.ndarray, lo: int, hi: int) -> int:
     return int(arr.min()) if int(arr.min()) < lo else int(arr.max())
 
 
-MAX_ADDRESS = 1 << 62           # addresses and buffer ends stay below this (int64 arithmetic)
 MAX_ACCESS_BYTES = 4096
 """An access touches at most one page. A cache level walks an access line by line, so one
 access of 2^30 bytes would be 2^24 line lookups and megabytes of output; a larger transfer is
 written as several accesses."""
+MAX_ADDRESS = (1 << 63) - MAX_ACCESS_BYTES   # so that an access's last byte is an int64
 
 
 def check_chunk(chunk: Chunk, where: str, n_kernels: int | None = None,
@@ -162,7 +162,7 @@ def check_chunk(chunk: Chunk, where: str, n_kernels: int | None = None,
         raise SimError(f"chunk of step {chunk.step}: negative address {chunk.addr.min()}", where)
     if chunk.addr.max() >= MAX_ADDRESS:
         raise SimError(f"chunk of step {chunk.step}: address {chunk.addr.max()} is past the "
-                       f"address space (2^62 bytes)", where)
+                       f"address space (2^63 - {MAX_ACCESS_BYTES} bytes)", where)
     if chunk.nbytes.min() <= 0:
         raise SimError(f"chunk of step {chunk.step}: access size must be positive, "
                        f"got {chunk.nbytes.min()} bytes", where)
@@ -269,7 +269,7 @@ def _buffer_index(buffers: Sequence[Buffer], where: str):
                            f"{b.nbytes} bytes", where)
         if b.base + b.nbytes > MAX_ADDRESS:
             raise SimError(f"buffer '{b.name}': it ends at byte {b.base + b.nbytes}, past the "
-                           "address space (2^62 bytes)", where)
+                           f"address space (2^63 - {MAX_ACCESS_BYTES} bytes)", where)
     order = np.argsort([b.base for b in buffers], kind="stable").astype(np.int32)
     bases = np.array([buffers[i].base for i in order], dtype=np.int64)
     ends = np.array([buffers[i].base + buffers[i].nbytes for i in order], dtype=np.int64)
@@ -305,10 +305,10 @@ def save(trace: Trace, path: str | os.PathLike) -> None:
 
 
 MAX_META_BYTES = 256 << 20      # meta.json: the tables and the chunk list
-CHUNK_BYTES_PER_ACCESS = 112
+CHUNK_BYTES_PER_ACCESS = 128
 """What simulating one chunk costs per access: its columns (up to 29 bytes) and the simulator's
-per-chunk arrays (measured: 86 bytes an access for a 16-million-access chunk, 2026-11-29). A file
-whose largest chunk would not fit is refused before it is read."""
+per-chunk arrays (benchmarks/bench_limits.py measures 86 to 115 bytes an access). A file whose
+largest chunk would not fit is refused before it is read."""
 
 
 def load(path: str | os.PathLike) -> Trace:

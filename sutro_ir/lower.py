@@ -160,7 +160,7 @@ def _override(name: str, text: str, default, loc: Loc):
     return float(value) if type(default) is float else value
 
 
-def const_eval(expr, consts: dict, depth: int = 0):
+def const_eval(expr, consts: dict, depth: int = 1):
     """Evaluate an expression of numbers, strings and config constants at compile time."""
     _nest(depth, expr)
     if isinstance(expr, (Num, Str)):
@@ -351,7 +351,23 @@ def _type(spec, consts: dict) -> tuple[str, tuple]:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise SirError(f"a dimension must be a positive integer, got {value!r}", d.loc)
         dims.append(value)
+    check_array_size(spec.dtype, tuple(dims), spec.loc)
     return spec.dtype, tuple(dims)
+
+
+def check_array_size(dtype: str, shape: tuple, loc: Loc) -> None:
+    """One array larger than the memory a job may use is refused where it is declared or made,
+    with its size (before anything broadcasts it or sums it into check_memory)."""
+    nbytes = math.prod(shape) * DTYPES[dtype]().itemsize
+    if nbytes <= 1 << 30:                  # no system call for the arrays of every day
+        return
+    limit, allowed = allowance()
+    if nbytes > limit:
+        dims = ", ".join(f"{d:,}" if d < 10 ** 15 else f"{d:.3g}" for d in shape)
+        gib = nbytes / 2**30
+        raise SirError(f"this array, {dtype}[{dims}], takes {gib:,.1f} GiB, more than "
+                       f"{allowed}" if gib < 1e12 else f"this array, {dtype}[{dims}], takes "
+                       f"{gib:.3g} GiB, more than {allowed}", loc)
 
 
 def _check_names(params: tuple[Param, ...], consts: dict) -> None:
@@ -467,7 +483,7 @@ def _until(expr, consts) -> Until | None:
 COMPARES = ("lt", "le", "gt", "ge", "eq", "ne")
 
 
-def _until_tree(e, consts, depth: int = 0) -> tuple:
+def _until_tree(e, consts, depth: int = 1) -> tuple:
     _nest(depth, e)
     if isinstance(e, Name) and e.id in UNTIL_NAMES:
         return ("name", e.id)
@@ -1137,6 +1153,7 @@ class _Body:
             dtype, shape = infer(opdef, operands, attrs)
         except OpError as exc:
             raise SirError(str(exc), loc) from None
+        check_array_size(dtype, shape, loc)
         name = name or self._temp_name()
         self._add(Node(name, op, tuple(args), tuple(sorted(attrs.items())), dtype, shape, loc))
         return name

@@ -155,11 +155,14 @@ class RunResult:
                 **({"memtracker": self.memtracker} if self.memtracker else {})}
 
 
-TRACE_BYTES_PER_ACCESS = 64    # one step's columns and the temporaries that build them
+TRACE_BYTES_PER_ACCESS = 112
+"""Peak memory per access of one traced step: its columns (29 bytes) and the temporaries that
+build them. Measured by benchmarks/bench_limits.py (docs/input-contract.md): about 99 bytes an
+access between steps of 13.6 and 101.7 million accesses; rounded up."""
 COST_MODELS_MAX = 20_000_000   # accesses op_event_table may hold (about 40 bytes each)
 
 
-def check_trace_memory(sched) -> None:
+def check_trace_memory(sched, where: str) -> None:
     """Refuse, before building it, a step whose trace would not fit in memory."""
     per_step = sum(n_accesses(k, sched.graph) for k in sched.flat)
     need = per_step * TRACE_BYTES_PER_ACCESS
@@ -167,7 +170,7 @@ def check_trace_memory(sched) -> None:
     if need > limit:
         raise SimError(f"one training step makes {per_step:,} memory accesses; tracing it needs "
                        f"about {need / 2**30:,.1f} GiB ({TRACE_BYTES_PER_ACCESS} bytes an "
-                       f"access), more than {allowed} (make the program smaller)", "trace")
+                       f"access), more than {allowed} (make the program smaller)", where)
 
 
 def select_steps(spec: str, total: int) -> list[int]:
@@ -214,14 +217,15 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
     pass_names = tuple(name for name, _ in parse_pipeline(passes))
     t = time.perf_counter()
     program = compile_program(text, path, overrides, passes)
+    seed_from = "--seed"
     if seed is None:
-        seed = program.config_dict.get("seed", 0)
+        seed, seed_from = program.config_dict.get("seed", 0), path
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
-        raise SimError(f"the seed is a non-negative integer, got {seed!r} (config constant "
-                       "`seed` or --seed)", "seed")
+        raise SimError(f"the seed is an integer from 0 to 2^63 - 1, got {seed!r} (config "
+                       "constant `seed` or --seed)", seed_from)
     sched = schedule(program.train.graph)
     eval_sched = schedule(program.eval.graph)
-    check_trace_memory(sched)
+    check_trace_memory(sched, path)
     prof["compile"] = time.perf_counter() - t
     t = time.perf_counter()
     executor = Executor(program, sched, eval_sched.kernels, seed)

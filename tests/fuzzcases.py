@@ -3,7 +3,7 @@ budget under hypothesis) and benchmarks/fuzz_campaign.py (a long campaign by han
 
 A *case* is one command-line invocation: an argv and the files it needs, written into a fresh
 temporary folder (`{tmp}` in the argv stands for that folder). Four generators make cases from
-a `random.Random` (or hypothesis's `st.randoms()`, which shrinks):
+a `random.Random` (tests/test_fuzz.py seeds it from hypothesis):
 
 - `program_case`: a mutated .sir program (tokens deleted, inserted, replaced or duplicated,
   lines swapped, numbers made huge, negative or zero, deep nesting, odd characters, bytes that
@@ -30,9 +30,7 @@ import os
 import random
 import re
 import resource
-import shlex
 import signal
-import stat
 import struct
 import subprocess
 import sys
@@ -140,13 +138,6 @@ def cleanup(folder: str | os.PathLike) -> None:
     shutil.rmtree(folder, onerror=onerror)
 
 
-def shell_command(argv: list[str], python: str | None = None) -> str:
-    """One shell line that runs `argv` the way a user would."""
-    python = python or sys.executable
-    return f"cd {shlex.quote(str(ROOT))} && {shlex.quote(python)} -m sutro_sim " + \
-        " ".join(shlex.quote(a) for a in argv)
-
-
 # ============================================================================ helpers
 
 def _w(rng: random.Random, weighted):
@@ -173,7 +164,11 @@ def _shrink(text: str) -> str:
     for line in text.splitlines(keepends=True):
         if line.startswith(("config", "data")):
             code, hash_, comment = line.partition("#")
-            code = re.sub(r"(?<![\w.])\d+(?![\w.])", lambda m: str(min(int(m.group()), 16)), code)
+            parts = re.split(r'("[^"]*")', code)      # not inside strings ("01")
+            code = "".join(part if part.startswith('"') else
+                           re.sub(r"(?<![\w.])\d+(?![\w.])",
+                                  lambda m: str(min(int(m.group()), 16)), part)
+                           for part in parts)
             code = re.sub(r"\bepochs = \d+", "epochs = 2", code)
             line = code + hash_ + comment
         out.append(line)
@@ -281,7 +276,7 @@ def _mutate_size(rng, text: str, big: bool) -> tuple[str, str]:
     targets = []
     for m in re.finditer(r"\[([^\]\n]*)\]", text):           # type dims, shapes
         targets.append(m.span(1))
-    for m in re.finditer(r"\b(\w+) = (\d+)\b", text):          # config constants
+    for m in re.finditer(r"\b(\w++) = (\d++)\b", text):        # config constants
         targets.append(m.span(2))
     for m in re.finditer(r"\b(train|test|n|k|batch|n_samples)=(\w+)", text):   # data sizes
         targets.append(m.span(2))
@@ -350,7 +345,7 @@ def _mutate_deep(rng, text: str, big: bool) -> tuple[str, str]:
         lines.insert(i, block.rstrip("\n"))
         return "\n".join(lines), f"deep-{kind}-blocks"
     expr, kind = _deep(rng, big)
-    spans = [m.span(2) for m in re.finditer(r"(\w+) = ([^,\n#{]+)", text)]
+    spans = [m.span(1) for m in re.finditer(r"\b\w++ = ([^,\n#{]++)", text)]
     a, b = rng.choice(spans)
     return text[:a] + expr + text[b:], kind
 
@@ -778,10 +773,15 @@ def _meta_bytes(rng, meta) -> tuple[bytes, str]:
     return text.encode() + b" garbage", "meta.json-trailing"
 
 
+def _column_of(member: str) -> str:
+    """`c000000_addr.npy` -> `addr`."""
+    return member.partition("_")[2].removesuffix(".npy") or member
+
+
 def _mutate_column(rng, tables: tuple[int, int], arrays) -> str:
     chunk_members = sorted(arrays)
     member = rng.choice(chunk_members)
-    col = member.split("_", 1)[1][:-4]
+    col = _column_of(member)
     a = arrays[member].reshape(-1)          # an earlier mutation may have made it 0-d or 2-d
     n = len(a)
     idx = rng.randrange(max(n, 1))
@@ -902,7 +902,7 @@ def _raw_member(rng, members: dict[str, bytes], big: bool) -> str:
         members[member] = data + b"\0" * rng.choice([1, 8, 4096])
     else:
         members[member] = data[:8] + struct.pack("<H", 65535) + data[10:]
-    return f"npy-{member.split('_', 1)[1][:-4]}-{kind}"
+    return f"npy-{_column_of(member)}-{kind}"
 
 
 def _zip(rng, members: dict[str, bytes], order: list[str], note: list[str]) -> bytes:
@@ -1413,6 +1413,10 @@ class CaseTimeout(BaseException):
     """Raised by the alarm in run_in_process: the case ran past its time."""
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def _alarm(signum, frame):
     raise CaseTimeout()
 
@@ -1434,6 +1438,7 @@ def run_in_process(argv: list[str], timeout: float | None = None) -> Outcome:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
                 warnings.catch_warnings():
             warnings.simplefilter("default")
+            warnings.showwarning = _show_warning    # on the captured stderr, as a user sees it
             try:
                 code = main(list(argv))
             except SystemExit as e:
@@ -1457,11 +1462,11 @@ def limit_memory(limit_bytes: int) -> None:
 
 
 def run_in_subprocess(argv: list[str], cwd: str, timeout: float, mem_limit: int,
-                      module: str = "sutro_sim") -> Outcome:
+                      python_args: tuple[str, ...] = ("-m", "sutro_sim")) -> Outcome:
     """Run `python -m sutro_sim ARGV` under an address-space limit and a timeout."""
     env = dict(os.environ, PYTHONFAULTHANDLER="1")
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", module, *argv], cwd=cwd, env=env,
+    proc = subprocess.Popen([sys.executable, *python_args, *argv], cwd=cwd, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, preexec_fn=lambda: limit_memory(mem_limit),
                             start_new_session=True)
