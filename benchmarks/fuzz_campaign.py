@@ -136,6 +136,7 @@ class Campaign:
         self.counts: dict[str, Counter] = defaultdict(Counter)
         self.failures: dict[str, list] = defaultdict(list)    # signature -> [(index, saved dir)]
         self.slowest: list[tuple[float, int, str]] = []
+        self.warnings: dict[str, list[int]] = defaultdict(list)    # not failures: a note
         self.done = 0
         self.out = Path(args.out)
         self.work = tempfile.mkdtemp(prefix="sutro-fuzz-work-")
@@ -210,6 +211,9 @@ class Campaign:
         self.done += 1
         self.slowest.append((seconds, r["i"], case.category))
         self.slowest = sorted(self.slowest, reverse=True)[:5]
+        for w in sorted(set(re.findall(r"^(\S+?:\d+): (\w+Warning):", out.stderr, re.M))):
+            path = os.path.relpath(w[0], ROOT) if w[0].startswith(str(ROOT)) else w[0]
+            self.warnings[f"{w[1]} at {path}"].append(r["i"])
         if kind in fc.FAILURES:
             sig_text = fc.signature(kind, out, case)
             saved = None
@@ -278,6 +282,13 @@ class Campaign:
         lines.append("slowest cases: " + ", ".join(f"#{i} {cat} {s:.1f} s"
                                                    for s, i, cat in self.slowest))
         lines.append("")
+        if self.warnings:
+            lines.append("Python warnings on stderr (not counted as failures):")
+            for w, cases in sorted(self.warnings.items(), key=lambda kv: -len(kv[1])):
+                lines.append(f"   {w}  [{len(cases)} case(s): #" +
+                             ", #".join(str(i) for i in cases[:5]) +
+                             (", ..." if len(cases) > 5 else "") + "]")
+            lines.append("")
         if not self.failures:
             lines.append("no failures")
             return "\n".join(lines)

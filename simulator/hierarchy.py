@@ -162,8 +162,9 @@ def _check_capacity(lv: Level) -> None:
 def _check_energy(lv: Level) -> None:
     e = lv.energy_fj_per_bit
     if e is not None and (not isinstance(e, (int, float)) or isinstance(e, bool)
-                          or not math.isfinite(e) or e < 0):
-        _fail(lv.name, "energy_fj_per_bit", f"must be a finite number >= 0, got {e!r}")
+                          or not 0 <= e <= 1e30):     # (a comparison: no float() of a huge int)
+        got = repr(e) if not isinstance(e, int) or e < 1e30 else "a larger integer"
+        _fail(lv.name, "energy_fj_per_bit", f"must be a finite number >= 0, at most 1e30; got {got}")
     if lv.offchip is not None and lv.offchip not in OFFCHIP:
         _fail(lv.name, "offchip", f"unknown off-chip kind '{lv.offchip}' (expected one of "
                                   f"{', '.join(OFFCHIP)})")
@@ -220,6 +221,8 @@ def parse_size(value, level: str, field: str = "capacity") -> int:
     if not m:
         _fail(level, field, f"cannot read size \"{value}\" (expected e.g. \"32 KiB\", \"50 MiB\")")
     size = float(m.group(1)) * _UNITS[m.group(2) or "B"]
+    if not size < 2 ** 62:
+        _fail(level, field, f"\"{value}\" is too large (at most 2^62 bytes)")
     if size != int(size):
         _fail(level, field, f"\"{value}\" is not a whole number of bytes")
     return int(size)
@@ -321,7 +324,7 @@ def load_hierarchy(name_or_path: str) -> Hierarchy:
     if not path.exists():
         names = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.toml")))
         raise SimError(f"no hierarchy preset named '{name_or_path}' (presets: {names})",
-                       name_or_path)
+                       name_or_path or "--hierarchy")
     return _load_file(str(path), f"preset:{name_or_path}")
 
 

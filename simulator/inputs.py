@@ -12,6 +12,8 @@ from .errors import SimError
 
 def check_file(path: str, what: str, max_bytes: int | None = None) -> int:
     """The file's size in bytes, or a SimError naming `path` and what is wrong with it."""
+    if not path:
+        raise SimError("the path is empty", what)
     try:
         st = os.stat(path)
     except FileNotFoundError:

@@ -21,6 +21,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, Sequence
 
@@ -351,7 +352,7 @@ def _read_meta(zf: zipfile.ZipFile, where: str):
     try:
         data = zf.read("meta.json")
     except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, RuntimeError,
-            ValueError) as e:
+            ValueError, zlib.error) as e:
         raise SimError(f"corrupt trace: cannot read meta.json ({e})", where) from None
     try:
         return json.loads(decode_utf8(data, "meta.json", where))
@@ -392,10 +393,14 @@ def _read_member(zf: zipfile.ZipFile, member: str, n: int, name: str, where: str
     data is read."""
     try:
         with zf.open(member) as f:
-            version = np.lib.format.read_magic(f)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, fortran, dtype = read_header(f, max_header_size=NPY_HEADER_MAX)
+            try:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, fortran, dtype = read_header(f, max_header_size=NPY_HEADER_MAX)
+            except Exception as exc:   # numpy parses the header as a Python literal: any failure
+                raise SimError(f"corrupt trace: cannot read the .npy header of {member} "
+                               f"({type(exc).__name__}: {exc})", where) from None
             if dtype.kind not in "biu" or dtype.itemsize > 8 or dtype.hasobject:
                 raise SimError(f"corrupt trace: {member} holds {dtype}; column '{name}' holds "
                                "integers (or booleans)", where)
@@ -406,7 +411,7 @@ def _read_member(zf: zipfile.ZipFile, member: str, n: int, name: str, where: str
     except SimError:
         raise
     except (zipfile.BadZipFile, ValueError, EOFError, OSError, NotImplementedError,
-            RuntimeError, SyntaxError) as exc:
+            RuntimeError, zlib.error) as exc:
         raise SimError(f"corrupt trace: cannot read {member} ({exc})", where) from None
     if len(data) != n * dtype.itemsize:
         raise SimError(f"truncated trace: {member} holds {len(data) // dtype.itemsize:,} of its "

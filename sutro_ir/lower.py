@@ -139,6 +139,9 @@ def parse_value(text: str):
     if t.lower() in ("true", "false"):
         return t.lower() == "true"
     if _INT.fullmatch(t):
+        if len(t.lstrip("+-")) > CONST_INT_DIGITS:    # int() of 5,000 digits raises
+            raise SirError(f"{t[:12]}...: an integer of {len(t.lstrip('+-')):,} digits; at most "
+                           f"{CONST_INT_DIGITS:,} ({CONST_INT_BITS:,} bits)")
         return int(t)
     if _FLOAT.fullmatch(t):
         return float(t)
@@ -146,7 +149,10 @@ def parse_value(text: str):
 
 
 def _override(name: str, text: str, default, loc: Loc):
-    value = parse_value(text)
+    try:
+        value = parse_value(text)
+    except SirError as e:
+        raise SirError(f"--set {name}={e.message}", loc) from None
     if isinstance(value, str) and value.strip().lower().lstrip("+-") in ("inf", "infinity", "nan"):
         raise SirError(f"--set {name}={text}: a number must be finite", loc)
     kinds = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
@@ -250,6 +256,7 @@ def _integer(v, loc: Loc) -> int:
 
 INT_BINOPS = ("//", "%", "&", "|", "^", "<<", ">>")
 CONST_INT_BITS = 4096       # `2 ** 9999` and `1 << 10**9` are refused, not computed
+CONST_INT_DIGITS = 1233     # the decimal digits of a 4,096-bit integer
 
 
 def _apply(fn, args, expr):

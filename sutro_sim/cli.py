@@ -66,7 +66,7 @@ def check_plot_folder(folder: str) -> None:
         raise SimError("give a directory for the plots (got an empty path)", "--plot")
     path = os.path.abspath(folder)
     for part in path.split(os.sep):
-        if len(part.encode()) > 255:
+        if len(os.fsencode(part)) > 255:
             raise SimError(f"{folder}: a path component is longer than 255 bytes", "--plot")
     if os.path.exists(path):
         if not os.path.isdir(path):

@@ -40,7 +40,6 @@ FAILED_DIR = Path(tempfile.gettempdir()) / "sutro-fuzz-failures"
 CAMPAIGN = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_campaign.py"
 
 
-
 def budget(n: int) -> settings:
     """A fixed number of examples (on top of the loaded profile: derandomized, no deadline)."""
     return settings(max_examples=n, suppress_health_check=[HealthCheck.too_slow,
@@ -77,7 +76,7 @@ def run_case(case: fc.Case) -> tuple[str, fc.Outcome]:
     return fc.classify(case.command, out), out
 
 
-def save_failure(case: fc.Case, kind: str, out: fc.Outcome) -> Path:
+def save_failure(case: fc.Case, out: fc.Outcome) -> Path:
     """Keep a failing case where `fuzz_campaign.py --replay` can run it again."""
     blob = json.dumps(case.to_json(), sort_keys=True)
     folder = FAILED_DIR / hashlib.sha1(blob.encode()).hexdigest()[:12]
@@ -89,8 +88,8 @@ def save_failure(case: fc.Case, kind: str, out: fc.Outcome) -> Path:
 
 def describe(case: fc.Case, kind: str, out: fc.Outcome) -> str:
     argv = " ".join(a if len(a) < 120 else a[:100] + f"...({len(a)} chars)" for a in case.argv)
-    folder = save_failure(case, kind, out)
-    return (f"{kind}: {fc.signature(kind, out, case)}\n"
+    folder = save_failure(case, out)
+    return (f"{fc.signature(kind, out, case)}\n"
             f"case: {case.category}: {case.note[:300]}\n"
             f"argv: sutro-sim {argv}\n"
             f"exit {out.code} after {out.seconds:.1f} s; stderr ends:\n{out.stderr_tail[-3000:]}\n"
@@ -109,6 +108,7 @@ def check(case: fc.Case) -> str:
 # st.randoms() draws simple values first and made a third as many distinct cases in a trial.
 # The seed is printed with a failure, and the failing case is saved with its replay command.
 SEEDS = st.integers(min_value=0, max_value=2 ** 64 - 1)
+
 
 @budget(500)
 @given(seed=SEEDS)

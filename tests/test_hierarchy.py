@@ -97,7 +97,7 @@ def test_sizes(text, size):
                              "energy_fj_per_bit, offchip)"),
     (dict(extra="write_back = 1"), "level 'L1': write_back: must be true or false, got 1"),
     (dict(extra="energy_fj_per_bit = -1.0"),
-     "level 'L1': energy_fj_per_bit: must be a finite number >= 0, got -1.0"),
+     "level 'L1': energy_fj_per_bit: must be a finite number >= 0, at most 1e30; got -1.0"),
 ])
 def test_bad_configs_name_file_level_and_field(tmp_path, kwargs, message):
     path = write(tmp_path, **kwargs)

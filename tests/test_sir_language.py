@@ -174,7 +174,12 @@ def test_set_recomputes_dependent_constants():
 
 
 def test_more_memory_than_the_machine_has_is_refused_up_front():
+    # one array past the memory: refused where it is declared, with its size
     msg = error_of(BASE, {"hidden": "1000000000"})
+    assert msg.startswith("p.sir:7:11: error: this array, f32[1,000,000,000, 20], takes 74.5 GiB, "
+                          "more than 80% of this machine")
+    # each array fits (W1 takes 11.2 GiB) but not all of them together
+    msg = error_of(BASE, {"hidden": "150000000"})
     assert "GiB of buffers and data, more than 80% of this machine" in msg and msg.startswith("p.sir:7:7: error: ")
 
 
@@ -299,12 +304,12 @@ def test_pass_pipelines_parse_and_fail_clearly():
     assert parse_pipeline("identity, identity{}") == [("identity", {}), ("identity", {})]
     graph = compile_text(BASE).train.graph
     assert run_pipeline(graph, "identity,identity") == graph
-    with pytest.raises(SirError, match="--passes: unknown pass 'fusion' \\(registered: cse, dce, "
+    with pytest.raises(SirError, match="--passes: error: unknown pass 'fusion' \\(registered: cse, dce, "
                        "fuse, identity, layer-local-update, liveness-layout, recompute\\)"):
         parse_pipeline("identity,fusion")
     with pytest.raises(SirError, match="option 'max_ops' of 'identity' needs key=value"):
         parse_pipeline("identity{max_ops}")
-    with pytest.raises(SirError, match="--passes: identity: unknown option .max_ops. \\(options: none\\)"):
+    with pytest.raises(SirError, match="--passes: error: identity: unknown option .max_ops. \\(options: none\\)"):
         run_pipeline(graph, "identity{max_ops=8}")
 
 

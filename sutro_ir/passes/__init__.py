@@ -9,13 +9,14 @@ A pass's docstring has a `Preserves:` line and a `Changes:` line; `sutro-sim pas
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import SirError
+from ..errors import Loc, SirError
 from ..graph import Graph, verify
 
 PassFn = Callable[..., Graph]
@@ -57,30 +58,50 @@ def identity(graph: Graph) -> Graph:
 _STEP = re.compile(r"\s*([a-z][a-z0-9-]*)\s*(?:\{([^}]*)\})?\s*(?:,|$)")
 
 
+PASSES = Loc("--passes", 0, 0)
+
+
+@contextlib.contextmanager
+def _at_the_option():
+    """A mistake in the pipeline or in a pass's options, which has no place in the program, is
+    placed at --passes (`--passes: error: ...`)."""
+    try:
+        yield
+    except SirError as e:
+        if e.loc is not None and e.loc.line:
+            raise
+        raise SirError(e.message, PASSES) from None
+
+
 def parse_pipeline(text: str) -> list[tuple[str, dict]]:
     """'a,b{k=v,k2=v2}' -> [('a', {}), ('b', {'k': 'v', 'k2': 'v2'})]. Empty text: no passes."""
+    with _at_the_option():
+        return _parse_pipeline(text)
+
+
+def _parse_pipeline(text: str) -> list[tuple[str, dict]]:
     from ..lower import parse_value
 
     steps, pos, text = [], 0, text.strip()
     while pos < len(text):
         m = _STEP.match(text, pos)
         if not m or m.end() == pos:
-            raise SirError(f"--passes: cannot read the pipeline at {text[pos:]!r} (expected "
+            raise SirError(f"cannot read the pipeline at {text[pos:]!r} (expected "
                            "name or name{key=value,...}, separated by commas)")
         name, opts = m.group(1), m.group(2)
         if name not in REGISTRY:
-            raise SirError(f"--passes: unknown pass '{name}' (registered: "
+            raise SirError(f"unknown pass '{name}' (registered: "
                            f"{', '.join(sorted(REGISTRY))})")
         options = {}
         for item in filter(None, (o.strip() for o in (opts or "").split(","))):
             key, eq, val = item.partition("=")
             if not eq:
-                raise SirError(f"--passes: option '{item}' of '{name}' needs key=value")
+                raise SirError(f"option '{item}' of '{name}' needs key=value")
             options[key.strip()] = parse_value(val)
         known = list(inspect.signature(REGISTRY[name].fn).parameters)[1:]
         unknown = [k for k in options if k not in known]
         if unknown:
-            raise SirError(f"--passes: {name}: unknown option '{unknown[0]}' (options: "
+            raise SirError(f"{name}: unknown option '{unknown[0]}' (options: "
                            f"{', '.join(known) or 'none'})")
         steps.append((name, options))
         pos = m.end()
@@ -98,7 +119,8 @@ def run_pipeline(graph: Graph, text: str) -> Graph:
     notes = list(graph.notes)
     for name, options in parse_pipeline(text):
         try:
-            out = REGISTRY[name].fn(graph, **options)
+            with _at_the_option():
+                out = REGISTRY[name].fn(graph, **options)
         except Declined as e:
             notes.append(f"{name}: {e}")
             continue

@@ -52,7 +52,7 @@ def fuse(graph: Graph, max_ops: int = 64, updates: bool = True, anchors: bool = 
     Preserves: every value and trained weight, bit for bit (same ops, same operands).
     Changes: which values are stored: a value read only inside its kernel stays in registers."""
     if not isinstance(max_ops, int) or max_ops < 1:
-        raise SirError(f"--passes: fuse: max_ops must be a positive integer, got {max_ops!r}")
+        raise SirError(f"fuse: max_ops must be a positive integer, got {max_ops!r}")
     read_by = readers(graph)
     sources = {n.name for n in graph.nodes if n.op in SOURCE_OPS}
     kernels: list[_Kernel] = []

@@ -32,9 +32,9 @@ def layer_local_update(graph: Graph, approximate: bool = False) -> Graph:
     Preserves: every value and trained weight, bit for bit (approximate=true: not; it says so).
     Changes: the order of the updates, and so the reuse distances of gradients and parameters."""
     if graph.kernels:
-        raise SirError("--passes: layer-local-update reorders nodes: run it before fuse")
+        raise SirError("layer-local-update reorders nodes: run it before fuse")
     if not isinstance(approximate, bool):
-        raise SirError("--passes: layer-local-update: approximate must be true or false, "
+        raise SirError("layer-local-update: approximate must be true or false, "
                        f"got {approximate!r}")
     if graph.has_regions:
         raise Declined("the step has an if; moving updates across blocks is not done yet, so "

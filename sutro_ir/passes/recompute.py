@@ -46,23 +46,23 @@ def recompute(graph: Graph, values: str = "", policy: str = "", hierarchy: str =
     Preserves: every value and trained weight, bit for bit (the clones run the same ops).
     Changes: more arithmetic and re-reads of the inputs, shorter lives of the recomputed values."""
     if graph.kernels:
-        raise SirError("--passes: recompute adds nodes: run it before fuse")
+        raise SirError("recompute adds nodes: run it before fuse")
     if graph.has_regions:
         raise Declined("the step has an if; recompute does not yet look across blocks, so the "
                        "step is left as it was")
     cands = candidates(graph)
     if bool(values) == bool(policy):
-        raise SirError("--passes: recompute takes one of values=a+b or policy="
+        raise SirError("recompute takes one of values=a+b or policy="
                        + "|".join(POLICIES))
     if values:
         names = [v.strip() for v in str(values).split("+") if v.strip()]
         for v in names:
             if v not in cands:
-                raise SirError(f"--passes: recompute: '{v}' is not a forward value that the "
+                raise SirError(f"recompute: '{v}' is not a forward value that the "
                                f"backward pass reads (candidates: {', '.join(cands) or 'none'})")
         return _apply(graph, names, cands, strict=True)
     if policy not in POLICIES:
-        raise SirError(f"--passes: recompute: unknown policy '{policy}' "
+        raise SirError(f"recompute: unknown policy '{policy}' "
                        f"(one of {', '.join(POLICIES)})")
     if policy == "store-all":
         return graph
@@ -122,7 +122,7 @@ def _apply(graph: Graph, names: list[str], cands: list[str], strict: bool) -> Gr
         overwritten = _overwritten_before(nodes[:at], made)
         if overwritten:
             if strict:
-                raise SirError(f"--passes: recompute: '{v}' cannot be recomputed where the "
+                raise SirError(f"recompute: '{v}' cannot be recomputed where the "
                                f"backward pass reads it: '{overwritten}' is already updated")
             continue
         nodes = nodes[:at] + made + [
