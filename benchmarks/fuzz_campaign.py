@@ -137,6 +137,7 @@ class Campaign:
         self.failures: dict[str, list] = defaultdict(list)    # signature -> [(index, saved dir)]
         self.slowest: list[tuple[float, int, str]] = []
         self.warnings: dict[str, list[int]] = defaultdict(list)    # not failures: a note
+        self.generator_errors: list[tuple[int, str]] = []          # the fuzzer's own bugs
         self.done = 0
         self.out = Path(args.out)
         self.work = tempfile.mkdtemp(prefix="sutro-fuzz-work-")
@@ -149,13 +150,22 @@ class Campaign:
         pending = list(indices)
         pending.reverse()
         mem_limit = int(self.args.mem_gib * GiB)
+
+        def stop(signum, frame):        # `kill PID`: stop like Ctrl-C, killing the cases running
+            raise KeyboardInterrupt
+        signal.signal(signal.SIGTERM, stop)
         try:
             while pending or running:
                 while pending and len(running) < self.args.workers:
                     i = pending.pop()
-                    case = make_case(self.args.seed, i, self.categories, not self.args.small)
                     folder = tempfile.mkdtemp(prefix=f"case{i}-", dir=self.work)
-                    argv = fc.materialize(case, folder)
+                    try:
+                        case = make_case(self.args.seed, i, self.categories, not self.args.small)
+                        argv = fc.materialize(case, folder)
+                    except Exception as e:      # noqa: BLE001 - a bug of the fuzzer: noted
+                        self.generator_errors.append((i, f"{type(e).__name__}: {e}"[:200]))
+                        fc.cleanup(folder)
+                        continue
                     sys.stdout.flush()
                     sys.stderr.flush()
                     pid = os.fork()
@@ -282,6 +292,11 @@ class Campaign:
         lines.append("slowest cases: " + ", ".join(f"#{i} {cat} {s:.1f} s"
                                                    for s, i, cat in self.slowest))
         lines.append("")
+        if self.generator_errors:
+            lines.append(f"{len(self.generator_errors)} case(s) not made (a bug in "
+                         "tests/fuzzcases.py): " + "; ".join(f"#{i} {e}" for i, e in
+                                                             self.generator_errors[:5]))
+            lines.append("")
         if self.warnings:
             lines.append("Python warnings on stderr (not counted as failures):")
             for w, cases in sorted(self.warnings.items(), key=lambda kv: -len(kv[1])):
@@ -322,7 +337,9 @@ def with_suppress(fn) -> None:
 
 def _hms(seconds: float) -> str:
     s = int(seconds)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    if s >= 3600:
+        return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+    return f"{s // 60}:{s % 60:02d}"
 
 
 # ----------------------------------------------------------------------------- warm up, replay

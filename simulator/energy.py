@@ -341,6 +341,18 @@ def _onchip_energy(level, preset: EnergyPreset) -> LevelEnergy:
 # ---------------------------------------------------------------------------------------------
 # Arithmetic
 
+def check_arith(kernels, preset_name: str, where: str) -> None:
+    """Every kernel's arithmetic priced once, before a trace file is simulated: a key the model
+    cannot read is an error at the file, not after the simulation."""
+    preset = get_preset(preset_name, where="--energy")
+    for k in kernels:
+        for key, count in k.arith.items():
+            try:
+                arith_fj(key, count, preset)
+            except SimError as e:
+                raise SimError(f"kernel '{k.name}': {e.message}", where) from None
+
+
 def arith_fj(op_key: str, count: int, preset: EnergyPreset) -> float:
     """Energy of `count` ops `op_key` ("add.f32", "fma.f16", ...) in fJ.
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from .errors import SimError
 from .inputs import decode_utf8, read_bytes
-from .limits import allowance
+from .limits import allowance, gib
 
 POLICIES = ("lru", "fifo", "random", "opt")
 OFFCHIP = ("dram", "hbm")
@@ -140,6 +140,8 @@ def _check_line(lv: Level) -> None:
         _fail(lv.name, "line", f"must be an integer number of bytes, got {line!r}")
     if line <= 0 or line & (line - 1):
         _fail(lv.name, "line", f"must be a positive power of two, got {line}")
+    if line > MAX_SIZE:
+        _fail(lv.name, "line", "must be at most 2^62 bytes")
 
 
 def _check_capacity(lv: Level) -> None:
@@ -148,6 +150,8 @@ def _check_capacity(lv: Level) -> None:
         _fail(lv.name, "capacity", f"must be an integer number of bytes, got {cap!r}")
     if cap <= 0:
         _fail(lv.name, "capacity", f"must be positive, got {cap}")
+    if cap > MAX_SIZE:
+        _fail(lv.name, "capacity", "must be at most 2^62 bytes")
     if cap % line:
         _fail(lv.name, "capacity", f"{cap} bytes is not a multiple of the {line}-byte line")
     ways, n_lines = lv.ways, cap // line
@@ -205,11 +209,14 @@ def _check_state_memory(h: Hierarchy) -> None:
         big = max(h.levels[:-1], key=lambda lv: lv.n_lines)
         _fail(big.name, "capacity", f"{big.capacity_bytes:,} bytes in {big.line_bytes}-byte lines "
               f"is {big.n_lines:,} lines; simulating the hierarchy's {lines:,} lines takes about "
-              f"{need / 2**30:,.1f} GiB ({STATE_BYTES_PER_LINE} bytes a line), more than "
+              f"{gib(need)} ({STATE_BYTES_PER_LINE} bytes a line), more than "
               f"{allowed}")
 
 
 # ----------------------------------------------------------------------------- TOML
+
+MAX_SIZE = 1 << 62     # a capacity or a line, in bytes: int64 arithmetic stays exact
+
 
 def parse_size(value, level: str, field: str = "capacity") -> int:
     """An int of bytes, or a string like "32 KiB" / "1.5 MiB" that is a whole number of bytes."""
@@ -221,7 +228,7 @@ def parse_size(value, level: str, field: str = "capacity") -> int:
     if not m:
         _fail(level, field, f"cannot read size \"{value}\" (expected e.g. \"32 KiB\", \"50 MiB\")")
     size = float(m.group(1)) * _UNITS[m.group(2) or "B"]
-    if not size < 2 ** 62:
+    if not size <= MAX_SIZE:
         _fail(level, field, f"\"{value}\" is too large (at most 2^62 bytes)")
     if size != int(size):
         _fail(level, field, f"\"{value}\" is not a whole number of bytes")
@@ -306,7 +313,7 @@ def _load_file(path: str, source: str) -> Hierarchy:
     text = decode_utf8(read_bytes(path, "hierarchy file", MAX_FILE_BYTES), "hierarchy file", path)
     try:
         doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, ValueError) as exc:    # ValueError: 5,000-digit integer
         raise SimError(f"invalid TOML: {exc}", path) from None
     except RecursionError:
         raise SimError("invalid TOML: nested too deep", path) from None

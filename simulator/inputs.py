@@ -37,9 +37,12 @@ def read_bytes(path: str, what: str, max_bytes: int) -> bytes:
     check_file(path, what, max_bytes)
     try:
         with open(path, "rb") as f:
-            return f.read(max_bytes + 1)
+            data = f.read(max_bytes + 1)
     except OSError as e:
         raise SimError(f"cannot read the {what}: {e.strerror}", path) from None
+    if len(data) > max_bytes:          # a file whose size the system does not say (/proc)
+        raise SimError(f"the {what} is more than {max_bytes:,} bytes", path)
+    return data
 
 
 def decode_utf8(data: bytes, what: str, path: str) -> str:

@@ -22,13 +22,40 @@ def physical_memory() -> int:
         return 16 << 30
 
 
+def gib(nbytes: int) -> str:
+    """`12.3 GiB` for any size, even one past the float range (a shape of 2^4000)."""
+    if nbytes < 1 << 1000:
+        size = nbytes / 2**30
+        return f"{size:,.1f} GiB" if size < 1e6 else f"{size:.3g} GiB"
+    return f"more than 2^{nbytes.bit_length() - 1} bytes"
+
+
 def _cgroup_limit() -> int | None:
+    """The memory limit of this process's cgroup: v2 (`memory.max` of its own group, as
+    /proc/self/cgroup names it) or v1 (`memory.limit_in_bytes`); None when there is none."""
+    candidates = []
     try:
-        with open("/sys/fs/cgroup/memory.max") as f:
-            text = f.read().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                if controllers == "":
+                    candidates.append(f"/sys/fs/cgroup{path}/memory.max")
+                elif "memory" in controllers.split(","):
+                    candidates.append(f"/sys/fs/cgroup/memory{path}/memory.limit_in_bytes")
+    except (OSError, ValueError):
+        pass
+    candidates += ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+    for name in candidates:
+        try:
+            with open(name) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:    # v1 says "no limit" with a huge number
+            return int(text)
+        if text == "max" or text.isdigit():
+            return None
+    return None
 
 
 def _address_space_left() -> int | None:
@@ -53,7 +80,7 @@ def memory() -> tuple[int, str]:
     if left is not None:
         found.append((left, "the {} left under this process's address-space limit (ulimit -v)"))
     size, phrase = min(found, key=lambda f: f[0])
-    return size, phrase.format(f"{size / 2**30:,.1f} GiB")
+    return size, phrase.format(gib(size))
 
 
 def allowance() -> tuple[int, str]:

@@ -18,6 +18,7 @@ function that makes chunk i on demand.
 from __future__ import annotations
 
 import json
+import lzma
 import os
 import tempfile
 import zipfile
@@ -306,6 +307,7 @@ def save(trace: Trace, path: str | os.PathLike) -> None:
 
 
 MAX_META_BYTES = 256 << 20      # meta.json: the tables and the chunk list
+MAX_STEP = 1 << 62              # a chunk's step number
 CHUNK_BYTES_PER_ACCESS = 128
 """What simulating one chunk costs per access: its columns (up to 29 bytes) and the simulator's
 per-chunk arrays (benchmarks/bench_limits.py measures 86 to 115 bytes an access). A file whose
@@ -352,7 +354,7 @@ def _read_meta(zf: zipfile.ZipFile, where: str):
     try:
         data = zf.read("meta.json")
     except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, RuntimeError,
-            ValueError, zlib.error) as e:
+            ValueError, zlib.error, lzma.LZMAError) as e:
         raise SimError(f"corrupt trace: cannot read meta.json ({e})", where) from None
     try:
         return json.loads(decode_utf8(data, "meta.json", where))
@@ -411,7 +413,7 @@ def _read_member(zf: zipfile.ZipFile, member: str, n: int, name: str, where: str
     except SimError:
         raise
     except (zipfile.BadZipFile, ValueError, EOFError, OSError, NotImplementedError,
-            RuntimeError, zlib.error) as exc:
+            RuntimeError, zlib.error, lzma.LZMAError) as exc:
         raise SimError(f"corrupt trace: cannot read {member} ({exc})", where) from None
     if len(data) != n * dtype.itemsize:
         raise SimError(f"truncated trace: {member} holds {len(data) // dtype.itemsize:,} of its "
@@ -484,7 +486,7 @@ def _parse_header(header, where: str):
         if missing:
             raise SimError(f"corrupt trace: chunk {i} lacks column(s) "
                            f"{', '.join(sorted(missing))}", where)
-        chunks.append({"step": count(c, "step", what, MAX_ADDRESS),
+        chunks.append({"step": count(c, "step", what, MAX_STEP),
                        "n": count(c, "n", what, MAX_ADDRESS), "columns": cols})
     meta = header.get("meta", {})
     if not isinstance(meta, dict):

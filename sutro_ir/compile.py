@@ -24,13 +24,13 @@ def read_source(path: str) -> str:
     directory or a pipe, unreadable, too large; not UTF-8, with the line and column)."""
     try:
         data = read_bytes(path, "program file", MAX_SOURCE_BYTES)
-        text = decode_utf8(data, "program", path)
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")   # as open() would
+        return decode_utf8(data, "program", path)
     except Utf8Error as e:
         lines = source_lines(data.decode("utf-8", errors="replace"))
         raise SirError(e.message, loc_at(path, lines, e.line, e.col)) from None
     except SimError as e:
-        raise SirError(e.message, Loc(path, 0, 0)) from None
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+        raise SirError(e.message, Loc(e.where, 0, 0)) from None
 
 
 def compile_program(text: str, file: str, overrides: dict | None = None,

@@ -20,13 +20,17 @@ its values fit).
 from __future__ import annotations
 
 import functools
+import lzma
 import math
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from simulator.errors import SimError
+from simulator.inputs import check_file
 from simulator.limits import allowance
 
 from .errors import Loc, SirError
@@ -114,7 +118,8 @@ def nbytes(data) -> int:
     if data.generator == "from_file":
         return sum(a.nbytes for a in _read(_path(data), data.loc))
     kwargs = dict(data.kwargs)
-    return (kwargs["train"] + kwargs["test"]) * (n_inputs(data) + 1) * GENERATED_BYTES_PER_BIT \
+    examples = kwargs["train"] + kwargs["test"]
+    return examples * ((n_inputs(data) + 1) * GENERATED_BYTES_PER_BIT + EXAMPLE_BYTES) \
         + BLOCK_BYTES
 
 
@@ -155,9 +160,10 @@ float64 temporaries. Drawing in blocks gives the same numbers: the generator's s
 depend on how the draws are split (tests/test_input_contract.py)."""
 
 GENERATED_BYTES_PER_BIT = 6
+EXAMPLE_BYTES = 40          # the parity sum (int64), its remainder and the label temporaries
 BLOCK_BYTES = 32 * BLOCK_ELEMENTS
-"""What check_memory counts for a generated set: per bit of an example (inputs and label), and
-once for a block's float64 temporaries. Measured with tracemalloc (benchmarks/bench_limits.py)
+"""What check_memory counts for a generated set: per bit of an example (inputs and label), per
+example, and once for a block's float64 temporaries. Measured with tracemalloc (benchmarks/bench_limits.py)
 on 10^6 examples of 20 bits: a peak of 5.7 bytes a bit, block included (26.7 before generation
 went by blocks, 22.9 for whole arrays alone); tests/test_input_contract.py keeps the peak under this count."""
 
@@ -218,12 +224,14 @@ def _read(path: str, loc: Loc):
     """The four arrays of an .npz, checked; every mistake a SirError at the data line."""
     def fail(what: str):
         raise SirError(f"from_file(\"{path}\"): {what}", loc)
-    if not os.path.isfile(path):
-        fail("no such file" if not os.path.exists(path) else "not a file")
+    try:
+        check_file(path, "data file")
+    except SimError as e:
+        fail(e.message)
     try:
         st = os.stat(path)
         arrays = _read_cached(path, st.st_mtime, st.st_size)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError) as e:
         fail(f"cannot read it as an .npz archive ({e})")
     missing = [k for k in FILE_KEYS if k not in arrays]
     if missing:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 
-from simulator.limits import allowance
+from simulator.limits import allowance, gib
 
 from . import datasets
 from .autodiff import Sweep
@@ -153,7 +153,8 @@ def _override(name: str, text: str, default, loc: Loc):
         value = parse_value(text)
     except SirError as e:
         raise SirError(f"--set {name}={e.message}", loc) from None
-    if isinstance(value, str) and value.strip().lower().lstrip("+-") in ("inf", "infinity", "nan"):
+    if type(default) in (int, float) and isinstance(value, str) and \
+            value.strip().lower().lstrip("+-") in ("inf", "infinity", "nan"):
         raise SirError(f"--set {name}={text}: a number must be finite", loc)
     kinds = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
     ok = type(value) is type(default) or (type(default) is float and type(value) is int)
@@ -191,6 +192,7 @@ def const_eval(expr, consts: dict, depth: int = 1):
         chain = _left_chain(expr, _const_binop)
         value = const_eval(chain[-1].a, consts, depth + 1)
         for link in reversed(chain):
+            value = _number(value, link.a.loc)     # the left operand's mistake comes first
             value = _const_binop_value(link, value, const_eval(link.b, consts, depth + 1))
         return value
     if isinstance(expr, Call) and expr.fn in CONST_FUNCS and not expr.kwargs:
@@ -370,11 +372,10 @@ def check_array_size(dtype: str, shape: tuple, loc: Loc) -> None:
         return
     limit, allowed = allowance()
     if nbytes > limit:
-        dims = ", ".join(f"{d:,}" if d < 10 ** 15 else f"{d:.3g}" for d in shape)
-        gib = nbytes / 2**30
-        raise SirError(f"this array, {dtype}[{dims}], takes {gib:,.1f} GiB, more than "
-                       f"{allowed}" if gib < 1e12 else f"this array, {dtype}[{dims}], takes "
-                       f"{gib:.3g} GiB, more than {allowed}", loc)
+        dims = ", ".join(f"{d:,}" if d < 10 ** 15 else f"{d:.3g}" if d.bit_length() < 1000
+                         else f"~2^{d.bit_length() - 1}" for d in shape)
+        raise SirError(f"this array, {dtype}[{dims}], takes {gib(nbytes)}, more than {allowed}",
+                       loc)
 
 
 def _check_names(params: tuple[Param, ...], consts: dict) -> None:
@@ -417,8 +418,8 @@ def check_memory(program: Program) -> None:
         total += sum(n_elements(n.shape) * DTYPES[n.dtype]().itemsize
                      for n in loop.graph.all_nodes if n.op not in REGION_OPS and n.version == 0)
     if total > limit:
-        raise SirError(f"this program needs {total / 2**30:,.1f} GiB of buffers and data, more "
-                       f"than {allowed}", where)
+        raise SirError(f"this program needs {gib(total)} of buffers and data, more than "
+                       f"{allowed}", where)
 
 
 # ----------------------------------------------------------------------------- loop bodies
@@ -496,10 +497,14 @@ def _until_tree(e, consts, depth: int = 1) -> tuple:
         return ("name", e.id)
     if isinstance(e, Not) and e.logical:
         return ("not", _until_tree(e.a, consts, depth + 1))
-    if isinstance(e, BinOp) and e.op in ("and", "or", "<", "<=", ">", ">=", "==", "!="):
+    if isinstance(e, BinOp) and e.op in ("and", "or"):     # a chain of them is one level
+        chain = _left_chain(e, lambda a: isinstance(a, BinOp) and a.op == e.op)
+        tree = _until_tree(chain[-1].a, consts, depth + 1)
+        for link in reversed(chain):
+            tree = (e.op, tree, _until_tree(link.b, consts, depth + 1))
+        return tree
+    if isinstance(e, BinOp) and e.op in ("<", "<=", ">", ">=", "==", "!="):
         a, b = _until_tree(e.a, consts, depth + 1), _until_tree(e.b, consts, depth + 1)
-        if e.op in ("and", "or"):
-            return (e.op, a, b)
         if a[0] == "num" and b[0] == "num":
             return ("num", const_eval(e, consts, depth))
         return (BINOPS[e.op], a, b)

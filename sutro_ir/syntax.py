@@ -308,6 +308,9 @@ class _Build(Transformer_NonRecursive):
     # expressions
     def number(self, meta, c):
         text = str(c[0])
+        if text.isdigit() and len(text.lstrip("0")) > 1233:      # int() of 4,300 digits raises
+            raise SirError(f"the number {text[:12]}... has {len(text):,} digits; an integer has at "
+                           "most 1,233 (4,096 bits)", self._loc(meta))
         value = int(text) if text.isdigit() else float(text)
         if value == float("inf"):
             raise SirError(f"the number {text} is too large for a float", self._loc(meta))

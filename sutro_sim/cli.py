@@ -316,6 +316,7 @@ def cmd_simulate(args) -> int:
     trace = load(args.trace)               # the file and its structure; values chunk by chunk
     hierarchy = load_hierarchy(args.hierarchy)
     energy_mod.level_energies(hierarchy, args.energy)     # fail before the long part
+    energy_mod.check_arith(trace.kernels, args.energy, trace.where)
     bar = ProgressBar("simulating")
     try:
         result = simulate(trace, hierarchy, args.energy, progress=bar)

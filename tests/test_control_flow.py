@@ -258,7 +258,7 @@ eval (x, y) in test {
 
 
 @pytest.mark.parametrize("arrays, message", [
-    (None, "no such file"),
+    (None, "no such data file"),
     ({"x_train": np.zeros((3, 2)), "y_train": np.zeros(3)}, "has no x_test, y_test"),
     ({"x_train": np.zeros((3, 2)), "y_train": np.zeros(4), "x_test": np.zeros((2, 2)),
       "y_test": np.zeros(2)}, "x_train has 3 examples but y_train has 4"),

@@ -366,8 +366,8 @@ def test_hierarchy_files_that_cannot_be_read(tmp_path, capsys):
     refused(capsys, ["simulate", MATVEC, "--hierarchy", latin], f"{latin}:{line}:10",
             "the hierarchy file is not UTF-8 text: byte 0xe9")
     refused(capsys, ["run", ROOT / "programs/xor.sir", "--passes",
-                     f"recompute{{policy=auto,hierarchy={latin}}}"], f"{latin}:{line}:10",
-            "the hierarchy file is not UTF-8 text")
+                     f"recompute{{policy=auto,hierarchy={latin}}}"], "--passes",
+            f"{latin}:{line}:10: the hierarchy file is not UTF-8 text")
     refused(capsys, ["simulate", MATVEC, "--hierarchy", tmp_path], str(tmp_path),
             "this is a directory, not a hierarchy file")
     deep = tmp_path / "deep.toml"
@@ -437,3 +437,98 @@ def test_the_contract_page_gives_what_generating_a_dataset_takes():
     page = " ".join((ROOT / "docs/input-contract.md").read_text().split())
     assert f"| {peaks[0]:.1f} bytes a bit for 10^6 examples of 20 bits |" in page
     assert f"the whole-array float64 temporaries took {peaks[1]:.1f} bytes a bit" in page
+
+
+# ----------------------------------------------------------------------------- found by review
+
+@pytest.mark.parametrize("edit,where,message", [
+    (("f32[hidden, 2]", "f32[2 ** 1100, 2]"), "p.sir:6:11", "this array, f32[~2^1100, 2], takes "
+     "more than 2^1103 bytes"),
+    (("h = relu(h_pre)", "h = relu(h_pre) + zeros([2 ** 4000])"), "p.sir:13:21",
+     "takes more than 2^4002 bytes"),
+    (("train=64", "train=2 ** 4000"), "p.sir:4:1", "this program needs more than 2^"),
+    (("seed = 1", "seed = 1" + "0" * 5000), "p.sir:2:49",
+     "has 5,001 digits; an integer has at most 1,233 (4,096 bits)"),
+    (("seed = 1", 'seed = 1, t = "a" + (1 / 0)'), "p.sir:2:56",
+     "expected a number, got the string 'a'"),
+])
+def test_huge_numbers_are_refused_at_their_source_without_arithmetic(edit, where, message):
+    e = compile_error(XOR.replace(*edit))
+    assert str(e).startswith(f"{where}: error: ") and message in str(e), str(e)
+
+
+def test_a_long_until_chain_is_one_level():
+    cond = " or ".join(f"epoch > {i}" for i in range(150))
+    program = compile_program(XOR.replace("until train_accuracy >= 1.0", f"until {cond}"), "p.sir")
+    assert program.train.until.holds({"epoch": 3}) and not program.train.until.holds({"epoch": 0})
+
+
+@pytest.mark.parametrize("edit,message", [
+    (('capacity = "32 KiB"', f"capacity = {2 ** 1100}"), "capacity: must be at most 2^62"),
+    (('capacity = "32 KiB"', "capacity = 9223372036854775807"), "capacity: must be at most 2^62"),
+    (('line = 64\nways = 8', f"line = {2 ** 62 * 2 - 1}\nways = 8"), "line: must be a positive"),
+    (('capacity = "32 KiB"', 'capacity = "' + "9" * 400 + ' TiB"'), "is too large (at most 2^62"),
+    (('policy = "lru"', "policy = \"lru\"\nenergy_fj_per_bit = " + "9" * 5000), "invalid TOML"),
+    (('policy = "lru"', "policy = \"lru\"\nenergy_fj_per_bit = " + "9" * 40),
+     "energy_fj_per_bit: must be a finite number >= 0, at most 1e30; got a larger integer"),
+])
+def test_hierarchy_numbers_past_the_range_are_refused(tmp_path, capsys, edit, message):
+    toml = (ROOT / "simulator/presets/hierarchies/cpu-like.toml").read_text()
+    assert edit[0] in toml
+    path = tmp_path / "h.toml"
+    path.write_text(toml.replace(edit[0], edit[1], 1))
+    refused(capsys, ["simulate", MATVEC, "--hierarchy", path], str(path), message)
+
+
+def test_empty_paths_say_which_path(capsys):
+    refused(capsys, ["run", ""], "program file", "the path is empty")
+    refused(capsys, ["simulate", ""], "trace file", "the path is empty")
+    refused(capsys, ["run", ROOT / "programs/xor.sir", "--passes",
+                     "recompute{policy=auto,hierarchy=}"], "--passes", "no hierarchy preset")
+
+
+def test_a_corrupt_compressed_member_is_a_corrupt_trace(tmp_path, capsys):
+    path = tmp_path / "lzma.npz"
+    with zipfile.ZipFile(MATVEC) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_LZMA) as zout:
+        for member in zin.namelist():
+            zout.writestr(member, zin.read(member))
+    code, out, err = cli(capsys, "simulate", path)        # intact: read as usual
+    assert code == 0
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("c000000_addr.npy")
+    start = info.header_offset + 30 + len(info.filename) + 20
+    data[start:start + 40] = bytes(40)                    # inside the compressed stream
+    (tmp_path / "bad.npz").write_bytes(bytes(data))
+    refused(capsys, ["simulate", tmp_path / "bad.npz"], str(tmp_path / "bad.npz"),
+            "corrupt trace: cannot read")
+
+
+def test_an_arithmetic_key_the_model_cannot_read_is_refused_before_simulating(tmp_path, capsys):
+    path = mutated(tmp_path, "t", meta=lambda m: m["kernels"][0].update(arith={"nonsense": 5}))
+    refused(capsys, ["simulate", path], str(path),
+            "kernel 'mul': arithmetic key 'nonsense' should look like 'op.dtype'")
+
+
+def test_narrow_examples_are_counted_at_what_generating_them_takes():
+    program = compile_program(XOR.replace("xor(train=64, test=64, seed=seed)",
+                                          'sparse_parity(n=1, k=1, train=2000000, test=10, '
+                                          'encoding="pm1", seed=seed)')
+                               .replace("f32[hidden, 2]", "f32[hidden, 1]"), "p.sir")
+    tracemalloc.start()
+    datasets.generate(program.data)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak <= datasets.nbytes(program.data)
+
+
+def test_cr_line_ends_count_the_same_for_every_error(tmp_path):
+    text = XOR.replace("h = relu(h_pre)", "h = relu(h_pre)) # \xe9").replace("\n", "\r")
+    path = tmp_path / "p.sir"
+    path.write_bytes(text.encode())
+    with pytest.raises(SirError) as syntax:
+        compile_file(str(path))
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(SirError) as utf8:
+        compile_file(str(path))
+    assert syntax.value.loc.line == utf8.value.loc.line == 13

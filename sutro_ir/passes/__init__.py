@@ -16,6 +16,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from simulator.errors import SimError
+
 from ..errors import Loc, SirError
 from ..graph import Graph, verify
 
@@ -64,13 +66,15 @@ PASSES = Loc("--passes", 0, 0)
 @contextlib.contextmanager
 def _at_the_option():
     """A mistake in the pipeline or in a pass's options, which has no place in the program, is
-    placed at --passes (`--passes: error: ...`)."""
+    placed at --passes (`--passes: error: ...`); one in a file an option names (a hierarchy)
+    keeps the file's place in its message."""
     try:
         yield
-    except SirError as e:
-        if e.loc is not None and e.loc.line:
+    except SimError as e:
+        if isinstance(e, SirError) and e.loc is not None and e.loc.line:
             raise
-        raise SirError(e.message, PASSES) from None
+        where = e.where if e.where and e.where != PASSES.file else ""
+        raise SirError(f"{where}: {e.message}" if where else e.message, PASSES) from None
 
 
 def parse_pipeline(text: str) -> list[tuple[str, dict]]:
