@@ -310,7 +310,7 @@ MAX_META_BYTES = 256 << 20      # meta.json: the tables and the chunk list
 MAX_STEP = 1 << 62              # a chunk's step number
 CHUNK_BYTES_PER_ACCESS = 128
 """What simulating one chunk costs per access: its columns (up to 29 bytes) and the simulator's
-per-chunk arrays (benchmarks/bench_limits.py measures 86 to 115 bytes an access). A file whose
+per-chunk arrays (benchmarks/bench_limits.py measures 91 to 115 bytes an access). A file whose
 largest chunk would not fit is refused before it is read."""
 
 

@@ -157,8 +157,8 @@ class RunResult:
 
 TRACE_BYTES_PER_ACCESS = 112
 """Peak memory per access of one traced step: its columns (29 bytes) and the temporaries that
-build them. Measured by benchmarks/bench_limits.py (docs/input-contract.md): about 99 bytes an
-access between steps of 13.6 and 101.7 million accesses; rounded up."""
+build them. benchmarks/bench_limits.py --large measured 98.6 bytes an access between steps of
+13.6 and 101.7 million accesses (docs/input-contract.md); rounded up."""
 COST_MODELS_MAX = 20_000_000   # accesses op_event_table may hold (about 40 bytes each)
 
 

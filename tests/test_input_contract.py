@@ -403,8 +403,8 @@ def test_the_contract_page_gives_the_limits_the_code_uses():
         "| one access in a trace |": f"{MAX_ACCESS_BYTES:,} bytes",
         "| an address in a trace |": f"below 2^63 - {(1 << 63) - MAX_ADDRESS:,}",
         "| a generated dataset |": f"{datasets.GENERATED_BYTES_PER_BIT} bytes a bit of an "
-                                    f"example (inputs and label), plus "
-                                    f"{datasets.BLOCK_BYTES >> 20} MiB",
+                                    f"example (inputs and label), {datasets.EXAMPLE_BYTES} bytes "
+                                    f"an example, plus {datasets.BLOCK_BYTES >> 20} MiB",
         "| one traced step (`run`) |": f"{TRACE_BYTES_PER_ACCESS} bytes an access",
         "| one chunk of a trace file (`simulate`) |": f"{CHUNK_BYTES_PER_ACCESS} bytes an access",
         "| a hierarchy's cache state |": f"{hierarchy.STATE_BYTES_PER_LINE} bytes a line",
@@ -512,7 +512,7 @@ def test_an_arithmetic_key_the_model_cannot_read_is_refused_before_simulating(tm
 
 def test_narrow_examples_are_counted_at_what_generating_them_takes():
     program = compile_program(XOR.replace("xor(train=64, test=64, seed=seed)",
-                                          'sparse_parity(n=1, k=1, train=2000000, test=10, '
+                                          'sparse_parity(n=1, k=1, train=20000000, test=10, '
                                           'encoding="pm1", seed=seed)')
                                .replace("f32[hidden, 2]", "f32[hidden, 1]"), "p.sir")
     tracemalloc.start()
