@@ -16,6 +16,10 @@ runs the CLI's `main(argv)` and exits with its code. A child that runs past --ti
 (a hang); one that dies by a signal is a crash of its case, one killed by SIGKILL that we did
 not send or one that dies with a MemoryError is over the memory limit.
 
+Outcomes: exit 0, exit 2 (first stderr line `WHERE: error: WHAT`), exit 3 (run/compare: training
+diverged); failures: traceback, bad message (exit 2 or 3 without that line), bad exit code,
+hang, memory, crash. Python warnings on stderr are listed but are not failures.
+
 It prints a progress line, then the counts per category and outcome, then every distinct
 failure (exception type and innermost project frame; or kind and category) with a saved case
 and the commands that reproduce it. Failing cases are saved under --out: per distinct failure,
@@ -322,7 +326,9 @@ class Campaign:
                 lines.append(f"   replay:  {me} --replay {quote(str(saved))}")
                 lines.append(f"   command: sh {quote(str(saved / 'command.sh'))}")
             lines.append(f"   remake:  {me} --seed {quote(self.args.seed)} --only {i}"
-                         + (" --small" if self.args.small else ""))
+                         + (" --small" if self.args.small else "")
+                         + (f" --categories {self.args.categories}" if self.args.categories
+                            else ""))
             for t in tail.splitlines()[-3:]:
                 lines.append("   | " + t[:200])
         return "\n".join(lines)

@@ -49,7 +49,7 @@ def _write(folder: str, data, figsize: tuple, plots: list) -> list[str]:
 
 
 def _bin_labels(n: int) -> list[str]:
-    return ["0"] + [f"{1 << (k - 1)}" for k in range(1, n)]
+    return (["0"] + [f"{1 << (k - 1)}" for k in range(1, n)])[:n]
 
 
 def _histogram(r: Result, ax) -> None:

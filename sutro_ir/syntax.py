@@ -223,8 +223,11 @@ def _parser() -> Lark:
                 maybe_placeholders=True, cache=True)
 
 
+@functools.lru_cache(maxsize=4)
 def parse(text: str, file: str = "<program>") -> Module:
-    """Parse .sir source text into a Module; any syntax error is a SirError with a caret."""
+    """Parse .sir source text into a Module; any syntax error is a SirError with a caret.
+    Modules are immutable, so `compare`, which compiles one text once per pipeline, parses it
+    once."""
     lines = source_lines(text)
     source = text if text.endswith("\n") else text + "\n"
     try:

@@ -364,9 +364,10 @@ def test_in_process_runner_reports_tracebacks_exits_and_hangs(monkeypatch, tmp_p
     assert fc.classify("run", out) == "hang" and out.seconds < 5
 
 
-def test_check_accepts_a_located_error_and_rejects_a_traceback(monkeypatch):
+def test_check_accepts_a_located_error_and_rejects_a_traceback(monkeypatch, tmp_path):
     """A known mistake passes the check (exit 2, located message); a main() that raises fails
     it, with the saved case's replay command in the message."""
+    monkeypatch.setattr(sys.modules[__name__], "FAILED_DIR", tmp_path)
     case = fc.Case("programs", ["run", f"{fc.TMP}/p.sir"], {"p.sir": b"config x = \n"}, "bad")
     assert check(case) == "exit 2"
     import sutro_sim.cli

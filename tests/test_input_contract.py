@@ -397,7 +397,7 @@ def test_the_contract_page_gives_the_limits_the_code_uses():
         "| functions inlined inside one another |": f"{lower.MAX_CALL_DEPTH} |",
         "| operations in one step (loops unrolled) |": f"{lower.MAX_NODES:,} |",
         "| an integer constant |": f"{lower.CONST_INT_BITS:,} bits",
-        "| a program file |": f"{MAX_SOURCE_BYTES >> 20} MiB",
+        "| a program file |": f"{MAX_SOURCE_BYTES >> 10} KiB",
         "| a hierarchy file |": f"{hierarchy.MAX_FILE_BYTES >> 20} MiB",
         "| a trace file's meta.json |": f"{trace.MAX_META_BYTES >> 20} MiB",
         "| one access in a trace |": f"{MAX_ACCESS_BYTES:,} bytes",
@@ -532,3 +532,16 @@ def test_cr_line_ends_count_the_same_for_every_error(tmp_path):
     with pytest.raises(SirError) as utf8:
         compile_file(str(path))
     assert syntax.value.loc.line == utf8.value.loc.line == 13
+
+
+def test_an_empty_trace_simulates_and_plots(tmp_path, capsys):
+    """Found by the fuzz campaign: a trace with no accesses drew a histogram of no bins with
+    one label."""
+    from simulator.trace import TraceBuilder
+    b = TraceBuilder()
+    b.buffer("A", 4)
+    b.build().save(tmp_path / "empty.npz")
+    code, out, err = cli(capsys, "simulate", tmp_path / "empty.npz", "--plot", tmp_path / "plots")
+    assert code == 0 and err == ""
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "energy_by_buffer.png", "energy_by_level.png", "reuse_cdf.png", "reuse_histogram.png"]
