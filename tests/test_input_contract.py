@@ -545,3 +545,16 @@ def test_an_empty_trace_simulates_and_plots(tmp_path, capsys):
     assert code == 0 and err == ""
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
         "energy_by_buffer.png", "energy_by_level.png", "reuse_cdf.png", "reuse_histogram.png"]
+
+
+def test_the_testing_page_gives_the_fuzz_budgets_the_tests_use():
+    source = (ROOT / "tests/test_fuzz.py").read_text()
+    page = " ".join((ROOT / "docs/testing.md").read_text().split())
+    for n, test in ((500, "programs"), (400, "options"), (500, "traces"), (300, "hierarchies")):
+        assert f"@budget({n})\n@given(seed=SEEDS)\ndef test_fuzz_{test}(" in source
+    for phrase in ("500 mutated programs", "400 option sets", "500 trace files",
+                   "300 hierarchy files", "Ten heavy cases", "under an 8 GiB address-space"):
+        assert phrase in page, phrase
+    sys.path.insert(0, str(ROOT / "tests"))
+    import test_fuzz
+    assert len(test_fuzz.heavy_cases()) == 10 and test_fuzz.SUBPROCESS_MEMORY == 8 << 30
