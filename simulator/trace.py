@@ -259,8 +259,13 @@ class Trace:
 
 def _buffer_index(buffers: Sequence[Buffer], where: str):
     """Sorted bases for address -> buffer lookup. Buffers may share addresses (a liveness
-    layout reuses dead ones); then the chunks must carry buffer ids, as the lookup cannot tell."""
-    for b in buffers:
+    layout reuses dead ones); then the chunks must carry buffer ids, as the lookup cannot tell.
+    Names are unique: reports and the cost models name buffers."""
+    seen: dict[str, int] = {}
+    for i, b in enumerate(buffers):
+        if seen.setdefault(b.name, i) != i:
+            raise SimError(f"buffer {i}: the name '{b.name}' is taken by buffer {seen[b.name]}",
+                           where)
         if b.role not in ROLES:
             raise SimError(f"buffer '{b.name}': role must be one of {', '.join(ROLES)}, "
                            f"got '{b.role}'", where)

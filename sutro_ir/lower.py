@@ -207,7 +207,9 @@ def _const_binop(e) -> bool:
 
 
 def _const_binop_value(expr: BinOp, a, b):
-    a, b = _number(a, expr.a.loc), _number(b, expr.b.loc)
+    """`a OP b` of constants; `a` has been checked to be a number (const_eval, before `b` was
+    evaluated, so the left operand's mistake is the one reported)."""
+    b = _number(b, expr.b.loc)
     if expr.op in INT_BINOPS:
         a, b = _integer(a, expr.a.loc), _integer(b, expr.b.loc)
     if expr.op in ("<<", "**") and isinstance(b, int) and isinstance(a, int) \
@@ -219,16 +221,18 @@ def _const_binop_value(expr: BinOp, a, b):
 
 
 MAX_NESTING = 100
-"""Expressions and blocks nest at most this deep: brackets, calls, unary operators, `if` and
-`for` blocks, and the bodies of the functions an expression calls (they are inlined) each add a
-level. A chain `a + b - c * d` is one level per precedence (a sum of a thousand terms is fine).
-The tree walks recurse, so the bound keeps them far inside Python's recursion limit."""
+"""Expressions and blocks nest at most this deep. A call, an index, a unary operator, an operand
+of a binary operator, an `if` or `for` block and the body of a function an expression calls (it
+is inlined) each add a level; grouping brackets add none. A left-to-right chain of one
+precedence (`a + b - c`, `x or y or z`) is one level, so a sum of a thousand terms is fine. The
+tree walks recurse, so the bound keeps them far inside Python's recursion limit."""
 
 
 def _nest(depth: int, e) -> None:
     if depth > MAX_NESTING:
-        raise SirError(f"this nests more than {MAX_NESTING} levels deep (brackets, calls, unary "
-                       "operators, blocks and inlined function bodies): name a part of it", e.loc)
+        raise SirError(f"this nests more than {MAX_NESTING} levels deep (calls, indexes, unary "
+                       "operators, operands, blocks and inlined function bodies): name a part "
+                       "of it", e.loc)
 
 
 def _left_chain(e, same) -> list:

@@ -317,12 +317,12 @@ def cmd_simulate(args) -> int:
     hierarchy = load_hierarchy(args.hierarchy)
     energy_mod.level_energies(hierarchy, args.energy)     # fail before the long part
     energy_mod.check_arith(trace.kernels, args.energy, trace.where)
+    extra = _cost_models(trace) if args.cost_models else {}   # its mistakes before the long part
     bar = ProgressBar("simulating")
     try:
         result = simulate(trace, hierarchy, args.energy, progress=bar)
     finally:
         bar.close()
-    extra = _cost_models(trace) if args.cost_models else {}
     if args.plot:
         from simulator.plots import write_plots
         paths = write_plots(result, args.plot)

@@ -283,6 +283,8 @@ TRACE_CASES = {
                             "buffer 'A': it ends at byte"),
     "base a float": (dict(meta=buffer0(base=1.5)), "buffer 0: 'base' is the number 1.5; expected "
                      "an integer"),
+    "buffer name twice": (dict(meta=lambda m: m["buffers"][1].update(name="A")),
+                          "buffer 1: the name 'A' is taken by buffer 0"),
     "meta a list": (dict(meta=lambda m: m.update(meta=[1, 2])),
                     "meta.json: 'meta' is a list; expected an object"),
     "meta.json a list": (dict(raw_meta=b"[1, 2]"), "meta.json has no format 'sutro-trace'"),
