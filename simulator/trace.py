@@ -18,6 +18,7 @@ function that makes chunk i on demand.
 from __future__ import annotations
 
 import json
+import struct
 import lzma
 import os
 import tempfile
@@ -328,7 +329,8 @@ def load(path: str | os.PathLike) -> Trace:
     check_file(where, "trace file")
     try:
         zf = zipfile.ZipFile(where)
-    except (zipfile.BadZipFile, EOFError, ValueError):
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError,
+            struct.error):
         raise SimError("not a sutro-sim trace: the file is truncated or is not a zip archive",
                        where) from None
     except OSError as e:

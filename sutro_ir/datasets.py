@@ -231,7 +231,8 @@ def _read(path: str, loc: Loc):
     try:
         st = os.stat(path)
         arrays = _read_cached(path, st.st_mtime, st.st_size)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError) as e:
+    except (OSError, ValueError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError,
+            NotImplementedError, zlib.error, lzma.LZMAError) as e:
         fail(f"cannot read it as an .npz archive ({e})")
     missing = [k for k in FILE_KEYS if k not in arrays]
     if missing:

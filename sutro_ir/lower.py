@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
+
 from simulator.limits import allowance, gib
 
 from . import datasets
@@ -345,6 +347,12 @@ def _check_init(kind: str, kwargs: dict, dtype: str, loc: Loc) -> None:
                            f"{value!r}", loc)
     if kind == "normal" and kwargs["std"] < 0:
         raise SirError(f"normal(): std must be >= 0, got {kwargs['std']!r}", loc)
+    if kind in ("normal", "uniform") and DTYPES[dtype]().dtype.kind == "f":
+        top = float(np.finfo(DTYPES[dtype]).max)
+        for key, value in kwargs.items():
+            if abs(value) * (8 if key == "std" else 1) > top:   # 8 std: never drawn past it
+                raise SirError(f"{kind}(): {key}={value!r} draws values past the largest "
+                               f"{dtype} ({top:.3g})", loc)
     if kind == "uniform" and not kwargs["low"] <= kwargs["high"]:
         raise SirError(f"uniform(): low must be <= high, got low={kwargs['low']!r}, "
                        f"high={kwargs['high']!r}", loc)

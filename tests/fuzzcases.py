@@ -876,7 +876,7 @@ def _raw_member(rng, members: dict[str, bytes], big: bool) -> str:
         shape = rng.choice([(10 ** 12,), (2 ** 62,), (10 ** 6,), (2 ** 31,), (10 ** 5, 10 ** 5)])
         members[member] = npy_raw(rng.choice(["<i8", "<i4", "|b1"]), shape, b"\0" * 64)
     elif kind == "truncated":
-        members[member] = data[:rng.randrange(len(data))]
+        members[member] = data[:rng.randrange(max(len(data), 1))]
     elif kind == "garbage":
         members[member] = bytes(rng.getrandbits(8) for _ in range(rng.choice([1, 10, 200])))
     elif kind == "bad-magic":

@@ -560,3 +560,23 @@ def test_the_testing_page_gives_the_fuzz_budgets_the_tests_use():
     sys.path.insert(0, str(ROOT / "tests"))
     import test_fuzz
     assert len(test_fuzz.heavy_cases()) == 10 and test_fuzz.SUBPROCESS_MEMORY == 8 << 30
+
+
+def test_a_zip_of_a_newer_version_is_not_a_trace(tmp_path, capsys):
+    """Found by the fuzz campaign: zipfile raises NotImplementedError for an archive that
+    needs a later zip version to extract."""
+    data = bytearray(MATVEC.read_bytes())
+    at = data.index(b"PK\x01\x02")                   # the first central directory entry
+    data[at + 6:at + 8] = (148).to_bytes(2, "little")  # "version needed to extract": 14.8
+    (tmp_path / "v.npz").write_bytes(bytes(data))
+    refused(capsys, ["simulate", tmp_path / "v.npz"], str(tmp_path / "v.npz"),
+            "not a sutro-sim trace: the file is truncated or is not a zip archive")
+
+
+def test_an_initializer_that_draws_past_the_dtype_is_refused_at_its_line():
+    """Found by the fuzz campaign: normal(std=1e149) for an f32 parameter overflowed in numpy's
+    cast and the run ended as diverged at initialization."""
+    e = compile_error(XOR.replace("normal(std=1.0)", "normal(std=1e38)"))
+    assert str(e).startswith("p.sir:6:28: error: normal(): std=1e+38 draws values past the "
+                             "largest f32 (3.4e+38)")
+    compile_program(XOR.replace("normal(std=1.0)", "normal(std=1e37)"), "p.sir")
