@@ -310,7 +310,11 @@ def _data(items: list[DataItem], consts: dict, module: Module) -> Data:
         raise SirError(f"the training and test sets need two names, got '{item.names[0]}' "
                        "twice", item.loc)
     full = datasets.check(item.call.fn, kwargs, item.call.loc)
-    return Data(item.names, item.call.fn, tuple(full.items()), item.loc)
+    data = Data(item.names, item.call.fn, tuple(full.items()), item.loc)
+    need, (limit, allowed) = datasets.nbytes(data), allowance()
+    if need > limit:            # before anything is sized by the number of examples
+        raise SirError(f"the data takes {gib(need)}, more than {allowed}", item.loc)
+    return data
 
 
 def _param(item: ParamItem, consts: dict) -> Param:
@@ -438,6 +442,7 @@ def check_memory(program: Program) -> None:
 
 MAX_NODES = 200_000              # an unrolled step larger than this is refused
 MAX_CALL_DEPTH = 64              # functions inlined inside one another
+MAX_STEPS = 2 ** 31 - 1          # training steps in a run: the `step` counter is an i32
 
 
 def _loop(items: list[LoopItem], kind: str, consts, params, info, module, functions) -> Loop:
@@ -477,6 +482,11 @@ def _loop(items: list[LoopItem], kind: str, consts, params, info, module, functi
     if kind == "solve":
         return Loop(item.x, item.y, item.dataset, graph, batch, 1, None, "solve")
     epochs = _positive_int(item.epochs, consts, "number of epochs")
+    per_epoch = -(-size // (batch or 1))
+    if epochs * per_epoch > MAX_STEPS:
+        shown = f"{epochs:,}" if epochs < 10 ** 15 else f"about 2^{epochs.bit_length() - 1}"
+        raise SirError(f"{shown} epochs of {per_epoch:,} steps is more than {MAX_STEPS:,} steps, "
+                       "the most a run counts (`step` is an i32)", item.epochs.loc)
     return Loop(item.x, item.y, item.dataset, graph, batch, epochs, _until(item.until, consts))
 
 

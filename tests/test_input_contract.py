@@ -227,9 +227,9 @@ def test_an_over_large_dataset_is_refused_under_a_memory_limit():
                         "--set", "n_train=100000000"], capture_output=True, text=True, cwd=ROOT,
                        preexec_fn=limit, timeout=120)
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
-    assert re.match(r"\S+mlp_backprop.sir:5:1: error: this program needs [\d.,]+ GiB of buffers "
-                    r"and data, more than 80% of the [\d.,]+ GiB left under this process's "
-                    r"address-space limit \(ulimit -v\)", p.stderr), p.stderr
+    assert re.match(r"\S+mlp_backprop.sir:5:1: error: the data takes [\d.,]+ GiB, more than 80% "
+                    r"of the [\d.,]+ GiB left under this process's address-space limit "
+                    r"\(ulimit -v\)", p.stderr), p.stderr
 
 
 # ----------------------------------------------------------------------------- trace files
@@ -398,6 +398,7 @@ def test_the_contract_page_gives_the_limits_the_code_uses():
         "| nesting of an expression or block |": f"{lower.MAX_NESTING} levels",
         "| functions inlined inside one another |": f"{lower.MAX_CALL_DEPTH} |",
         "| operations in one step (loops unrolled) |": f"{lower.MAX_NODES:,} |",
+        "| training steps in a run (epochs × steps an epoch) |": f"{lower.MAX_STEPS:,} |",
         "| an integer constant |": f"{lower.CONST_INT_BITS:,} bits",
         "| a program file |": f"{MAX_SOURCE_BYTES >> 10} KiB",
         "| a hierarchy file |": f"{hierarchy.MAX_FILE_BYTES >> 20} MiB",
@@ -448,7 +449,7 @@ def test_the_contract_page_gives_what_generating_a_dataset_takes():
      "more than 2^1103 bytes"),
     (("h = relu(h_pre)", "h = relu(h_pre) + zeros([2 ** 4000])"), "p.sir:13:21",
      "takes more than 2^4002 bytes"),
-    (("train=64", "train=2 ** 4000"), "p.sir:4:1", "this program needs more than 2^"),
+    (("train=64", "train=2 ** 4000"), "p.sir:4:1", "the data takes more than 2^"),
     (("seed = 1", "seed = 1" + "0" * 5000), "p.sir:2:49",
      "has 5,001 digits; an integer has at most 1,233 (4,096 bits)"),
     (("seed = 1", 'seed = 1, t = "a" + (1 / 0)'), "p.sir:2:56",
@@ -580,3 +581,16 @@ def test_an_initializer_that_draws_past_the_dtype_is_refused_at_its_line():
     assert str(e).startswith("p.sir:6:28: error: normal(): std=1e+38 draws values past the "
                              "largest f32 (3.4e+38)")
     compile_program(XOR.replace("normal(std=1.0)", "normal(std=1e37)"), "p.sir")
+
+
+def test_a_run_longer_than_the_step_counter_is_refused_at_its_epochs():
+    """Found by the fuzz campaign: `for 10**400 epochs` trained until the timeout."""
+    from sutro_ir.lower import MAX_STEPS
+    e = compile_error(XOR.replace("for epochs epochs", "for 10 ** 400 epochs"))
+    assert str(e).startswith("p.sir:11:35: error: about 2^1328 epochs of 16 steps is more than "
+                             f"{MAX_STEPS:,} steps")
+    per_epoch = 64 // 4
+    compile_program(XOR.replace("for epochs epochs", f"for {MAX_STEPS // per_epoch} epochs"),
+                    "p.sir")
+    e = compile_error(XOR.replace("for epochs epochs", f"for {MAX_STEPS // per_epoch + 1} epochs"))
+    assert "epochs of 16 steps is more than" in str(e)
