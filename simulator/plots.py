@@ -79,7 +79,22 @@ def _cdf(r: Result, ax) -> None:
     ax.set_title("Reuse distance CDF")
 
 
+LABEL_CHARS = 40
+
+
+def _short(labels: list[str]) -> list[str]:
+    """Labels cut to LABEL_CHARS (a buffer's name can be any length), still one per bar."""
+    out = [s if len(s) <= LABEL_CHARS else s[:LABEL_CHARS - 1] + "\u2026" for s in labels]
+    seen: dict[str, int] = {}
+    for i, s in enumerate(out):
+        seen[s] = seen.get(s, 0) + 1
+        if seen[s] > 1:
+            out[i] = f"{s} ({seen[s]})"
+    return out
+
+
 def _barh(ax, labels, values_fj, title) -> None:
+    labels = _short(labels)
     scale, unit = next(((s, u) for s, u in ENERGY_UNITS if max(values_fj, default=0) >= s),
                        (1.0, "fJ"))
     ax.barh(labels[::-1], [v / scale for v in values_fj[::-1]], color="#ed7d31")

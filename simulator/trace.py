@@ -321,10 +321,11 @@ largest chunk would not fit is refused before it is read."""
 
 
 def load(path: str | os.PathLike) -> Trace:
-    """Open a trace file. Everything but the column values is checked here, before any chunk is
-    read: the file, the zip container, meta.json and its fields, and each column member's
-    presence, size and .npy header. Values (ranges, ids) are checked as each chunk is read,
-    before it is used. Every problem is a SimError naming the file."""
+    """Open a trace file. The structure is checked here, before any chunk is read: the file,
+    the zip container, meta.json and its fields, each column member's presence and stored size,
+    and the largest chunk's memory. A chunk's .npy headers and then its values (ranges, ids)
+    are checked as it is read, before it is used. Every problem is a SimError naming the file
+    (docs/input-contract.md, "Trace files")."""
     where = os.fspath(path)
     check_file(where, "trace file")
     try:

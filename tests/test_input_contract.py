@@ -313,6 +313,9 @@ TRACE_CASES = {
                      "c000000_addr.npy holds float64; column 'addr' holds integers"),
     "header claims 10^12": (dict(members={"c000000_addr.npy": huge_header}),
                             "c000000_addr.npy has shape [1000000000000]"),
+    "column member too small": (dict(members={"c000000_addr.npy": lambda d: d[:10]}),
+                                "c000000_addr.npy is 10 bytes, which cannot hold chunk 0's 18 "
+                                "values"),
     "truncated column": (dict(members={"c000000_addr.npy": lambda d: d[:-40]}),
                          "truncated trace: c000000_addr.npy holds 13 of its 18 values"),
     "nbytes 2^32 + 4": (dict(members={"c000000_nbytes.npy": column([2 ** 32 + 4] * N, np.int64)}),
@@ -594,3 +597,13 @@ def test_a_run_longer_than_the_step_counter_is_refused_at_its_epochs():
                     "p.sir")
     e = compile_error(XOR.replace("for epochs epochs", f"for {MAX_STEPS // per_epoch + 1} epochs"))
     assert "epochs of 16 steps is more than" in str(e)
+
+
+def test_plot_labels_are_cut_and_stay_one_per_bar():
+    """Found by the fuzz campaign: a buffer named with thousands of characters left no room
+    for the plot (matplotlib warned that it could not lay it out)."""
+    from simulator.plots import LABEL_CHARS, _short
+    long = "b" * 5000
+    out = _short(["a", long, long + "x", "a"])
+    assert out[0] == "a" and out[3] == "a (2)"
+    assert len(out[1]) == LABEL_CHARS and out[1].endswith("\u2026") and out[2] == out[1] + " (2)"
