@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import io
 import json
 import os
@@ -623,6 +624,12 @@ WEIRD_JSON = [None, True, False, 0, -1, 1, 3, 2 ** 31, 2 ** 32 + 4, 2 ** 63, 2 *
               "f32", "param", "\u2028", [], {}, [1], [[]], {"a": 1}, "a" * 10000, [None] * 3]
 
 
+def _weird(rng):
+    """A fresh copy of a weird JSON value: the lists and objects of WEIRD_JSON are shared, and a
+    mutation that writes into one must not make a later document refer to itself."""
+    return copy.deepcopy(rng.choice(WEIRD_JSON))
+
+
 def _json_paths(obj, path=()):
     yield path
     if isinstance(obj, dict):
@@ -725,19 +732,19 @@ def _mutate_meta_anywhere(rng, meta) -> tuple[object, str]:
     if not path or op == "extra":
         target = _get(meta, path)
         if isinstance(target, dict):
-            target[rng.choice(["extra", "", "n", "columns", "\u2028"])] = rng.choice(WEIRD_JSON)
+            target[rng.choice(["extra", "", "n", "columns", "\u2028"])] = _weird(rng)
             return meta, "meta-extra-key"
         if isinstance(target, list):
-            target.append(rng.choice(WEIRD_JSON))
+            target.append(_weird(rng))
             return meta, "meta-extra-item"
         op = "set"
         if not path:
-            return rng.choice(WEIRD_JSON), "meta-whole"
+            return _weird(rng), "meta-whole"
     parent, key = _get(meta, path[:-1]), path[-1]
     if op == "delete":
         del parent[key]
         return meta, f"meta-delete-{key}"
-    parent[key] = rng.choice(WEIRD_JSON)
+    parent[key] = _weird(rng)
     return meta, f"meta-set-{key}"
 
 
