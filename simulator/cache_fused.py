@@ -48,8 +48,21 @@ LINE_BITS, N_SETS, SET_MASK, WAYS, OFFSET, POLICY, WRITE_BACK, WRITE_ALLOC = ran
 
 
 def eligible(levels) -> bool:
-    """All cache levels LRU/FIFO with few enough ways to scan."""
-    return all(lv.policy in ("lru", "fifo") and lv.assoc <= SCAN_MAX_WAYS for lv in levels)
+    """All cache levels LRU/FIFO with few enough ways to scan, and the buffers that carry a
+    batch of requests down the levels (their size the product of the line ratios) small."""
+    return all(lv.policy in ("lru", "fifo") and lv.assoc <= SCAN_MAX_WAYS for lv in levels) \
+        and _below_bytes(levels) <= SCRATCH_MAX_BYTES
+
+
+SCRATCH_MAX_BYTES = 256 << 20
+
+
+def _below_bytes(levels) -> int:
+    """The two request buffers _shard allocates for the levels below level 1."""
+    deeper = BATCH
+    for f in _fanout(levels, 1)[1:]:
+        deeper *= int(f)
+    return 2 * deeper * 4 * 8
 
 
 def set_classes(levels) -> tuple[int, int, bool]:

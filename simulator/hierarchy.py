@@ -140,8 +140,8 @@ def _check_line(lv: Level) -> None:
         _fail(lv.name, "line", f"must be an integer number of bytes, got {line!r}")
     if line <= 0 or line & (line - 1):
         _fail(lv.name, "line", f"must be a positive power of two, got {line}")
-    if line > MAX_SIZE:
-        _fail(lv.name, "line", "must be at most 2^62 bytes")
+    if line > MAX_LINE:
+        _fail(lv.name, "line", f"must be at most {MAX_LINE:,} bytes, got {line:,}")
 
 
 def _check_capacity(lv: Level) -> None:
@@ -215,7 +215,11 @@ def _check_state_memory(h: Hierarchy) -> None:
 
 # ----------------------------------------------------------------------------- TOML
 
-MAX_SIZE = 1 << 62     # a capacity or a line, in bytes: int64 arithmetic stays exact
+MAX_SIZE = 1 << 62     # a capacity, in bytes: int64 arithmetic stays exact
+MAX_LINE = 1 << 16
+"""A line, in bytes (real ones are 32 to 256; a DRAM page 8 KiB). A miss in a level fetches its
+line from the level below in that level's lines, so one access can send (line / line below)
+requests down; a 2^40-byte line would need buffers of terabytes."""
 
 
 def parse_size(value, level: str, field: str = "capacity") -> int:

@@ -407,6 +407,7 @@ def test_the_contract_page_gives_the_limits_the_code_uses():
         "| a hierarchy file |": f"{hierarchy.MAX_FILE_BYTES >> 20} MiB",
         "| a trace file's meta.json |": f"{trace.MAX_META_BYTES >> 20} MiB",
         "| one access in a trace |": f"{MAX_ACCESS_BYTES:,} bytes",
+        "| a cache line |": f"{hierarchy.MAX_LINE:,} bytes",
         "| an address in a trace |": f"below 2^63 - {(1 << 63) - MAX_ADDRESS:,}",
         "| a generated dataset |": f"{datasets.GENERATED_BYTES_PER_BIT} bytes a bit of an "
                                     f"example (inputs and label), {datasets.EXAMPLE_BYTES} bytes "
@@ -473,6 +474,8 @@ def test_a_long_until_chain_is_one_level():
     (('capacity = "32 KiB"', f"capacity = {2 ** 1100}"), "capacity: must be at most 2^62"),
     (('capacity = "32 KiB"', "capacity = 9223372036854775807"), "capacity: must be at most 2^62"),
     (('line = 64\nways = 8', f"line = {2 ** 62 * 2 - 1}\nways = 8"), "line: must be a positive"),
+    (('line = 64\nways = 8', "line = 1048576\nways = 8"),
+     "line: must be at most 65,536 bytes, got 1,048,576"),
     (('capacity = "32 KiB"', 'capacity = "' + "9" * 400 + ' TiB"'), "is too large (at most 2^62"),
     (('policy = "lru"', "policy = \"lru\"\nenergy_fj_per_bit = " + "9" * 5000), "invalid TOML"),
     (('policy = "lru"', "policy = \"lru\"\nenergy_fj_per_bit = " + "9" * 40),
@@ -607,3 +610,28 @@ def test_plot_labels_are_cut_and_stay_one_per_bar():
     out = _short(["a", long, long + "x", "a"])
     assert out[0] == "a" and out[3] == "a (2)"
     assert len(out[1]) == LABEL_CHARS and out[1].endswith("\u2026") and out[2] == out[1] + " (2)"
+
+
+def test_a_hierarchy_whose_line_ratios_would_blow_the_fused_buffers_takes_the_level_kernels(
+        tmp_path, capsys):
+    """Found by the fuzz campaign: a 1 MiB L1 line over 64-byte lines made the fused kernel
+    allocate its request buffers as the product of the line ratios. Lines are now at most
+    64 KiB, and a hierarchy whose ratios still multiply past the fused kernel's scratch limit
+    runs on the per-level kernels (checked against the reference in test_cache_oracle.py)."""
+    from simulator import cache_fused
+    from simulator.hierarchy import load_hierarchy
+    from simulator.simulate import simulate
+    toml = (ROOT / "simulator/presets/hierarchies/cpu-like.toml").read_text()
+    path = tmp_path / "h.toml"
+    path.write_text(toml.replace('capacity = "32 KiB"\nline = 64', 'capacity = "4 MiB"\n'
+                                 'line = 65536', 1).replace("ways = 8", "ways = 4", 1))
+    hierarchy = load_hierarchy(str(path))
+    assert hierarchy.levels[0].line_bytes == 65536
+    assert not cache_fused.eligible(hierarchy.levels[:-1])
+    assert cache_fused._below_bytes(hierarchy.levels[:-1]) > cache_fused.SCRATCH_MAX_BYTES
+    trace = load(ROOT / "examples/seed_mlp_step.npz")
+    result = simulate(trace, hierarchy)
+    assert sum(s.hits + s.misses for s in result.levels[:1]) > 0
+    code, out, err = cli(capsys, "simulate", ROOT / "examples/seed_mlp_step.npz", "--hierarchy",
+                         path)
+    assert code == 0 and err == ""
