@@ -83,7 +83,8 @@ LABEL_CHARS = 40
 
 
 def _short(labels: list[str]) -> list[str]:
-    """Labels cut to LABEL_CHARS (a buffer's name can be any length), still one per bar."""
+    """Labels cut to LABEL_CHARS (a buffer name or a pipeline can be any length), still one
+    apiece."""
     out = [s if len(s) <= LABEL_CHARS else s[:LABEL_CHARS - 1] + "\u2026" for s in labels]
     seen: dict[str, int] = {}
     for i, s in enumerate(out):
@@ -119,6 +120,7 @@ def write_comparison(results: list[tuple[str, Result]], folder: str,
     """Several labelled results of one program: reuse-distance CDFs overlaid, and energy by
     level (plus arithmetic) as bars side by side; with `tradeoff` ((arithmetic ops, peak live
     bytes) per result), energy against arithmetic too. Returns the paths."""
+    results = list(zip(_short([label for label, _ in results]), [r for _, r in results]))
     plots = [("compare_reuse_cdf", _cdf_overlay), ("compare_energy", _energy_bars)]
     if tradeoff is not None:
         plots.append(("compare_tradeoff", lambda res, ax: _tradeoff(res, tradeoff, ax)))
