@@ -262,10 +262,12 @@ class _Proof:
         self.digests: dict[tuple, list[tuple[list, int]]] = {}
         self.snapshots: list[_Machine] = []
         self.kept_bytes = self.states_seen = 0
+        self.budget = SNAPSHOT_MEMORY_FRACTION * memory()[0]
+        if self.enabled and 2 * machine.nbytes() > self.budget:   # a copy and its canonical form
+            self.enabled, self.reason = False, "in order"
         if self.enabled:
             self._new_state(machine)
             self.kept_bytes = machine.nbytes()
-        self.budget = SNAPSHOT_MEMORY_FRACTION * memory()[0]
 
     def lookup(self, kind: int) -> int | None:
         return self.memo.get((self.state, kind)) if self.enabled else None
@@ -364,7 +366,8 @@ class StepAccount:
     proven: int              # steps counted from an equal state and kind
     states: int              # distinct states compared (0 without proof)
     method: str              # "proof", "proof, then in order" (past the state limit or the
-    #                          memory budget), "brute force" or "replay" (a random or OPT level)
+    #                          memory budget), "in order" (one state past the budget), "brute
+    #                          force" or "replay" (a random or OPT level)
     phase: np.ndarray        # per step: the plan's phase (zeros when it gives none)
 
     @property

@@ -338,6 +338,8 @@ def _accounting_lines(r: RunResult) -> list[str]:
                "brute force": f"all {a.simulated:,} simulated access by access (--brute-force)",
                "replay": f"all {a.simulated:,} simulated access by access (a random or OPT "
                          "level: no state proof)",
+               "in order": f"all {a.simulated:,} simulated access by access (one cache state "
+                           "is larger than the memory budget for keeping states)",
                "proof, then in order": f"{a.simulated:,} simulated access by access, "
                                        f"{a.proven:,} counted by proof until it met more than "
                                        f"{a.states:,} distinct states (or its memory budget), "

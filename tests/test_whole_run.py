@@ -7,6 +7,7 @@ branches, and on every program in programs/ under every preset."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -470,3 +471,23 @@ def test_a_sample_reaches_a_target_without_an_energy(capsys):
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert all(r["target"]["reached"] and r["target"]["learning_energy_fj"] is None
                for r in rows)
+
+
+def test_a_state_past_the_memory_budget_is_simulated_in_order(monkeypatch):
+    """Found by the fuzz campaign: an 8 GiB fully associative level was copied for the proof's
+    first state before any budget was checked. A machine more than half the budget is now
+    simulated in order from the start, with the same totals as brute force."""
+    from simulator import simulate as simulate_mod
+    monkeypatch.setattr(simulate_mod, "SNAPSHOT_MEMORY_FRACTION", 1e-12)
+    rng = np.random.default_rng(7)
+    a = assert_same_as_brute_force(random_planned_trace(rng), random_hierarchy(rng))
+    assert a.method == "in order" and a.proven == 0 and a.simulated == len(a.steps)
+
+
+def test_the_report_says_when_every_step_was_simulated_in_order(monkeypatch, capsys):
+    from simulator import simulate as simulate_mod
+    monkeypatch.setattr(simulate_mod, "SNAPSHOT_MEMORY_FRACTION", 1e-12)
+    assert main(["run", str(ROOT / "programs/xor.sir"), "--no-eval"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"every one accounted: all [\d,]+ simulated access by access \(one cache "
+                     r"state is larger than the memory budget for keeping states\)", out), out
