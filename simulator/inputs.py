@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import stat
 
+import numpy as np
+
 from .errors import SimError
 
 
@@ -43,6 +45,23 @@ def read_bytes(path: str, what: str, max_bytes: int) -> bytes:
     if len(data) > max_bytes:          # a file whose size the system does not say (/proc)
         raise SimError(f"the {what} is more than {max_bytes:,} bytes", path)
     return data
+
+
+NPY_HEADER_MAX = 1 << 16
+
+
+def npy_header(f) -> tuple[tuple, np.dtype]:
+    """The shape and dtype an .npy stream's header declares, the stream left at its data.
+    numpy parses the header as a Python literal, so any failure (a SyntaxError, a tokenizer
+    error, a recursion) is a ValueError here."""
+    try:
+        version = np.lib.format.read_magic(f)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read(f, max_header_size=NPY_HEADER_MAX)
+    except Exception as exc:
+        raise ValueError(f"the .npy header is unreadable ({type(exc).__name__}: {exc})") from None
+    return shape, dtype
 
 
 def decode_utf8(data: bytes, what: str, path: str) -> str:

@@ -30,7 +30,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .errors import SimError
-from .inputs import check_file, decode_utf8
+from .inputs import NPY_HEADER_MAX, check_file, decode_utf8, npy_header
 from .limits import allowance
 
 FORMAT = "sutro-trace"
@@ -395,22 +395,15 @@ def _check_members(chunks: list, members: dict, where: str) -> None:
                                f"cannot hold chunk {i}'s {c['n']:,} values", where)
 
 
-NPY_HEADER_MAX = 1 << 16
-
-
 def _read_member(zf: zipfile.ZipFile, member: str, n: int, name: str, where: str) -> np.ndarray:
     """One column, its .npy header checked (a 1-d array of n integers or booleans) before the
     data is read."""
     try:
         with zf.open(member) as f:
             try:
-                version = np.lib.format.read_magic(f)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
-                shape, fortran, dtype = read_header(f, max_header_size=NPY_HEADER_MAX)
-            except Exception as exc:   # numpy parses the header as a Python literal: any failure
-                raise SimError(f"corrupt trace: cannot read the .npy header of {member} "
-                               f"({type(exc).__name__}: {exc})", where) from None
+                shape, dtype = npy_header(f)
+            except ValueError as exc:
+                raise SimError(f"corrupt trace: cannot read {member}: {exc}", where) from None
             if dtype.kind not in "biu" or dtype.itemsize > 8 or dtype.hasobject:
                 raise SimError(f"corrupt trace: {member} holds {dtype}; column '{name}' holds "
                                "integers (or booleans)", where)

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.errors import SimError
-from simulator.inputs import check_file
-from simulator.limits import allowance
+from simulator.inputs import check_file, npy_header
+from simulator.limits import allowance, gib
 
 from .errors import Loc, SirError
 
@@ -205,7 +205,7 @@ def _read_cached(path: str, mtime: float, size: int):
     need = sum(_member_bytes(path, name) for name in zipfile.ZipFile(path).namelist())
     limit, allowed = allowance()
     if need > limit:
-        raise ValueError(f"its arrays would take {need / 2**30:,.1f} GiB, more than {allowed}")
+        raise ValueError(f"its arrays would take {gib(need)}, more than {allowed}")
     with np.load(path, allow_pickle=False) as f:
         return {k: f[k] for k in f.files}
 
@@ -213,10 +213,7 @@ def _read_cached(path: str, mtime: float, size: int):
 def _member_bytes(path: str, name: str) -> int:
     """The bytes an .npy member of the archive says it holds, read from its header only."""
     with zipfile.ZipFile(path) as z, z.open(name) as f:
-        version = np.lib.format.read_magic(f)
-        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                else np.lib.format.read_array_header_2_0)
-        shape, _, dtype = read(f)
+        shape, dtype = npy_header(f)
     return math.prod(shape) * dtype.itemsize
 
 

@@ -106,7 +106,7 @@ def test_kernel_id_outside_the_table(tmp_path):
 def test_corrupt_column(tmp_path):
     small_trace().save(tmp_path / "t.npz")
     rewrite(tmp_path / "t.npz", tmp_path / "bad.npz", replace={"c000000_addr.npy": b"garbage"})
-    with pytest.raises(SimError, match="corrupt trace: cannot read the .npy header of c000000_addr.npy"):
+    with pytest.raises(SimError, match="corrupt trace: cannot read c000000_addr.npy: the .npy header is unreadable"):
         list(load(tmp_path / "bad.npz"))
 
 
