@@ -38,6 +38,8 @@ def entry() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):    # a path given in bytes that are not UTF-8 is
+        sys.stdout.reconfigure(errors="backslashreplace")     # printed escaped, as stderr does
     try:
         if getattr(args, "plot", None) is not None:
             check_plot_folder(args.plot)      # before the long part, not after it

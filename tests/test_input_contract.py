@@ -635,3 +635,23 @@ def test_a_hierarchy_whose_line_ratios_would_blow_the_fused_buffers_takes_the_le
     code, out, err = cli(capsys, "simulate", ROOT / "examples/seed_mlp_step.npz", "--hierarchy",
                          path)
     assert code == 0 and err == ""
+
+
+def test_a_plot_folder_whose_name_is_not_utf8(tmp_path, capsys):
+    """Found by the fuzz campaign: a byte that is not UTF-8 in --plot (argv carries it as a
+    surrogate) made the name-length check raise UnicodeEncodeError."""
+    folder = tmp_path / os.fsdecode(b"plots\xff")
+    code, out, err = cli(capsys, "simulate", MATVEC, "--plot", folder)
+    assert code == 0 and err == "" and len(list(folder.iterdir())) == 4
+
+
+def test_an_npy_header_numpy_cannot_tokenize_is_a_corrupt_trace(tmp_path, capsys):
+    """Found by the fuzz campaign: an unbalanced bracket in a column's header escaped numpy's
+    header parser as tokenize.TokenError."""
+    def unbalanced(data: bytes) -> bytes:
+        header = "{'descr': '<i8', 'fortran_order': False, 'shape': ((18,), }".ljust(117) + "\n"
+        return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + \
+            data[128:]
+    path = mutated(tmp_path, "t", members={"c000000_addr.npy": unbalanced})
+    refused(capsys, ["simulate", path], str(path),
+            "corrupt trace: cannot read c000000_addr.npy: the .npy header is unreadable")
