@@ -36,6 +36,7 @@ from .ops import (
 )
 from .program import UNTIL_NAMES, Data, Init, Loop, Param, Program, Until
 from .syntax import (
+    CONST_INT_BITS,
     BinOp,
     Call,
     ConfigItem,
@@ -60,6 +61,7 @@ from .syntax import (
     Str,
     Transpose,
     Update,
+    integer,
     loc_at,
 )
 
@@ -141,10 +143,7 @@ def parse_value(text: str):
     if t.lower() in ("true", "false"):
         return t.lower() == "true"
     if _INT.fullmatch(t):
-        if len(t.lstrip("+-")) > CONST_INT_DIGITS:    # int() of 5,000 digits raises
-            raise SirError(f"{t[:12]}...: an integer of {len(t.lstrip('+-')):,} digits; at most "
-                           f"{CONST_INT_DIGITS:,} ({CONST_INT_BITS:,} bits)")
-        return int(t)
+        return integer(t)
     if _FLOAT.fullmatch(t):
         return float(t)
     return t.strip('"')
@@ -154,7 +153,7 @@ def _override(name: str, text: str, default, loc: Loc):
     try:
         value = parse_value(text)
     except SirError as e:
-        raise SirError(f"--set {name}={e.message}", loc) from None
+        raise SirError(f"--set {name}: {e.message}", loc) from None
     if type(default) in (int, float) and isinstance(value, str) and \
             value.strip().lower().lstrip("+-") in ("inf", "infinity", "nan"):
         raise SirError(f"--set {name}={text}: a number must be finite", loc)
@@ -263,8 +262,6 @@ def _integer(v, loc: Loc) -> int:
 
 
 INT_BINOPS = ("//", "%", "&", "|", "^", "<<", ">>")
-CONST_INT_BITS = 4096       # `2 ** 9999` and `1 << 10**9` are refused, not computed
-CONST_INT_DIGITS = 1233     # the decimal digits of a 4,096-bit integer
 
 
 def _apply(fn, args, expr):

@@ -223,6 +223,20 @@ def _parser() -> Lark:
                 maybe_placeholders=True, cache=True)
 
 
+CONST_INT_BITS = 4096       # `2 ** 9999` and `1 << 10**9` are refused, not computed
+CONST_INT_DIGITS = 1233     # the decimal digits of a 4,096-bit integer
+
+
+def integer(text: str) -> int:
+    """int() of a literal (in a program, --set or a pass option), refused past 4,096 bits
+    before int() runs: it raises past 4,300 digits and is slow long before."""
+    digits = text.lstrip("+-").lstrip("0")
+    if len(digits) > CONST_INT_DIGITS:
+        raise SirError(f"the number {text[:12]}... has {len(text):,} digits; an integer has at "
+                       f"most {CONST_INT_DIGITS:,} ({CONST_INT_BITS:,} bits)")
+    return int(text)
+
+
 @functools.lru_cache(maxsize=4)
 def parse(text: str, file: str = "<program>") -> Module:
     """Parse .sir source text into a Module; any syntax error is a SirError with a caret.
@@ -311,10 +325,10 @@ class _Build(Transformer_NonRecursive):
     # expressions
     def number(self, meta, c):
         text = str(c[0])
-        if text.isdigit() and len(text.lstrip("0")) > 1233:      # int() of 4,300 digits raises
-            raise SirError(f"the number {text[:12]}... has {len(text):,} digits; an integer has at "
-                           "most 1,233 (4,096 bits)", self._loc(meta))
-        value = int(text) if text.isdigit() else float(text)
+        try:
+            value = integer(text) if text.isdigit() else float(text)
+        except SirError as e:
+            raise SirError(e.message, self._loc(meta)) from None
         if value == float("inf"):
             raise SirError(f"the number {text} is too large for a float", self._loc(meta))
         return Num(value, self._loc(meta))
