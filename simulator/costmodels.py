@@ -19,6 +19,7 @@ from typing import Mapping, Sequence
 import numba as nb
 import numpy as np
 
+from .cells import AddressCells
 from .errors import SimError
 from .trace import Trace
 
@@ -409,70 +410,90 @@ def _used(buffer: np.ndarray, n: int) -> np.ndarray:
 @dataclass(frozen=True)
 class AddressCostResult:
     """Simplified Dally address cost: `cost` = `read_cost` (trace reads) + `output_cost` (each
-    output element read once at the end)."""
+    output element read once at the end). `by_distance[d]`: how many reads (exit reads
+    included) were at distance d = ceil(sqrt(cell)). `cells`: how cells were numbered."""
 
     cost: int
     read_cost: int
     output_cost: int
     reads: int
     cost_by_buffer: Mapping[str, int] = field(default_factory=dict)
+    output_reads: int = 0
+    by_distance: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64),
+                                    compare=False, repr=False)
+    cells: str = "address"
 
     def to_dict(self) -> dict:
         return {"cost": self.cost, "read_cost": self.read_cost, "output_cost": self.output_cost,
-                "reads": self.reads, "cost_by_buffer": dict(self.cost_by_buffer)}
+                "reads": self.reads, "output_reads": self.output_reads, "cells": self.cells,
+                "reads_by_distance": {int(d): int(n) for d, n in enumerate(self.by_distance)
+                                      if n},
+                "cost_by_buffer": dict(self.cost_by_buffer)}
 
 
 def address_cost(trace: Trace, cell_bytes: int = 1, outputs: Sequence[str] | None = None,
-                 origin: int = 0) -> AddressCostResult:
+                 origin: int = 0, cells=None) -> AddressCostResult:
     """Simplified Dally address cost (cost-models.md section 4), streamed chunk by chunk.
 
-    An access at byte address `addr` uses cell a = (addr - origin) // cell_bytes (its first byte's
-    cell) and, if a read, costs ceil(sqrt(a)); writes are free. `origin` is the address of cell 0,
-    the processor itself: a cell <= 0 is a SimError. With the defaults, a trace built with
-    TraceBuilder(align=1) over 1-byte elements has element index = reference address; for a trace
-    whose data starts at byte 0, pass origin=-cell_bytes so byte 0 is cell 1. Every element of
-    each `outputs` buffer is read once at the end.
+    Cells by address (the default): an access at byte address `addr` uses cell a = (addr -
+    origin) // cell_bytes (its first byte's cell) and, if a read, costs ceil(sqrt(a)); writes are
+    free. `origin` is the address of cell 0, the processor itself: a cell <= 0 is a SimError.
+    With the defaults, a trace built with TraceBuilder(align=1) over 1-byte elements has element
+    index = reference address; for a trace whose data starts at byte 0, pass origin=-cell_bytes
+    so byte 0 is cell 1.
+
+    `cells`, when given, is another numbering (simulator/cells.py: `cell_map(trace, "dense")`
+    makes every buffer element one cell, so the padding between buffers takes none); then
+    cell_bytes and origin are not used.
+
+    Every element of each `outputs` buffer is read once at the end (a name given twice, twice).
     """
     if cell_bytes <= 0:
         raise SimError(f"cell_bytes must be positive, got {cell_bytes}", "address_cost")
+    cell_of = cells or AddressCells(cell_bytes, origin, trace.where)
     totals = np.zeros(len(trace.buffers) + 1, dtype=np.int64)
     used = np.zeros(len(trace.buffers) + 1, dtype=np.bool_)
+    hist = np.zeros(1, np.int64)
     reads, seen = 0, 0
     for chunk in trace:
-        cells = _cells(chunk.addr, cell_bytes, origin, seen, trace.where)
         rd = ~chunk.is_write
+        dist = _ceil_sqrt(cell_of(chunk.addr[rd], seen, rd))
         buf = trace.buffer_ids(chunk)[rd]
         buf = np.where(buf < 0, len(trace.buffers), buf)
-        np.add.at(totals, buf, _ceil_sqrt(cells[rd]))
+        np.add.at(totals, buf, dist)
         used[buf] = True
+        hist = _add_counts(hist, dist)
         reads += int(rd.sum())
         seen += len(chunk)
     read_cost = int(totals.sum())
-    output_cost = _output_cost(trace, outputs or (), cell_bytes, origin, totals, used)
+    out_dist = _output_distances(trace, outputs or (), cell_of, totals, used)
+    hist = _add_counts(hist, out_dist)
     names = [b.name for b in trace.buffers] + ["?"]
     by_buffer = {n: int(t) for n, t, u in zip(names, totals, used) if u}
-    return AddressCostResult(read_cost + output_cost, read_cost, output_cost, reads, by_buffer)
+    output_cost = int(out_dist.sum())
+    return AddressCostResult(read_cost + output_cost, read_cost, output_cost, reads, by_buffer,
+                             len(out_dist), hist, cell_of.label)
 
 
-def _cells(addr: np.ndarray, cell_bytes: int, origin: int, seen: int, where: str) -> np.ndarray:
-    cells = (addr - origin) // cell_bytes
-    if len(cells) and cells.min() <= 0:
-        i = int(np.argmin(cells))
-        raise SimError(f"access {seen + i} at address {addr[i]} is in cell {cells[i]}; cells "
-                       f"start at 1 (cell = (addr - origin) // cell_bytes with origin {origin}, "
-                       f"cell_bytes {cell_bytes})", where)
-    return cells
+def _add_counts(hist: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    counts = np.bincount(dist, minlength=len(hist)) if len(dist) else np.zeros(0, np.int64)
+    if len(counts) > len(hist):
+        hist = np.concatenate([hist, np.zeros(len(counts) - len(hist), np.int64)])
+    hist[:len(counts)] += counts
+    return hist
 
 
-def _output_cost(trace: Trace, outputs: Sequence[str], cell_bytes: int, origin: int,
-                 totals: np.ndarray, used: np.ndarray) -> int:
-    """Read every element of each output buffer once; adds into totals/used per buffer."""
-    cost = 0
-    for row in _buffer_index(trace, outputs, "address_cost outputs"):
+def _output_distances(trace: Trace, outputs: Sequence[str], cell_of, totals: np.ndarray,
+                      used: np.ndarray) -> np.ndarray:
+    """The distance of each exit read: every element of each output buffer once, in order;
+    their costs are added into totals/used per buffer."""
+    rows = _buffer_index(trace, outputs, "address_cost outputs")
+    parts = []
+    for row in rows:
         b = trace.buffers[row]
         addr = b.base + np.arange(b.nbytes // b.elem_bytes, dtype=np.int64) * b.elem_bytes
-        c = int(_ceil_sqrt(_cells(addr, cell_bytes, origin, 0, f"output '{b.name}'")).sum())
-        totals[row] += c
+        d = _ceil_sqrt(cell_of(addr))
+        totals[row] += int(d.sum())
         used[row] = True
-        cost += c
-    return cost
+        parts.append(d)
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)

@@ -1,0 +1,148 @@
+"""Running an address-IR program on many instances at once.
+
+Two value worlds, as the group's executors define them:
+- `width=8` (sparse parity, symmetry; dally-eval and the Python reference): a cell holds a signed
+  8-bit value. The result of a unary or binary op wraps (v & 0xFF, minus 256 from 128 up), so
+  127 + 1 = -128 and abs(-128) = -128; `set K` stores K wrapped; `cmp` gives 0 or 1 and `select`
+  copies a value, neither wrapped; inputs are placed as given. `div` is floor division and a
+  zero divisor traps (a DivideByZero naming the line). Compares are signed.
+- `width=None` (the matmul scorer's concrete check): unbounded integers, exact.
+
+Cells are renumbered densely (slot = rank of the address among the program's cells) and held
+as a [slots, instances] int64 array, so one instruction is one pass over the instances.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from ..errors import SirError
+from .isa import OPS, PREDICATES
+from .text import Program
+
+_C = {name: info.code for name, info in OPS.items()}
+_P = {name: i for i, name in enumerate(PREDICATES)}
+
+
+class DivideByZero(SirError):
+    """`div` by a cell holding 0, on instance `instance`."""
+
+    def __init__(self, prog: Program, i: int, instance: int):
+        super().__init__(f"division by zero (instance {instance}: cell {int(prog.src[i, 1])} "
+                         "holds 0)", prog.loc(i))
+        self.instance = instance
+
+
+def run(prog: Program, inputs: np.ndarray, width: int | None = 8) -> np.ndarray:
+    """Outputs [instances, outputs] of the program on each row of `inputs` [instances, inputs]."""
+    inputs = np.atleast_2d(np.asarray(inputs))
+    if inputs.shape[1] != len(prog.inputs):
+        raise SirError(f"the program takes {len(prog.inputs)} inputs; the problem gives "
+                       f"{inputs.shape[1]}", prog._loc(prog.input_line, 1))
+    if (prog.op == OPS["recv"].code).any():
+        i = int(np.argmax(prog.op == OPS["recv"].code))
+        raise SirError("running 'recv' needs an input tape, which the problems here do not "
+                       "define (their inputs are placed by the input line)", prog.loc(i))
+    if width is None:
+        return _run_exact(prog, inputs)
+    cells = prog.addresses()
+    slot = lambda a: np.searchsorted(cells, a)      # noqa: E731
+    mem = np.zeros((len(cells) + 1, len(inputs)), np.int64)    # slot len(cells): "no cell"
+    mem[slot(prog.inputs)] = inputs.T
+    src = np.where(prog.src > 0, slot(prog.src), len(cells))
+    bad = _run8(prog.op.astype(np.int64), slot(prog.dst), src, prog.imm, prog.dst > 0, mem)
+    if bad[0] >= 0:
+        raise DivideByZero(prog, int(bad[0]), int(bad[1]))
+    return mem[slot(prog.outputs)].T.copy()
+
+
+@nb.njit(cache=True)
+def _wrap(v):
+    v &= 0xFF
+    return v - 256 if v >= 128 else v
+
+
+@nb.njit(cache=True)
+def _run8(op, dst, src, imm, writes, mem):
+    """Execute in place; returns (instruction, instance) of a division by zero, or (-1, -1)."""
+    m = mem.shape[1]
+    for i in range(len(op)):
+        o, d, a, b, c = op[i], dst[i], src[i, 0], src[i, 1], src[i, 2]
+        if not writes[i]:
+            continue                             # send: a read, nothing changes
+        for j in range(m):
+            x, y = mem[a, j], mem[b, j]
+            if o == 0:
+                r = _wrap(x + y)
+            elif o == 1:
+                r = _wrap(x - y)
+            elif o == 2:
+                r = _wrap(x * y)
+            elif o == 3:
+                r = _wrap(x)
+            elif o == 4:
+                r = _wrap(x & y)
+            elif o == 5:
+                r = _wrap(x | y)
+            elif o == 6:
+                r = _wrap(x ^ y)
+            elif o == 7:
+                r = _wrap(~x)
+            elif o == 8:
+                r = _wrap(imm[i])
+            elif o == 9:
+                if y == 0:
+                    return np.array([i, j])
+                r = _wrap(x // y)
+            elif o == 10:
+                p = imm[i]
+                t = x == y if p == 0 else x != y if p == 1 else x < y if p == 2 else \
+                    x <= y if p == 3 else x > y if p == 4 else x >= y
+                r = 1 if t else 0
+            elif o == 11:
+                r = mem[b, j] if x != 0 else mem[c, j]
+            elif o == 12:
+                r = _wrap(abs(x))
+            else:
+                r = mem[d, j]
+            mem[d, j] = r
+    return np.array([-1, -1])
+
+
+def _run_exact(prog: Program, inputs: np.ndarray) -> np.ndarray:
+    """Unbounded integers, one instance at a time (the matmul scorer's world; programs are
+    small)."""
+    out = []
+    for row in inputs.tolist():
+        mem = dict(zip(prog.inputs.tolist(), row))
+        for i, (o, d, s, k) in enumerate(zip(prog.op.tolist(), prog.dst.tolist(),
+                                             prog.src.tolist(), prog.imm.tolist())):
+            if d:
+                mem[d] = _exact(o, [mem[a] for a in s if a], k, prog, i)
+        out.append([mem[a] for a in prog.outputs.tolist()])
+    return np.array(out, dtype=object)
+
+
+def _exact(o: int, v: list, k: int, prog: Program, i: int):
+    name = prog_op_name(o)
+    if name in ("copy",):
+        return v[0]
+    if name == "add":
+        return v[0] + v[1]
+    if name == "sub":
+        return v[0] - v[1]
+    if name == "mul":
+        return v[0] * v[1]
+    raise SirError(f"'{name}' has no meaning for unbounded integers (the matmul scorer's "
+                   "instruction set is v0: add, sub, mul, copy)", prog.loc(i))
+
+
+def prog_op_name(code: int) -> str:
+    from .isa import BY_CODE
+    return BY_CODE[code].name
+
+
+assert [_C[n] for n in ("add", "sub", "mul", "copy", "and", "or", "xor", "not", "set", "div",
+                        "cmp", "select", "abs", "recv", "send")] == list(range(15))
+assert _P["eq"] == 0 and _P["ge"] == 5
