@@ -177,8 +177,8 @@ MUTANTS: list[Mutant] = [
       "ByteDMD pushes results nobody reads",
       ("tests/test_costmodels.py",)),
     M("address-cost-outputs-dropped", "simulator/costmodels.py",
-      "        totals[row] += c\n        used[row] = True\n        cost += c",
-      "        totals[row] += c\n        used[row] = True",
+      "        parts.append(d)\n",
+      "",
       "outputs' exit reads not added to the address cost",
       ("tests/test_costmodels.py",)),
     # ------------------------------------------------------------------ simulator/memtracker.py

@@ -422,13 +422,15 @@ class AddressCostResult:
     by_distance: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64),
                                     compare=False, repr=False)
     cells: str = "address"
+    cost_by_kernel: Mapping[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"cost": self.cost, "read_cost": self.read_cost, "output_cost": self.output_cost,
                 "reads": self.reads, "output_reads": self.output_reads, "cells": self.cells,
                 "reads_by_distance": {int(d): int(n) for d, n in enumerate(self.by_distance)
                                       if n},
-                "cost_by_buffer": dict(self.cost_by_buffer)}
+                "cost_by_buffer": dict(self.cost_by_buffer),
+                "read_cost_by_kernel": dict(self.cost_by_kernel)}
 
 
 def address_cost(trace: Trace, cell_bytes: int = 1, outputs: Sequence[str] | None = None,
@@ -447,6 +449,7 @@ def address_cost(trace: Trace, cell_bytes: int = 1, outputs: Sequence[str] | Non
     cell_bytes and origin are not used.
 
     Every element of each `outputs` buffer is read once at the end (a name given twice, twice).
+    The trace reads' cost is also summed per buffer and per kernel (exit reads: no kernel).
     """
     if cell_bytes <= 0:
         raise SimError(f"cell_bytes must be positive, got {cell_bytes}", "address_cost")
@@ -454,6 +457,7 @@ def address_cost(trace: Trace, cell_bytes: int = 1, outputs: Sequence[str] | Non
     totals = np.zeros(len(trace.buffers) + 1, dtype=np.int64)
     used = np.zeros(len(trace.buffers) + 1, dtype=np.bool_)
     hist = np.zeros(1, np.int64)
+    by_kernel = np.zeros(len(trace.kernels) + 1, dtype=np.int64)     # the last: no kernel
     reads, seen = 0, 0
     for chunk in trace:
         rd = ~chunk.is_write
@@ -461,6 +465,7 @@ def address_cost(trace: Trace, cell_bytes: int = 1, outputs: Sequence[str] | Non
         buf = trace.buffer_ids(chunk)[rd]
         buf = np.where(buf < 0, len(trace.buffers), buf)
         np.add.at(totals, buf, dist)
+        np.add.at(by_kernel, chunk.kernel[rd], dist)
         used[buf] = True
         hist = _add_counts(hist, dist)
         reads += int(rd.sum())
@@ -471,8 +476,14 @@ def address_cost(trace: Trace, cell_bytes: int = 1, outputs: Sequence[str] | Non
     names = [b.name for b in trace.buffers] + ["?"]
     by_buffer = {n: int(t) for n, t, u in zip(names, totals, used) if u}
     output_cost = int(out_dist.sum())
+    kernels = {k.name: 0 for k in trace.kernels}
+    for k, v in zip(list(trace.kernels) + [None], by_kernel.tolist()):
+        name = "?" if k is None else k.name
+        if v:
+            kernels[name] = kernels.get(name, 0) + v
     return AddressCostResult(read_cost + output_cost, read_cost, output_cost, reads, by_buffer,
-                             len(out_dist), hist, cell_of.label)
+                             len(out_dist), hist, cell_of.label,
+                             {n: v for n, v in kernels.items() if v})
 
 
 def _add_counts(hist: np.ndarray, dist: np.ndarray) -> np.ndarray:

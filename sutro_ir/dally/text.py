@@ -82,8 +82,10 @@ class Program:
 # ----------------------------------------------------------------------------- parsing
 
 def parse(text: str, where: str = "<ir>", isa: str = "v4",
-          max_lines: int = DEFAULT_MAX_LINES) -> Program:
-    """Parse and check an address-IR program (see the module docstring)."""
+          max_lines: int | None = DEFAULT_MAX_LINES, skip_empty: bool = True) -> Program:
+    """Parse and check an address-IR program (see the module docstring). `max_lines` None: no
+    limit (the matmul scorer has none). `skip_empty` False: an empty item between commas is an
+    error, as in the matmul scorer (the others skip it)."""
     version = version_number(isa)
     physical = text.split("\n")
     stmts = _statements(physical)
@@ -92,12 +94,12 @@ def parse(text: str, where: str = "<ir>", isa: str = "v4",
                        "output addresses (found " + ("none" if not stmts else "one") + ")",
                        Loc(where, 1 if not stmts else stmts[0][0], 1,
                            physical[stmts[0][0] - 1] if stmts else ""))
-    if len(stmts) > max_lines:
+    if max_lines is not None and len(stmts) > max_lines:
         line, col, _ = stmts[max_lines]
         raise SirError(f"the program has {len(stmts):,} lines; at most {max_lines:,} are "
                        "allowed (input and output lines included)",
                        Loc(where, line, col, physical[line - 1]))
-    p = _Parser(where, physical, version)
+    p = _Parser(where, physical, version, skip_empty)
     inputs = p.addresses(stmts[0], "input")
     seen: set[int] = set()
     for a, c in zip(inputs.tolist(), p.item_cols):
@@ -137,8 +139,9 @@ def _statements(physical: list[str]) -> list[tuple[int, int, str]]:
 class _Parser:
     """Reads statements; every mistake is a SirError at its line and column."""
 
-    def __init__(self, where: str, physical: list[str], version: int):
+    def __init__(self, where: str, physical: list[str], version: int, skip_empty: bool):
         self.where, self.physical, self.version = where, physical, version
+        self.skip_empty = skip_empty
         self.item_cols: list[int] = []
 
     def loc(self, line: int, col: int) -> Loc:
@@ -146,12 +149,15 @@ class _Parser:
 
     def items(self, line: int, col: int, text: str) -> list[tuple[str, int]]:
         """The comma-separated items of `text` (starting at column `col`), stripped, with their
-        columns; empty items are skipped."""
+        columns; an empty item is skipped, or an error when `skip_empty` is off."""
         out, pos = [], col
         for piece in text.split(","):
             s = piece.strip()
             if s:
                 out.append((s, pos + len(piece) - len(piece.lstrip())))
+            elif not self.skip_empty:
+                raise SirError("an empty item between commas (this scorer does not skip "
+                               "them)", self.loc(line, pos))
             pos += len(piece) + 1
         return out
 
