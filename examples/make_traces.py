@@ -6,8 +6,9 @@
   loss, SGD), standard backprop, replayed element by element from the buffer-level events in
   reference/cost-models.md section 2. 34,022 accesses.
 - seed_mlp_step_fused.npz: the same step with the fused layer-wise update.
-- matvec.npz: y = A @ x for a 2x2 A, one instruction per multiply and add (ByteDMD's worked
-  example; has instruction ids).
+- matvec.npz: y = A @ x for a 2x2 A of one-byte elements, one instruction per multiply and
+  add, arguments (A, x) and output y declared: ByteDMD's worked example (26).
+- my_add.npz: (a + b) + c on one-byte scalars, the sum returned: ByteDMD 6.
 """
 
 from pathlib import Path
@@ -34,26 +35,45 @@ def seed_step(variant: str):
 
 
 def matvec():
-    b = TraceBuilder()
-    A, x, y = b.buffer("A", 4, role="data"), b.buffer("x", 2, role="data"), b.buffer("y", 2)
-    t = b.buffer("t", 4, role="temp")
-    mul = b.kernel("mul", ops=("mul",), arith={"mul.f32": 4})
-    add = b.kernel("add", ops=("add",), arith={"add.f32": 2})
+    """ByteDMD's worked example (reference/cost-models.md section 3): one byte per element,
+    arguments (A, x), y returned. `simulate --cost-models` prints ByteDMD 26."""
+    b = TraceBuilder(align=1)
+    A, x = b.buffer("A", 4, dtype="u8", role="data"), b.buffer("x", 2, dtype="u8", role="data")
+    y, t = b.buffer("y", 2, dtype="u8"), b.buffer("t", 2, dtype="u8", role="temp")
+    mul = b.kernel("mul", ops=("mul",), arith={"mul.u8": 4})
+    add = b.kernel("add", ops=("add",), arith={"add.u8": 2})
     instr = 0
     for i in range(2):
         for j in range(2):
             b.read(A, 2 * i + j, mul, instr)
             b.read(x, j, mul, instr)
-            b.write(t, 2 * i + j, mul, instr)
+            b.write(t, j, mul, instr)
             instr += 1
-        b.read(t, 2 * i, add, instr)
-        b.read(t, 2 * i + 1, add, instr)
+        b.read(t, 0, add, instr)
+        b.read(t, 1, add, instr)
         b.write(y, i, add, instr)
         instr += 1
-    return b.build(meta={"source": "2x2 matvec, ByteDMD worked example"})
+    return b.build(meta={"source": "2x2 matvec, ByteDMD worked example", "args": ["A", "x"],
+                         "outputs": ["y"]})
+
+
+def my_add():
+    """(a + b) + c on three one-byte scalars, the sum returned: ByteDMD 6."""
+    b = TraceBuilder(align=1)
+    for name in "abc":
+        b.buffer(name, 1, dtype="u8", role="data")
+    b.buffer("s", 1, dtype="u8")
+    add = b.kernel("add", ops=("add",), arith={"add.u8": 2})
+    for k, (u, v) in enumerate([("a", "b"), ("s", "c")]):
+        b.read(u, 0, add, k)
+        b.read(v, 0, add, k)
+        b.write("s", 0, add, k)
+    return b.build(meta={"source": "my_add(a, b, c) = (a + b) + c, ByteDMD's first example",
+                         "args": ["a", "b", "c"], "outputs": ["s"]})
 
 
 if __name__ == "__main__":
     seed_step("standard").save(HERE / "seed_mlp_step.npz")
     seed_step("fused").save(HERE / "seed_mlp_step_fused.npz")
     matvec().save(HERE / "matvec.npz")
+    my_add().save(HERE / "my_add.npz")

@@ -229,6 +229,7 @@ class Trace:
                              f"has {n_chunks}")
         self.plan = plan
         self._bases, self._ends, self._order = _buffer_index(self.buffers, where)
+        check_meta(self.meta, self.buffers, self.kernels, where)
 
     @classmethod
     def from_chunks(cls, buffers: Sequence[Buffer], kernels: Sequence[Kernel],
@@ -282,6 +283,47 @@ def _buffer_index(buffers: Sequence[Buffer], where: str):
     bases = np.array([buffers[i].base for i in order], dtype=np.int64)
     ends = np.array([buffers[i].base + buffers[i].nbytes for i in order], dtype=np.int64)
     return bases, ends, order
+
+
+META_FIELDS = ("outputs", "args", "address_cells", "tape_kernels")
+"""The meta fields the cost models read (docs/trace-format.md); any other key is the producer's."""
+
+
+def check_meta(meta: Mapping, buffers: Sequence[Buffer], kernels: Sequence[Kernel],
+               where: str) -> None:
+    """The cost models' meta fields, when present: `outputs` and `args` name buffers (outputs
+    may repeat), `address_cells` is {cell_bytes >= 1, origin}, `tape_kernels` name kernels."""
+    def fail(what: str):
+        raise SimError(f"meta.json: {what}", where)
+
+    names = {b.name for b in buffers}
+    for key in ("outputs", "args"):
+        v = meta.get(key)
+        if v is None:
+            continue
+        if not isinstance(v, list) or not all(isinstance(n, str) for n in v):
+            fail(f"'{key}' must be a list of buffer names")
+        unknown = [n for n in v if n not in names]
+        if unknown:
+            fail(f"'{key}' names '{unknown[0][:80]}', which is not a buffer")
+        if key == "args" and len(set(v)) != len(v):
+            fail("'args' lists a buffer twice")
+    cells = meta.get("address_cells")
+    if cells is not None:
+        if (not isinstance(cells, dict) or set(cells) != {"cell_bytes", "origin"}
+                or not all(_is_int(cells[k]) for k in cells)):
+            fail("'address_cells' must be {\"cell_bytes\": integer, \"origin\": integer}")
+        if not 1 <= cells["cell_bytes"] <= MAX_ACCESS_BYTES or abs(cells["origin"]) > MAX_ADDRESS:
+            fail(f"'address_cells': cell_bytes must be 1 to {MAX_ACCESS_BYTES:,} and origin at "
+                 f"most 2^63 in size, got {cells['cell_bytes']} and {cells['origin']}")
+    tape = meta.get("tape_kernels")
+    if tape is not None:
+        kernel_names = {k.name for k in kernels}
+        if not isinstance(tape, list) or not all(isinstance(n, str) for n in tape):
+            fail("'tape_kernels' must be a list of kernel names")
+        unknown = [n for n in tape if n not in kernel_names]
+        if unknown:
+            fail(f"'tape_kernels' names '{unknown[0][:80]}', which is not a kernel")
 
 
 # ----------------------------------------------------------------------------- files

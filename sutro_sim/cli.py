@@ -93,20 +93,41 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="replay an access trace through a memory hierarchy",
                        description="Replay an access trace (.npz) through a memory hierarchy: "
                        "reuse distances, hits per level, energy.")
-    s.add_argument("trace", help="trace file (.npz, see docs/trace-format.md)")
+    s.add_argument("trace", help="trace file (.npz, see docs/trace-format.md), or an "
+                   "address-IR program (.ir, see docs/dally.md)")
+    s.add_argument("--from-ir", action="store_true",
+                   help="read the file as an address-IR program whatever its name")
+    s.add_argument("--isa", choices=("v0", "v1", "v2", "v3", "v4"), default="v4",
+                   help="the IR's instruction set (default v4, every op)")
     s.add_argument("--hierarchy", default="sutro-tiers",
                    help="preset name or TOML file (default: sutro-tiers; "
                    "list: sutro-sim hierarchies)")
     s.add_argument("--energy", default="dally-2020",
                    help="energy preset (default: dally-2020; list: sutro-sim energies)")
     s.add_argument("--cost-models", action="store_true",
-                   help="also compute the seed's memtracker measure, ByteDMD and the address cost")
+                   help="also compute the seed's memtracker measure, ByteDMD, the address cost "
+                   "(Model 1) and the grid (Model 2)")
+    s.add_argument("--model", choices=("1", "2"), action="append", default=[],
+                   help="also compute Model 1 (the address cost) or Model 2 (energy and time "
+                   "on the grid); repeatable")
+    s.add_argument("--outputs", metavar="NAMES", help="comma-separated buffers read once at the "
+                   "end (the address cost) and kept live (ByteDMD); default: the trace's own "
+                   "`outputs`")
+    s.add_argument("--args", metavar="NAMES", help="comma-separated buffers in argument order "
+                   "(ByteDMD's initial stack); default: the trace's own `args`, else the "
+                   "buffer table's order")
+    s.add_argument("--cells", choices=("auto", "dense", "address"), default="auto",
+                   help="how the address models number cells: dense (every buffer element "
+                   "one cell, no padding), address (by byte address), auto (the trace's "
+                   "declaration, else dense; the default)")
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.add_argument("--plot", metavar="DIR", help="write PNG plots into DIR")
     s.set_defaults(func=cmd_simulate)
     _run_parser(sub)
     _compare_parser(sub)
     _graph_parser(sub)
+    from .score import add_parser as score_parser
+    score_parser(sub)
     ps = sub.add_parser("passes", help="list the registered passes")
     ps.set_defaults(func=cmd_passes)
     h = sub.add_parser("hierarchies", help="list the hierarchy presets")
@@ -313,13 +334,13 @@ def cmd_simulate(args) -> int:
     from simulator.progress import ProgressBar
     from simulator.report import render
     from simulator.simulate import simulate
-    from simulator.trace import load
 
-    trace = load(args.trace)               # the file and its structure; values chunk by chunk
+    trace = _open_trace(args)             # the file and its structure; values chunk by chunk
     hierarchy = load_hierarchy(args.hierarchy)
     energy_mod.level_energies(hierarchy, args.energy)     # fail before the long part
     energy_mod.check_arith(trace.kernels, args.energy, trace.where)
-    extra = _cost_models(trace) if args.cost_models else {}   # its mistakes before the long part
+    models = {"1", "2"} if args.cost_models else set(args.model)
+    extra = _cost_models(trace, args, models)      # its mistakes before the long part
     bar = ProgressBar("simulating")
     try:
         result = simulate(trace, hierarchy, args.energy, progress=bar)
@@ -339,28 +360,93 @@ def cmd_simulate(args) -> int:
     return 0
 
 
-def _cost_models(trace) -> dict:
+def _open_trace(args):
+    """A trace file, or an address-IR program made into its trace (.ir or --from-ir)."""
+    from simulator.trace import load
+
+    if args.from_ir or args.trace.endswith(".ir"):
+        from sutro_ir.dally.score import load as load_ir
+        from sutro_ir.dally.trace import to_trace
+        return to_trace(load_ir(args.trace, args.isa))
+    try:
+        return load(args.trace)
+    except SimError as e:
+        if "not a zip archive" in e.message and _looks_like_ir(args.trace):
+            raise SimError(e.message + "; it looks like an address-IR program: name it .ir "
+                           "or give --from-ir", e.where) from None
+        raise
+
+
+def _looks_like_ir(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return False
+    return bool(head) and all(chr(c) in "0123456789, \t\r\n;" for c in head.split(b"\n")[0])
+
+
+def _names(text: str | None, where: str) -> list[str] | None:
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise SimError(f"expected comma-separated buffer names, got '{text}'", where)
+    return names
+
+
+def _cost_models(trace, args, models: set) -> dict:
+    """The cost models asked for: with --cost-models all of them (memtracker, ByteDMD, the
+    address cost, the grid), else those of --model. Outputs, argument order and cell
+    numbering come from the options, else from the trace."""
+    from simulator.cells import cell_map
     from simulator.costmodels import address_cost, bytedmd
+    from simulator.grid import grid_cost
     from simulator.memtracker import event_table, memtracker, with_inputs_written
 
-    events = with_inputs_written(event_table(trace), trace)
-    out = {"memtracker": memtracker(events).to_dict()}
-    cell = min((b.elem_bytes for b in trace.buffers), default=1)
-    origin = min((b.base for b in trace.buffers), default=0) - cell  # first element = cell 1
-    out["address_cost"] = address_cost(trace, cell_bytes=cell, origin=origin).to_dict()
-    has_instr = any(c.instr is not None for c in trace)
-    out["bytedmd"] = bytedmd(trace).to_dict() if has_instr else None
+    outputs = _names(args.outputs, "--outputs") or trace.meta.get("outputs") or []
+    order = _names(args.args, "--args") or trace.meta.get("args")
+    for name in outputs + (order or []):
+        if name not in {b.name for b in trace.buffers}:
+            raise SimError(f"no buffer named '{name}' (buffers: "
+                           f"{', '.join(b.name for b in trace.buffers[:20])}"
+                           f"{', ...' if len(trace.buffers) > 20 else ''})",
+                           "--outputs" if args.outputs and name in args.outputs else "--args")
+    cells = cell_map(trace, args.cells)
+    out = {}
+    if args.cost_models:
+        events = with_inputs_written(event_table(trace), trace)
+        out["memtracker"] = memtracker(events).to_dict()
+        has_instr = any(c.instr is not None for c in trace)
+        out["bytedmd"] = bytedmd(trace, order, outputs).to_dict() if has_instr else None
+    if "1" in models:
+        out["address_cost"] = dict(address_cost(trace, outputs=outputs, cells=cells).to_dict(),
+                                   outputs=list(outputs))
+    if "2" in models:
+        out["model2"] = grid_cost(trace, cells).to_dict()
     return out
 
 
 def _render_cost_models(extra: dict) -> str:
-    m = extra["memtracker"]
-    lines = [f"memtracker (seed measure)  per-read ARD {m['per_read_ard_elements']:,.0f}, "
-             f"per-element ARD {m['per_element_ard_elements']:,.0f}",
-             f"address cost (Dally)       {extra['address_cost']['cost']:,}"]
-    b = extra["bytedmd"]
-    lines.append(f"ByteDMD                    {b['cost']:,}" if b else
-                 "ByteDMD                    - (the trace has no instruction ids)")
+    lines = []
+    if "memtracker" in extra:
+        m = extra["memtracker"]
+        lines.append(f"memtracker (seed measure)  per-read ARD "
+                     f"{m['per_read_ard_elements']:,.0f}, per-element ARD "
+                     f"{m['per_element_ard_elements']:,.0f}")
+    if "address_cost" in extra:
+        a = extra["address_cost"]
+        lines.append(f"address cost (Model 1)     {a['cost']:,}  ({a['read_cost']:,} operand "
+                     f"reads + {a['output_cost']:,} exit reads of {a['output_reads']:,} output "
+                     f"cells; cells {a['cells']})")
+    if "bytedmd" in extra:
+        b = extra["bytedmd"]
+        lines.append(f"ByteDMD                    {b['cost']:,}" if b else
+                     "ByteDMD                    - (the trace has no instruction ids)")
+    if "model2" in extra:
+        g = extra["model2"]
+        lines.append(f"grid (Model 2)             {g['energy_fj']:,} fJ, {g['time_ps']:,.1f} ps "
+                     f"(placement {g['placement']})")
     return "\n".join(lines)
 
 

@@ -1,0 +1,136 @@
+"""`sutro-sim score FILE.ir --problem NAME`: a sutro-problems submission checked and priced.
+
+Exit status: 0 when the program solves the problem (or no problem was named), 1 when it runs
+but is wrong (the report is printed, the reason too), 2 when it is malformed (an error naming
+the line).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from simulator.report import energy, table
+from sutro_ir.dally.problems import PROBLEMS
+from sutro_ir.dally.score import Score, score
+
+EXIT_WRONG = 1
+HIST_ROWS = 12
+
+
+def add_parser(sub) -> None:
+    s = sub.add_parser("score", help="check and price an address-IR program on a sutro-problems "
+                       "benchmark", description="Parse an address-IR program as the problem's "
+                       "scorer does, check it on the problem's test data and print its cost "
+                       "(Model 1: every operand read costs ceil(sqrt(address)), every output "
+                       "one read at exit) with the breakdown, and Model 2's energy and time. "
+                       "Problems: " + ", ".join(PROBLEMS) + ".")
+    s.add_argument("program", help="address-IR file (.ir, see docs/dally.md)")
+    s.add_argument("--problem", metavar="NAME", help="the benchmark (list: sutro-sim problems); "
+                   "without one the program is priced, not checked")
+    s.add_argument("--isa", choices=("v0", "v1", "v2", "v3", "v4"),
+                   help="instruction set, when no --problem fixes it (default v4)")
+    s.add_argument("--model", choices=("1", "2"), default="1",
+                   help="the model of the headline cost: 1, the address cost (default), or 2, "
+                   "Model 2's energy (fJ) and time (ps) on the spiral")
+    s.add_argument("--seed", type=int, help="seed the fresh random instances (sparse parity), "
+                   "for a repeatable check; the scorers draw fresh ones every time")
+    s.add_argument("--json", action="store_true", help="print the result as JSON")
+    s.add_argument("--plot", metavar="DIR", help="write the reads-by-distance histogram (PNG)")
+    s.set_defaults(func=cmd_score)
+    p = sub.add_parser("problems", help="list the sutro-problems benchmarks `score` knows")
+    p.set_defaults(func=cmd_problems)
+
+
+def cmd_problems(args) -> int:
+    rows = [[p.name, p.isa, f"{p.n_inputs:,}", f"{p.n_outputs:,}",
+             "-" if p.max_lines is None else f"{p.max_lines:,}", p.about]
+            for p in PROBLEMS.values()]
+    print(table(["problem", "isa", "inputs", "outputs", "max lines", "what"], rows,
+                left=(0, 1, 5)))
+    return 0
+
+
+def cmd_score(args) -> int:
+    result = score(args.program, args.problem, args.seed, args.isa)
+    paths = write_plot(result, args.plot, args.program) if args.plot else []
+    if args.json:
+        d = result.to_dict()
+        if args.model == "2":
+            d["cost"] = result.model2.energy_fj
+        d["model"] = int(args.model)
+        print(json.dumps(d, indent=1))
+    else:
+        print(render(result, args.program, args.model))
+        if paths:
+            print("\nplot: " + ", ".join(paths))
+    return 0 if result.verdict is None or result.verdict.correct else EXIT_WRONG
+
+
+def render(r: Score, path: str, model: str = "1") -> str:
+    m1, m2 = r.model1, r.model2
+    ops = "  ".join(f"{k} {v:,}" for k, v in r.ops.items())
+    lines = [f"program   {path}", f"problem   {r.problem or '- (priced, not checked)'}",
+             f"size      {r.instructions:,} instructions ({ops}); cells up to "
+             f"{r.max_address:,}"]
+    if r.verdict is not None:
+        lines.append(f"correct   {'yes' if r.verdict.correct else 'NO'}: {r.verdict.detail}")
+    head = (f"cost      {m1.cost:,}  (Model 1)" if model == "1" else
+            f"cost      {energy(m2.energy_fj)} ({m2.energy_fj:,} fJ), {m2.time_ps:,.1f} ps  "
+            "(Model 2)")
+    lines += ["", head, ""]
+    rows = [["operand reads", f"{m1.operand_reads:,}", f"{m1.operand_cost:,}"],
+            ["exit reads", f"{m1.exit_reads:,}", f"{m1.exit_cost:,}"],
+            ["total", f"{m1.operand_reads + m1.exit_reads:,}", f"{m1.cost:,}"]]
+    lines.append(table(["Model 1", "reads", "cost"], rows))
+    lines.append("  by op: " + "  ".join(f"{k} {v:,}" for k, v in m1.cost_by_op.items()))
+    lines += ["", histogram(m1.by_distance), ""]
+    lines.append(f"Model 2   {m2.energy_fj:,} fJ, {m2.time_ps:,.1f} ps on the spiral "
+                 f"({m2.reads:,} reads, {m2.writes:,} writes"
+                 + (f", {m2.tape_accesses:,} tape accesses free" if m2.tape_accesses else "")
+                 + ")")
+    lines.append(f"tape-v0   (a) {m1.tape_a:,} if a tape write replaces the exit read, "
+                 f"(b) {m1.tape_b:,} if it adds to it (proposal; 1 a tape byte)")
+    return "\n".join(lines)
+
+
+def histogram(by_distance: np.ndarray, rows: int = HIST_ROWS, width: int = 40) -> str:
+    """Reads and their cost by distance ceil(sqrt(address)), in at most `rows` ranges."""
+    dist = np.flatnonzero(by_distance)
+    if not len(dist):
+        return "reads by distance: none"
+    lo, hi = int(dist.min()), int(dist.max())
+    step = max(1, -(-(hi - lo + 1) // rows))
+    out = []
+    for a in range(lo, hi + 1, step):
+        b = min(a + step - 1, hi)
+        n = int(by_distance[a:b + 1].sum())
+        c = int((by_distance[a:b + 1] * np.arange(a, b + 1)).sum())
+        out.append((f"{a}" if a == b else f"{a}-{b}", n, c))
+    top = max(c for _, _, c in out) or 1
+    body = [[d, f"{n:,}", f"{c:,}", "#" * round(width * c / top)] for d, n, c in out]
+    return table(["distance", "reads", "cost", ""], body, left=(3,))
+
+
+def write_plot(r: Score, folder: str, path: str) -> list[str]:
+    import os
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(folder, exist_ok=True)
+    d = r.model1.by_distance
+    x = np.arange(len(d))
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar(x[1:], (d * x)[1:], width=1.0, color="#4477aa")
+    ax.set_xlabel("distance ceil(sqrt(address))")
+    ax.set_ylabel("cost (reads x distance)")
+    ax.set_title(f"{os.path.basename(path)}: Model 1 cost {r.model1.cost:,}"
+                 + (f" ({r.problem})" if r.problem else ""), fontsize=9)
+    fig.tight_layout()
+    out = os.path.join(folder, "cost_by_distance.png")
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return [out]
