@@ -12,6 +12,7 @@ import json
 import numpy as np
 
 from simulator.report import energy, table
+from sutro_ir.dally.baselines import BASELINES
 from sutro_ir.dally.problems import PROBLEMS
 from sutro_ir.dally.score import Score, score
 
@@ -41,6 +42,48 @@ def add_parser(sub) -> None:
     s.set_defaults(func=cmd_score)
     p = sub.add_parser("problems", help="list the sutro-problems benchmarks `score` knows")
     p.set_defaults(func=cmd_problems)
+    b = sub.add_parser("baseline", help="write a sutro-problems baseline program (IR)",
+                       description="Write one of the published baselines, generated from its "
+                       "stated layout: " + ", ".join(BASELINES) + ".")
+    b.add_argument("name", help="the baseline (its problem's name; -tiled for the tiled matmul)")
+    b.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    b.set_defaults(func=cmd_baseline)
+
+
+def cmd_baseline(args) -> int:
+    from simulator.errors import SimError
+
+    if args.name not in BASELINES:
+        raise SimError(f"unknown baseline '{args.name}' (known: {', '.join(BASELINES)})",
+                       "baseline")
+    text = BASELINES[args.name]()
+    if args.output is None:
+        print(text, end="")
+        return 0
+    write_text(args.output, text)
+    print(f"wrote {args.output} ({text.count(chr(10)):,} lines)")
+    return 0
+
+
+def write_text(path: str, text: str) -> None:
+    """The whole file or nothing: written next to its place, then moved there."""
+    import os
+    import tempfile
+
+    from simulator.errors import SimError
+
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise SimError(f"cannot write into {folder}: {e.strerror}", path) from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        os.unlink(tmp)
+        raise SimError(f"cannot write the file: {e.strerror}", path) from None
 
 
 def cmd_problems(args) -> int:
