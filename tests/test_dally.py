@@ -12,8 +12,10 @@ tape-v0 proposal.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
+import re
 
 import numpy as np
 import pytest
@@ -437,3 +439,93 @@ def test_mask32_bands():
     text = ",".join(map(str, range(1, 595))) + "\n" + ",".join(map(str, range(1, 33)))
     v = solve("sparse-parity-mask32", text)
     assert not v.correct and v.passed == 0 and v.extra["band"] is None
+
+
+# ----------------------------------------------------------------------------- the command line
+
+def cli(capsys, *argv):
+    from sutro_sim.cli import main
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write(tmp_path, text: str, name: str = "p.ir") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_score_prints_the_cost_and_its_breakdown(capsys, tmp_path):
+    path = write(tmp_path, baselines.matmul_tiled(16, 4))
+    code, out, _ = cli(capsys, "score", path, "--problem", "matmul-16")
+    assert code == 0
+    assert "correct   yes: C = A @ B for every input (checked symbolically)" in out
+    assert "cost      133,783  (Model 1)" in out
+    m = model1(parse(baselines.matmul_tiled(16, 4), "t.ir", "v0"))
+    assert re.search(rf"\nexit reads +256 +{m.exit_cost:,}\n", out)
+    assert re.search(rf"\noperand reads +{m.operand_reads:,} +{m.operand_cost:,}\n", out)
+    code, out, _ = cli(capsys, "score", path, "--problem", "matmul-16", "--json")
+    d = json.loads(out)
+    assert (code, d["cost"], d["correct"], d["model"]) == (0, 133_783, True, 1)
+    assert d["model1"]["exit_cost"] + d["model1"]["operand_cost"] == 133_783
+    assert sum(int(k) * v for k, v in d["model1"]["reads_by_distance"].items()) == 133_783
+    assert d["model2"]["energy_fj"] == grid_cost(to_trace(parse(
+        baselines.matmul_tiled(16, 4), "t.ir", "v0"))).energy_fj
+
+
+def test_score_with_model_2(capsys, tmp_path):
+    path = write(tmp_path, "9\nset 2,1\ncopy 3,2\n3")
+    code, out, _ = cli(capsys, "score", path, "--model", "2", "--json")
+    d = json.loads(out)
+    assert (code, d["cost"], d["model2"]["time_ps"], d["correct"]) == (0, 150, 150.0, None)
+
+
+def test_a_wrong_program_exits_1_with_the_reason(capsys, tmp_path):
+    path = write(tmp_path, baselines.symmetry(6).replace("and 1, 3", "or 1, 3"))
+    code, out, _ = cli(capsys, "score", path, "--problem", "symmetry-6")
+    assert code == 1 and "correct   NO: pattern " in out
+    code, out, _ = cli(capsys, "score", path, "--problem", "symmetry-6", "--json")
+    assert code == 1 and json.loads(out)["correct"] is False
+
+
+@pytest.mark.parametrize("text, problem, where, message", [
+    ("1,2\nfrob 3,1\n3", "symmetry-6", "p.ir:2:1", "unknown op 'frob'"),
+    ("1,2,3,4,5,6\nxor 7,1,2\n7", "matmul-2", "p.ir:2:1", "'xor' is not in instruction set v0"),
+    ("1,2,3,4,5,6,7,8\nmul 9,1,5\nmul 9,9,9\n9,9,9,9", "matmul-2", "p.ir:3:1",
+     "this multiplication makes a polynomial of degree 4"),
+    ("1,2,3,4,5,6\nset 7,0\ndiv 8,1,7\n8", "symmetry-6", "p.ir:3:1", "division by zero"),
+    ("1,2,3,4,5,6\n1", "nope", "--problem", "unknown problem 'nope'"),
+])
+def test_score_refuses_malformed_programs(capsys, tmp_path, text, problem, where, message):
+    path = write(tmp_path, text)
+    code, out, err = cli(capsys, "score", path, "--problem", problem)
+    assert code == 2 and out == "" and "Traceback" not in err
+    where = where.replace("p.ir", path)
+    assert err.startswith(f"{where}: error: ") and message in err.splitlines()[0]
+
+
+def test_baseline_and_problems_commands(capsys, tmp_path):
+    code, out, _ = cli(capsys, "baseline", "symmetry-8")
+    assert code == 0 and out == baselines.symmetry(8)
+    target = tmp_path / "b.ir"
+    code, out, _ = cli(capsys, "baseline", "sparse-parity-small", "-o", target)
+    assert code == 0 and target.read_text() == baselines.sparse_parity(problems.SMALL)
+    code, out, _ = cli(capsys, "score", target, "--problem", "sparse-parity-small", "--json")
+    assert json.loads(out)["cost"] == 6_918
+    code, out, _ = cli(capsys, "problems")
+    assert code == 0 and all(name in out for name in problems.PROBLEMS)
+
+
+def test_simulate_an_ir_file(capsys, tmp_path):
+    path = write(tmp_path, baselines.matmul_naive(4))
+    code, out, _ = cli(capsys, "simulate", path, "--cost-models", "--json")
+    d = json.loads(out)
+    assert code == 0 and d["address_cost"]["cost"] == 1_316
+    assert d["address_cost"]["outputs"] == ["out 33..48"]
+    assert (d["accesses"]["reads"], d["accesses"]["writes"]) == (64 * 2 + 48 * 2, 64 + 48)
+    other = write(tmp_path, baselines.matmul_naive(4), "p.txt")
+    code, out, _ = cli(capsys, "simulate", other, "--from-ir", "--model", "1", "--json")
+    assert json.loads(out)["address_cost"]["cost"] == 1_316
+    code, out, err = cli(capsys, "simulate", other)
+    assert code == 2 and "looks like an address-IR program: name it .ir or give --from-ir" in err
