@@ -52,29 +52,54 @@ class AddressCells:
             raise SimError(f"access {at} at address {addr[i]} is in cell {cells[i]}; cells "
                            f"start at 1 (cell = (addr - origin) // cell_bytes with origin "
                            f"{self.origin}, cell_bytes {self.cell_bytes})", self.where)
-        return cells
+        return check_cells(cells, self.where)
 
 
 class DenseCells:
-    """Cell k is the k-th buffer element in address order (elements shared by several buffers
-    once); an address must be the first byte of an element."""
+    """Cell k is the k-th buffer element in address order. Buffers that overlap are merged into
+    one segment of elements of their smallest size; an address must be the first byte of an
+    element. Computed from the buffer table's segments, never one entry per element."""
 
     label = "dense"
 
     def __init__(self, trace: Trace):
-        parts = [b.base + np.arange(b.nbytes // b.elem_bytes, dtype=np.int64) * b.elem_bytes
-                 for b in trace.buffers]
-        self.starts = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+        spans = sorted((b.base, b.base + b.nbytes, b.elem_bytes) for b in trace.buffers
+                       if b.nbytes)
+        segs: list[list[int]] = []
+        for lo, hi, eb in spans:
+            if segs and lo < segs[-1][1]:
+                segs[-1][1] = max(segs[-1][1], hi)
+                segs[-1][2] = min(segs[-1][2], eb)
+            else:
+                segs.append([lo, hi, eb])
+        self.lo = np.array([s[0] for s in segs], np.int64)
+        self.hi = np.array([s[1] for s in segs], np.int64)
+        self.eb = np.array([s[2] for s in segs], np.int64)
+        counts = (self.hi - self.lo) // self.eb
+        self.first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         self.where = trace.where
 
     def __call__(self, addr: np.ndarray, seen: int = 0, rows=None) -> np.ndarray:
-        pos = np.searchsorted(self.starts, addr)
-        ok = pos < len(self.starts)
-        ok[ok] = self.starts[pos[ok]] == addr[ok]
+        seg = np.searchsorted(self.lo, addr, side="right") - 1
+        s = np.maximum(seg, 0)
+        ok = (seg >= 0) & (addr < self.hi[s]) if len(self.lo) else np.zeros(len(addr), bool)
+        off = np.where(ok, addr - self.lo[s], 0) if len(self.lo) else addr * 0
+        ok &= off % (self.eb[s] if len(self.lo) else 1) == 0
         if not ok.all():
             i = int(np.argmin(ok))
             at = seen + (int(np.flatnonzero(rows)[i]) if rows is not None else i)
             raise SimError(f"access {at} at address {addr[i]} is not the start of a buffer "
                            "element, so it has no dense cell (number cells by address instead)",
                            self.where)
-        return pos.astype(np.int64) + 1
+        return check_cells(self.first[s] + off // self.eb[s] + 1, self.where)
+
+
+MAX_CELL = 1 << 62
+"""ceil(sqrt(cell)) is computed in int64; past 2^62 its squares would overflow."""
+
+
+def check_cells(cells: np.ndarray, where: str) -> np.ndarray:
+    if len(cells) and cells.max() > MAX_CELL:
+        raise SimError(f"cell {int(cells.max()):,} is past the last cell the address models "
+                       "price (2^62)", where)
+    return cells

@@ -313,9 +313,9 @@ def check_meta(meta: Mapping, buffers: Sequence[Buffer], kernels: Sequence[Kerne
         if (not isinstance(cells, dict) or set(cells) != {"cell_bytes", "origin"}
                 or not all(_is_int(cells[k]) for k in cells)):
             fail("'address_cells' must be {\"cell_bytes\": integer, \"origin\": integer}")
-        if not 1 <= cells["cell_bytes"] <= MAX_ACCESS_BYTES or abs(cells["origin"]) > MAX_ADDRESS:
+        if not 1 <= cells["cell_bytes"] <= MAX_ACCESS_BYTES or abs(cells["origin"]) > 1 << 62:
             fail(f"'address_cells': cell_bytes must be 1 to {MAX_ACCESS_BYTES:,} and origin at "
-                 f"most 2^63 in size, got {cells['cell_bytes']} and {cells['origin']}")
+                 f"most 2^62 in size, got {cells['cell_bytes']} and {cells['origin']}")
     tape = meta.get("tape_kernels")
     if tape is not None:
         kernel_names = {k.name for k in kernels}

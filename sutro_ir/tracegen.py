@@ -421,8 +421,8 @@ class StepTrace:
         return kernels / max(steps, 1), arith / max(steps, 1)
 
     def trace(self, steps: list[int], meta: dict, chunk: int = CHUNK_ACCESSES,
-              path_of=lambda s: 0, evaluations=(), eval_trace: "StepTrace | None" = None
-              ) -> Trace:
+              path_of=lambda s: 0, evaluations=(), eval_trace: "StepTrace | None" = None,
+              instructions: bool = False) -> Trace:
         """The trace of the given steps (ascending), chunks made on demand; `path_of(step)`:
         the step's row of `paths`. `evaluations` (execute.Evaluation, in the order they ran)
         follow the training step each came after, one plan row per example, with the columns
@@ -430,7 +430,8 @@ class StepTrace:
         alike, so the eval loop reads them where training wrote them; an eval buffer with the
         name, place and size of a training buffer is that buffer (the example too, when the two
         loops' examples have one shape), and every other one gets its own row, `eval.NAME`,
-        over the addresses its schedule gave it."""
+        over the addresses its schedule gave it. `instructions`: give every access its
+        instruction id (instruction_ids), for ByteDMD."""
         buffers = [Buffer(b.name, b.base, b.nbytes, b.dtype, b.role) for b in self.sched.buffers]
         kernels = [TraceKernel("init", ("init",), "parameter initialization"),
                    TraceKernel("load", ("load",), "the example written into x and y")]
@@ -480,12 +481,21 @@ class StepTrace:
                         table[:, 2])
         ends = np.cumsum(sizes)
 
+        local: dict[int, np.ndarray] = {}
+
         def get(i: int) -> Chunk:
             r = int(np.searchsorted(ends, i, side="right"))
             lo = (i - int(ends[r] - sizes[r])) * chunk
-            part = {k: v[lo:lo + chunk] for k, v in kinds[table[r, 1]][0]().items()}
+            k = int(table[r, 1])
+            cols = kinds[k][0]()
+            part = {name: v[lo:lo + chunk] for name, v in cols.items()}
+            instr = None
+            if instructions:
+                if k not in local:
+                    local[k] = instruction_ids(cols["kernel"], cols["is_write"])
+                instr = local[k][lo:lo + chunk] + (r << ROW_SHIFT)
             return Chunk(int(table[r, 0]), part["addr"], part["nbytes"], part["is_write"],
-                         part["kernel"], None, part["buffer"])
+                         part["kernel"], instr, part["buffer"])
         n_chunks = int(ends[-1]) if len(ends) else 0
         return Trace(buffers, kernels, n_chunks, get, meta, where="run", plan=plan)
 
@@ -511,6 +521,24 @@ class StepTrace:
             for key, v in self.arith[kid - 2].items():
                 total[key] += c * v
         return dict(total)
+
+
+ROW_SHIFT = 32
+"""An instruction id is (plan row << 32) + its number within the row's step: unique, rising
+through the trace, and computed once per kind of step."""
+
+
+def instruction_ids(kernel: np.ndarray, is_write: np.ndarray) -> np.ndarray:
+    """Instruction numbers of one step's accesses. The machine model (docs/machine-model.md)
+    runs a kernel as a loop nest whose iteration reads, then writes, one output element's
+    values; so an instruction starts where a kernel starts and where a read follows a write.
+    A kernel's run-time index reads open its first iteration's instruction; writes without
+    reads (init, load) are one instruction per kernel."""
+    if not len(kernel):
+        return np.zeros(0, np.int64)
+    new = np.ones(len(kernel), bool)
+    new[1:] = (kernel[1:] != kernel[:-1]) | (~is_write[1:] & is_write[:-1])
+    return np.cumsum(new, dtype=np.int64) - 1
 
 
 class _EvalColumns:

@@ -399,31 +399,24 @@ def _cost_models(trace, args, models: set) -> dict:
     """The cost models asked for: with --cost-models all of them (memtracker, ByteDMD, the
     address cost, the grid), else those of --model. Outputs, argument order and cell
     numbering come from the options, else from the trace."""
-    from simulator.cells import cell_map
-    from simulator.costmodels import address_cost, bytedmd
-    from simulator.grid import grid_cost
     from simulator.memtracker import event_table, memtracker, with_inputs_written
+    from simulator.models import distance_models
 
     outputs = _names(args.outputs, "--outputs") or trace.meta.get("outputs") or []
     order = _names(args.args, "--args") or trace.meta.get("args")
-    for name in outputs + (order or []):
-        if name not in {b.name for b in trace.buffers}:
-            raise SimError(f"no buffer named '{name}' (buffers: "
-                           f"{', '.join(b.name for b in trace.buffers[:20])}"
-                           f"{', ...' if len(trace.buffers) > 20 else ''})",
-                           "--outputs" if args.outputs and name in args.outputs else "--args")
-    cells = cell_map(trace, args.cells)
+    names = {b.name for b in trace.buffers}
+    for option, given in (("--outputs", args.outputs), ("--args", args.args)):
+        for name in _names(given, option) or []:
+            if name not in names:
+                shown = [b.name for b in trace.buffers[:20]]
+                raise SimError(f"no buffer named '{name}' (buffers: {', '.join(shown)}"
+                               f"{', ...' if len(trace.buffers) > 20 else ''})", option)
     out = {}
     if args.cost_models:
         events = with_inputs_written(event_table(trace), trace)
         out["memtracker"] = memtracker(events).to_dict()
-        has_instr = any(c.instr is not None for c in trace)
-        out["bytedmd"] = bytedmd(trace, order, outputs).to_dict() if has_instr else None
-    if "1" in models:
-        out["address_cost"] = dict(address_cost(trace, outputs=outputs, cells=cells).to_dict(),
-                                   outputs=list(outputs))
-    if "2" in models:
-        out["model2"] = grid_cost(trace, cells).to_dict()
+    chosen = (["bytedmd"] if args.cost_models else []) + sorted(models)
+    out.update(distance_models(trace, outputs, order, args.cells, chosen))
     return out
 
 

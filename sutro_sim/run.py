@@ -15,6 +15,7 @@ from simulator import energy as energy_mod
 from simulator.errors import SimError
 from simulator.hierarchy import load_hierarchy
 from simulator.memtracker import memtracker, op_event_table, with_inputs_written
+from simulator.models import distance_models
 from simulator.report import access_lines, count, energy, render, table
 from simulator.simulate import Result, simulate, step_ranges
 from sutro_ir.compile import compile_program, read_source
@@ -44,6 +45,7 @@ class RunResult:
     paths: tuple = ()           # per control path: (steps that took it, accesses per step)
     init_accesses: int = 0      # step 0's writes of every parameter
     target_accuracy: float | None = None   # --target-accuracy
+    distances: dict | None = None   # ByteDMD, Model 1 and Model 2 of the cost-model steps
 
     @property
     def energy_per_step_fj(self) -> float:
@@ -152,7 +154,8 @@ class RunResult:
                 **({"target": self.target(self.target_accuracy)}
                    if self.target_accuracy is not None else {}),
                 **d, "profile_s": dict(self.profile),
-                **({"memtracker": self.memtracker} if self.memtracker else {})}
+                **({"memtracker": self.memtracker} if self.memtracker else {}),
+                **({"cost_models": self.distances} if self.distances else {})}
 
 
 TRACE_BYTES_PER_ACCESS = 112
@@ -249,17 +252,23 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
     t = time.perf_counter()
     sim = simulate(trace, hier, energy_preset, progress=progress, brute_force=brute_force)
     prof["simulation"] = time.perf_counter() - t
-    seed_measure = None
+    seed_measure = distances = None
     if cost_models:
         t = time.perf_counter()
-        cm_trace = step_trace.trace(cm_steps, {"program": path}, path_of=trained.path_of)
+        cm_trace = step_trace.trace(cm_steps, {"program": path}, path_of=trained.path_of,
+                                    instructions=True)
         seed_measure = dict(memtracker(with_inputs_written(op_event_table(cm_trace), cm_trace))
                             .to_dict(), steps=step_ranges(tuple(cm_steps)))
         prof["memtracker"] = time.perf_counter() - t
+        t = time.perf_counter()
+        params = [p.name for p in program.params]
+        distances = dict(distance_models(cm_trace, outputs=params),
+                         steps=step_ranges(tuple(cm_steps)), outputs=params)
+        prof["distance_models"] = time.perf_counter() - t
     return RunResult(path, program.config_dict, pass_names, trained, sim, trace_steps,
                      tuple(steps), step_trace.accesses_per_step, time.perf_counter() - t0, prof,
                      kernels, seed_measure, arith, peak_live_bytes(sched), program.train.graph.notes, paths,
-                     len(step_trace.init["addr"]), target_accuracy)
+                     len(step_trace.init["addr"]), target_accuracy, distances)
 
 
 def _cost_model_steps(steps: list[int], step_trace: StepTrace) -> list[int]:
@@ -287,6 +296,8 @@ def render_run(r: RunResult) -> str:
     head += access_lines(r.sim.reuse)
     if r.memtracker:
         head.append(memtracker_line(r.memtracker))
+    if r.distances:
+        head += distance_lines(r.distances)
     head.append(f"hierarchy  {r.sim.hierarchy}    energy preset  {r.sim.energy.preset}")
     text = "\n".join(head) + "\n\n" + render(r.sim, summary=False)
     if r.all_traced and r.account.outcomes:
@@ -307,6 +318,15 @@ def history_table(r: RunResult, show: int = 10) -> str:
              "-" if e["learning_energy_fj"] is None else energy(e["learning_energy_fj"])]
             for e in keep]
     return table(["epoch", "steps", "train", "test", "loss", "learning energy so far"], body)
+
+
+def distance_lines(d: dict) -> list[str]:
+    a, b, g = d["address_cost"], d["bytedmd"], d["model2"]
+    return [f"ByteDMD    {b['cost']:,} over {b['reads']:,} reads of steps {d['steps']} "
+            f"(the parameters returned)",
+            f"Model 1    address cost {a['cost']:,} ({a['read_cost']:,} operand reads + "
+            f"{a['output_cost']:,} exit reads of the parameters; cells {a['cells']})",
+            f"Model 2    {g['energy_fj']:,} fJ, {g['time_ps']:,.1f} ps on the grid"]
 
 
 def memtracker_line(m: dict) -> str:
