@@ -16,6 +16,7 @@ import json
 import math
 import random
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +31,8 @@ from sutro_ir.dally.score import model1
 from sutro_ir.dally.text import parse, to_text
 from sutro_ir.dally.trace import to_trace
 from sutro_ir.errors import SirError
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def cost(text: str, isa: str = "v4") -> int:
@@ -529,3 +532,18 @@ def test_simulate_an_ir_file(capsys, tmp_path):
     assert json.loads(out)["address_cost"]["cost"] == 1_316
     code, out, err = cli(capsys, "simulate", other)
     assert code == 2 and "looks like an address-IR program: name it .ir or give --from-ir" in err
+
+
+def test_run_cost_models_price_a_sir_program(capsys, tmp_path):
+    """A .sir run's trace carries instruction ids: ByteDMD and the address models read it.
+    Without evaluations, every traced read is one of theirs."""
+    path = write(tmp_path, (ROOT / "programs/xor.sir").read_text(), "x.sir")
+    code, out, err = cli(capsys, "run", path, "--set", "epochs=2", "--no-eval", "--cost-models",
+                         "--json")
+    d = json.loads(out)
+    cm = d["cost_models"]
+    reads = d["accesses"]["reads"]
+    assert code == 0 and cm["bytedmd"]["reads"] == cm["address_cost"]["reads"] == reads
+    assert cm["address_cost"]["cells"] == "dense" and cm["outputs"]
+    assert cm["address_cost"]["output_reads"] > 0 and cm["model2"]["reads"] == reads
+    assert cm["bytedmd"]["cost"] > 0 and cm["bytedmd"]["instructions"] > 0

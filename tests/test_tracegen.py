@@ -4,6 +4,7 @@ program and to random graphs), and the trace of a run is what the schedule says.
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import traceoracle
 
@@ -110,3 +111,31 @@ def test_bytes_moved_follow_the_dtype():
     assert a.elem_bytes == 2 and touches_a.any()
     assert set(st.step["nbytes"][touches_a]) == {2}
     assert set(st.step["nbytes"][~touches_a]) <= {1, 2, 4}    # bool, f16 and f32 values
+
+
+def test_an_instruction_is_one_iteration_of_the_loop_nest():
+    """ByteDMD's instructions in a run trace: one per output element of each kernel (the
+    iteration that reads its values and writes it), one for an if's condition; init and load,
+    which only write, one each."""
+    from math import prod
+
+    from sutro_ir.tracegen import instruction_ids
+
+    program = compile_program(PROGRAM, "t.sir")
+    sched = schedule(program.train.graph)
+    for k in sched.kernels:
+        addr, nbytes, is_write, buffer = kernel_accesses(k, sched)
+        ids = instruction_ids(np.zeros(len(addr), np.int32), is_write)
+        want = 1 if k.is_branch else prod(k.anchor.shape)
+        assert ids[-1] + 1 == want, k.name
+    st = StepTrace(sched, "x", "y", ["A", "B"])
+    trace = st.trace([0, 1], {}, chunk=7, instructions=True)
+    instr = np.concatenate([c.instr for c in trace])
+    kernel = np.concatenate([c.kernel for c in trace])
+    starts = np.flatnonzero(np.diff(instr)) + 1
+    assert (np.diff(instr) >= 0).all()                     # rising: never resumes
+    assert len(np.unique(instr)) == len(starts) + 1
+    per_kernel = {trace.kernels[kk].name: len(np.unique(instr[kernel == kk]))
+                  for kk in np.unique(kernel)}
+    assert per_kernel["init"] == 1 and per_kernel["load"] == 2     # steps 0 and 1
+    assert per_kernel["mv"] == 2 * 3 and per_kernel["o"] == 2 * 3 * 2
