@@ -48,6 +48,22 @@ def add_parser(sub) -> None:
     b.add_argument("name", help="the baseline (its problem's name; -tiled for the tiled matmul)")
     b.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     b.set_defaults(func=cmd_baseline)
+    a = sub.add_parser("allocate", help="re-place an address-IR program's values at cheaper "
+                       "cells (Model 1)", description="Address allocation: every value placed "
+                       "so the most-read ones sit at the cheapest cells, with dead code and "
+                       "useless copies dropped; the instructions and their order are kept, so "
+                       "the outputs are the same for every input (checked). See docs/dally.md.")
+    a.add_argument("program", help="address-IR file (.ir)")
+    a.add_argument("--problem", metavar="NAME", help="parse as this problem's scorer does, and "
+                   "check the result on its test data")
+    a.add_argument("--isa", choices=("v0", "v1", "v2", "v3", "v4"),
+                   help="instruction set, when no --problem fixes it (default v4)")
+    a.add_argument("-o", "--output", metavar="FILE", help="write the allocated program here")
+    a.add_argument("--search-seconds", type=float, default=0.0, metavar="N",
+                   help="then search placement orders for N seconds (default 0)")
+    a.add_argument("--seed", type=int, default=0, help="seed of the search and of the check")
+    a.add_argument("--json", action="store_true", help="print the result as JSON")
+    a.set_defaults(func=cmd_allocate)
 
 
 def cmd_baseline(args) -> int:
@@ -84,6 +100,48 @@ def write_text(path: str, text: str) -> None:
     except OSError as e:
         os.unlink(tmp)
         raise SimError(f"cannot write the file: {e.strerror}", path) from None
+
+
+def cmd_allocate(args) -> int:
+    import random
+
+    from simulator.errors import SimError
+    from sutro_ir.dally import problems
+    from sutro_ir.dally.allocate import allocate, check_same
+    from sutro_ir.dally.score import load, read_ir
+    from sutro_ir.dally.text import parse, to_text
+
+    if not 0 <= args.search_seconds <= 86_400:
+        raise SimError(f"give 0 to 86,400 seconds, got {args.search_seconds:g}",
+                       "--search-seconds")
+    prob = problems.get(args.problem) if args.problem else None
+    if prob:
+        prog = parse(read_ir(args.program), args.program, prob.isa, prob.max_lines,
+                     prob.skip_empty_items)
+        prob.check_shape(prog)
+    else:
+        prog = load(args.program, args.isa or "v4")
+    width = None if prog.isa == "v0" else 8
+    result = allocate(prog, args.search_seconds, args.seed)
+    if not check_same(prog, result.prog, width, seed=args.seed):
+        raise RuntimeError("allocate changed what the program computes (a bug in sutro-sim)")
+    verdict = prob.check(result.prog, random.Random(args.seed)) if prob else None
+    text = to_text(result.prog)
+    if args.output:
+        write_text(args.output, text)
+    d = {"before": result.before, "cost": result.cost, "placement": result.how,
+         "cells": result.cells, "orders_tried": result.tried,
+         "correct": None if verdict is None else verdict.correct, "output": args.output}
+    if args.json:
+        print(json.dumps(d, indent=1))
+    else:
+        print(f"cost      {result.before:,} -> {result.cost:,} (Model 1; "
+              f"{100 * (result.before - result.cost) / max(result.before, 1):.1f}% less)")
+        print(f"placement {result.how}; {result.cells:,} cells; {result.tried:,} orders tried")
+        if verdict is not None:
+            print(f"correct   {'yes' if verdict.correct else 'NO'}: {verdict.detail}")
+        print(f"wrote     {args.output}" if args.output else "(give -o FILE to write it)")
+    return 0 if verdict is None or verdict.correct else EXIT_WRONG
 
 
 def cmd_problems(args) -> int:

@@ -1,0 +1,270 @@
+"""Address allocation for the address IR: place every value so that the most-read ones sit at
+the cheapest cells (Model 1: a read of cell a costs ceil(sqrt(a))). The instructions and their
+order are kept; what changes is where each value lives. So the outputs are the same for every
+input, bit for bit.
+
+1. Values. Every input, and every instruction's result, is a value (SSA). A value lives from
+   its write (an input: from the start) to its last read (an output: to the exit reads). Two
+   values may share a cell when one's life ends at or before the instruction that writes the
+   other (an instruction reads before it writes).
+2. Dead code. An instruction whose result is never read and is not an output is dropped; the
+   problem checks the outputs only (a tape op is never dropped).
+3. Copies. `copy d,s` makes a second value equal to s. Eliminated, the copy's readers read s
+   itself: one read fewer, but s then lives longer. Both ways are tried.
+4. Placement. Values are placed one by one, each at the cheapest cell free for its whole life.
+   The order is by reads per instruction lived (`density`) or by reads: a value read often
+   over a short life gets a cheap cell first. The order whose result is cheapest wins.
+5. Search (`seconds` > 0). Placement orders perturbed at random around the best, each measured
+   by the exact cost, the best kept, until the time is up.
+
+The result is checked before it is returned: it runs like the original on random inputs
+(check_same).
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .isa import OPS
+from .text import Program
+
+_COPY, _RECV, _SEND = OPS["copy"].code, OPS["recv"].code, OPS["send"].code
+
+
+@dataclass(frozen=True)
+class Values:
+    """The program in SSA form. `src_val[i, j]`: the value read by instruction i's j-th operand
+    (-1 none); `dst_val[i]`: the value it writes (-1 none); values 0..n_inputs-1 are the inputs.
+    `start`/`end`: the value's life (start: the write's instruction index, -1 for inputs; end:
+    the last read's index, len + 1 for an output). `reads`: operand reads plus exit reads."""
+
+    prog: Program
+    keep: np.ndarray          # instructions kept (dead code dropped)
+    src_val: np.ndarray
+    dst_val: np.ndarray
+    out_val: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    reads: np.ndarray
+
+
+def values(prog: Program, eliminate_copies: bool = False) -> Values:
+    n = len(prog)
+    n_in = len(prog.inputs)
+    current = {int(a): v for v, a in enumerate(prog.inputs.tolist())}
+    src_val = np.full((n, 3), -1, np.int64)
+    dst_val = np.full(n, -1, np.int64)
+    alias = list(range(n_in))                   # a copy's value, eliminated: its source
+    count = n_in
+    for i, (o, d, s) in enumerate(zip(prog.op.tolist(), prog.dst.tolist(), prog.src.tolist())):
+        for j, a in enumerate(s):
+            if a:
+                src_val[i, j] = current[a]
+        if d:
+            alias.append(src_val[i, 0] if eliminate_copies and o == _COPY else count)
+            dst_val[i] = count
+            current[d] = alias[count]
+            count += 1
+    out_val = np.array([current[int(a)] for a in prog.outputs.tolist()], np.int64)
+    alias = np.array(alias, np.int64)
+    src_val = np.where(src_val >= 0, alias[np.maximum(src_val, 0)], -1)
+    keep = _live_instructions(prog, src_val, dst_val, out_val, alias, count, eliminate_copies)
+    return _lives(prog, keep, src_val, dst_val, out_val, alias, count, n_in)
+
+
+def _live_instructions(prog, src_val, dst_val, out_val, alias, count, eliminate_copies):
+    """Backward: an instruction is kept when its value is read by a kept instruction or is an
+    output (an eliminated copy is never kept: its readers read its source)."""
+    needed = np.zeros(count, bool)
+    needed[out_val] = True
+    keep = np.zeros(len(prog), bool)
+    for i in range(len(prog) - 1, -1, -1):
+        o, v = prog.op[i], dst_val[i]
+        tape = o in (_RECV, _SEND)
+        if eliminate_copies and o == _COPY:
+            if needed[v]:
+                needed[alias[v]] = True
+            continue
+        if tape or (v >= 0 and needed[v]):
+            keep[i] = True
+            needed[src_val[i][src_val[i] >= 0]] = True
+    return keep
+
+
+def _lives(prog, keep, src_val, dst_val, out_val, alias, count, n_in) -> Values:
+    n = len(prog)
+    start = np.full(count, -1, np.int64)
+    end = np.full(count, -1, np.int64)
+    reads = np.zeros(count, np.int64)
+    rows = np.flatnonzero(keep)
+    own = dst_val[rows] >= 0
+    start[dst_val[rows][own]] = rows[own]
+    for j in range(3):
+        v = src_val[rows, j]
+        ok = v >= 0
+        np.maximum.at(end, v[ok], rows[ok])
+        np.add.at(reads, v[ok], 1)
+    end[out_val] = n + 1
+    np.add.at(reads, out_val, 1)
+    end = np.maximum(end, start)                 # a value never read ends where it starts
+    return Values(prog, keep, src_val, dst_val, out_val, start, end, reads)
+
+
+# ----------------------------------------------------------------------------- placement
+
+class _Cells:
+    """Which cells are taken when. A cell's lives never overlap, so sorted by start they are
+    sorted by end too: a new life (s, e) fits when the last life starting before e ends by s
+    (read before write). Lives starting at -1 (inputs) never share a cell."""
+
+    def __init__(self):
+        self.starts: list[list[int]] = []
+        self.ends: list[list[int]] = []
+
+    def fits(self, c: int, s: int, e: int) -> bool:
+        starts = self.starts[c]
+        if s == -1 and starts[0] == -1:
+            return False
+        k = bisect.bisect_left(starts, e) - 1
+        return k < 0 or self.ends[c][k] <= s
+
+    def place(self, s: int, e: int) -> int:
+        for c in range(len(self.starts)):
+            if self.fits(c, s, e):
+                k = bisect.bisect_left(self.starts[c], s)
+                self.starts[c].insert(k, s)
+                self.ends[c].insert(k, e)
+                return c + 1
+        self.starts.append([s])
+        self.ends.append([e])
+        return len(self.starts)
+
+
+def place(vals: Values, order: np.ndarray) -> np.ndarray:
+    """Cell of each value (0: unused), placed in `order`, each at the cheapest free cell."""
+    cells = np.zeros(len(vals.start), np.int64)
+    used = _Cells()
+    live = _used_values(vals)
+    for v in order.tolist():
+        if live[v]:
+            cells[v] = used.place(int(vals.start[v]), int(vals.end[v]))
+    return cells
+
+
+def _used_values(vals: Values) -> np.ndarray:
+    live = np.zeros(len(vals.start), bool)
+    live[: len(vals.prog.inputs)] = True             # every input needs its own address
+    rows = np.flatnonzero(vals.keep)
+    w = vals.dst_val[rows]
+    live[w[w >= 0]] = True
+    live[vals.out_val] = True
+    return live
+
+
+def cost_of(vals: Values, cells: np.ndarray) -> int:
+    dist = np.zeros(len(cells), np.int64)
+    nz = cells > 0
+    dist[nz] = np.sqrt(cells[nz] - 1).astype(np.int64) + 1
+    return int((dist * vals.reads).sum())
+
+
+def orders(vals: Values) -> dict[str, np.ndarray]:
+    """The placement orders tried: by reads per instruction lived, and by reads."""
+    life = (vals.end - vals.start).astype(np.float64) + 1
+    density = vals.reads / life
+    return {"density": np.lexsort((vals.start, -vals.reads, -density)),
+            "reads": np.lexsort((vals.start, -density, -vals.reads))}
+
+
+# ----------------------------------------------------------------------------- the pass
+
+@dataclass(frozen=True)
+class Allocation:
+    prog: Program
+    cost: int
+    before: int
+    how: str
+    cells: int
+    tried: int
+
+
+def allocate(prog: Program, seconds: float = 0.0, seed: int = 0) -> Allocation:
+    """The cheapest placement found (see the module docstring); never worse than the input."""
+    from .score import model1
+
+    before = model1(prog).cost
+    best = None
+    tried = 0
+    for elim in (False, True):
+        vals = values(prog, elim)
+        for name, order in orders(vals).items():
+            cells = place(vals, order)
+            c = cost_of(vals, cells)
+            tried += 1
+            if best is None or c < best[0]:
+                best = (c, vals, order, cells, f"{name}{', copies eliminated' * elim}")
+    if seconds > 0:
+        best, more = _search(best, seconds, seed)
+        tried += more
+    c, vals, order, cells, how = best
+    if c >= before:
+        return Allocation(prog, before, before, "unchanged (no placement found was cheaper)",
+                          int(prog.addresses().max()), tried)
+    out = rewrite(vals, cells)
+    return Allocation(out, c, before, how, int(cells.max()), tried)
+
+
+def _search(best, seconds: float, seed: int):
+    """Perturb the best order (swap a few values' ranks), keep what measures cheaper."""
+    rng = random.Random(seed)
+    c0, vals, order, cells, how = best
+    deadline = time.perf_counter() + seconds
+    order = order.copy()
+    n = len(order)
+    tries = 0
+    while time.perf_counter() < deadline and n > 1:
+        cand = order.copy()
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(n)
+            j = min(n - 1, max(0, i + rng.randint(-50, 50)))
+            cand[i], cand[j] = cand[j], cand[i]
+        cells_c = place(vals, cand)
+        c = cost_of(vals, cells_c)
+        tries += 1
+        if c < c0:
+            c0, order, cells = c, cand, cells_c
+            how = how.split(" + ")[0] + " + search"
+    return (c0, vals, order, cells, how), tries
+
+
+def rewrite(vals: Values, cells: np.ndarray) -> Program:
+    """The program with every value at its cell, dead code and eliminated copies dropped."""
+    p = vals.prog
+    rows = np.flatnonzero(vals.keep)
+    src = np.where(vals.src_val[rows] >= 0, cells[np.maximum(vals.src_val[rows], 0)], 0)
+    dst = np.where(vals.dst_val[rows] >= 0, cells[np.maximum(vals.dst_val[rows], 0)], 0)
+    n_in = len(p.inputs)
+    return Program(cells[:n_in].copy(), cells[vals.out_val], p.op[rows].copy(), dst, src,
+                   p.imm[rows].copy(), p.line[rows].copy(), p.col[rows].copy(), p.isa,
+                   p.where, p.lines, p.input_line, p.output_line)
+
+
+def check_same(a: Program, b: Program, width: int | None, trials: int = 64,
+               seed: int = 0) -> bool:
+    """Do the two programs give the same outputs on random inputs (8-bit values, or small
+    integers for unbounded ones)?"""
+    from .machine import run
+
+    rng = np.random.default_rng(seed)
+    lo, hi = (-128, 128) if width == 8 else (-1000, 1000)
+    x = rng.integers(lo, hi, size=(trials if width else 4, len(a.inputs)))
+    try:
+        ra, rb = run(a, x, width), run(b, x, width)
+    except Exception:                    # a trap in one: both must trap alike; say "not same"
+        return False
+    return bool((np.asarray(ra) == np.asarray(rb)).all())
