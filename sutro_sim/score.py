@@ -123,7 +123,8 @@ def cmd_allocate(args) -> int:
         prog = load(args.program, args.isa or "v4")
     width = None if prog.isa == "v0" else 8
     result = allocate(prog, args.search_seconds, args.seed)
-    if not check_same(prog, result.prog, width, seed=args.seed):
+    same = check_same(prog, result.prog, width, seed=args.seed)
+    if same is False:
         raise RuntimeError("allocate changed what the program computes (a bug in sutro-sim)")
     verdict = prob.check(result.prog, random.Random(args.seed)) if prob else None
     text = to_text(result.prog)
@@ -131,13 +132,16 @@ def cmd_allocate(args) -> int:
         write_text(args.output, text)
     d = {"before": result.before, "cost": result.cost, "placement": result.how,
          "cells": result.cells, "orders_tried": result.tried,
-         "correct": None if verdict is None else verdict.correct, "output": args.output}
+         "correct": None if verdict is None else verdict.correct, "output": args.output,
+         "same_on_random_inputs": same}
     if args.json:
         print(json.dumps(d, indent=1))
     else:
         print(f"cost      {result.before:,} -> {result.cost:,} (Model 1; "
               f"{100 * (result.before - result.cost) / max(result.before, 1):.1f}% less)")
         print(f"placement {result.how}; {result.cells:,} cells; {result.tried:,} orders tried")
+        if same is None:
+            print("checked   not on random inputs: the program divides by zero on them")
         if verdict is not None:
             print(f"correct   {'yes' if verdict.correct else 'NO'}: {verdict.detail}")
         print(f"wrote     {args.output}" if args.output else "(give -o FILE to write it)")

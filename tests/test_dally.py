@@ -547,3 +547,93 @@ def test_run_cost_models_price_a_sir_program(capsys, tmp_path):
     assert cm["address_cost"]["cells"] == "dense" and cm["outputs"]
     assert cm["address_cost"]["output_reads"] > 0 and cm["model2"]["reads"] == reads
     assert cm["bytedmd"]["cost"] > 0 and cm["bytedmd"]["instructions"] > 0
+
+
+# ----------------------------------------------------------------------------- allocation
+
+from sutro_ir.dally.allocate import allocate, check_same, values   # noqa: E402
+
+
+def test_values_and_their_lives():
+    """SSA: each write a value; a value lives from its write to its last read (an output to the
+    end, len + 1); dead code goes."""
+    p = parse("1,2\nmul 3,1,2\nadd 4,3,3\nsub 5,1,1\nadd 3,3,2\n3", "t.ir", "v0")
+    v = values(p)
+    assert v.keep.tolist() == [True, False, False, True]       # 4 and 5 never read
+    assert v.src_val.tolist()[3][:2] == [2, 1] and v.dst_val.tolist() == [2, 3, 4, 5]
+    assert v.start.tolist()[:3] == [-1, -1, 0] and v.end.tolist()[:3] == [0, 3, 3]
+    assert v.out_val.tolist() == [5] and v.end[5] == 5 and v.reads[5] == 1
+    e = values(parse("1\ncopy 2,1\nadd 3,2,2\n3", "t.ir", "v0"), eliminate_copies=True)
+    assert e.keep.tolist() == [False, True] and e.src_val.tolist()[1][:2] == [0, 0]
+
+
+@pytest.mark.parametrize("name, isa, width, want", [
+    ("matmul-4", "v0", None, 799), ("matmul-16-tiled", "v0", None, 94_260),
+    ("sparse-parity-small", "v3", 8, 2_685), ("symmetry-8", "v3", 8, 29)])
+def test_allocation_keeps_what_a_program_computes(name, isa, width, want):
+    """The allocated program is valid text, computes the same outputs on random inputs, still
+    solves its problem, and costs what Model 1 says from its text (the figures docs/dally.md
+    quotes)."""
+    prog = parse(baselines.BASELINES[name](), "t.ir", isa, None)
+    a = allocate(prog)
+    text = to_text(a.prog)
+    again = parse(text, "u.ir", isa, None)
+    assert check_same(prog, again, width, trials=200)
+    assert solve(name.replace("-tiled", ""), text).correct
+    assert a.cost == cost(text) == want <= a.before
+
+
+def test_allocation_never_makes_a_program_worse():
+    """A program already placed well (symmetry's baseline overwrites its inputs in place) comes
+    back unchanged."""
+    prog = parse(baselines.symmetry(6), "t.ir", "v3")
+    a = allocate(prog, seconds=0.2)
+    assert a.cost == a.before == 20 and a.prog is prog
+
+
+def test_allocation_of_random_programs():
+    """Random straight-line 8-bit programs: the allocated one computes the same outputs."""
+    rng = random.Random(3)
+    ops = ["add", "sub", "mul", "xor", "and", "or", "copy", "not", "set", "cmp", "select", "abs"]
+    for trial in range(30):
+        n_in = rng.randint(1, 6)
+        cells = list(range(1, n_in + 1))
+        written = set(cells)
+        lines = [",".join(map(str, cells))]
+        for _ in range(rng.randint(1, 40)):
+            op = rng.choice(ops)
+            d = rng.randint(1, 12)
+            src = [rng.choice(sorted(written)) for _ in range(3)]
+            if op == "set":
+                lines.append(f"set {d},{rng.randint(-128, 255)}")
+            elif op == "cmp":
+                lines.append(f"cmp {d},{src[0]},{src[1]},{rng.choice(['lt', 'eq', 'ge'])}")
+            elif op == "select":
+                lines.append(f"select {d},{src[0]},{src[1]},{src[2]}")
+            elif op in ("copy", "not", "abs"):
+                lines.append(f"{op} {d},{src[0]}")
+            elif rng.random() < 0.3 and d in written:
+                lines.append(f"{op} {d},{src[0]}")
+            else:
+                lines.append(f"{op} {d},{src[0]},{src[1]}")
+            written.add(d)
+        outs = [rng.choice(sorted(written)) for _ in range(rng.randint(1, 4))]
+        lines.append(",".join(map(str, outs)))
+        prog = parse("\n".join(lines), "r.ir", "v3")
+        a = allocate(prog, seconds=0.01, seed=trial)
+        again = parse(to_text(a.prog), "u.ir", "v3")
+        assert check_same(prog, again, 8, trials=100, seed=trial), "\n".join(lines)
+        assert a.cost == cost(to_text(a.prog)) <= a.before
+
+
+def test_allocate_command(capsys, tmp_path):
+    path = write(tmp_path, baselines.matmul_naive(4))
+    out_path = tmp_path / "a.ir"
+    code, out, _ = cli(capsys, "allocate", path, "--problem", "matmul-4", "-o", out_path,
+                       "--json")
+    d = json.loads(out)
+    assert (code, d["before"], d["cost"], d["correct"]) == (0, 1_316, 799, True)
+    code, out, _ = cli(capsys, "score", out_path, "--problem", "matmul-4", "--json")
+    assert json.loads(out)["cost"] == 799
+    code, out, err = cli(capsys, "allocate", path, "--search-seconds", "-1")
+    assert code == 2 and err.startswith("--search-seconds: error: give 0 to 86,400 seconds")

@@ -279,7 +279,7 @@ TRACE_CASES = {
     "base 2^63": (dict(meta=buffer0(base=2 ** 63)), "meta.json: buffer 0: 'base' is "
                   "9223372036854775808; expected 0 to"),
     "nbytes 2^64": (dict(meta=buffer0(nbytes=2 ** 64)), "buffer 0: 'nbytes' is 18446744073709551616"),
-    "buffer past the end": (dict(meta=buffer0(base=MAX_ADDRESS - 8)),
+    "buffer past the end": (dict(meta=buffer0(base=MAX_ADDRESS - 2)),
                             "buffer 'A': it ends at byte"),
     "base a float": (dict(meta=buffer0(base=1.5)), "buffer 0: 'base' is the number 1.5; expected "
                      "an integer"),
