@@ -410,7 +410,8 @@ def _used(buffer: np.ndarray, n: int) -> np.ndarray:
 @dataclass(frozen=True)
 class AddressCostResult:
     """Simplified Dally address cost: `cost` = `read_cost` (trace reads) + `output_cost` (each
-    output element read once at the end). `by_distance[d]`: how many reads (exit reads
+    output element read once at the end). `by_distance`: (distances, how many reads at each),
+    ascending, only the distances that occur; exit reads
     included) were at distance d = ceil(sqrt(cell)). `cells`: how cells were numbered."""
 
     cost: int
@@ -419,16 +420,15 @@ class AddressCostResult:
     reads: int
     cost_by_buffer: Mapping[str, int] = field(default_factory=dict)
     output_reads: int = 0
-    by_distance: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64),
-                                    compare=False, repr=False)
+    by_distance: tuple = field(default_factory=lambda: (np.zeros(0, np.int64),) * 2,
+                               compare=False, repr=False)
     cells: str = "address"
     cost_by_kernel: Mapping[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"cost": self.cost, "read_cost": self.read_cost, "output_cost": self.output_cost,
                 "reads": self.reads, "output_reads": self.output_reads, "cells": self.cells,
-                "reads_by_distance": {int(d): int(n) for d, n in enumerate(self.by_distance)
-                                      if n},
+                "reads_by_distance": {int(d): int(n) for d, n in zip(*self.by_distance)},
                 "cost_by_buffer": dict(self.cost_by_buffer),
                 "read_cost_by_kernel": dict(self.cost_by_kernel)}
 
@@ -456,7 +456,7 @@ def address_cost(trace: Trace, cell_bytes: int = 1, outputs: Sequence[str] | Non
     cell_of = cells or AddressCells(cell_bytes, origin, trace.where)
     totals = np.zeros(len(trace.buffers) + 1, dtype=np.int64)
     used = np.zeros(len(trace.buffers) + 1, dtype=np.bool_)
-    hist = np.zeros(1, np.int64)
+    hist = (np.zeros(0, np.int64),) * 2
     by_kernel = np.zeros(len(trace.kernels) + 1, dtype=np.int64)     # the last: no kernel
     reads, seen = 0, 0
     for chunk in trace:
@@ -486,25 +486,27 @@ def address_cost(trace: Trace, cell_bytes: int = 1, outputs: Sequence[str] | Non
                              {n: v for n, v in kernels.items() if v})
 
 
-def _add_counts(hist: np.ndarray, dist: np.ndarray) -> np.ndarray:
-    counts = np.bincount(dist, minlength=len(hist)) if len(dist) else np.zeros(0, np.int64)
-    if len(counts) > len(hist):
-        hist = np.concatenate([hist, np.zeros(len(counts) - len(hist), np.int64)])
-    hist[:len(counts)] += counts
-    return hist
+def _add_counts(hist: tuple, dist: np.ndarray) -> tuple:
+    """(distances, counts) with `dist`'s reads added: sparse, since a distance may be 2^31."""
+    d, n = np.unique(np.concatenate([hist[0], dist]), return_inverse=True)
+    counts = np.bincount(n, np.concatenate([hist[1], np.ones(len(dist), np.int64)]),
+                         minlength=len(d))
+    return d, counts.astype(np.int64)
 
 
 def _output_distances(trace: Trace, outputs: Sequence[str], cell_of, totals: np.ndarray,
                       used: np.ndarray) -> np.ndarray:
-    """The distance of each exit read: every element of each output buffer once, in order;
-    their costs are added into totals/used per buffer."""
+    """The distance of each exit read: every element of each output buffer once, in order (a
+    buffer named k times, k times); their costs are added into totals/used per buffer."""
     rows = _buffer_index(trace, outputs, "address_cost outputs")
-    parts = []
-    for row in rows:
+    distinct, first, times = np.unique(rows, return_index=True, return_counts=True)
+    per_row = {}
+    for row, k in zip(distinct.tolist(), times.tolist()):
         b = trace.buffers[row]
         addr = b.base + np.arange(b.nbytes // b.elem_bytes, dtype=np.int64) * b.elem_bytes
         d = _ceil_sqrt(cell_of(addr))
-        totals[row] += int(d.sum())
+        totals[row] += int(d.sum()) * k
         used[row] = True
-        parts.append(d)
+        per_row[row] = d
+    parts = [per_row[r] for r in rows.tolist()]
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)

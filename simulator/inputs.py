@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 
 import numpy as np
 
@@ -66,11 +67,11 @@ def npy_header(f) -> tuple[tuple, np.dtype]:
 
 def decode_utf8(data: bytes, what: str, path: str) -> str:
     """`data` as text, or a Utf8Error placed at the line and column of the first byte that is
-    not UTF-8 (lines counted at \\n, as every reader here counts them)."""
+    not UTF-8 (lines end at \\n, \\r\\n or \\r, as every reader here counts them)."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        before = data[:e.start].decode("utf-8")
+        before = data[:e.start].decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
         line = before.count("\n") + 1
         col = len(before) - (before.rfind("\n") + 1) + 1
         raise Utf8Error(f"the {what} is not UTF-8 text: byte 0x{data[e.start]:02x} cannot "
@@ -84,3 +85,37 @@ class Utf8Error(SimError):
     def __init__(self, message: str, where: str, line: int, col: int):
         super().__init__(message, where)
         self.line, self.col = line, col
+
+
+def write_file(path: str, text: str, where: str) -> None:
+    """Write a user's output file whole or not at all: into a temporary file beside it, then
+    moved over it. A symbolic link is written through (its target replaced), an existing
+    file keeps its permissions, and anything that is not a regular file (a device, a pipe, a
+    directory) is refused rather than replaced."""
+    if not path:
+        raise SimError("give a file to write (got an empty path)", where)
+    real = os.path.realpath(path)
+    mode = None
+    if os.path.lexists(real):
+        st = os.stat(real)
+        if not stat.S_ISREG(st.st_mode):
+            raise SimError(f"{path} exists and is not a regular file; give a file to write",
+                           where)
+        mode = stat.S_IMODE(st.st_mode)
+    folder = os.path.dirname(real)
+    try:
+        fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise SimError(f"cannot write into {folder}: {e.strerror}", where) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        if mode is None:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
+        os.replace(tmp, real)
+    except OSError as e:
+        os.unlink(tmp)
+        raise SimError(f"cannot write {path}: {e.strerror}", where) from None

@@ -7,6 +7,7 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams["text.parse_math"] = False   # a `$` in a file or buffer name is a `$`
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .errors import SimError  # noqa: E402
@@ -24,10 +25,10 @@ def write_plots(result: Result, folder: str, history: list[dict] | None = None,
              ("energy_by_level", _energy_by_level), ("energy_by_buffer", _energy_by_buffer)]
     if history:
         plots.append(("history", lambda _, ax: _history((history, title), ax)))
-    return _write(folder, result, (7, 4), plots)
+    return write_figures(folder, result, (7, 4), plots)
 
 
-def _write(folder: str, data, figsize: tuple, plots: list) -> list[str]:
+def write_figures(folder: str, data, figsize: tuple, plots: list) -> list[str]:
     """Each (name, draw) of `plots` drawn from `data` into folder/name.png; the paths."""
     try:
         os.makedirs(folder, exist_ok=True)
@@ -124,7 +125,7 @@ def write_comparison(results: list[tuple[str, Result]], folder: str,
     plots = [("compare_reuse_cdf", _cdf_overlay), ("compare_energy", _energy_bars)]
     if tradeoff is not None:
         plots.append(("compare_tradeoff", lambda res, ax: _tradeoff(res, tradeoff, ax)))
-    return _write(folder, results, (8, 4.5), plots)
+    return write_figures(folder, results, (8, 4.5), plots)
 
 
 def _cdf_overlay(results, ax) -> None:

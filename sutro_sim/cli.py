@@ -429,9 +429,9 @@ def _render_cost_models(extra: dict) -> str:
                      f"{m['per_element_ard_elements']:,.0f}")
     if "address_cost" in extra:
         a = extra["address_cost"]
-        lines.append(f"address cost (Model 1)     {a['cost']:,}  ({a['read_cost']:,} operand "
-                     f"reads + {a['output_cost']:,} exit reads of {a['output_reads']:,} output "
-                     f"cells; cells {a['cells']})")
+        lines.append(f"address cost (Model 1)     {a['cost']:,}  ({a['read_cost']:,} for "
+                     f"{a['reads']:,} operand reads + {a['output_cost']:,} for "
+                     f"{a['output_reads']:,} exit reads; cells {a['cells']})")
     if "bytedmd" in extra:
         b = extra["bytedmd"]
         lines.append(f"ByteDMD                    {b['cost']:,}" if b else

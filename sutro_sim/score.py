@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 
+from simulator.errors import SimError
 from simulator.report import energy, table
 from sutro_ir.dally.baselines import BASELINES
 from sutro_ir.dally.problems import PROBLEMS
@@ -82,24 +83,8 @@ def cmd_baseline(args) -> int:
 
 
 def write_text(path: str, text: str) -> None:
-    """The whole file or nothing: written next to its place, then moved there."""
-    import os
-    import tempfile
-
-    from simulator.errors import SimError
-
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise SimError(f"cannot write into {folder}: {e.strerror}", path) from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        os.unlink(tmp)
-        raise SimError(f"cannot write the file: {e.strerror}", path) from None
+    from simulator.inputs import write_file
+    write_file(path, text, "-o")
 
 
 def cmd_allocate(args) -> int:
@@ -158,7 +143,14 @@ def cmd_problems(args) -> int:
 
 
 def cmd_score(args) -> int:
+    if args.problem and args.isa:
+        raise SimError(f"the problem {args.problem} fixes the instruction set; leave --isa out",
+                       "--isa")
+    if args.seed is not None and not args.problem:
+        raise SimError("--seed seeds a problem's test instances; give --problem too", "--seed")
     result = score(args.program, args.problem, args.seed, args.isa)
+    if args.model == "2" and result.model2 is None:
+        raise SimError(f"Model 2 cannot price this program: {result.model2_note}", "--model")
     paths = write_plot(result, args.plot, args.program) if args.plot else []
     if args.json:
         d = result.to_dict()
@@ -181,7 +173,7 @@ def render(r: Score, path: str, model: str = "1") -> str:
              f"{r.max_address:,}"]
     if r.verdict is not None:
         lines.append(f"correct   {'yes' if r.verdict.correct else 'NO'}: {r.verdict.detail}")
-    head = (f"cost      {m1.cost:,}  (Model 1)" if model == "1" else
+    head = (f"cost      {m1.cost:,}  (Model 1)" if model == "1" or m2 is None else
             f"cost      {energy(m2.energy_fj)} ({m2.energy_fj:,} fJ), {m2.time_ps:,.1f} ps  "
             "(Model 2)")
     lines += ["", head, ""]
@@ -191,28 +183,32 @@ def render(r: Score, path: str, model: str = "1") -> str:
     lines.append(table(["Model 1", "reads", "cost"], rows))
     lines.append("  by op: " + "  ".join(f"{k} {v:,}" for k, v in m1.cost_by_op.items()))
     lines += ["", histogram(m1.by_distance), ""]
-    lines.append(f"Model 2   {m2.energy_fj:,} fJ, {m2.time_ps:,.1f} ps on the spiral "
-                 f"({m2.reads:,} reads, {m2.writes:,} writes"
-                 + (f", {m2.tape_accesses:,} tape accesses free" if m2.tape_accesses else "")
-                 + ")")
+    if m2 is None:
+        lines.append(f"Model 2   not available: {r.model2_note}")
+    else:
+        lines.append(f"Model 2   {m2.energy_fj:,} fJ, {m2.time_ps:,.1f} ps on the spiral "
+                     f"({m2.reads:,} reads, {m2.writes:,} writes"
+                     + (f", {m2.tape_accesses:,} tape accesses free" if m2.tape_accesses else "")
+                     + ")")
     lines.append(f"tape-v0   (a) {m1.tape_a:,} if a tape write replaces the exit read, "
                  f"(b) {m1.tape_b:,} if it adds to it (proposal; 1 a tape byte)")
     return "\n".join(lines)
 
 
-def histogram(by_distance: np.ndarray, rows: int = HIST_ROWS, width: int = 40) -> str:
+def histogram(by_distance: tuple, rows: int = HIST_ROWS, width: int = 40) -> str:
     """Reads and their cost by distance ceil(sqrt(address)), in at most `rows` ranges."""
-    dist = np.flatnonzero(by_distance)
+    dist, reads = by_distance
     if not len(dist):
         return "reads by distance: none"
-    lo, hi = int(dist.min()), int(dist.max())
+    lo, hi = int(dist[0]), int(dist[-1])
     step = max(1, -(-(hi - lo + 1) // rows))
+    group = (dist - lo) // step
     out = []
-    for a in range(lo, hi + 1, step):
-        b = min(a + step - 1, hi)
-        n = int(by_distance[a:b + 1].sum())
-        c = int((by_distance[a:b + 1] * np.arange(a, b + 1)).sum())
-        out.append((f"{a}" if a == b else f"{a}-{b}", n, c))
+    for g in np.unique(group).tolist():
+        a, b = lo + g * step, min(lo + g * step + step - 1, hi)
+        sel = group == g
+        out.append((f"{a:,}" if a == b else f"{a:,}-{b:,}", int(reads[sel].sum()),
+                    int((reads[sel] * dist[sel]).sum())))
     top = max(c for _, _, c in out) or 1
     body = [[d, f"{n:,}", f"{c:,}", "#" * round(width * c / top)] for d, n, c in out]
     return table(["distance", "reads", "cost", ""], body, left=(3,))
@@ -221,21 +217,13 @@ def histogram(by_distance: np.ndarray, rows: int = HIST_ROWS, width: int = 40) -
 def write_plot(r: Score, folder: str, path: str) -> list[str]:
     import os
 
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from simulator.plots import write_figures
 
-    os.makedirs(folder, exist_ok=True)
-    d = r.model1.by_distance
-    x = np.arange(len(d))
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.bar(x[1:], (d * x)[1:], width=1.0, color="#4477aa")
-    ax.set_xlabel("distance ceil(sqrt(address))")
-    ax.set_ylabel("cost (reads x distance)")
-    ax.set_title(f"{os.path.basename(path)}: Model 1 cost {r.model1.cost:,}"
-                 + (f" ({r.problem})" if r.problem else ""), fontsize=9)
-    fig.tight_layout()
-    out = os.path.join(folder, "cost_by_distance.png")
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return [out]
+    def draw(score: Score, ax) -> None:
+        dist, reads = score.model1.by_distance
+        ax.bar(dist, reads * dist, width=1.0, color="#4477aa")
+        ax.set_xlabel("distance ceil(sqrt(address))")
+        ax.set_ylabel("cost (reads x distance)")
+        ax.set_title(f"{os.path.basename(path)}: Model 1 cost {score.model1.cost:,}"
+                     + (f" ({score.problem})" if score.problem else ""), fontsize=9)
+    return write_figures(folder, r, (7, 3.5), [("cost_by_distance", draw)])

@@ -64,7 +64,7 @@ def test_the_worked_example_costs_15():
     assert (m.cost, m.operand_cost, m.exit_cost, m.operand_reads, m.exit_reads) == \
         (15, 14, 1, 8, 1)
     assert m.cost_by_op == {"mul": 7, "add": 7}
-    assert m.by_distance.tolist() == [0, 4, 4, 1]       # the exit read of cell 1 included
+    assert [x.tolist() for x in m.by_distance] == [[1, 2, 3], [4, 4, 1]]   # exit read included
 
 
 @pytest.mark.parametrize("text, want", [
@@ -286,8 +286,12 @@ def test_floor_division_and_wrap_match_python():
     ("1\nset 2,256\n2", "v3", "2:7", "'set' takes an integer literal from -128 to 255"),
     ("1\ncmp 2,1,1,maybe\n2", "v3", "2:11", "'cmp' predicate must be one of eq, ne, lt"),
     ("1,2,1\ncopy 3,1\n3", "v3", "1:5", "input address 1 is listed twice"),
-    ("1\nxor 2,2\n2", "v3", "2:1", "uninitialized read: cell 2"),
-    ("1\ncopy 2,1\n3", "v3", "3:1", "output cell 3 is never written"),
+    ("1\nxor 2,2\n2", "v3", "2:5", "uninitialized read: cell 2"),
+    ("1\nset 2,1; add 3, 2, 9\n3", "v3", "2:20", "uninitialized read: cell 9"),
+    ("1,2\nadd 3,1,2\nadd 3,4\n3", "v3", "3:7", "uninitialized read: cell 4"),
+    ("1,2\nadd 3,1\n3", "v3", "2:5", "uninitialized read: cell 3"),   # the sugar reads 3
+    ("1\ncopy 2,1\n2, 3", "v3", "3:4", "output cell 3 is never written"),
+    ("1\nadd\t2,1\n2", "v3", "2:1", "unknown op 'add\\t2,1' (one plain space separates"),
     ("1,2", "v3", "1:1", "an IR program has at least two lines"),
     ("\n\n", "v3", "1:1", "an IR program has at least two lines"),
     ("1,,2\ncopy 3,1\n3", "v0", "1:3", "an empty item between commas"),
@@ -356,9 +360,9 @@ def test_matmul_is_checked_symbolically():
 
 def test_matmul_refuses_degree_three_where_it_happens():
     text = "1,2,3,4,5,6,7,8\nmul 9,1,5\nmul 10,9,1\nsub 10,10\n9,9,9,9"
-    with pytest.raises(SirError, match=r"t.ir:3:1: error: this multiplication makes a "
-                       "polynomial of degree 3"):
-        solve("matmul-2", text)
+    v = solve("matmul-2", text)
+    assert not v.correct and v.detail.startswith("t.ir:3:1: this multiplication makes a "
+                                                 "polynomial of degree 3")
     # a product with zero is zero, whatever the other side's degree
     ok = "1,2,3,4,5,6,7,8\nmul 9,1,5\nsub 10,1,1\nmul 11,9,10\n9,9,9,11"
     assert not solve("matmul-2", ok).correct
@@ -495,9 +499,6 @@ def test_a_wrong_program_exits_1_with_the_reason(capsys, tmp_path):
 @pytest.mark.parametrize("text, problem, where, message", [
     ("1,2\nfrob 3,1\n3", "symmetry-6", "p.ir:2:1", "unknown op 'frob'"),
     ("1,2,3,4,5,6\nxor 7,1,2\n7", "matmul-2", "p.ir:2:1", "'xor' is not in instruction set v0"),
-    ("1,2,3,4,5,6,7,8\nmul 9,1,5\nmul 9,9,9\n9,9,9,9", "matmul-2", "p.ir:3:1",
-     "this multiplication makes a polynomial of degree 4"),
-    ("1,2,3,4,5,6\nset 7,0\ndiv 8,1,7\n8", "symmetry-6", "p.ir:3:1", "division by zero"),
     ("1,2,3,4,5,6\n1", "nope", "--problem", "unknown problem 'nope'"),
 ])
 def test_score_refuses_malformed_programs(capsys, tmp_path, text, problem, where, message):
@@ -506,6 +507,40 @@ def test_score_refuses_malformed_programs(capsys, tmp_path, text, problem, where
     assert code == 2 and out == "" and "Traceback" not in err
     where = where.replace("p.ir", path)
     assert err.startswith(f"{where}: error: ") and message in err.splitlines()[0]
+
+
+@pytest.mark.parametrize("text, problem, where, message", [
+    ("1,2,3,4,5,6,7,8\nmul 9,1,5\nmul 9,9,9\n9,9,9,9", "matmul-2", "p.ir:3:1",
+     "this multiplication makes a polynomial of degree 4"),
+    ("1,2,3,4,5,6\nset 7,0\ndiv 8,1,7\n8", "symmetry-6", "p.ir:3:1", "division by zero"),
+])
+def test_a_program_that_stops_on_the_data_is_wrong(capsys, tmp_path, text, problem, where,
+                                                    message):
+    """A division by zero on the problem's data, or a product past degree two, fails the check
+    (exit 1, the report printed) at its line, as the scorers fail it."""
+    path = write(tmp_path, text)
+    code, out, err = cli(capsys, "score", path, "--problem", problem, "--json")
+    d = json.loads(out)
+    assert code == 1 and d["correct"] is False and d["cost"] > 0
+    assert d["check"]["detail"].startswith(where.replace("p.ir", path) + ": " + message)
+
+
+def test_the_symbolic_check_has_a_bound(monkeypatch):
+    """Polynomials no matmul makes (the square of the sum of every input, added into cells)
+    stop the check at the line past the bound instead of running for an hour."""
+    monkeypatch.setattr(problems, "MAX_SYMBOLIC_WORK", 150_000)     # the sum fits, the square not
+    inputs = ",".join(map(str, range(1, 513)))
+    body = ["copy 600,1"] + [f"add 600,{a}" for a in range(2, 513)] + ["mul 601,600,600"]
+    body += [f"add {700 + i},601,601" for i in range(3)]
+    text = "\n".join([inputs] + body + [",".join(["601"] * 256)])
+    with pytest.raises(SirError, match=r"t.ir:514:1: error: the symbolic check stops here"):
+        solve("matmul-16", text)
+
+
+def test_select_tests_nonzero():
+    out = run(parse("9\nset 1,255; set 2,7; set 3,9; select 4,1,2,3\n4", "t.ir"),
+              np.zeros((1, 1), np.int64))
+    assert out[0].tolist() == [7]                 # -1 is true
 
 
 def test_baseline_and_problems_commands(capsys, tmp_path):

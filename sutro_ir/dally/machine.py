@@ -17,6 +17,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from simulator.limits import allowance
+
 from ..errors import SirError
 from .isa import OPS, PREDICATES
 from .text import Program
@@ -48,13 +50,25 @@ def run(prog: Program, inputs: np.ndarray, width: int | None = 8) -> np.ndarray:
         return _run_exact(prog, inputs)
     cells = prog.addresses()
     slot = lambda a: np.searchsorted(cells, a)      # noqa: E731
-    mem = np.zeros((len(cells) + 1, len(inputs)), np.int64)    # slot len(cells): "no cell"
-    mem[slot(prog.inputs)] = inputs.T
-    src = np.where(prog.src > 0, slot(prog.src), len(cells))
-    bad = _run8(prog.op.astype(np.int64), slot(prog.dst), src, prog.imm, prog.dst > 0, mem)
-    if bad[0] >= 0:
-        raise DivideByZero(prog, int(bad[0]), int(bad[1]))
-    return mem[slot(prog.outputs)].T.copy()
+    src = np.where(prog.src > 0, slot(prog.src), len(cells))  # slot len(cells): "no cell"
+    code, dst, writes = prog.op.astype(np.int64), slot(prog.dst), prog.dst > 0
+    per_instance = (len(cells) + 1) * 8
+    limit, allowed = allowance()
+    if per_instance > limit // 2:
+        raise SirError(f"running the program takes {per_instance / 2**30:,.1f} GiB an "
+                       f"instance ({len(cells):,} cells), more than half of {allowed}",
+                       prog.loc(0) if len(prog) else prog._loc(prog.input_line, 1))
+    batch = max(1, (limit // 4) // per_instance)     # instances run together
+    out = []
+    for lo in range(0, len(inputs), batch):
+        part = inputs[lo:lo + batch]
+        mem = np.zeros((len(cells) + 1, len(part)), np.int64)
+        mem[slot(prog.inputs)] = part.T
+        bad = _run8(code, dst, src, prog.imm, writes, mem)
+        if bad[0] >= 0:
+            raise DivideByZero(prog, int(bad[0]), lo + int(bad[1]))
+        out.append(mem[slot(prog.outputs)].T.copy())
+    return np.concatenate(out) if out else np.zeros((0, len(prog.outputs)), np.int64)
 
 
 @nb.njit(cache=True)

@@ -31,7 +31,7 @@ from simulator.errors import SimError
 
 from ..errors import SirError
 from .isa import BY_CODE
-from .machine import run
+from .machine import DivideByZero, run
 from .text import Program
 
 
@@ -49,6 +49,12 @@ class Verdict:
     def to_dict(self) -> dict:
         return dict({"correct": self.correct, "instances": self.instances,
                      "passed": self.passed, "detail": self.detail}, **self.extra)
+
+
+def _failed(e: SirError, instances: int) -> "Verdict":
+    """A run that stopped (a division by zero, a degree past two) is a wrong program: the
+    verdict names the line, as the scorers' errors do."""
+    return Verdict(False, instances, 0, f"{e.where}: {e.message}")
 
 
 @dataclass(frozen=True)
@@ -103,18 +109,33 @@ def _poly_mul(a: dict, b: dict, prog: Program, i: int) -> dict:
     return {m: c for m, c in out.items() if c}
 
 
+MAX_SYMBOLIC_WORK = 30_000_000
+"""Polynomial terms the symbolic check may visit (an add visits both operands' terms, a
+multiplication their product). A matmul program visits a few per instruction (the 63,290
+record: under 300,000 in all); past the bound the check stops, about 15 s in, rather than
+spend hours and gigabytes on polynomials no matmul computes."""
+
+
 def symbolic_outputs(prog: Program) -> list[dict]:
     """Run the program on polynomials: input v is the variable v (A row-major, then B)."""
     mem = {a: {(v,): 1} for v, a in enumerate(prog.inputs.tolist())}
+    work = 0
     for i, (o, d, s) in enumerate(zip(prog.op.tolist(), prog.dst.tolist(), prog.src.tolist())):
         name = BY_CODE[o].name
         x = mem[s[0]]
+        if name != "copy":
+            y = mem[s[1]]
+            work += len(x) * len(y) if name == "mul" else len(x) + len(y)
+            if work > MAX_SYMBOLIC_WORK:
+                raise SirError(f"the symbolic check stops here: the polynomials so far took "
+                               f"{work:,} term operations (at most {MAX_SYMBOLIC_WORK:,}); a "
+                               "matmul's values are far smaller", prog.loc(i))
         if name == "copy":
             mem[d] = x
         elif name == "mul":
-            mem[d] = _poly_mul(x, mem[s[1]], prog, i)
+            mem[d] = _poly_mul(x, y, prog, i)
         elif name in ("add", "sub"):
-            mem[d] = _poly_add(x, mem[s[1]], 1 if name == "add" else -1)
+            mem[d] = _poly_add(x, y, 1 if name == "add" else -1)
         else:
             raise SirError(f"'{name}' is not in the matmul scorer's instruction set v0",
                            prog.loc(i))
@@ -123,7 +144,10 @@ def symbolic_outputs(prog: Program) -> list[dict]:
 
 def _matmul_check(n: int):
     def check(prog: Program, rng) -> Verdict:
-        got = symbolic_outputs(prog)
+        try:
+            got = symbolic_outputs(prog)
+        except DegreeError as e:
+            return _failed(e, 1)
         wrong = [k for k in range(n * n) if got[k] != _expected_entry(n, k)]
         if wrong:
             i, j = divmod(wrong[0], n)
@@ -139,13 +163,21 @@ def _expected_entry(n: int, k: int) -> dict:
     return {(i * n + t, n * n + t * n + j): 1 for t in range(n)}
 
 
+def _coef(c: int) -> str:
+    """A coefficient for a message; one past 10^30 by its size only (str() of a huge int is
+    slow, and refused past 4,300 digits)."""
+    if abs(c) < 10 ** 30:
+        return str(c)
+    return f"({'-' if c < 0 else ''}a {int(abs(c).bit_length() * 0.30103) + 1:,}-digit number)"
+
+
 def _show_poly(p: dict, n: int, terms: int = 4) -> str:
     if not p:
         return "0"
 
     def var(v: int) -> str:
         return f"A[{v // n}][{v % n}]" if v < n * n else f"B[{(v - n * n) // n}][{v % n}]"
-    parts = [("" if c == 1 else f"{c}*") + "*".join(map(var, m))
+    parts = [("" if c == 1 else f"{_coef(c)}*") + "*".join(map(var, m))
              for m, c in sorted(p.items())[:terms]]
     return " + ".join(parts) + (f" + ... ({len(p)} terms)" if len(p) > terms else "")
 
@@ -231,7 +263,10 @@ def _parity_check(spec: ParitySpec, count: int, need: float):
         cases = [parity_instance(s, spec) for s in covering_seeds(spec, count, rng)]
         inputs = np.stack([c[0] for c in cases])
         expected = np.stack([c[1] for c in cases])
-        out = run(prog, inputs, width=8)
+        try:
+            out = run(prog, inputs, width=8)
+        except DivideByZero as e:
+            return _failed(e, len(cases))
         right = (out == expected).mean(axis=1)
         ok = right >= need
         secrets_ = len({c[2] for c in cases})
@@ -299,7 +334,10 @@ def _mask_check(suite: str):
             key = "fresh-" + (secrets.token_hex(16) if isinstance(rng, random.SystemRandom)
                               else f"{rng.getrandbits(64):016x}")
             inputs, masks = mask_suite(key, FINAL_SECRETS, REPS)
-        out = run(prog, inputs, width=8)
+        try:
+            out = run(prog, inputs, width=8)
+        except DivideByZero as e:
+            return _failed(e, len(inputs))
         hits = int((out == masks).all(axis=1).sum())
         recovery = hits / len(inputs)
         band = max((b for b in BANDS if recovery >= b - 1e-9), default=None)
@@ -317,7 +355,10 @@ def _symmetry_check(n: int):
         codes = np.arange(2 ** n)
         bits = (codes[:, None] >> np.arange(n)) & 1
         want = np.all(bits[:, :n // 2] == bits[:, ::-1][:, :n // 2], axis=1).astype(np.int64)
-        out = run(prog, bits, width=8)[:, 0]
+        try:
+            out = run(prog, bits, width=8)[:, 0]
+        except DivideByZero as e:
+            return _failed(e, len(codes))
         wrong = np.flatnonzero(out != want)
         if len(wrong):
             c = int(wrong[0])

@@ -16,6 +16,7 @@ import numpy as np
 
 from simulator.cells import cell_map
 from simulator.costmodels import AddressCostResult, address_cost
+from simulator.errors import SimError
 from simulator.grid import GridResult, grid_cost
 from simulator.inputs import decode_utf8, read_bytes
 
@@ -51,7 +52,7 @@ class Model1:
     exit_reads: int
     exit_cost: int
     cost_by_op: dict
-    by_distance: np.ndarray = field(repr=False)
+    by_distance: tuple = field(repr=False)     # (distances, reads at each), ascending
     tape_a: int = 0
     tape_b: int = 0
 
@@ -59,8 +60,7 @@ class Model1:
         return {"cost": self.cost, "operand_reads": self.operand_reads,
                 "operand_cost": self.operand_cost, "exit_reads": self.exit_reads,
                 "exit_cost": self.exit_cost, "cost_by_op": dict(self.cost_by_op),
-                "reads_by_distance": {int(d): int(n) for d, n in enumerate(self.by_distance)
-                                      if n},
+                "reads_by_distance": {int(d): int(n) for d, n in zip(*self.by_distance)},
                 "tape_v0": {"a_replaces_exit_reads": self.tape_a,
                             "b_adds_to_exit_reads": self.tape_b}}
 
@@ -85,6 +85,7 @@ class Score:
     model1: Model1
     model2: GridResult | None
     verdict: problems.Verdict | None
+    model2_note: str = ""        # why Model 2 is missing
 
     @property
     def cost(self) -> int:
@@ -96,6 +97,8 @@ class Score:
              "lines": self.lines, "instructions": self.instructions, "ops": self.ops,
              "max_address": self.max_address, "model1": self.model1.to_dict(),
              "model2": None if self.model2 is None else self.model2.to_dict()}
+        if self.model2_note:
+            d["model2_not_available"] = self.model2_note
         if self.verdict is not None:
             d["check"] = self.verdict.to_dict()
         return d
@@ -113,10 +116,15 @@ def score(path: str, problem: str | None, seed: int | None = None, isa: str | No
         prog = load(path, isa or "v4")
     trace = to_trace(prog)
     m1 = model1(prog, trace)
-    m2 = grid_cost(trace) if model2 else None
+    m2, note = None, ""
+    if model2:
+        try:
+            m2 = grid_cost(trace)
+        except SimError as e:        # a cell past the grid: Model 1 still prices it
+            note = e.message
     verdict = None
     if prob:
         rng = random.SystemRandom() if seed is None else random.Random(seed)
         verdict = prob.check(prog, rng)
     return Score(problem, len(prog) + 2, len(prog), prog.op_counts(),
-                 int(prog.addresses().max()), m1, m2, verdict)
+                 int(prog.addresses().max()), m1, m2, verdict, note)

@@ -30,7 +30,9 @@ MAX_ADDRESS = 1 << 62
 """The scorers take addresses of up to 64 bits and dally-eval up to 2^16 - 1. A cell past 2^62
 would cost 2^31 a read; the bound keeps every address and its trace byte an int64."""
 DEFAULT_MAX_LINES = 100_000
-_INT = re.compile(r"[+-]?[0-9]+")
+_INT = re.compile(r"[+-]?[0-9]{1,40}")
+"""An integer item: ASCII digits, at most 40 of them (any address or literal past that is out
+of range anyway, and Python refuses to read a number of 4,301 digits)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +55,7 @@ class Program:
     lines: tuple[str, ...] = field(default=(), repr=False)    # the source, for carets
     input_line: int = 1
     output_line: int = 1
+    output_cols: tuple = field(default=(), repr=False)    # each output item's column
 
     def __len__(self) -> int:
         return len(self.op)
@@ -101,12 +104,14 @@ def parse(text: str, where: str = "<ir>", isa: str = "v4",
                        Loc(where, line, col, physical[line - 1]))
     p = _Parser(where, physical, version, skip_empty)
     inputs = p.addresses(stmts[0], "input")
+    input_cols = p.item_cols
     seen: set[int] = set()
-    for a, c in zip(inputs.tolist(), p.item_cols):
+    for a, c in zip(inputs.tolist(), input_cols):
         if a in seen:
             raise SirError(f"input address {a} is listed twice", p.loc(stmts[0][0], c))
         seen.add(a)
     outputs = p.addresses(stmts[-1], "output")
+    output_cols = tuple(p.item_cols)
     body = stmts[1:-1]
     n = len(body)
     op = np.zeros(n, np.uint8)
@@ -118,7 +123,7 @@ def parse(text: str, where: str = "<ir>", isa: str = "v4",
     prog = Program(inputs, outputs, op, dst, src, imm,
                    np.array([s[0] for s in body], np.int32),
                    np.array([s[1] for s in body], np.int32), isa, where, tuple(physical),
-                   stmts[0][0], stmts[-1][0])
+                   stmts[0][0], stmts[-1][0], output_cols)
     check_initialized(prog)
     return prog
 
@@ -163,8 +168,10 @@ class _Parser:
 
     def address(self, item: str, line: int, col: int, what: str) -> int:
         if not _INT.fullmatch(item):
-            raise SirError(f"{what}: expected an address (an integer >= 1), got '{item}'",
-                           self.loc(line, col))
+            big = re.fullmatch(r"[+-]?[0-9]+", item)
+            raise SirError(f"{what}: " + (f"address of {len(item):,} digits is out of range "
+                           "(addresses are 1 to 2^62)" if big else "expected an address (an "
+                           f"integer >= 1), got {_show(item)}"), self.loc(line, col))
         a = int(item)
         if not 1 <= a <= MAX_ADDRESS:
             raise SirError(f"{what}: address {item} is out of range (addresses are 1 to "
@@ -184,8 +191,10 @@ class _Parser:
         name, _, rest = text.partition(" ")
         info = OPS.get(name)
         if info is None:
-            hint = " (the scorers spell it copy)" if name == "mov" else ""
-            raise SirError(f"unknown op '{name}'{hint}", self.loc(line, col))
+            hint = (" (the scorers spell it copy)" if name == "mov" else
+                    " (one plain space separates an op from its operands)"
+                    if re.match(r"[a-z]+\s", name) else "")
+            raise SirError(f"unknown op {_show(name)}{hint}", self.loc(line, col))
         if info.since > self.version:
             raise SirError(f"'{name}' is not in instruction set {VERSIONS[self.version]} (it "
                            f"comes with {VERSIONS[info.since]})", self.loc(line, col))
@@ -219,14 +228,22 @@ class _Parser:
     def _literal(self, item: str, col: int, line: int) -> int:
         if not _INT.fullmatch(item) or not SET_MIN <= int(item) <= SET_MAX:
             raise SirError(f"'set' takes an integer literal from {SET_MIN} to {SET_MAX}, got "
-                           f"'{item}'", self.loc(line, col))
+                           f"{_show(item)}", self.loc(line, col))
         return int(item)
 
     def _predicate(self, item: str, col: int, line: int) -> int:
         if item not in PREDICATES:
             raise SirError(f"'cmp' predicate must be one of {', '.join(PREDICATES)}, got "
-                           f"'{item}'", self.loc(line, col))
+                           f"{_show(item)}", self.loc(line, col))
         return PREDICATES.index(item)
+
+
+def _show(item: str, limit: int = 40) -> str:
+    """An item quoted for a message: characters that do not print (a tab, a byte-order mark, a
+    no-break space) escaped, and cut to `limit` characters."""
+    shown = "".join(c if c.isprintable() and c != "\u00a0" else c.encode("unicode_escape")
+                    .decode("ascii") for c in item[:limit])
+    return f"'{shown}'" + (f" ({len(item):,} characters)" if len(item) > limit else "")
 
 
 def check_initialized(prog: Program) -> None:
@@ -242,15 +259,33 @@ def check_initialized(prog: Program) -> None:
     rows, slots = np.nonzero(prog.src > 0)
     bad = first_write[np.searchsorted(cells, prog.src[rows, slots])] >= rows
     if bad.any():
-        i = int(rows[np.argmax(bad)])
-        a = int(prog.src[i, slots[np.argmax(bad)]])
+        i, j = int(rows[np.argmax(bad)]), int(slots[np.argmax(bad)])
+        a = int(prog.src[i, j])
         raise SirError(f"uninitialized read: cell {a} is read before it is an input or written",
-                       prog.loc(i))
+                       _operand_loc(prog, i, j))
     unset = first_write[np.searchsorted(cells, prog.outputs)] > n
     if unset.any():
-        a = int(prog.outputs[np.argmax(unset)])
-        raise SirError(f"output cell {a} is never written and is not an input",
-                       prog._loc(prog.output_line, 1))
+        k = int(np.argmax(unset))
+        col = prog.output_cols[k] if k < len(prog.output_cols) else 1
+        raise SirError(f"output cell {int(prog.outputs[k])} is never written and is not an "
+                       "input", prog._loc(prog.output_line, col))
+
+
+def _operand_loc(prog: Program, i: int, j: int) -> Loc:
+    """Where instruction i's j-th source operand is: its statement is read again (items are
+    separated as the parser separates them; the destination comes first unless the op is
+    `send` or the two-operand form)."""
+    loc = prog.loc(i)
+    text = loc.text[loc.col - 1:].split(";")[0]
+    name, _, rest = text.partition(" ")
+    cols, pos = [], loc.col + len(name) + 1
+    for piece in rest.split(","):
+        if piece.strip():
+            cols.append(pos + len(piece) - len(piece.lstrip()))
+        pos += len(piece) + 1
+    info = BY_CODE[int(prog.op[i])]
+    k = j if info.kind == "send" or (info.kind == "binary" and len(cols) == 2) else j + 1
+    return Loc(loc.file, loc.line, cols[k] if k < len(cols) else loc.col, loc.text)
 
 
 # ----------------------------------------------------------------------------- printing

@@ -48,7 +48,7 @@ def to_trace(prog: Program, chunk_accesses: int = CHUNK_ACCESSES) -> Trace:
     tape = [k.name for k in kernels if k.name in TAPE_OPS]
     if tape:
         meta["tape_kernels"] = tape
-    return Trace.from_chunks(buffers, kernels, chunks, meta)
+    return Trace(buffers, kernels, len(chunks), chunks.__getitem__, meta, where=prog.where)
 
 
 def _columns(prog: Program):
