@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import math
 import random
 import re
@@ -672,3 +673,106 @@ def test_allocate_command(capsys, tmp_path):
     assert json.loads(out)["cost"] == 799
     code, out, err = cli(capsys, "allocate", path, "--search-seconds", "-1")
     assert code == 2 and err.startswith("--search-seconds: error: give 0 to 86,400 seconds")
+
+
+# ----------------------------------------------------------------------------- hostile input
+
+def test_output_files_are_written_through_links_and_never_over_devices(capsys, tmp_path):
+    real = tmp_path / "real.ir"
+    real.write_text("old")
+    real.chmod(0o640)
+    link = tmp_path / "link.ir"
+    link.symlink_to(real)
+    code, _, _ = cli(capsys, "baseline", "symmetry-6", "-o", link)
+    assert code == 0 and link.is_symlink() and real.read_text() == baselines.symmetry(6)
+    assert real.stat().st_mode & 0o777 == 0o640
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    code, out, err = cli(capsys, "baseline", "symmetry-6", "-o", fifo)
+    assert code == 2 and err.startswith(f"-o: error: {fifo} exists and is not a regular file")
+    code, out, err = cli(capsys, "baseline", "symmetry-6", "-o", "")
+    assert code == 2 and err.startswith("-o: error: give a file to write (got an empty path)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "link.ir", "real.ir"]
+
+
+@pytest.mark.parametrize("text, where, message", [
+    ("1,2\nadd " + "9" * 5000 + ",1,2\n3", "2:5", "'add': address of 5,000 digits is out of"),
+    ("1\nset 2," + "9" * 5000 + "\n2", "2:7", "'set' takes an integer literal from -128 to "
+     "255, got '99999"),
+    ("1," + "7" * 4301 + "\ncopy 2,1\n2", "1:3", "input list: address of 4,301 digits"),
+    ("\ufeff1\ncopy 2,1\n2", "1:1", "input list: expected an address (an integer >= 1), got "
+     "'\\ufeff1'"),
+])
+def test_huge_and_invisible_items(text, where, message):
+    with pytest.raises(SirError) as e:
+        parse(text, "t.ir", "v3")
+    assert str(e.value).startswith(f"t.ir:{where}: error: {message}")
+
+
+def test_a_huge_wrong_coefficient_is_reported_by_its_size():
+    text = "1,2\nmul 3,1,2\n" + "add 3,3,3\n" * 15_000 + "3"
+    v = solve("matmul-1", text)
+    assert not v.correct and "(a 4,516-digit number)*A[0][0]*B[0][0]" in v.detail
+
+
+def test_far_cells_are_priced_sparsely():
+    """A read of cell 2^62 costs 2^31; the histogram keeps the distances that occur only."""
+    a = 1 << 62
+    m = model1(parse(f"1,2\nadd {a},1,2\nadd 3,{a},{a}\n3", "t.ir"))
+    assert m.cost == 1 + 2 + 2 * 2 ** 31 + 2
+    assert [x.tolist() for x in m.by_distance] == [[1, 2, 2 ** 31], [1, 2, 2]]
+
+
+def test_the_machine_runs_in_batches_that_fit(monkeypatch):
+    """Under a small memory allowance the instances run a few at a time, with the same
+    outputs; past half the allowance for one instance the run is refused at the program."""
+    from sutro_ir.dally import machine
+    prog = parse(baselines.sparse_parity(problems.SMALL), "t.ir", "v3")
+    rng = random.Random(4)
+    cases = [problems.parity_instance(s, problems.SMALL)
+             for s in problems.covering_seeds(problems.SMALL, 40, rng)]
+    x = np.stack([c[0] for c in cases])
+    whole = run(prog, x)
+    per = (len(prog.addresses()) + 1) * 8
+    monkeypatch.setattr(machine, "allowance", lambda: (per * 4 * 3, "3 instances"))
+    assert (run(prog, x) == whole).all()
+    assert (whole == np.stack([c[1] for c in cases])).all()
+    monkeypatch.setattr(machine, "allowance", lambda: (per, "one instance"))
+    with pytest.raises(SirError, match="an instance .* more than half of one instance"):
+        run(prog, x)
+
+
+def test_model2_is_left_out_past_the_grid(capsys, tmp_path):
+    path = write(tmp_path, "1,2\nadd 300000000,1,2\n300000000")
+    code, out, _ = cli(capsys, "score", path, "--json")
+    d = json.loads(out)
+    assert code == 0 and d["model2"] is None and d["cost"] == 1 + 2 + 17_321
+    assert "cell 300,000,000 lies past the grid's last shell" in d["model2_not_available"]
+    code, out, err = cli(capsys, "score", path, "--model", "2")
+    assert code == 2 and err.startswith("--model: error: Model 2 cannot price this program")
+
+
+def test_score_plots_any_file_name(capsys, tmp_path):
+    path = write(tmp_path, baselines.symmetry(6), "x$\\foo$.ir")
+    code, out, err = cli(capsys, "score", path, "--plot", tmp_path / "plots")
+    assert code == 0 and (tmp_path / "plots/cost_by_distance.png").stat().st_size > 0
+    (tmp_path / "p2/cost_by_distance.png").mkdir(parents=True)
+    code, out, err = cli(capsys, "score", path, "--plot", tmp_path / "p2")
+    assert code == 2 and "cost_by_distance.png is a directory" in err
+
+
+def test_a_bad_byte_after_a_lone_cr_is_placed(tmp_path):
+    path = tmp_path / "cr.ir"
+    path.write_bytes(b"1,2\radd 3,1,2\r\xff3\n")
+    from sutro_ir.dally.score import read_ir
+    with pytest.raises(SimError) as e:
+        read_ir(str(path))
+    assert e.value.where == f"{path}:3:1"
+
+
+def test_score_options_that_do_not_apply(capsys, tmp_path):
+    path = write(tmp_path, baselines.symmetry(6))
+    code, _, err = cli(capsys, "score", path, "--problem", "symmetry-6", "--isa", "v0")
+    assert code == 2 and err.startswith("--isa: error: the problem symmetry-6 fixes")
+    code, _, err = cli(capsys, "score", path, "--seed", "3")
+    assert code == 2 and err.startswith("--seed: error: --seed seeds a problem's test")
