@@ -523,3 +523,20 @@ def test_readme_simulate_command_agrees_with_the_python_api(capsys, monkeypatch)
         row = next(x for x in text.splitlines() if x.startswith(lv["name"] + " "))
         assert f" {lv['hits']:,} " in row and f" {lv['misses']:,} " in row, row
     assert "hierarchy  cpu-like    energy preset  modern-5nm-hbm3" in text
+
+
+def test_bytedmd_keeps_only_the_declared_outputs_live(capsys, tmp_path):
+    """A temporary written and read early, last in the buffer table: dead after its read, so
+    the later reads of a and b are shallower than if it stayed on the stack."""
+    b = TraceBuilder(align=1)
+    for n in ("a", "b", "c", "tmp"):
+        b.buffer(n, 1, dtype="u8")
+    steps = [("a", "b", "tmp"), ("tmp", "c", "c"), ("a", "b", "c")]
+    for k, (x, y, out) in enumerate(steps):
+        b.read(x, 0, instr=k)
+        b.read(y, 0, instr=k)
+        b.write(out, 0, instr=k)
+    trace = b.build()
+    path = save(trace, tmp_path, "t.npz")
+    d = cli_json(capsys, "simulate", path, "--cost-models")
+    assert d["bytedmd"]["cost"] == bytedmd(trace)

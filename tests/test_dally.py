@@ -776,3 +776,26 @@ def test_score_options_that_do_not_apply(capsys, tmp_path):
     assert code == 2 and err.startswith("--isa: error: the problem symmetry-6 fixes")
     code, _, err = cli(capsys, "score", path, "--seed", "3")
     assert code == 2 and err.startswith("--seed: error: --seed seeds a problem's test")
+
+
+def test_parity_instances_are_drawn_in_the_scorers_order():
+    """reference/dally-ir.md: Random(seed) draws the secret (sorted sample of k of n), then the
+    training rows bit by bit with choice((0, 1)), again until one k-subset alone explains the
+    labels, then the test rows. Written again here from that text."""
+    import itertools
+    for seed in (0, 1, 2 ** 200 + 7):
+        for spec in (problems.SMALL, problems.MEDIUM):
+            rng = random.Random(seed)
+            secret = sorted(rng.sample(range(spec.n), spec.k))
+            while True:
+                X = [[rng.choice((0, 1)) for _ in range(spec.n)] for _ in range(spec.m_train)]
+                y = [sum(r[c] for c in secret) % 2 for r in X]
+                fits = [T for T in itertools.combinations(range(spec.n), spec.k)
+                        if all(sum(r[c] for c in T) % 2 == v for r, v in zip(X, y))]
+                if len(fits) == 1:
+                    break
+            Xt = [[rng.choice((0, 1)) for _ in range(spec.n)] for _ in range(spec.m_test)]
+            inputs, labels, got_secret = problems.parity_instance(seed, spec)
+            assert list(got_secret) == secret
+            assert inputs.tolist() == sum(X, []) + y + sum(Xt, [])
+            assert labels.tolist() == [sum(r[c] for c in secret) % 2 for r in Xt]
