@@ -14,8 +14,15 @@ input, bit for bit.
 4. Placement. Values are placed one by one, each at the cheapest cell free for its whole life.
    The order is by reads per instruction lived (`density`) or by reads: a value read often
    over a short life gets a cheap cell first. The order whose result is cheapest wins.
-5. Search (`seconds` > 0). Placement orders perturbed at random around the best, each measured
+5. Captures (live-range splitting, split_lives): a value read in several stretches of
+   instructions gets a copy in a fresh value before each stretch with two or more of its reads,
+   which those reads use: a hot value can then sit near for a short while and far otherwise,
+   as the tiled matmul's hand-written copies do. Stretches of 32 to 512 instructions are tried.
+6. Search (`seconds` > 0). Placement orders perturbed at random around the best, each measured
    by the exact cost, the best kept, until the time is up.
+
+Every combination of captures (none, or each stretch), copies (kept or eliminated) and order
+is measured; the cheapest wins.
 
 The result is checked before it is returned: it runs like the original on random inputs
 (check_same).
@@ -193,6 +200,11 @@ class Allocation:
     tried: int
 
 
+WINDOWS = (32, 64, 128, 256, 512)
+"""The capture windows tried (split_lives): a value read in several of these stretches of
+instructions gets a near copy for each."""
+
+
 def allocate(prog: Program, seconds: float = 0.0, seed: int = 0) -> Allocation:
     """The cheapest placement found (see the module docstring); never worse than the input."""
     from .score import model1
@@ -200,14 +212,17 @@ def allocate(prog: Program, seconds: float = 0.0, seed: int = 0) -> Allocation:
     before = model1(prog).cost
     best = None
     tried = 0
-    for elim in (False, True):
-        vals = values(prog, elim)
-        for name, order in orders(vals).items():
-            cells = place(vals, order)
-            c = cost_of(vals, cells)
-            tried += 1
-            if best is None or c < best[0]:
-                best = (c, vals, order, cells, f"{name}{', copies eliminated' * elim}")
+    variants = [(prog, "")] + [(split_lives(prog, w), f", captures every {w}") for w in WINDOWS]
+    for source, captures in variants:
+        for elim in (False, True):
+            vals = values(source, elim)
+            for name, order in orders(vals).items():
+                cells = place(vals, order)
+                c = cost_of(vals, cells)
+                tried += 1
+                if best is None or c < best[0]:
+                    best = (c, vals, order, cells,
+                            f"{name}{', copies eliminated' * elim}{captures}")
     if seconds > 0:
         best, more = _search(best, seconds, seed)
         tried += more
@@ -275,3 +290,65 @@ def check_same(a: Program, b: Program, width: int | None, trials: int = 64,
             return False
         return bool((np.asarray(ra) == np.asarray(rb)).all())
     return None
+
+
+# ----------------------------------------------------------------------------- captures
+
+def split_lives(prog: Program, window: int) -> Program:
+    """Live-range splitting ("captures"): a value read in several windows of `window`
+    instructions gets, before each window holding two or more of its reads, a `copy` into a
+    fresh value that those reads use instead. The copy is one more read of the value; its
+    reads can then sit in a cheap cell for a short life while the value itself waits in a far
+    one. The result is in SSA form (every value its own cell); `allocate` places it."""
+    vals = values(prog)
+    rows = np.flatnonzero(vals.keep)
+    n_vals = len(vals.start)
+    reads: dict[int, list[tuple[int, int]]] = {}
+    for pos, i in enumerate(rows.tolist()):
+        for j, v in enumerate(vals.src_val[i].tolist()):
+            if v >= 0:
+                reads.setdefault(v, []).append((pos, j))
+    before: dict[int, list[tuple[int, int]]] = {}     # position -> (new value, its source)
+    redirect: dict[tuple[int, int], int] = {}
+    for v, rs in reads.items():
+        groups: dict[int, list] = {}
+        for pos, j in rs:
+            groups.setdefault(pos // window, []).append((pos, j))
+        if len(groups) < 2:
+            continue
+        for g in groups.values():
+            if len(g) < 2:
+                continue
+            before.setdefault(g[0][0], []).append((n_vals, v))
+            for key in g:
+                redirect[key] = n_vals
+            n_vals += 1
+    return _ssa_program(prog, vals, rows, before, redirect)
+
+
+def _ssa_program(prog, vals, rows, before, redirect) -> Program:
+    """The kept instructions with the captures inserted, value v in cell v + 1."""
+    op, dst, src, imm, line, col = [], [], [], [], [], []
+    copy = OPS["copy"].code
+    for pos, i in enumerate(rows.tolist()):
+        for new, v in before.get(pos, ()):
+            op.append(copy)
+            dst.append(new + 1)
+            src.append([v + 1, 0, 0])
+            imm.append(0)
+            line.append(prog.line[i])
+            col.append(prog.col[i])
+        s = [redirect.get((pos, j), v) + 1 if v >= 0 else 0
+             for j, v in enumerate(vals.src_val[i].tolist())]
+        op.append(int(prog.op[i]))
+        dst.append(int(vals.dst_val[i]) + 1 if vals.dst_val[i] >= 0 else 0)
+        src.append(s)
+        imm.append(int(prog.imm[i]))
+        line.append(prog.line[i])
+        col.append(prog.col[i])
+    n_in = len(prog.inputs)
+    return Program(np.arange(1, n_in + 1, dtype=np.int64), vals.out_val + 1,
+                   np.array(op, np.uint8), np.array(dst, np.int64),
+                   np.array(src, np.int64).reshape(-1, 3), np.array(imm, np.int64),
+                   np.array(line, np.int32), np.array(col, np.int32), prog.isa, prog.where,
+                   prog.lines, prog.input_line, prog.output_line)
