@@ -606,6 +606,7 @@ def test_values_and_their_lives():
 @pytest.mark.parametrize("name, isa, width, want", [
     ("matmul-4", "v0", None, 799), ("matmul-16-tiled", "v0", None, 94_260),
     ("matmul-16", "v0", None, 94_767), ("sparse-parity-small", "v3", 8, 2_685),
+    ("sparse-parity-medium", "v3", 8, 151_055),
     ("symmetry-8", "v3", 8, 29)])
 def test_allocation_keeps_what_a_program_computes(name, isa, width, want):
     """The allocated program is valid text, computes the same outputs on random inputs, still
