@@ -393,8 +393,11 @@ def test_an_energy_preset_that_cannot_price_a_level_is_refused_before_reading_th
 # ----------------------------------------------------------------------------- the docs page
 
 def test_the_contract_page_gives_the_limits_the_code_uses():
-    from simulator import hierarchy, limits, trace
+    from simulator import cells, grid, hierarchy, limits, trace
     from sutro_ir import lower
+    from sutro_ir.dally import problems as dally_problems
+    from sutro_ir.dally import score as dally_score
+    from sutro_ir.dally import text as dally_text
     from sutro_sim.run import TRACE_BYTES_PER_ACCESS
     page = " ".join((ROOT / "docs/input-contract.md").read_text().split())
     rows = {
@@ -415,6 +418,16 @@ def test_the_contract_page_gives_the_limits_the_code_uses():
         "| one traced step (`run`) |": f"{TRACE_BYTES_PER_ACCESS} bytes an access",
         "| one chunk of a trace file (`simulate`) |": f"{CHUNK_BYTES_PER_ACCESS} bytes an access",
         "| a hierarchy's cache state |": f"{hierarchy.STATE_BYTES_PER_LINE} bytes a line",
+        "| an address-IR file |": f"{dally_score.MAX_IR_BYTES >> 20} MiB",
+        "| an address in the address IR |": f"1 to 2^{dally_text.MAX_ADDRESS.bit_length() - 1}",
+        "| an integer item in the address IR |": f"{dally_text.MAX_DIGITS} digits",
+        "| a cell for the address models |": f"up to 2^{cells.MAX_CELL.bit_length() - 1}",
+        "| a cell on Model 2's grid |": f"up to {grid.Y_MAX ** 2:,} (shell {grid.Y_MAX:,})",
+        "| the matmul symbolic check |": f"{dally_problems.MAX_SYMBOLIC_WORK:,} term",
+        "| an address-IR program's lines |": f"{dally_text.DEFAULT_MAX_LINES:,} (the legacy "
+                                            f"sparse-parity tasks, symmetry), "
+                                            f"{dally_problems.get('sparse-parity-mask32').max_lines:,}"
+                                            " (mask32)",
     }
     for row, figure in rows.items():
         assert f"{row} {figure}" in page, row

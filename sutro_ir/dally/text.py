@@ -30,9 +30,10 @@ MAX_ADDRESS = 1 << 62
 """The scorers take addresses of up to 64 bits and dally-eval up to 2^16 - 1. A cell past 2^62
 would cost 2^31 a read; the bound keeps every address and its trace byte an int64."""
 DEFAULT_MAX_LINES = 100_000
-_INT = re.compile(r"[+-]?[0-9]{1,40}")
+MAX_DIGITS = 40
 """An integer item: ASCII digits, at most 40 of them (any address or literal past that is out
 of range anyway, and Python refuses to read a number of 4,301 digits)."""
+_INT = re.compile(r"[+-]?[0-9]{1,%d}" % MAX_DIGITS)
 
 
 @dataclass(frozen=True, eq=False)
