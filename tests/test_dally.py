@@ -813,3 +813,37 @@ def test_parity_instances_are_drawn_in_the_scorers_order():
             assert list(got_secret) == secret
             assert inputs.tolist() == sum(X, []) + y + sum(Xt, [])
             assert labels.tolist() == [sum(r[c] for c in secret) % 2 for r in Xt]
+
+
+def test_fuzzed_programs_never_crash(capsys, tmp_path):
+    """Seeded mutations of the baselines (tokens swapped, dropped, duplicated or replaced with
+    hostile ones) through `score`, `allocate` and `simulate`: every outcome is exit 0, 1 or 2,
+    never a traceback."""
+    rng = random.Random(13)
+    hostile = ["0", "-1", "2" * 45, str(1 << 62), str((1 << 62) + 1), "", " ", "\t", "x",
+               "set", "mov", "cmp", "eq", ";", ",", "\r", "\x00", "\ufeff", "٣", "1_0", "+3",
+               "select 1,1,1", "div 1,1,1", "recv 9", "send 1", "300000000"]
+    sources = [(baselines.matmul_naive(2), "matmul-2"), (baselines.symmetry(6), "symmetry-6"),
+               (baselines.sparse_parity(problems.SMALL), "sparse-parity-small")]
+    for case in range(150):
+        text, problem = rng.choice(sources)
+        tokens = re.split(r"([,;\n ])", text)
+        for _ in range(rng.randint(1, 4)):
+            k = rng.randrange(len(tokens))
+            action = rng.random()
+            if action < 0.4:
+                tokens[k] = rng.choice(hostile)
+            elif action < 0.6:
+                del tokens[k]
+            elif action < 0.8:
+                tokens.insert(k, rng.choice(tokens))
+            else:
+                tokens[k] = str(rng.randint(-5, 700))
+        path = write(tmp_path, "".join(tokens), f"f{case}.ir")
+        argv = rng.choice([["score", path, "--problem", problem, "--seed", "1"],
+                           ["score", path, "--json"], ["allocate", path, "--problem", problem],
+                           ["simulate", path, "--model", "1", "--model", "2"]])
+        code, out, err = cli(capsys, *argv)
+        assert code in (0, 1, 2) and "Traceback" not in err, (argv, "".join(tokens)[:300], err)
+        if code == 2:
+            assert ": error: " in err.splitlines()[0], err
