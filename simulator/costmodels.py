@@ -411,8 +411,8 @@ def _used(buffer: np.ndarray, n: int) -> np.ndarray:
 class AddressCostResult:
     """Simplified Dally address cost: `cost` = `read_cost` (trace reads) + `output_cost` (each
     output element read once at the end). `by_distance`: (distances, how many reads at each),
-    ascending, only the distances that occur; exit reads
-    included) were at distance d = ceil(sqrt(cell)). `cells`: how cells were numbered."""
+    ascending, only the distances d = ceil(sqrt(cell)) that occur, exit reads included.
+    `cells`: how cells were numbered."""
 
     cost: int
     read_cost: int

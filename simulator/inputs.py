@@ -87,21 +87,26 @@ class Utf8Error(SimError):
         self.line, self.col = line, col
 
 
+def check_writable(path: str, where: str) -> str:
+    """Where a user's output file will go (a link's target), checked before the work that
+    makes it: a path, not a device, a pipe or a directory, in a folder that exists."""
+    if not path:
+        raise SimError("give a file to write (got an empty path)", where)
+    real = os.path.realpath(path)
+    if os.path.lexists(real) and not stat.S_ISREG(os.stat(real).st_mode):
+        raise SimError(f"{path} exists and is not a regular file; give a file to write", where)
+    if not os.path.isdir(os.path.dirname(real)):
+        raise SimError(f"{path}: the folder {os.path.dirname(real)} does not exist", where)
+    return real
+
+
 def write_file(path: str, text: str, where: str) -> None:
     """Write a user's output file whole or not at all: into a temporary file beside it, then
     moved over it. A symbolic link is written through (its target replaced), an existing
     file keeps its permissions, and anything that is not a regular file (a device, a pipe, a
     directory) is refused rather than replaced."""
-    if not path:
-        raise SimError("give a file to write (got an empty path)", where)
-    real = os.path.realpath(path)
-    mode = None
-    if os.path.lexists(real):
-        st = os.stat(real)
-        if not stat.S_ISREG(st.st_mode):
-            raise SimError(f"{path} exists and is not a regular file; give a file to write",
-                           where)
-        mode = stat.S_IMODE(st.st_mode)
+    real = check_writable(path, where)
+    mode = stat.S_IMODE(os.stat(real).st_mode) if os.path.lexists(real) else None
     folder = os.path.dirname(real)
     try:
         fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=folder)

@@ -8,12 +8,14 @@ the line).
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 
 from simulator.errors import SimError
 from simulator.report import energy, table
 from sutro_ir.dally.baselines import BASELINES
+from sutro_ir.dally.isa import VERSIONS
 from sutro_ir.dally.problems import PROBLEMS
 from sutro_ir.dally.score import Score, score
 
@@ -31,7 +33,7 @@ def add_parser(sub) -> None:
     s.add_argument("program", help="address-IR file (.ir, see docs/dally.md)")
     s.add_argument("--problem", metavar="NAME", help="the benchmark (list: sutro-sim problems); "
                    "without one the program is priced, not checked")
-    s.add_argument("--isa", choices=("v0", "v1", "v2", "v3", "v4"),
+    s.add_argument("--isa", choices=VERSIONS,
                    help="instruction set, when no --problem fixes it (default v4)")
     s.add_argument("--model", choices=("1", "2"), default="1",
                    help="the model of the headline cost: 1, the address cost (default), or 2, "
@@ -57,7 +59,7 @@ def add_parser(sub) -> None:
     a.add_argument("program", help="address-IR file (.ir)")
     a.add_argument("--problem", metavar="NAME", help="parse as this problem's scorer does, and "
                    "check the result on its test data")
-    a.add_argument("--isa", choices=("v0", "v1", "v2", "v3", "v4"),
+    a.add_argument("--isa", choices=VERSIONS,
                    help="instruction set, when no --problem fixes it (default v4)")
     a.add_argument("-o", "--output", metavar="FILE", help="write the allocated program here")
     a.add_argument("--search-seconds", type=float, default=0.0, metavar="N",
@@ -65,6 +67,27 @@ def add_parser(sub) -> None:
     a.add_argument("--seed", type=int, default=0, help="seed of the search and of the check")
     a.add_argument("--json", action="store_true", help="print the result as JSON")
     a.set_defaults(func=cmd_allocate)
+    lo = sub.add_parser("lower", help="lower a .sir program's step to the address IR",
+                        description="Lower the solve (or train) block of a .sir program of "
+                        "integer and bit values to the address IR, one instruction per scalar "
+                        "operation: inputs are the example (X, then Y) and the parameters the "
+                        "step reads, outputs the parameters it writes. Then the allocation "
+                        "pass places the values. See docs/dally.md.")
+    lo.add_argument("program", help=".sir program (see docs/language.md)")
+    lo.add_argument("--target", choices=("dally-v0", "dally-v3"), default="dally-v3",
+                    help="dally-v0: add, sub, mul, copy, unbounded values (the matmul "
+                    "scorer's); dally-v3 (default): 8-bit cells, every instruction")
+    lo.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", nargs="+",
+                    help="override a config constant (as in run)")
+    lo.add_argument("-o", "--output", metavar="FILE", help="write the IR here")
+    lo.add_argument("--problem", metavar="NAME", help="check the result on this problem")
+    lo.add_argument("--search-seconds", type=float, default=0.0, metavar="N",
+                    help="search placement orders for N seconds after allocating")
+    lo.add_argument("--no-allocate", dest="allocate", action="store_false",
+                    help="write the SSA form, every value in its own cell")
+    lo.add_argument("--seed", type=int, default=0, help="seed of the search and of the check")
+    lo.add_argument("--json", action="store_true", help="print the result as JSON")
+    lo.set_defaults(func=cmd_lower)
 
 
 def cmd_baseline(args) -> int:
@@ -88,49 +111,89 @@ def write_text(path: str, text: str) -> None:
 
 
 def cmd_allocate(args) -> int:
+    from sutro_ir.dally import problems
+    from sutro_ir.dally.score import load_for
+
+    check_seconds(args.search_seconds)
+    if args.output:
+        check_output(args.output)
+    prog = load_for(args.program, args.problem, args.isa)
+    prob = problems.get(args.problem) if args.problem else None
+    return allocate_and_report(prog, prob, args, before_allocation=None)
+
+
+def allocate_and_report(prog, prob, args, before_allocation) -> int:
+    """Allocate `prog`, check it (the same outputs on random inputs; the problem's data), write
+    it and report. `before_allocation`: the cost of the program as lowered, if it was."""
     import random
 
-    from simulator.errors import SimError
-    from sutro_ir.dally import problems
     from sutro_ir.dally.allocate import allocate, check_same
-    from sutro_ir.dally.score import load, read_ir
-    from sutro_ir.dally.text import parse, to_text
+    from sutro_ir.dally.text import to_text
 
-    if not 0 <= args.search_seconds <= 86_400:
-        raise SimError(f"give 0 to 86,400 seconds, got {args.search_seconds:g}",
-                       "--search-seconds")
-    prob = problems.get(args.problem) if args.problem else None
-    if prob:
-        prog = parse(read_ir(args.program), args.program, prob.isa, prob.max_lines,
-                     prob.skip_empty_items)
-        prob.check_shape(prog)
-    else:
-        prog = load(args.program, args.isa or "v4")
-    width = None if prog.isa == "v0" else 8
-    result = allocate(prog, args.search_seconds, args.seed)
-    same = check_same(prog, result.prog, width, seed=args.seed)
+    limit = prob.max_lines if prob else None
+    result = allocate(prog, args.search_seconds, args.seed, max_lines=limit)
+    same = check_same(prog, result.prog, None if prog.isa == "v0" else 8, seed=args.seed)
     if same is False:
         raise RuntimeError("allocate changed what the program computes (a bug in sutro-sim)")
     verdict = prob.check(result.prog, random.Random(args.seed)) if prob else None
-    text = to_text(result.prog)
     if args.output:
-        write_text(args.output, text)
+        write_text(args.output, to_text(result.prog))
     d = {"before": result.before, "cost": result.cost, "placement": result.how,
          "cells": result.cells, "orders_tried": result.tried,
          "correct": None if verdict is None else verdict.correct, "output": args.output,
          "same_on_random_inputs": same}
+    if before_allocation is not None:
+        d["cost_ssa"] = before_allocation
     if args.json:
         print(json.dumps(d, indent=1))
-    else:
-        print(f"cost      {result.before:,} -> {result.cost:,} (Model 1; "
-              f"{100 * (result.before - result.cost) / max(result.before, 1):.1f}% less)")
-        print(f"placement {result.how}; {result.cells:,} cells; {result.tried:,} orders tried")
-        if same is None:
-            print("checked   not on random inputs: the program divides by zero on them")
-        if verdict is not None:
-            print(f"correct   {'yes' if verdict.correct else 'NO'}: {verdict.detail}")
-        print(f"wrote     {args.output}" if args.output else "(give -o FILE to write it)")
+        return 0 if verdict is None or verdict.correct else EXIT_WRONG
+    print(f"cost      {result.before:,} -> {result.cost:,} (Model 1; "
+          f"{100 * (result.before - result.cost) / max(result.before, 1):.1f}% less)")
+    print(f"placement {result.how}; {result.cells:,} cells; {result.tried:,} orders tried")
+    if same is None:
+        print("checked   not on random inputs: the program reads a tape, or divides by zero "
+              "on them")
+    if verdict is not None:
+        print(f"correct   {'yes' if verdict.correct else 'NO'}: {verdict.detail}")
+    print(f"wrote     {args.output}" if args.output else "(give -o FILE to write it)")
     return 0 if verdict is None or verdict.correct else EXIT_WRONG
+
+
+def check_seconds(seconds: float) -> None:
+    if not 0 <= seconds <= 86_400:
+        raise SimError(f"give 0 to 86,400 seconds, got {seconds:g}", "--search-seconds")
+
+
+def check_output(path: str) -> None:
+    from simulator.inputs import check_writable
+    check_writable(path, "-o")
+
+
+def cmd_lower(args) -> int:
+    from sutro_ir.compile import compile_file
+    from sutro_ir.dally import problems
+    from sutro_ir.dally.lowering import lower_program
+    from sutro_ir.dally.score import model1
+    from sutro_ir.dally.text import to_text
+    from sutro_sim.cli import _overrides
+
+    check_seconds(args.search_seconds)
+    if args.output:
+        check_output(args.output)
+    prob = problems.get(args.problem) if args.problem else None
+    program = compile_file(args.program, _overrides(args.set))
+    prog = lower_program(program, args.target, args.program)
+    if prob:
+        prob.check_shape(prog)
+    print(f"lowered   {args.program} to {args.target}: {len(prog):,} instructions, "
+          f"{len(prog.inputs):,} inputs, {len(prog.outputs):,} outputs", file=sys.stderr)
+    if args.allocate:
+        return allocate_and_report(prog, prob, args, before_allocation=model1(prog).cost)
+    if args.output:
+        write_text(args.output, to_text(prog))
+    print(json.dumps({"cost": model1(prog).cost, "output": args.output}) if args.json else
+          f"cost      {model1(prog).cost:,} (Model 1, every value in its own cell)")
+    return 0
 
 
 def cmd_problems(args) -> int:
@@ -143,9 +206,6 @@ def cmd_problems(args) -> int:
 
 
 def cmd_score(args) -> int:
-    if args.problem and args.isa:
-        raise SimError(f"the problem {args.problem} fixes the instruction set; leave --isa out",
-                       "--isa")
     if args.seed is not None and not args.problem:
         raise SimError("--seed seeds a problem's test instances; give --problem too", "--seed")
     result = score(args.program, args.problem, args.seed, args.isa)

@@ -847,3 +847,170 @@ def test_fuzzed_programs_never_crash(capsys, tmp_path):
         assert code in (0, 1, 2) and "Traceback" not in err, (argv, "".join(tokens)[:300], err)
         if code == 2:
             assert ": error: " in err.splitlines()[0], err
+
+
+def test_allocation_keeps_within_the_line_limit():
+    """Captures add copies: a variant past the problem's limit is not taken."""
+    prog = parse(baselines.matmul_naive(16), "t.ir", "v0", None)
+    free = allocate(prog)
+    assert "captures" in free.how and len(free.prog) > len(prog)
+    tight = allocate(prog, max_lines=len(prog) + 2)
+    assert "captures" not in tight.how and len(tight.prog) + 2 <= len(prog) + 2
+
+
+def test_allocating_a_tape_program(capsys, tmp_path):
+    path = write(tmp_path, "1\nrecv 5\nadd 6,5,1\nsend 6\n6")
+    code, out, err = cli(capsys, "allocate", path)
+    assert code == 0 and "not on random inputs: the program reads a tape" in out
+
+
+def test_allocate_checks_its_output_first(capsys, tmp_path):
+    path = write(tmp_path, baselines.matmul_naive(4))
+    code, out, err = cli(capsys, "allocate", path, "-o", tmp_path / "no/such/x.ir",
+                         "--search-seconds", "100")
+    assert code == 2 and out == "" and err.startswith("-o: error: ") and "does not exist" in err
+
+
+def test_model2_floors():
+    """Energy at the 50 fJ floor up to cell 625 (25 hops), read time up to 3,844 (62 hops),
+    write time up to 15,625 (125 hops); one cell further each pays its hops."""
+    from simulator import TraceBuilder
+
+    def one(cell: int, write: bool):
+        b = TraceBuilder(align=1)
+        b.buffer("m", cell, dtype="u8")
+        b.access("m", cell - 1, write)              # byte cell - 1 is cell `cell`
+        g = grid_cost(b.build(meta={"address_cells": {"cell_bytes": 1, "origin": -1}}))
+        return g.energy_fj, g.time_tenths_ps
+    assert one(625, False)[0] == 50 and one(626, False)[0] == 52
+    assert one(3844, False)[1] == 500 and one(3845, False)[1] == 8 * 63
+    assert one(15625, True)[1] == 500 and one(15626, True)[1] == 4 * 126
+
+
+# ----------------------------------------------------------------------------- lowering
+
+from sutro_ir.compile import compile_file, compile_program      # noqa: E402
+from sutro_ir.dally.lowering import lower_program                # noqa: E402
+
+
+def executed(program):
+    """The step run by the .sir executor (numpy): the training set and the parameters after."""
+    from sutro_ir.execute import Executor
+    from sutro_ir.schedule import schedule
+    ex = Executor(program, schedule(program.train.graph), schedule(program.eval.graph).kernels,
+                  0)
+    ex.train()
+    return ex.data[0], ex.arrays
+
+
+def same_as_executor(program, target: str):
+    """The lowered (and the allocated) program, run by the IR machine on the training set,
+    gives the parameters the executor's step wrote (8-bit values compared as bytes)."""
+    prog = lower_program(program, target, "<t>")
+    X, arrays = executed(program)
+    want = np.concatenate([arrays[p.name].ravel() for p in program.params
+                           if p.name in {n.buffer for n in program.train.graph.nodes
+                                         if n.op != "param"}])
+    width = None if target == "dally-v0" else 8
+    for p in (prog, allocate(prog).prog):
+        got = np.asarray(run(p, X.reshape(1, -1).astype(np.int64), width)[0])
+        if width:
+            assert (got.astype(np.int64) & 0xFF).tolist() == (want.astype(np.int64) & 0xFF).tolist()
+        else:
+            assert [int(v) for v in got] == want.astype(np.int64).tolist()
+    return prog
+
+
+EVERY_OP = """
+config n = 6
+data train, test = sparse_parity(n=n, k=1, train=5, test=1, encoding="01", seed=SEED)
+param out: u8[86] = zeros()
+solve (X, Y) in train {
+  a = X[0, :] * 77 + X[2, :]
+  b = X[1, :] * 200 + X[3, :] * 3
+  m = X[0:4, 0:4] + X[1:5, 2:6] * 9
+  s = a + b * 3 - (a ^ b)
+  t = ~(a | b) & (a & b)
+  u = -a
+  c = where(a > b, a, b + 1)
+  e = u8(a == b) + u8(a != b) * 2 + u8(a <= b) * 4 + u8(a >= b) * 8 + u8(a < b) * 16
+  g = u8(bool(a)) + u8(not bool(b))
+  r = sum(m, axis=0)
+  q = m @ transpose(m)
+  o = outer(a[0:3], b[0:3])
+  f = zeros([6], dtype="u8")
+  f[2] := a[1]
+  f[3] ^= b[2]
+  f[0:2] += a[4:6]
+  z = i8(a) - i8(b)
+  h = concat([s, t, u, c, e, g, r, reshape(q, [16]), reshape(o, [9]), f], axis=0)
+  out := concat([h, u8(abs(z)), stack([a, b], axis=0)[1], u8(sum(a) > sum(b)) + f[0:1], a[0:2]], axis=0)
+}
+eval (x, y) in test { predict x[0] }
+"""
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_every_lowered_op_computes_what_the_executor_does(seed):
+    """dally-v3: wrapping bytes, unsigned compares (flipped into signed ones), logical not,
+    casts to bool, where, reductions, matmul, outer, slices, writes into parts."""
+    program = compile_program(EVERY_OP.replace("SEED", str(seed)), "t.sir")
+    prog = same_as_executor(program, "dally-v3")
+    assert len(prog.outputs) == 86
+
+
+@pytest.mark.parametrize("n, tile", [(4, 1), (4, 2), (8, 4), (16, 4)])
+def test_matmul_program_lowers_to_a_correct_matmul(n, tile):
+    program = compile_file(str(ROOT / "programs/matmul.sir"), {"n": str(n), "tile": str(tile)})
+    prog = same_as_executor(program, "dally-v0")
+    assert solve(f"matmul-{n}", to_text(allocate(prog).prog)).correct
+
+
+def test_lower_command_beats_the_published_baselines(capsys, tmp_path):
+    """docs/dally.md: programs/matmul.sir at n=16 under the tiled human baseline (133,783);
+    the candidate-checking parity program under the GF(2) elimination baseline (473,046)."""
+    out = tmp_path / "m.ir"
+    code, text, _ = cli(capsys, "lower", ROOT / "programs/matmul.sir", "--target", "dally-v0",
+                        "--problem", "matmul-16", "-o", out, "--json")
+    d = json.loads(text)
+    assert (code, d["cost"], d["correct"]) == (0, 89_596, True) and d["cost"] < 133_783
+    code, text, _ = cli(capsys, "score", out, "--problem", "matmul-16", "--json")
+    assert json.loads(text)["cost"] == 89_596
+    code, text, _ = cli(capsys, "lower", ROOT / "programs/sparse_parity_candidates.sir",
+                        "--problem", "sparse-parity-medium", "--json")
+    d = json.loads(text)
+    assert (code, d["cost"], d["correct"]) == (0, 31_057, True) and d["cost"] < 473_046
+    program = compile_file(str(ROOT / "programs/sparse_parity_candidates.sir"), {})
+    same_as_executor(program, "dally-v3")
+
+
+REFUSED = """config n = 2
+data train, test = sparse_parity(n=n, k=1, train=2 * n, test=1, encoding="01", seed=1)
+param C: TYPE[n, n] = zeros()
+param w: f32[2] = zeros()
+solve (X, Y) in train {
+  A = TYPE(X[0:n, :])
+  B = TYPE(X[n:2 * n, :])
+  BODY
+}
+eval (x, y) in test { predict x[0] }
+"""
+
+
+@pytest.mark.parametrize("body, dtype, target, message", [
+    ("C := A @ B\n  w -= 1", "i32", "dally-v0", "9:3: error: a f32 value cannot be lowered"),
+    ("C := A @ B", "i32", "dally-v3", "6:7: error: a i32 value cannot be lowered to dally-v3 "
+     "(8-bit cells"),
+    ("C := i32(X[0:2, :] + X[2:4, :])", "i32", "dally-v0", "8:22: error: dally-v0's values "
+     "are unbounded integers, and a u8 wraps"),
+    ("C := A @ B + 3", "i32", "dally-v0", "error: the constant 3 cannot be made in dally-v0"),
+    ("C := A ^ B", "i32", "dally-v0", "error: this needs `xor`, which dally-v0 does not have"),
+    ("if X[0, 0] == 1 { C := A } else { C := B }", "u8", "dally-v3", "error: an `if` on a "
+     "value computed by the step cannot be lowered"),
+    ("p = i32(argmax(X[0, :]))\n  C := A * X[p, 0]", "u8", "dally-v3", "cannot be lowered"),
+])
+def test_lowering_refuses_what_the_ir_cannot_say(body, dtype, target, message):
+    src = REFUSED.replace("BODY", body).replace("TYPE", dtype)
+    with pytest.raises(SirError) as e:
+        lower_program(compile_program(src, "t.sir"), target, "<t>")
+    assert str(e.value).startswith("t.sir:") and message in str(e.value).splitlines()[0]

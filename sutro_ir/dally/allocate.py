@@ -1,7 +1,9 @@
 """Address allocation for the address IR: place every value so that the most-read ones sit at
 the cheapest cells (Model 1: a read of cell a costs ceil(sqrt(a))). The instructions and their
-order are kept; what changes is where each value lives. So the outputs are the same for every
-input, bit for bit.
+order are kept; what changes is where each value lives. So the outputs are the same, bit for
+bit, for every input a scorer gives: unbounded integers (v0), or values in the 8-bit range
+(v3). (An 8-bit `copy` wraps its value and an input is placed as given, so an input outside
+-128..127 read through a copy that allocation removes or adds could differ.)
 
 1. Values. Every input, and every instruction's result, is a value (SSA). A value lives from
    its write (an input: from the start) to its last read (an output: to the exit reads). Two
@@ -11,13 +13,14 @@ input, bit for bit.
    problem checks the outputs only (a tape op is never dropped).
 3. Copies. `copy d,s` makes a second value equal to s. Eliminated, the copy's readers read s
    itself: one read fewer, but s then lives longer. Both ways are tried.
-4. Placement. Values are placed one by one, each at the cheapest cell free for its whole life.
-   The order is by reads per instruction lived (`density`) or by reads: a value read often
-   over a short life gets a cheap cell first. The order whose result is cheapest wins.
-5. Captures (live-range splitting, split_lives): a value read in several stretches of
+4. Captures (live-range splitting, split_lives): a value read in several stretches of kept
    instructions gets a copy in a fresh value before each stretch with two or more of its reads,
    which those reads use: a hot value can then sit near for a short while and far otherwise,
-   as the tiled matmul's hand-written copies do. Stretches of 32 to 512 instructions are tried.
+   as the tiled matmul's hand-written copies do. Stretches of 32 to 512 instructions are tried
+   (none past BIG instructions, nor any that would pass the problem's line limit).
+5. Placement. Values are placed one by one, each at the cheapest cell free for its whole life.
+   The order is by reads per instruction lived (`density`) or by reads: a value read often
+   over a short life gets a cheap cell first. The order whose result is cheapest wins.
 6. Search (`seconds` > 0). Placement orders perturbed at random around the best, each measured
    by the exact cost, the best kept, until the time is up.
 
@@ -205,14 +208,24 @@ WINDOWS = (32, 64, 128, 256, 512)
 instructions gets a near copy for each."""
 
 
-def allocate(prog: Program, seconds: float = 0.0, seed: int = 0) -> Allocation:
-    """The cheapest placement found (see the module docstring); never worse than the input."""
+BIG = 200_000
+"""Past this many instructions only the program's own values are placed (no captures): each
+variant takes a few seconds per 100,000 instructions."""
+
+
+def allocate(prog: Program, seconds: float = 0.0, seed: int = 0,
+             max_lines: int | None = None) -> Allocation:
+    """The cheapest placement found (see the module docstring); never worse than the input.
+    `max_lines`: the problem's line limit, which captures (more copies) must respect."""
     from .score import model1
 
     before = model1(prog).cost
     best = None
     tried = 0
-    variants = [(prog, "")] + [(split_lives(prog, w), f", captures every {w}") for w in WINDOWS]
+    windows = WINDOWS if len(prog) <= BIG else ()
+    variants = [(prog, "")] + [(split_lives(prog, w), f", captures every {w}") for w in windows]
+    if max_lines is not None:
+        variants = [(p, c) for p, c in variants if len(p) + 2 <= max_lines]
     for source, captures in variants:
         for elim in (False, True):
             vals = values(source, elim)
@@ -276,6 +289,8 @@ def check_same(a: Program, b: Program, width: int | None, trials: int = 64,
     by zero), so there is nothing to compare."""
     from .machine import DivideByZero, run
 
+    if (a.op == OPS["recv"].code).any():
+        return None                      # the problems here give no tape to run it on
     rng = np.random.default_rng(seed)
     lo, hi = (-128, 128) if width == 8 else (-1000, 1000)
     for _ in range(8):

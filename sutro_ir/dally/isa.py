@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class OpInfo:
-    """`forms`: the operand counts the text may give (destination included). `reads`: how the
-    cells read are found from the operands (`sugar`: `op d,s` reads d and s). `since`: the first
-    instruction set that has the op."""
+    """`forms`: the operand counts the text may give (destination included; a binary op's 2 is
+    the sugar `op d,s`, which reads d and s). `since`: the first instruction set with the op.
+    `kind` says which operands are read and written (text.py)."""
 
     name: str
     code: int

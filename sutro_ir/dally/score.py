@@ -30,7 +30,8 @@ MAX_IR_BYTES = 64 << 20
 
 def read_ir(path: str) -> str:
     """The text of an IR file (UTF-8; `\\r\\n` and `\\r` end lines as `\\n` does)."""
-    text = decode_utf8(read_bytes(path, "IR file", MAX_IR_BYTES), "IR file", path)
+    what = "program in the address IR"
+    text = decode_utf8(read_bytes(path, what, MAX_IR_BYTES), what, path)
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -39,6 +40,20 @@ def load(path: str, isa: str = "v4", max_lines: int | None = None,
     """Read and parse an IR file; `max_lines` None: the largest limit any scorer has."""
     return parse(read_ir(path), path, isa, 2_000_000 if max_lines is None else max_lines,
                  skip_empty)
+
+
+def load_for(path: str, problem: str | None, isa: str | None = None) -> Program:
+    """Read an IR file as `problem`'s scorer reads it (its instruction set, line limit and item
+    rules; its input and output counts), or with no problem as instruction set `isa`."""
+    if not problem:
+        return load(path, isa or "v4")
+    prob = problems.get(problem)
+    if isa and isa != prob.isa:
+        raise SimError(f"the problem {problem} fixes the instruction set ({prob.isa}); leave "
+                       "--isa out", "--isa")
+    prog = parse(read_ir(path), path, prob.isa, prob.max_lines, prob.skip_empty_items)
+    prob.check_shape(prog)
+    return prog
 
 
 @dataclass(frozen=True)
@@ -109,11 +124,7 @@ def score(path: str, problem: str | None, seed: int | None = None, isa: str | No
     """Parse `path` as `problem`'s scorer does (or, with no problem, as instruction set `isa`,
     default v4), check it on the problem's data and price it."""
     prob = problems.get(problem) if problem else None
-    if prob:
-        prog = parse(read_ir(path), path, prob.isa, prob.max_lines, prob.skip_empty_items)
-        prob.check_shape(prog)
-    else:
-        prog = load(path, isa or "v4")
+    prog = load_for(path, problem, isa)
     trace = to_trace(prog)
     m1 = model1(prog, trace)
     m2, note = None, ""
