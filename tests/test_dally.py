@@ -982,6 +982,10 @@ def test_lower_command_beats_the_published_baselines(capsys, tmp_path):
     assert (code, d["cost"], d["correct"]) == (0, 31_057, True) and d["cost"] < 473_046
     program = compile_file(str(ROOT / "programs/sparse_parity_candidates.sir"), {})
     same_as_executor(program, "dally-v3")
+    for n, tile, want in ((16, 1, 94_767), (4, 1, 799)):    # the plain order: the naive
+        program = compile_file(str(ROOT / "programs/matmul.sir"),  # baseline, allocated
+                               {"n": str(n), "tile": str(tile)})
+        assert allocate(lower_program(program, "dally-v0", "<t>")).cost == want
 
 
 REFUSED = """config n = 2
