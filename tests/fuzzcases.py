@@ -293,10 +293,13 @@ def _mutate_size(rng, text: str, big: bool) -> tuple[str, str]:
         return text, "size-none"
     a, b = rng.choice(targets)
     pool = SIZE_NUMBERS if big else [n for n in SIZE_NUMBERS if n not in ("10000", "4096")]
+    pool = [n for n in pool if n != text[a:b].strip()]     # a change, not the same size
     new = rng.choice(pool)
     if text[a:b].count(",") and rng.random() < 0.5:      # a dims list: one of its dims
         parts = text[a:b].split(",")
-        parts[rng.randrange(len(parts))] = " " + new
+        k = rng.randrange(len(parts))
+        other = [n for n in pool if n != parts[k].strip()]
+        parts[k] = " " + (new if new in other else other[0])
         new = ",".join(parts).lstrip()
     return text[:a] + new + text[b:], "size-weird"
 

@@ -213,6 +213,8 @@ SMALL = {
     "sparse_parity_gf2.sir": {},
     "sparse_parity_local.sir": {"hidden": "32", "epochs": "2", "n_train": "40"},
     "xor.sir": {"epochs": "4"},
+    "matmul.sir": {"n": "4", "tile": "2"},
+    "sparse_parity_candidates.sir": {"n": "4", "m": "5", "t": "6"},
 }
 FIFO = ROOT / "tests/data/whole-run-fifo.toml"
 
