@@ -587,7 +587,7 @@ def test_run_cost_models_price_a_sir_program(capsys, tmp_path):
 
 # ----------------------------------------------------------------------------- allocation
 
-from sutro_ir.dally.allocate import allocate, check_same, values   # noqa: E402
+from sutro_ir.dally.allocate import allocate, as_late_as_possible, check_same, values  # noqa
 
 
 def test_values_and_their_lives():
@@ -604,9 +604,9 @@ def test_values_and_their_lives():
 
 
 @pytest.mark.parametrize("name, isa, width, want", [
-    ("matmul-4", "v0", None, 799), ("matmul-16-tiled", "v0", None, 94_260),
+    ("matmul-4", "v0", None, 799), ("matmul-16-tiled", "v0", None, 91_035),
     ("matmul-16", "v0", None, 94_767), ("sparse-parity-small", "v3", 8, 2_685),
-    ("sparse-parity-medium", "v3", 8, 151_055),
+    ("sparse-parity-medium", "v3", 8, 150_840),
     ("symmetry-8", "v3", 8, 29)])
 def test_allocation_keeps_what_a_program_computes(name, isa, width, want):
     """The allocated program is valid text, computes the same outputs on random inputs, still
@@ -641,6 +641,16 @@ def test_captures_split_a_value_s_life():
     assert check_same(p, q, None)
 
 
+def test_as_late_as_possible():
+    """Instructions sorted by their first reader's place, ties as written (SSA: value v in cell
+    v + 1): the add read by the sub moves above the mul; the tape keeps its order."""
+    p = parse("1,2\nmul 3,1,2\nadd 4,1,2\nsub 5,4,1\nadd 6,3,5\n6", "t.ir", "v0")
+    assert to_text(as_late_as_possible(p)) == (
+        "1,2\nadd 4,1,2\nmul 3,1,2\nsub 5,4,1\nadd 6,3,5\n6\n")
+    tape = parse("1\nrecv 2\nrecv 3\nadd 4,3,1\nsend 4\nsend 2\n4", "t.ir", "v4")
+    assert to_text(as_late_as_possible(tape)) == to_text(tape)
+
+
 def test_allocation_of_random_programs():
     """Random straight-line 8-bit programs: the allocated one computes the same outputs."""
     rng = random.Random(3)
@@ -670,6 +680,7 @@ def test_allocation_of_random_programs():
         outs = [rng.choice(sorted(written)) for _ in range(rng.randint(1, 4))]
         lines.append(",".join(map(str, outs)))
         prog = parse("\n".join(lines), "r.ir", "v3")
+        assert check_same(prog, as_late_as_possible(prog), 8, trials=100, seed=trial)
         a = allocate(prog, seconds=0.01, seed=trial)
         again = parse(to_text(a.prog), "u.ir", "v3")
         assert check_same(prog, again, 8, trials=100, seed=trial), "\n".join(lines)

@@ -21,11 +21,13 @@ bit, for every input a scorer gives: unbounded integers (v0), or values in the 8
 5. Placement. Values are placed one by one, each at the cheapest cell free for its whole life.
    The order is by reads per instruction lived (`density`) or by reads: a value read often
    over a short life gets a cheap cell first. The order whose result is cheapest wins.
-6. Search (`seconds` > 0). Placement orders perturbed at random around the best, each measured
+6. Order. The instructions as written, or each moved down toward its first reader
+   (as_late_as_possible: values live more briefly).
+7. Search (`seconds` > 0). Placement orders perturbed at random around the best, each measured
    by the exact cost, the best kept, until the time is up.
 
-Every combination of captures (none, or each stretch), copies (kept or eliminated) and order
-is measured; the cheapest wins.
+Every combination of instruction order, captures (none, or each stretch), copies (kept or
+eliminated) and placement order is measured; the cheapest wins.
 
 The result is checked before it is returned: it runs like the original on random inputs
 (check_same).
@@ -33,12 +35,13 @@ The result is checked before it is returned: it runs like the original on random
 
 from __future__ import annotations
 
-import bisect
 import random
 import time
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
+from numba.typed import List
 
 from .isa import OPS
 from .text import Program
@@ -64,45 +67,61 @@ class Values:
 
 
 def values(prog: Program, eliminate_copies: bool = False) -> Values:
-    n = len(prog)
-    n_in = len(prog.inputs)
-    current = {int(a): v for v, a in enumerate(prog.inputs.tolist())}
+    cells = prog.addresses()
+    slot = lambda a: np.searchsorted(cells, a)         # noqa: E731
+    src_slot = np.where(prog.src > 0, slot(prog.src), -1)
+    src_val, dst_val, alias, current = _ssa(
+        prog.op.astype(np.int64), slot(prog.dst), src_slot, prog.dst > 0, len(cells),
+        slot(prog.inputs), eliminate_copies, _COPY)
+    out_val = current[slot(prog.outputs)]
+    keep = _live_instructions(prog.op.astype(np.int64), src_val, dst_val, out_val, alias,
+                              eliminate_copies, _COPY, _RECV, _SEND)
+    return _lives(prog, keep, src_val, dst_val, out_val, alias, len(alias), len(prog.inputs))
+
+
+@nb.njit(cache=True)
+def _ssa(op, dst_slot, src_slot, writes, n_slots, in_slots, eliminate_copies, copy):
+    """Value ids: inputs 0.., then one per write. `current[slot]`: the value a cell holds now;
+    an eliminated copy's value is its source's (`alias`)."""
+    n, n_in = len(op), len(in_slots)
+    current = np.full(n_slots, -1, np.int64)
+    current[in_slots] = np.arange(n_in)
     src_val = np.full((n, 3), -1, np.int64)
     dst_val = np.full(n, -1, np.int64)
-    alias = list(range(n_in))                   # a copy's value, eliminated: its source
+    alias = np.empty(n_in + n, np.int64)
+    alias[:n_in] = np.arange(n_in)
     count = n_in
-    for i, (o, d, s) in enumerate(zip(prog.op.tolist(), prog.dst.tolist(), prog.src.tolist())):
-        for j, a in enumerate(s):
-            if a:
-                src_val[i, j] = current[a]
-        if d:
-            alias.append(src_val[i, 0] if eliminate_copies and o == _COPY else count)
+    for i in range(n):
+        for j in range(3):
+            if src_slot[i, j] >= 0:
+                src_val[i, j] = current[src_slot[i, j]]
+        if writes[i]:
+            alias[count] = src_val[i, 0] if eliminate_copies and op[i] == copy else count
             dst_val[i] = count
-            current[d] = alias[count]
+            current[dst_slot[i]] = alias[count]
             count += 1
-    out_val = np.array([current[int(a)] for a in prog.outputs.tolist()], np.int64)
-    alias = np.array(alias, np.int64)
-    src_val = np.where(src_val >= 0, alias[np.maximum(src_val, 0)], -1)
-    keep = _live_instructions(prog, src_val, dst_val, out_val, alias, count, eliminate_copies)
-    return _lives(prog, keep, src_val, dst_val, out_val, alias, count, n_in)
+    return src_val, dst_val, alias[:count].copy(), current
 
 
-def _live_instructions(prog, src_val, dst_val, out_val, alias, count, eliminate_copies):
+@nb.njit(cache=True)
+def _live_instructions(op, src_val, dst_val, out_val, alias, eliminate_copies, copy, recv,
+                       send):
     """Backward: an instruction is kept when its value is read by a kept instruction or is an
     output (an eliminated copy is never kept: its readers read its source)."""
-    needed = np.zeros(count, bool)
+    needed = np.zeros(len(alias), np.bool_)
     needed[out_val] = True
-    keep = np.zeros(len(prog), bool)
-    for i in range(len(prog) - 1, -1, -1):
-        o, v = prog.op[i], dst_val[i]
-        tape = o in (_RECV, _SEND)
-        if eliminate_copies and o == _COPY:
+    keep = np.zeros(len(op), np.bool_)
+    for i in range(len(op) - 1, -1, -1):
+        v = dst_val[i]
+        if eliminate_copies and op[i] == copy:
             if needed[v]:
                 needed[alias[v]] = True
             continue
-        if tape or (v >= 0 and needed[v]):
+        if op[i] == recv or op[i] == send or (v >= 0 and needed[v]):
             keep[i] = True
-            needed[src_val[i][src_val[i] >= 0]] = True
+            for j in range(3):
+                if src_val[i, j] >= 0:
+                    needed[src_val[i, j]] = True
     return keep
 
 
@@ -127,43 +146,72 @@ def _lives(prog, keep, src_val, dst_val, out_val, alias, count, n_in) -> Values:
 
 # ----------------------------------------------------------------------------- placement
 
-class _Cells:
-    """Which cells are taken when. A cell's lives never overlap, so sorted by start they are
-    sorted by end too: a new life (s, e) fits when the last life starting before e ends by s
-    (read before write). Lives starting at -1 (inputs) never share a cell."""
+@nb.njit(cache=True)
+def _place_all(order, start, end, live, n_values):
+    """Each live value, in `order`, at the lowest cell free for its whole life; returns the
+    cells (0: not placed). A cell's lives never overlap, so sorted by start they are sorted by
+    end too: a life (s, e) fits when the last life starting before e ends by s (read before
+    write). Lives starting at -1 (inputs) never share a cell."""
+    starts = List.empty_list(nb.int64[:])
+    ends = List.empty_list(nb.int64[:])
+    count = np.zeros(16, np.int64)
+    cells = np.zeros(n_values, np.int64)
+    for v in order:
+        if not live[v]:
+            continue
+        s, e = start[v], end[v]
+        chosen = -1
+        for c in range(len(starts)):
+            k = count[c]
+            row = starts[c]
+            if s == -1 and k > 0 and row[0] == -1:
+                continue
+            lo, hi = 0, k
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if row[mid] < e:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if lo == 0 or ends[c][lo - 1] <= s:
+                chosen = c
+                break
+        if chosen == -1:
+            chosen = len(starts)
+            starts.append(np.empty(4, np.int64))
+            ends.append(np.empty(4, np.int64))
+            if chosen == len(count):
+                count = np.concatenate((count, np.zeros(len(count), np.int64)))
+        _insert(starts, ends, count, chosen, s, e)
+        cells[v] = chosen + 1
+    return cells
 
-    def __init__(self):
-        self.starts: list[list[int]] = []
-        self.ends: list[list[int]] = []
 
-    def fits(self, c: int, s: int, e: int) -> bool:
-        starts = self.starts[c]
-        if s == -1 and starts[0] == -1:
-            return False
-        k = bisect.bisect_left(starts, e) - 1
-        return k < 0 or self.ends[c][k] <= s
-
-    def place(self, s: int, e: int) -> int:
-        for c in range(len(self.starts)):
-            if self.fits(c, s, e):
-                k = bisect.bisect_left(self.starts[c], s)
-                self.starts[c].insert(k, s)
-                self.ends[c].insert(k, e)
-                return c + 1
-        self.starts.append([s])
-        self.ends.append([e])
-        return len(self.starts)
+@nb.njit(cache=True)
+def _insert(starts, ends, count, c, s, e):
+    k = count[c]
+    if k == len(starts[c]):
+        grown_s = np.empty(2 * k, np.int64)
+        grown_e = np.empty(2 * k, np.int64)
+        grown_s[:k] = starts[c][:k]
+        grown_e[:k] = ends[c][:k]
+        starts[c] = grown_s
+        ends[c] = grown_e
+    row_s, row_e = starts[c], ends[c]
+    j = k
+    while j > 0 and row_s[j - 1] > s:
+        row_s[j] = row_s[j - 1]
+        row_e[j] = row_e[j - 1]
+        j -= 1
+    row_s[j] = s
+    row_e[j] = e
+    count[c] = k + 1
 
 
 def place(vals: Values, order: np.ndarray) -> np.ndarray:
     """Cell of each value (0: unused), placed in `order`, each at the cheapest free cell."""
-    cells = np.zeros(len(vals.start), np.int64)
-    used = _Cells()
-    live = _used_values(vals)
-    for v in order.tolist():
-        if live[v]:
-            cells[v] = used.place(int(vals.start[v]), int(vals.end[v]))
-    return cells
+    return _place_all(order.astype(np.int64), vals.start, vals.end, _used_values(vals),
+                      len(vals.start))
 
 
 def _used_values(vals: Values) -> np.ndarray:
@@ -223,7 +271,11 @@ def allocate(prog: Program, seconds: float = 0.0, seed: int = 0,
     best = None
     tried = 0
     windows = WINDOWS if len(prog) <= BIG else ()
-    variants = [(prog, "")] + [(split_lives(prog, w), f", captures every {w}") for w in windows]
+    variants = []
+    for base, order_name in ((prog, ""), (as_late_as_possible(prog), ", as late as possible")):
+        variants += [(base, order_name)] + [(split_lives(base, w),
+                                             f"{order_name}, captures every {w}")
+                                            for w in windows]
     if max_lines is not None:
         variants = [(p, c) for p, c in variants if len(p) + 2 <= max_lines]
     for source, captures in variants:
@@ -367,3 +419,28 @@ def _ssa_program(prog, vals, rows, before, redirect) -> Program:
                    np.array(src, np.int64).reshape(-1, 3), np.array(imm, np.int64),
                    np.array(line, np.int32), np.array(col, np.int32), prog.isa, prog.where,
                    prog.lines, prog.input_line, prog.output_line)
+
+
+# ----------------------------------------------------------------------------- order
+
+def as_late_as_possible(prog: Program) -> Program:
+    """The same computation with each instruction moved down toward its first reader (its value
+    then lives more briefly), in SSA form: instructions sorted by their first reader's place,
+    ties in their written order. A source's first reader comes no later than the instruction
+    that reads it, so every source still comes first. Tape ops and results nobody reads keep
+    their own place (the tape's order is the program's meaning)."""
+    vals = values(prog)
+    rows = np.flatnonzero(vals.keep)
+    n = len(rows)
+    deadline = np.arange(n)
+    first_reader = np.full(len(vals.start), n, np.int64)
+    for pos in range(n - 1, -1, -1):
+        for v in vals.src_val[rows[pos]].tolist():
+            if v >= 0:
+                first_reader[v] = pos
+    for pos, i in enumerate(rows.tolist()):
+        v = vals.dst_val[i]
+        if v >= 0 and prog.op[i] not in (_RECV, _SEND) and first_reader[v] < n:
+            deadline[pos] = first_reader[v]
+    order = np.lexsort((np.arange(n), deadline))
+    return _ssa_program(prog, vals, rows[order], {}, {})
