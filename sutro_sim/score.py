@@ -114,9 +114,7 @@ def cmd_allocate(args) -> int:
     from sutro_ir.dally import problems
     from sutro_ir.dally.score import load_for
 
-    check_seconds(args.search_seconds)
-    if args.output:
-        check_output(args.output)
+    check_job(args)
     prog = load_for(args.program, args.problem, args.isa)
     prob = problems.get(args.problem) if args.problem else None
     return allocate_and_report(prog, prob, args, before_allocation=None)
@@ -136,7 +134,7 @@ def allocate_and_report(prog, prob, args, before_allocation) -> int:
     if same is False:
         raise RuntimeError("allocate changed what the program computes (a bug in sutro-sim)")
     verdict = prob.check(result.prog, random.Random(args.seed)) if prob else None
-    if args.output:
+    if args.output is not None:
         write_text(args.output, to_text(result.prog))
     d = {"before": result.before, "cost": result.cost, "placement": result.how,
          "cells": result.cells, "orders_tried": result.tried,
@@ -159,9 +157,15 @@ def allocate_and_report(prog, prob, args, before_allocation) -> int:
     return 0 if verdict is None or verdict.correct else EXIT_WRONG
 
 
-def check_seconds(seconds: float) -> None:
-    if not 0 <= seconds <= 86_400:
-        raise SimError(f"give 0 to 86,400 seconds, got {seconds:g}", "--search-seconds")
+def check_job(args) -> None:
+    """The options of allocate and lower, before any work."""
+    if not 0 <= args.search_seconds <= 86_400:
+        raise SimError(f"give 0 to 86,400 seconds, got {args.search_seconds:g}",
+                       "--search-seconds")
+    if not 0 <= args.seed < 2 ** 63:
+        raise SimError(f"the seed is an integer from 0 to 2^63 - 1, got {args.seed}", "--seed")
+    if args.output is not None:
+        check_output(args.output)
 
 
 def check_output(path: str) -> None:
@@ -170,6 +174,8 @@ def check_output(path: str) -> None:
 
 
 def cmd_lower(args) -> int:
+    import random
+
     from sutro_ir.compile import compile_file
     from sutro_ir.dally import problems
     from sutro_ir.dally.lowering import lower_program
@@ -177,23 +183,31 @@ def cmd_lower(args) -> int:
     from sutro_ir.dally.text import to_text
     from sutro_sim.cli import _overrides
 
-    check_seconds(args.search_seconds)
-    if args.output:
-        check_output(args.output)
+    check_job(args)
     prob = problems.get(args.problem) if args.problem else None
     program = compile_file(args.program, _overrides(args.set))
     prog = lower_program(program, args.target, args.program)
     if prob:
         prob.check_shape(prog)
+        if prob.max_lines is not None and len(prog) + 2 > prob.max_lines:
+            raise SimError(f"lowered to {len(prog) + 2:,} lines; {prob.name} takes at most "
+                           f"{prob.max_lines:,}", args.program)
     print(f"lowered   {args.program} to {args.target}: {len(prog):,} instructions, "
           f"{len(prog.inputs):,} inputs, {len(prog.outputs):,} outputs", file=sys.stderr)
     if args.allocate:
         return allocate_and_report(prog, prob, args, before_allocation=model1(prog).cost)
-    if args.output:
+    verdict = prob.check(prog, random.Random(args.seed)) if prob else None
+    if args.output is not None:
         write_text(args.output, to_text(prog))
-    print(json.dumps({"cost": model1(prog).cost, "output": args.output}) if args.json else
-          f"cost      {model1(prog).cost:,} (Model 1, every value in its own cell)")
-    return 0
+    cost = model1(prog).cost
+    if args.json:
+        print(json.dumps({"cost": cost, "output": args.output,
+                          "correct": None if verdict is None else verdict.correct}, indent=1))
+    else:
+        print(f"cost      {cost:,} (Model 1, every value in its own cell)")
+        if verdict is not None:
+            print(f"correct   {'yes' if verdict.correct else 'NO'}: {verdict.detail}")
+    return 0 if verdict is None or verdict.correct else EXIT_WRONG
 
 
 def cmd_problems(args) -> int:

@@ -1013,8 +1013,8 @@ eval (x, y) in test { predict x[0] }
 
 
 @pytest.mark.parametrize("body, dtype, target, message", [
-    ("C := A @ B\n  w -= 1", "i32", "dally-v0", "9:3: error: a f32 value cannot be lowered"),
-    ("C := A @ B", "i32", "dally-v3", "6:7: error: a i32 value cannot be lowered to dally-v3 "
+    ("C := A @ B\n  w -= 1", "i32", "dally-v0", "4:7: error: a f32 value cannot be lowered"),
+    ("C := A @ B", "i32", "dally-v3", "6:7: error: an i32 value cannot be lowered to dally-v3 "
      "(8-bit cells"),
     ("C := i32(X[0:2, :] + X[2:4, :])", "i32", "dally-v0", "8:22: error: dally-v0's values "
      "are unbounded integers, and a u8 wraps"),
@@ -1029,3 +1029,89 @@ def test_lowering_refuses_what_the_ir_cannot_say(body, dtype, target, message):
     with pytest.raises(SirError) as e:
         lower_program(compile_program(src, "t.sir"), target, "<t>")
     assert str(e.value).startswith("t.sir:") and message in str(e.value).splitlines()[0]
+
+
+EDGES = """
+data train, test = sparse_parity(n=4, k=1, train=3, test=1, encoding="01", seed=SEED)
+param out: u8[24] = zeros()
+solve (X, Y) in train {
+  a = X[0, :] + u8(4)
+  b = i8(X[1, :]) - i8(1)
+  c = X[2, :] * u8(130)
+  w = full([4], 200, dtype="u8") + u8(100)
+  v = X[0, :] < (zeros([4], dtype="u8") - u8(1))
+  out := concat([u8(a < b), u8(i8(c) < b), abs(c + u8(200)), w, u8(v), u8(c > a)], axis=0)
+}
+eval (x, y) in test { predict x[0] }
+"""
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_lowering_edges_compute_what_the_executor_does(seed):
+    """Found by the hostile-input campaign: a u8 compared with an i8 compares as i8; abs of a
+    u8 is the value; folded constants wrap to their type (200 + 100 is 44, 0 - 1 is 255)."""
+    same_as_executor(compile_program(EDGES.replace("SEED", str(seed)), "t.sir"), "dally-v3")
+
+
+@pytest.mark.parametrize("body, dtype, target, message", [
+    ("c = X[0:2, :] == u8(1)\n  C := u8(c + c)", "u8", "dally-v3", "arithmetic on bool values"),
+    ("c = X[0, :] == u8(1)\n  C := u8(sum(c)) + A", "u8", "dally-v3",
+     "arithmetic on bool values"),
+    ("C := i32(u8(A - A - B))", "i32", "dally-v0", "and a u8 wraps"),
+    ("t = copy(X[0:2, :])\n  t[0:2, :] += X[2:4, :]\n  C := i32(t)", "i32", "dally-v0",
+     "and a u8 wraps"),
+])
+def test_lowering_refuses_what_it_would_get_wrong(body, dtype, target, message):
+    src = REFUSED.replace("BODY", body).replace("TYPE", dtype)
+    with pytest.raises(SirError) as e:
+        lower_program(compile_program(src, "t.sir"), target, "<t>")
+    assert str(e.value).startswith("t.sir:") and message in str(e.value).splitlines()[0]
+
+
+def test_lowering_refuses_a_step_that_reads_nothing():
+    src = """
+data train, test = sparse_parity(n=2, k=1, train=2, test=1, encoding="01", seed=1)
+param C: i32[2] = zeros()
+solve (X, Y) in train {
+  C := zeros([2], dtype="i32")
+}
+eval (x, y) in test { predict x[0] }
+"""
+    with pytest.raises(SirError, match="t.sir:5:[0-9]+: error: the step reads nothing from "):
+        lower_program(compile_program(src, "t.sir"), "dally-v0", "<t>")
+
+
+def test_lowering_refuses_an_i32_parameter_read_in_dally_v3():
+    src = REFUSED.replace("TYPE", "u8").replace("param w: f32[2] = zeros()",
+                                                "param w: i32[2] = zeros()")
+    src = src.replace("BODY", "C := A + u8(w[0] == 0)")
+    with pytest.raises(SirError, match="an i32 value cannot be lowered to dally-v3"):
+        lower_program(compile_program(src, "t.sir"), "dally-v3", "<t>")
+
+
+def test_lowering_has_a_size_cap(monkeypatch):
+    from sutro_ir.dally import lowering
+    monkeypatch.setattr(lowering, "MAX_INSTRUCTIONS", 100)
+    program = compile_file(str(ROOT / "programs/matmul.sir"), {"n": "8"})
+    with pytest.raises(SirError, match="passes 100 instructions"):
+        lower_program(program, "dally-v0", str(ROOT / "programs/matmul.sir"))
+
+
+def test_lower_command_options(capsys, tmp_path):
+    prog = str(ROOT / "programs/matmul.sir")
+    code, out, err = cli(capsys, "lower", prog, "--target", "dally-v0", "--seed", "-1")
+    assert code == 2 and err.startswith("--seed: error: the seed is an integer")
+    code, out, err = cli(capsys, "lower", prog, "--target", "dally-v0", "-o", "")
+    assert code == 2 and err.startswith("-o: error: give a file to write")
+    code, out, err = cli(capsys, "lower", prog, "--target", "dally-v0", "--set", "n=4",
+                         "--problem", "matmul-2", "--no-allocate")
+    assert code == 2 and "matmul-2 gives 8 inputs; the input line lists 32" in err
+    code, out, err = cli(capsys, "lower", prog, "--target", "dally-v0", "--set", "n=4",
+                         "tile=1", "--problem", "matmul-4", "--no-allocate", "--json")
+    d = json.loads(out)
+    assert code == 0 and d["correct"] is True and d["cost"] > 799
+    sym = write(tmp_path, REFUSED.replace("TYPE", "u8").replace("param w: f32[2] = zeros()\n",
+                                                               "").replace("BODY", "C := A"),
+                "s.sir")
+    code, out, err = cli(capsys, "lower", sym, "--problem", "sparse-parity-small")
+    assert code == 2 and "sparse-parity-small gives 112 inputs" in err

@@ -256,9 +256,10 @@ WINDOWS = (32, 64, 128, 256, 512)
 instructions gets a near copy for each."""
 
 
-BIG = 200_000
-"""Past this many instructions only the program's own values are placed (no captures): each
-variant takes a few seconds per 100,000 instructions."""
+MEDIUM, BIG = 20_000, 200_000
+"""Each variant takes about a second per 20,000 instructions (2026-11-29, this machine): past
+MEDIUM instructions only one capture stretch (256) and one placement order (density) are
+tried, past BIG no captures at all."""
 
 
 def allocate(prog: Program, seconds: float = 0.0, seed: int = 0,
@@ -270,18 +271,21 @@ def allocate(prog: Program, seconds: float = 0.0, seed: int = 0,
     before = model1(prog).cost
     best = None
     tried = 0
-    windows = WINDOWS if len(prog) <= BIG else ()
+    windows = WINDOWS if len(prog) <= MEDIUM else (256,) if len(prog) <= BIG else ()
     variants = []
     for base, order_name in ((prog, ""), (as_late_as_possible(prog), ", as late as possible")):
         variants += [(base, order_name)] + [(split_lives(base, w),
                                              f"{order_name}, captures every {w}")
                                             for w in windows]
-    if max_lines is not None:
-        variants = [(p, c) for p, c in variants if len(p) + 2 <= max_lines]
+    if max_lines is not None:       # captures add lines; the program's own order stays
+        variants = [(p, c) for p, c in variants
+                    if len(p) + 2 <= max_lines or "captures" not in c]
     for source, captures in variants:
         for elim in (False, True):
             vals = values(source, elim)
             for name, order in orders(vals).items():
+                if name != "density" and len(prog) > MEDIUM:
+                    continue
                 cells = place(vals, order)
                 c = cost_of(vals, cells)
                 tried += 1

@@ -30,6 +30,10 @@ from .isa import OPS, PREDICATES
 from .text import Program
 
 TARGETS = {"dally-v0": "v0", "dally-v3": "v3"}
+MAX_INSTRUCTIONS = 2_000_000
+"""mask32's line limit, the largest any scorer has; lowering takes about 500 bytes an
+instruction, so the cap also keeps it near 1 GB."""
+_WIDTH = ("bool", "u8", "i8", "i32")      # .sir's order of widening
 _ELEMENTWISE = {"add": "add", "sub": "sub", "mul": "mul", "and": "and", "or": "or",
                 "xor": "xor"}
 _COMPARE = {"eq": "eq", "ne": "ne", "lt": "lt", "le": "le", "gt": "gt", "ge": "ge"}
@@ -54,8 +58,12 @@ class _Emitter:
         self.next = n_inputs + 1
         self.consts: dict[int, int] = {}
         self.loc = None
+        self.dtype = "i32"            # the node being lowered: folded constants wrap to it
 
     def emit(self, name: str, srcs, imm: int = 0) -> int:
+        if len(self.rows) >= MAX_INSTRUCTIONS:
+            raise SirError(f"the lowered program passes {MAX_INSTRUCTIONS:,} instructions "
+                           "(the largest any scorer takes) here", self.loc)
         if OPS[name].since > int(self.isa[1]):
             raise SirError(f"this needs `{name}`, which dally-{self.isa} does not have "
                            f"(lower to dally-v{OPS[name].since} or later)", self.loc)
@@ -94,7 +102,13 @@ def lower_program(prog: SirProgram, target: str, path: str) -> Program:
     em = _Emitter(isa, 0, path)
     values: dict[str, np.ndarray] = {}
     first = 1
+    body = [n for n in nodes if n.op not in ("input", "param")]
+    block = (body or nodes)[0].loc if nodes else None       # the block's first statement
+    if not inputs:
+        raise SirError("the step reads nothing from outside (neither the example nor a "
+                       "parameter's value), so its lowered program would have no input", block)
     for n in inputs:
+        _check_type(n, isa)
         size = int(np.prod(n.shape, dtype=np.int64))
         values[n.name] = np.arange(first, first + size, dtype=object).reshape(n.shape)
         first += size
@@ -102,7 +116,7 @@ def lower_program(prog: SirProgram, target: str, path: str) -> Program:
     for n in nodes:
         if n.name in values or n.op in ("input", "param"):
             continue
-        em.loc = n.loc
+        em.loc, em.dtype = n.loc, n.dtype
         _check_node(n, isa)
         values[n.name] = _lower_node(n, [values[a] if isinstance(a, str) else _Const(a)
                                          for a in n.args], em,
@@ -128,6 +142,13 @@ def _final_params(prog, graph) -> list[str]:
 _ARITHMETIC = ("add", "sub", "mul", "neg", "sum", "matmul", "outer")
 
 
+def _arithmetic(n) -> bool:
+    """Does the node add, subtract or multiply (a write into part of an array that combines
+    with +=, -= or *= does)?"""
+    return n.op in _ARITHMETIC or (n.op == "setindex" and
+                                   dict(n.attrs).get("acc") in ("add", "sub", "mul"))
+
+
 def _check_node(n, isa: str) -> None:
     if n.op in ("if", "merge"):
         raise SirError("an `if` on a value computed by the step cannot be lowered to the "
@@ -136,14 +157,24 @@ def _check_node(n, isa: str) -> None:
                                                       len(n.operands) > 2):
         raise SirError("a run-time index cannot be lowered to the address IR (its addresses "
                        "are fixed)", n.loc)
-    if n.dtype not in ("u8", "i8", "i32", "bool") or (isa == "v3" and n.dtype not in _NARROW):
-        raise SirError(f"a {n.dtype} value cannot be lowered to "
-                       f"dally-{isa} (" + ("8-bit cells: use u8, i8 or bool values" if
-                       isa == "v3" and n.dtype in ("i32",) else "integers and bools only")
-                       + ")", n.loc)
-    if isa == "v0" and n.op in _ARITHMETIC and n.dtype != "i32":
-        raise SirError(f"dally-v0's values are unbounded integers, and a {n.dtype} wraps: "
+    _check_type(n, isa)
+    if _arithmetic(n) and n.dtype == "bool":
+        raise SirError("arithmetic on bool values (a logical or, in .sir) is not lowered: "
+                       "compute in u8 (`u8(x)`)", n.loc)
+    if isa == "v0" and (_arithmetic(n) or n.op == "cast") and n.dtype != "i32":
+        raise SirError(f"dally-v0's values are unbounded integers, and {_an(n.dtype)} wraps: "
                        "compute in i32 (cast first, `i32(x)`)", n.loc)
+
+
+def _check_type(n, isa: str) -> None:
+    if n.dtype not in _WIDTH or (isa == "v3" and n.dtype not in _NARROW):
+        raise SirError(f"{_an(n.dtype)} value cannot be lowered to dally-{isa} ("
+                       + ("8-bit cells: use u8, i8 or bool values" if isa == "v3" and
+                          n.dtype == "i32" else "integers and bools only") + ")", n.loc)
+
+
+def _an(dtype: str) -> str:
+    return ("an " if dtype.startswith("i") else "a ") + dtype      # "an i8", "a u8"
 
 
 def _lower_node(n, args: list, em: _Emitter, dtypes: dict) -> np.ndarray:
@@ -157,7 +188,9 @@ def _lower_node(n, args: list, em: _Emitter, dtypes: dict) -> np.ndarray:
         return np.asarray(args[0], dtype=object)
     if op == "not" and n.dtype == "bool":
         return _elementwise("xor", [args[0], _Const(1)], n.shape, em)
-    if op in ("lt", "le", "gt", "ge") and "u8" in dtypes:
+    if op == "abs" and dtypes[0] in ("u8", "bool"):
+        return np.asarray(args[0], dtype=object)          # already its own absolute value
+    if op in ("lt", "le", "gt", "ge") and max(dtypes, key=_WIDTH.index) == "u8":
         flipped = [_elementwise("xor", [a, _Const(128)], n.shape, em) for a in args]
         return _elementwise(op, flipped, n.shape, em)
     if op == "index":
@@ -203,9 +236,18 @@ _IDENTITY = {"add": 0, "sub": None, "mul": 1, "or": 0, "xor": 0}
 """The constant that leaves the other operand as it is (x + 0, 1 * x, ...): no instruction."""
 
 
+def _wrapped(k: int, dtype: str) -> int:
+    """A folded constant as the program's type holds it (v0's i32: exact, unbounded)."""
+    if dtype == "u8":
+        return k & 0xFF
+    if dtype == "i8":
+        return ((k & 0xFF) ^ 0x80) - 0x80
+    return k
+
+
 def _scalar(op: str, xs: list, em: _Emitter):
     if all(isinstance(x, _Const) for x in xs) and op in _FOLD:
-        return _Const(_FOLD[op](xs[0].k, xs[1].k))
+        return _Const(_wrapped(_FOLD[op](xs[0].k, xs[1].k), em.dtype))
     unit = _IDENTITY.get(op)
     if unit is not None and len(xs) == 2:
         for i in (0, 1):
