@@ -395,6 +395,7 @@ def test_an_energy_preset_that_cannot_price_a_level_is_refused_before_reading_th
 def test_the_contract_page_gives_the_limits_the_code_uses():
     from simulator import cells, grid, hierarchy, limits, trace
     from sutro_ir import lower
+    from sutro_ir.dally import lowering as dally_lowering
     from sutro_ir.dally import problems as dally_problems
     from sutro_ir.dally import score as dally_score
     from sutro_ir.dally import text as dally_text
@@ -424,6 +425,8 @@ def test_the_contract_page_gives_the_limits_the_code_uses():
         "| a cell for the address models |": f"up to 2^{cells.MAX_CELL.bit_length() - 1}",
         "| a cell on Model 2's grid |": f"up to {grid.Y_MAX ** 2:,} (shell {grid.Y_MAX:,})",
         "| the matmul symbolic check |": f"{dally_problems.MAX_SYMBOLIC_WORK:,} term",
+        "| a program lowered to the address IR (`lower`) |":
+            f"{dally_lowering.MAX_INSTRUCTIONS:,} instructions",
         "| an address-IR program's lines |": f"{dally_text.DEFAULT_MAX_LINES:,} (the legacy "
                                             f"sparse-parity tasks, symmetry), "
                                             f"{dally_problems.get('sparse-parity-mask32').max_lines:,}"
