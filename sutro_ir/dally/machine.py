@@ -41,7 +41,7 @@ def run(prog: Program, inputs: np.ndarray, width: int | None = 8) -> np.ndarray:
     inputs = np.atleast_2d(np.asarray(inputs))
     if inputs.shape[1] != len(prog.inputs):
         raise SirError(f"the program takes {len(prog.inputs)} inputs; the problem gives "
-                       f"{inputs.shape[1]}", prog._loc(prog.input_line, 1))
+                       f"{inputs.shape[1]}", prog.loc_at(prog.input_line, 1))
     if (prog.op == OPS["recv"].code).any():
         i = int(np.argmax(prog.op == OPS["recv"].code))
         raise SirError("running 'recv' needs an input tape, which the problems here do not "
@@ -57,7 +57,7 @@ def run(prog: Program, inputs: np.ndarray, width: int | None = 8) -> np.ndarray:
     if per_instance > limit // 2:
         raise SirError(f"running the program takes {per_instance / 2**30:,.1f} GiB an "
                        f"instance ({len(cells):,} cells), more than half of {allowed}",
-                       prog.loc(0) if len(prog) else prog._loc(prog.input_line, 1))
+                       prog.loc(0) if len(prog) else prog.loc_at(prog.input_line, 1))
     batch = max(1, (limit // 4) // per_instance)     # instances run together
     out = []
     for lo in range(0, len(inputs), batch):

@@ -71,10 +71,10 @@ class Problem:
     def check_shape(self, prog: Program) -> None:
         if len(prog.inputs) != self.n_inputs:
             raise SirError(f"{self.name} gives {self.n_inputs:,} inputs; the input line lists "
-                           f"{len(prog.inputs):,}", prog._loc(prog.input_line, 1))
+                           f"{len(prog.inputs):,}", prog.loc_at(prog.input_line, 1))
         if len(prog.outputs) != self.n_outputs:
             raise SirError(f"{self.name} wants {self.n_outputs:,} outputs; the output line "
-                           f"lists {len(prog.outputs):,}", prog._loc(prog.output_line, 1))
+                           f"lists {len(prog.outputs):,}", prog.loc_at(prog.output_line, 1))
 
 
 # ----------------------------------------------------------------------------- matmul

@@ -63,9 +63,10 @@ class Program:
 
     def loc(self, i: int) -> Loc:
         """Where instruction i is."""
-        return self._loc(int(self.line[i]), int(self.col[i]))
+        return self.loc_at(int(self.line[i]), int(self.col[i]))
 
-    def _loc(self, line: int, col: int) -> Loc:
+    def loc_at(self, line: int, col: int) -> Loc:
+        """A place in the file (the input or output line, an item on it)."""
         text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
         return Loc(self.where, line, col, text)
 
@@ -269,7 +270,7 @@ def check_initialized(prog: Program) -> None:
         k = int(np.argmax(unset))
         col = prog.output_cols[k] if k < len(prog.output_cols) else 1
         raise SirError(f"output cell {int(prog.outputs[k])} is never written and is not an "
-                       "input", prog._loc(prog.output_line, col))
+                       "input", prog.loc_at(prog.output_line, col))
 
 
 def _operand_loc(prog: Program, i: int, j: int) -> Loc:
