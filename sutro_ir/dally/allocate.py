@@ -17,7 +17,8 @@ bit, for every input a scorer gives: unbounded integers (v0), or values in the 8
    instructions gets a copy in a fresh value before each stretch with two or more of its reads,
    which those reads use: a hot value can then sit near for a short while and far otherwise,
    as the tiled matmul's hand-written copies do. Stretches of 32 to 512 instructions are tried
-   (none past BIG instructions, nor any that would pass the problem's line limit).
+   (only 256 past MEDIUM instructions, none past BIG, and none that would pass the problem's
+   line limit).
 5. Placement. Values are placed one by one, each at the cheapest cell free for its whole life.
    The order is by reads per instruction lived (`density`) or by reads: a value read often
    over a short life gets a cheap cell first. The order whose result is cheapest wins.
@@ -42,6 +43,8 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 from numba.typed import List
+
+from simulator.costmodels import _ceil_sqrt
 
 from .isa import OPS
 from .text import Program
@@ -225,9 +228,8 @@ def _used_values(vals: Values) -> np.ndarray:
 
 
 def cost_of(vals: Values, cells: np.ndarray) -> int:
-    dist = np.zeros(len(cells), np.int64)
-    nz = cells > 0
-    dist[nz] = np.sqrt(cells[nz] - 1).astype(np.int64) + 1
+    """Model 1 of a placement: each value's reads (exit reads included) at its cell."""
+    dist = np.where(cells > 0, _ceil_sqrt(np.maximum(cells, 1)), 0)
     return int((dist * vals.reads).sum())
 
 
