@@ -526,6 +526,16 @@ def test_a_program_that_stops_on_the_data_is_wrong(capsys, tmp_path, text, probl
     assert d["check"]["detail"].startswith(where.replace("p.ir", path) + ": " + message)
 
 
+def test_the_symbolic_check_of_a_matmul_is_small(monkeypatch):
+    """docs/input-contract.md: the naive 16x16 baseline visits 38,656 polynomial terms."""
+    prog = parse(baselines.matmul_naive(16), "t.ir", "v0", None)
+    monkeypatch.setattr(problems, "MAX_SYMBOLIC_WORK", 38_656)
+    problems.symbolic_outputs(prog)
+    monkeypatch.setattr(problems, "MAX_SYMBOLIC_WORK", 38_655)
+    with pytest.raises(SirError, match="the symbolic check stops here"):
+        problems.symbolic_outputs(prog)
+
+
 def test_the_symbolic_check_has_a_bound(monkeypatch):
     """Polynomials no matmul makes (the square of the sum of every input, added into cells)
     stop the check at the line past the bound instead of running for an hour."""

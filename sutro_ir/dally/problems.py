@@ -111,9 +111,11 @@ def _poly_mul(a: dict, b: dict, prog: Program, i: int) -> dict:
 
 MAX_SYMBOLIC_WORK = 30_000_000
 """Polynomial terms the symbolic check may visit (an add visits both operands' terms, a
-multiplication their product). A matmul program visits a few per instruction (the 63,290
-record: under 300,000 in all); past the bound the check stops, about 15 s in, rather than
-spend hours and gigabytes on polynomials no matmul computes."""
+multiplication their product). A matmul program visits a few per instruction: the naive 16x16
+baseline 38,656 in all (a test), the 63,290 record 37,421 (measured 2026-11-29). Past the bound
+the check stops, a few seconds in (3.7 s for the square of the sum of every input added into
+cells, 2026-11-29, this machine), rather than spend an hour and gigabytes on polynomials no
+matmul computes."""
 
 
 def symbolic_outputs(prog: Program) -> list[dict]:
