@@ -102,55 +102,26 @@ class Sweep:
 
     # ------------------------------------------------------------------ rules
     def _vjp(self, n: Node, g) -> list[tuple[str, object]]:
-        """(operand, contribution to its adjoint) for the array operands of n."""
+        """(operand, contribution to its adjoint) for the array operands of n: RULES[n.op]."""
+        rule = RULES.get(n.op)
+        if rule is None:
+            where = f" at {n.loc}" if n.loc.line else ""
+            raise SirError(f"grad: no derivative rule for '{n.op}' (the value computed"
+                           f"{where}); rules exist for {', '.join(RULES)}", self.loc)
         a = n.args[0] if n.args else None
         b = n.args[1] if len(n.args) > 1 else None
-        op = n.op
-        if op == "add":
-            return [(a, g), (b, g)]
-        if op == "sub":
-            return [(a, g), (b, self._neg(g))]
-        if op == "mul":
-            return [(a, self._lazy(lambda: self._mul(g, b), a)),
-                    (b, self._lazy(lambda: self._mul(g, a), b))]
-        if op == "div":
-            return [(a, self._lazy(lambda: self._op("div", g, b) if g is not ONE
-                                   else self._op("div", 1.0, b), a)),
-                    (b, self._lazy(lambda: self._neg(self._op(
-                        "div", self._mul(g, n.name), b)), b))]
-        if op == "neg":
-            return [(a, self._neg(g))]
-        if op == "relu":
-            return [(a, self._mul(g, self._op("gt", a, 0)))]
-        if op in ("maximum", "minimum"):
-            keep_a = "ge" if op == "maximum" else "le"
-            return [(a, self._lazy(lambda: self._mul(g, self._op(keep_a, a, b)), a)),
-                    (b, self._lazy(lambda: self._mul(g, self._op(
-                        "lt" if op == "maximum" else "gt", a, b)), b))]
-        if op == "hinge":                   # max(0, 1 - a*b)
-            return [(a, self._lazy(lambda: self._mul(self._mul(g, self._neg(b)), self._op(
-                "lt", self._op("mul", a, b), 1)), a)),
-                (b, self._lazy(lambda: self._mul(self._mul(g, self._neg(a)), self._op(
-                    "lt", self._op("mul", a, b), 1)), b))]
-        if op == "logistic_loss":           # log(1 + exp(-a*b)): -b sigmoid(-a*b)
-            return [(a, self._lazy(lambda: self._mul(self._mul(g, self._neg(b)), self._op(
-                "sigmoid", self._neg(self._op("mul", a, b)))), a)),
-                (b, self._lazy(lambda: self._mul(self._mul(g, self._neg(a)), self._op(
-                    "sigmoid", self._neg(self._op("mul", a, b)))), b))]
-        if op == "sigmoid":                 # s' = s (1 - s)
-            return [(a, self._mul(g, self._op("mul", n.name, self._op("sub", 1.0, n.name))))]
-        if op == "transpose":
-            return [(a, self._op("transpose", g) if isinstance(g, str) else g)]
-        if op in ("copy", "cast"):
-            return [(a, g)]
-        if op == "outer":                   # out[i,j] = a[i] b[j]
-            return [(a, self._lazy(lambda: self._op("matmul", g, b), a)),
-                    (b, self._lazy(lambda: self._op("matmul", g, a, ta=1), b))]
-        if op == "matmul":
-            return self._matmul(n, g)
-        raise SirError(f"grad: no derivative rule for '{op}' (in '{n.name}'); rules exist for "
-                       "add, sub, mul, div, neg, relu, maximum, minimum, hinge, logistic_loss, "
-                       "sigmoid, transpose, copy, cast, outer, matmul", self.loc)
+        return rule(self, n, g, a, b)
+
+    def _expand(self, g, n: Node, operand: str):
+        """A reduction's adjoint spread back over the operand it reduced (`axis` or all)."""
+        shape = self.by_name[operand].shape
+        axis = dict(n.attrs).get("axis")
+        if axis is not None and isinstance(g, str):
+            kept = list(shape)
+            kept[axis % len(shape)] = 1
+            g = self._op("reshape", g, shape=tuple(kept))
+        zeros = self._op("fill", shape=shape, value=0, dtype=self.by_name[operand].dtype)
+        return self._op("add", zeros, g)
 
     def _lazy(self, make, operand):
         """Emit a contribution only for an operand that needs one."""
@@ -176,3 +147,74 @@ class Sweep:
                                else self._op("matmul", g, self._op("transpose", b)), a)),
                 (b, self._lazy(lambda: self._op("matmul", a, g) if ta
                                else self._op("matmul", a, g, ta=1), b))]
+
+
+# ----------------------------------------------------------------------------- the rules
+# One entry per op (as JAX keeps a rule per primitive): (sweep, node, adjoint g, first operand
+# a, second operand b) -> [(operand, contribution)]; a contribution of None is not needed.
+
+def _count(n: Node, s: Sweep, a: str) -> int:
+    shape = s.by_name[a].shape
+    axis = dict(n.attrs).get("axis")
+    size = 1
+    for d in (shape if axis is None else (shape[axis],)):
+        size *= d
+    return size
+
+
+def _hinge(s: Sweep, n: Node, g, a, b):                      # max(0, 1 - a*b)
+    below = lambda: s._op("lt", s._op("mul", a, b), 1)        # noqa: E731
+    return [(a, s._lazy(lambda: s._mul(s._mul(g, s._neg(b)), below()), a)),
+            (b, s._lazy(lambda: s._mul(s._mul(g, s._neg(a)), below()), b))]
+
+
+def _logistic(s: Sweep, n: Node, g, a, b):                   # log(1 + exp(-a*b))
+    sig = lambda: s._op("sigmoid", s._neg(s._op("mul", a, b)))   # noqa: E731
+    return [(a, s._lazy(lambda: s._mul(s._mul(g, s._neg(b)), sig()), a)),
+            (b, s._lazy(lambda: s._mul(s._mul(g, s._neg(a)), sig()), b))]
+
+
+def _extreme(keep_a: str, keep_b: str):
+    def rule(s: Sweep, n: Node, g, a, b):
+        return [(a, s._lazy(lambda: s._mul(g, s._op(keep_a, a, b)), a)),
+                (b, s._lazy(lambda: s._mul(g, s._op(keep_b, a, b)), b))]
+    return rule
+
+
+RULES: dict[str, Callable] = {
+    "add": lambda s, n, g, a, b: [(a, g), (b, g)],
+    "sub": lambda s, n, g, a, b: [(a, g), (b, s._neg(g))],
+    "mul": lambda s, n, g, a, b: [(a, s._lazy(lambda: s._mul(g, b), a)),
+                                  (b, s._lazy(lambda: s._mul(g, a), b))],
+    "div": lambda s, n, g, a, b: [
+        (a, s._lazy(lambda: s._op("div", g, b) if g is not ONE else s._op("div", 1.0, b), a)),
+        (b, s._lazy(lambda: s._neg(s._op("div", s._mul(g, n.name), b)), b))],
+    "neg": lambda s, n, g, a, b: [(a, s._neg(g))],
+    "relu": lambda s, n, g, a, b: [(a, s._mul(g, s._op("gt", a, 0)))],
+    "maximum": _extreme("ge", "lt"),
+    "minimum": _extreme("le", "gt"),
+    "hinge": _hinge,
+    "logistic_loss": _logistic,
+    "sigmoid": lambda s, n, g, a, b: [                      # s' = s (1 - s)
+        (a, s._mul(g, s._op("mul", n.name, s._op("sub", 1.0, n.name))))],
+    "exp": lambda s, n, g, a, b: [(a, s._mul(g, n.name))],
+    "log": lambda s, n, g, a, b: [(a, s._op("div", g, a) if g is not ONE
+                                   else s._op("div", 1.0, a))],
+    "sqrt": lambda s, n, g, a, b: [(a, s._op("div", g, s._op("mul", 2.0, n.name)))],
+    "abs": lambda s, n, g, a, b: [(a, s._mul(g, s._op("sign", a)))],
+    "sum": lambda s, n, g, a, b: [(a, s._expand(g, n, a))],
+    "mean": lambda s, n, g, a, b: [(a, s._expand(s._op("div", g, float(_count(n, s, a)))
+                                                 if isinstance(g, str)
+                                                 else g / _count(n, s, a), n, a))],
+    "where": lambda s, n, g, a, b: [                         # where(c, t, f)
+        (b, s._lazy(lambda: s._op("where", a, g, 0.0), b)),
+        (n.args[2], s._lazy(lambda: s._op("where", a, 0.0, g), n.args[2]))],
+    "transpose": lambda s, n, g, a, b: [(a, s._op("transpose", g) if isinstance(g, str)
+                                         else g)],
+    "copy": lambda s, n, g, a, b: [(a, g)],
+    "cast": lambda s, n, g, a, b: [(a, g)],
+    "outer": lambda s, n, g, a, b: [                         # out[i,j] = a[i] b[j]
+        (a, s._lazy(lambda: s._op("matmul", g, b), a)),
+        (b, s._lazy(lambda: s._op("matmul", g, a, ta=1), b))],
+    "matmul": lambda s, n, g, a, b: s._matmul(n, g),
+}

@@ -1,8 +1,9 @@
 """Every derivative rule of sutro_ir/autodiff.py against central finite differences in float64.
 
 Each case is a small .sir program whose scalar loss goes through one rule (add sub mul div neg
-relu maximum minimum hinge logistic_loss sigmoid transpose copy cast outer, matmul in every rank
-combination with and without ta, operands broadcast and summed back); `grad` of it with respect
+relu maximum minimum hinge logistic_loss sigmoid exp log sqrt abs sum mean where transpose copy
+cast outer, matmul in every rank combination with and without ta, operands broadcast and
+summed back, reductions spread back along their axis); `grad` of it with respect
 to every parameter is copied into a named value and compared, element by element, with
 (loss(p + h) - loss(p - h)) / 2h computed by the same executor.
 
@@ -168,6 +169,16 @@ CASES = [
     Case("row-broadcast", {"u": V3, "M": M34, "c": V4, "v": V4}, "u @ ((M * c + c) @ v)"),
     Case("batch", {"W": (5, 4), "b": (5,), "v": (5,), "u": V3},
          "u @ (relu(x @ W.T + b) @ v)", batch=3),
+    Case("exp", {"u": V4, "a": V4}, "u @ exp(a * 0.5) + exp((u @ a) * 0.1)"),
+    Case("log", {"u": V4, "a": V4}, "u @ log(a * a + 1.0) + log(u @ u)"),
+    Case("sqrt", {"u": V4, "a": V4}, "u @ sqrt(a * a + 0.5) + sqrt(u @ u)"),
+    Case("abs", {"u": V4, "a": V4}, "u @ abs(a) + abs(u @ a)",
+         guard=lambda v: np.append(v["a"], v["u"] @ v["a"])),
+    Case("sum", {"u": V3, "M": M34}, "sum(M * M) + u @ sum(M, axis=1) + "
+         "sum(sum(M, axis=0) * 2.0)"),
+    Case("mean", {"u": V3, "M": M34}, "mean(M * M) + u @ mean(M, axis=1) + "
+         "mean(M, axis=0) @ x"),
+    Case("where", {"u": V4, "a": V4, "b": V4}, "u @ where(x > 0.0, a, b * b)"),
 ]
 
 
@@ -199,7 +210,7 @@ def test_the_cases_cover_every_rule_and_every_matmul_form():
     """Every op autodiff has a rule for, and matmul as dot, matvec (ta 0 and 1), vecmat,
     matmat (ta 0 and 1), appear in the forward parts of the cases."""
     rules = ops_with_a_rule()
-    assert {"add", "matmul", "outer", "sigmoid"} <= rules and "sum" not in rules
+    assert {"add", "matmul", "outer", "sigmoid", "sum", "where"} <= rules and "max" not in rules
     ops, forms = set(), set()
     for case in CASES:
         graph = Loss(case).graph
