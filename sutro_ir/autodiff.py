@@ -73,6 +73,8 @@ class Sweep:
             return b
         if b is ONE:
             return a
+        if not isinstance(a, str) and not isinstance(b, str):
+            return a * b               # two constant factors (2 * (3 * w @ x)): fold them
         return self._op("mul", a, b)
 
     def _neg(self, a):
@@ -81,7 +83,8 @@ class Sweep:
     def _sum(self, parts: list):
         total = parts[0]
         for p in parts[1:]:
-            total = self._op("add", total, p)
+            both_constant = not isinstance(total, str) and not isinstance(p, str)
+            total = total + p if both_constant else self._op("add", total, p)
         return total
 
     def _unbroadcast(self, g, shape: tuple):

@@ -179,6 +179,9 @@ CASES = [
     Case("mean", {"u": V3, "M": M34}, "mean(M * M) + u @ mean(M, axis=1) + "
          "mean(M, axis=0) @ x"),
     Case("where", {"u": V4, "a": V4, "b": V4}, "u @ where(x > 0.0, a, b * b)"),
+    Case("constant-factors", {"a": V4, "b": V4},
+         "2.0 * (3.0 * (a @ x)) + (a @ b) * 2.0 * 3.0 - 0.5 * (0.5 * (b @ b)) + "
+         "(2.0 * (a @ x) + 3.0 * (a @ x))"),
 ]
 
 
