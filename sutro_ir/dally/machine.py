@@ -20,11 +20,14 @@ import numpy as np
 from simulator.limits import allowance
 
 from ..errors import SirError
-from .isa import OPS, PREDICATES
+from .isa import BY_CODE, OPS, PREDICATES
 from .text import Program
 
-_C = {name: info.code for name, info in OPS.items()}
-_P = {name: i for i, name in enumerate(PREDICATES)}
+# op codes and predicates as module constants, which numba compiles in
+ADD, SUB, MUL, COPY, AND, OR, XOR, NOT, SET, DIV, CMP, SELECT, ABS = (
+    OPS[n].code for n in ("add", "sub", "mul", "copy", "and", "or", "xor", "not", "set", "div",
+                          "cmp", "select", "abs"))
+EQ, NE, LT, LE, GT = (PREDICATES.index(p) for p in ("eq", "ne", "lt", "le", "gt"))
 
 
 class DivideByZero(SirError):
@@ -87,38 +90,38 @@ def _run8(op, dst, src, imm, writes, mem):
             continue                             # send: a read, nothing changes
         for j in range(m):
             x, y = mem[a, j], mem[b, j]
-            if o == 0:
+            if o == ADD:
                 r = _wrap(x + y)
-            elif o == 1:
+            elif o == SUB:
                 r = _wrap(x - y)
-            elif o == 2:
+            elif o == MUL:
                 r = _wrap(x * y)
-            elif o == 3:
+            elif o == COPY:
                 r = _wrap(x)
-            elif o == 4:
+            elif o == AND:
                 r = _wrap(x & y)
-            elif o == 5:
+            elif o == OR:
                 r = _wrap(x | y)
-            elif o == 6:
+            elif o == XOR:
                 r = _wrap(x ^ y)
-            elif o == 7:
+            elif o == NOT:
                 r = _wrap(~x)
-            elif o == 8:
+            elif o == SET:
                 r = _wrap(imm[i])
-            elif o == 9:
+            elif o == DIV:
                 if y == 0:
                     return np.array([i, j])
                 r = _wrap(x // y)
-            elif o == 10:
+            elif o == CMP:
                 p = imm[i]
-                t = x == y if p == 0 else x != y if p == 1 else x < y if p == 2 else \
-                    x <= y if p == 3 else x > y if p == 4 else x >= y
+                t = x == y if p == EQ else x != y if p == NE else x < y if p == LT else \
+                    x <= y if p == LE else x > y if p == GT else x >= y
                 r = 1 if t else 0
-            elif o == 11:
+            elif o == SELECT:
                 r = mem[b, j] if x != 0 else mem[c, j]
-            elif o == 12:
+            elif o == ABS:
                 r = _wrap(abs(x))
-            else:
+            else:                                 # recv: refused before running
                 r = mem[d, j]
             mem[d, j] = r
     return np.array([-1, -1])
@@ -130,33 +133,21 @@ def _run_exact(prog: Program, inputs: np.ndarray) -> np.ndarray:
     out = []
     for row in inputs.tolist():
         mem = dict(zip(prog.inputs.tolist(), row))
-        for i, (o, d, s, k) in enumerate(zip(prog.op.tolist(), prog.dst.tolist(),
-                                             prog.src.tolist(), prog.imm.tolist())):
+        for i, (o, d, s) in enumerate(zip(prog.op.tolist(), prog.dst.tolist(),
+                                          prog.src.tolist())):
             if d:
-                mem[d] = _exact(o, [mem[a] for a in s if a], k, prog, i)
+                mem[d] = _exact(o, [mem[a] for a in s if a], prog, i)
         out.append([mem[a] for a in prog.outputs.tolist()])
     return np.array(out, dtype=object)
 
 
-def _exact(o: int, v: list, k: int, prog: Program, i: int):
-    name = prog_op_name(o)
-    if name == "copy":
-        return v[0]
-    if name == "add":
-        return v[0] + v[1]
-    if name == "sub":
-        return v[0] - v[1]
-    if name == "mul":
-        return v[0] * v[1]
-    raise SirError(f"'{name}' has no meaning for unbounded integers (the matmul scorer's "
-                   "instruction set is v0: add, sub, mul, copy)", prog.loc(i))
+_EXACT = {"copy": lambda v: v[0], "add": lambda v: v[0] + v[1],
+          "sub": lambda v: v[0] - v[1], "mul": lambda v: v[0] * v[1]}
 
 
-def prog_op_name(code: int) -> str:
-    from .isa import BY_CODE
-    return BY_CODE[code].name
-
-
-assert [_C[n] for n in ("add", "sub", "mul", "copy", "and", "or", "xor", "not", "set", "div",
-                        "cmp", "select", "abs", "recv", "send")] == list(range(15))
-assert _P["eq"] == 0 and _P["ge"] == 5
+def _exact(o: int, v: list, prog: Program, i: int):
+    name = BY_CODE[o].name
+    if name not in _EXACT:
+        raise SirError(f"'{name}' has no meaning for unbounded integers (the matmul scorer's "
+                       "instruction set is v0: add, sub, mul, copy)", prog.loc(i))
+    return _EXACT[name](v)
