@@ -8,7 +8,6 @@ from typing import Sequence
 
 from .cells import cell_map
 from .costmodels import address_cost, bytedmd
-from .errors import SimError
 from .grid import grid_cost
 from .trace import Trace
 
@@ -17,11 +16,8 @@ def distance_models(trace: Trace, outputs: Sequence[str] = (), args: Sequence[st
                     cells: str = "auto", models: Sequence[str] = ("bytedmd", "1", "2")) -> dict:
     """{"bytedmd": ..., "address_cost": ..., "model2": ...} for the models asked (ByteDMD is
     None when the trace has no instruction ids). `outputs` are read once at exit (Model 1) and
-    kept live (ByteDMD); `args` orders ByteDMD's initial stack."""
-    known = {b.name for b in trace.buffers}
-    for name in list(outputs) + list(args or []):
-        if name not in known:
-            raise SimError(f"no buffer named '{name}'", trace.where)
+    kept live (ByteDMD); `args` orders ByteDMD's initial stack. An unknown buffer name is the
+    cost models' own SimError."""
     numbering = cell_map(trace, cells)
     out: dict = {}
     if "bytedmd" in models:

@@ -1125,3 +1125,12 @@ def test_lower_command_options(capsys, tmp_path):
                 "s.sir")
     code, out, err = cli(capsys, "lower", sym, "--problem", "sparse-parity-small")
     assert code == 2 and "sparse-parity-small gives 112 inputs" in err
+
+
+def test_the_problems_shapes_are_the_documented_ones():
+    """docs/dally.md: inputs and outputs of each task, as reference/dally-ir.md states them."""
+    shapes = {name: (p.n_inputs, p.n_outputs) for name, p in problems.PROBLEMS.items()}
+    assert shapes["sparse-parity-small"] == (112, 32)
+    assert shapes["sparse-parity-medium"] == (584, 64)
+    assert shapes["sparse-parity-mask32"] == (594, 32)
+    assert shapes["matmul-16"] == (512, 256) and shapes["symmetry-8"] == (8, 1)
