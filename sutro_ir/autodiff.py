@@ -18,6 +18,8 @@ from .errors import Loc, SirError
 from .graph import Node
 
 ONE = 1.0           # the adjoint of the loss: multiplying by it is skipped
+FLOATS = ("f32", "f16")
+NOT_DIFFERENTIATED = {"where": (0,)}      # op -> operand positions that only select
 
 Emit = Callable[[str, list, dict], str]   # (op, args, attrs) -> name of the new node
 ShapeOf = Callable[[str], tuple]          # node name -> its shape (emitted nodes included)
@@ -54,10 +56,28 @@ class Sweep:
             self.adjoint[n.name] = g
             if n.op == "input" or n.name in params:
                 continue
+            self._check_carriers(n)
             for operand, contribution in self._vjp(n, g):
                 if operand in self.depends:
                     parts.setdefault(operand, []).append(
                         self._unbroadcast(contribution, self.by_name[operand].shape))
+
+    def _check_carriers(self, n: Node) -> None:
+        """The operands a derivative would flow into must be floats: an integer or bool value
+        that depends on a parameter (an argmax, a comparison) carries none, so the loss's
+        dependence through it is an error at the grad, naming where that value is made. A
+        `where`'s condition only selects, and is not differentiated."""
+        skip = NOT_DIFFERENTIATED.get(n.op, ())
+        for k, a in enumerate(n.args):
+            if k in skip or not isinstance(a, str) or a not in self.depends:
+                continue
+            v = self.by_name[a]
+            if v.dtype not in FLOATS:
+                where = f" at {v.loc}" if v.loc.line else ""
+                article = "an" if v.dtype.startswith("i") else "a"
+                raise SirError(f"grad: the loss depends on a parameter through {article} "
+                               f"{v.dtype} value ('{v.op}'{where}); integer and bool values "
+                               "carry no derivative", self.loc)
 
     def of(self, name: str, loc: Loc):
         if name not in self.adjoint:

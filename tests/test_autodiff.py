@@ -150,6 +150,13 @@ def test_gradients_match_finite_differences(loss, monkeypatch):
      "bad.sir:10:7: error: grad: the loss does not depend on 'A'"),
     ("loss = max(A @ x)\n  g = grad(loss, wrt=A)", "bad.sir:9:7: error: grad: no derivative "
      "rule for 'max' \\(the value computed at bad.sir:8:10\\)"),
+    ("loss = sum(f32(argmax(A, axis=0) * 2)) + c @ c\n  g = grad(loss, wrt=A)",
+     "bad.sir:9:7: error: grad: the loss depends on a parameter through an i32 value \\('mul' "
+     "at bad.sir:8:36\\); integer and bool values carry no derivative"),
+    ("loss = sum(A * (A > 0.0))\n  g = grad(loss, wrt=A)",
+     "through a bool value \\('gt' at bad.sir:8:21\\)"),
+    ("loss = sum(where(A > 0.0, A, A * A))\n  g = grad(loss, wrt=A)\n  h = g * 2.0\n"
+     "  loss2 = sum(max(A, axis=0))\n  k = grad(loss2, wrt=A)", "no derivative rule for 'max'"),
     ("loss = c @ c\n  g = grad(loss)", "grad takes a loss and wrt=NAME"),
     ("loss = c @ c\n  g = grad(loss, wrt=2)", "grad takes a loss and wrt=NAME"),
     ("z = A @ x\n  loss = z @ c\n  dz = grad(loss, wrt=z)\n  dA = grad(loss, wrt=A)\n"
