@@ -12,6 +12,7 @@ never multiplied in.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from .errors import Loc, SirError
@@ -19,10 +20,20 @@ from .graph import Node
 
 ONE = 1.0           # the adjoint of the loss: multiplying by it is skipped
 FLOATS = ("f32", "f16")
-NOT_DIFFERENTIATED = {"where": (0,)}      # op -> operand positions that only select
+SELECTS = {"where": lambda k: k == 0,    # op -> which operand positions only select: a
+           "index": lambda k: k >= 1,    # where's condition, the run-time indices
+           "setindex": lambda k: k >= 2}
 
 Emit = Callable[[str, list, dict], str]   # (op, args, attrs) -> name of the new node
 ShapeOf = Callable[[str], tuple]          # node name -> its shape (emitted nodes included)
+
+
+class Failure:
+    """The adjoint of a value whose path to the loss crosses an op without a derivative: the
+    error a grad with respect to it reports."""
+
+    def __init__(self, error: SirError):
+        self.error = error
 
 
 class Sweep:
@@ -41,7 +52,7 @@ class Sweep:
         params = {n.name for n in nodes if n.op == "param" or n.buffer in buffers}
         self.depends = set(params)          # values that depend on a parameter
         for n in nodes:
-            if any(a in self.depends for a in n.operands):
+            if n.op != "stop_grad" and any(a in self.depends for a in n.operands):
                 self.depends.add(n.name)
         if loss not in self.depends:
             raise SirError(f"grad: the loss '{loss}' does not depend on any parameter", loc)
@@ -52,24 +63,36 @@ class Sweep:
             if n.name not in parts:
                 continue
             contributions = parts.pop(n.name)
-            g = contributions[0] if len(contributions) == 1 else self._sum(contributions)
+            failed = [c for c in contributions if isinstance(c, Failure)]
+            g = failed[0] if failed else contributions[0] if len(contributions) == 1 \
+                else self._sum(contributions)
             self.adjoint[n.name] = g
             if n.op == "input" or n.name in params:
                 continue
-            self._check_carriers(n)
-            for operand, contribution in self._vjp(n, g):
-                if operand in self.depends:
-                    parts.setdefault(operand, []).append(
-                        self._unbroadcast(contribution, self.by_name[operand].shape))
+            try:
+                if failed:
+                    raise failed[0].error
+                self._check_carriers(n)
+                pairs = [(o, self._unbroadcast(c, self.by_name[o].shape))
+                         for o, c in self._vjp(n, g) if o in self.depends]
+            except SirError as error:
+                # only the grads whose wrt reaches the loss through n fail (at the grad); the
+                # nodes made for the others stay, and what no grad reads is dropped
+                failure = Failure(error)
+                selects = SELECTS.get(n.op, lambda k: False)
+                pairs = [(o, failure) for k, o in enumerate(n.args) if not selects(k)
+                         and isinstance(o, str) and o in self.depends]
+            for operand, contribution in pairs:
+                parts.setdefault(operand, []).append(contribution)
 
     def _check_carriers(self, n: Node) -> None:
         """The operands a derivative would flow into must be floats: an integer or bool value
         that depends on a parameter (an argmax, a comparison) carries none, so the loss's
         dependence through it is an error at the grad, naming where that value is made. A
-        `where`'s condition only selects, and is not differentiated."""
-        skip = NOT_DIFFERENTIATED.get(n.op, ())
+        `where`'s condition and an index only select, and are not differentiated."""
+        selects = SELECTS.get(n.op, lambda k: False)
         for k, a in enumerate(n.args):
-            if k in skip or not isinstance(a, str) or a not in self.depends:
+            if selects(k) or not isinstance(a, str) or a not in self.depends:
                 continue
             v = self.by_name[a]
             if v.dtype not in FLOATS:
@@ -82,7 +105,10 @@ class Sweep:
     def of(self, name: str, loc: Loc):
         if name not in self.adjoint:
             raise SirError(f"grad: the loss does not depend on '{name.split('@')[0]}'", loc)
-        return self.adjoint[name]
+        g = self.adjoint[name]
+        if isinstance(g, Failure):
+            raise SirError(g.error.message, loc)
+        return g
 
     # ------------------------------------------------------------------ helpers
     def _op(self, op: str, *args, **attrs):
@@ -108,7 +134,8 @@ class Sweep:
         return total
 
     def _unbroadcast(self, g, shape: tuple):
-        """Sum a contribution over the dimensions its operand was broadcast along."""
+        """Sum a contribution over the dimensions its operand was broadcast along: the leading
+        ones it lacks, and those where it has 1 (kept)."""
         if not isinstance(g, str):
             return g
         have = self.shape_of(g)
@@ -118,6 +145,10 @@ class Sweep:
             return self._op("sum", g)
         while len(have) > len(shape):
             g, have = self._op("sum", g, axis=0), have[1:]
+        for axis, (h, d) in enumerate(zip(have, shape)):
+            if d == 1 and h != 1:
+                g = self._op("sum", g, axis=axis, keepdims=True)
+        have = self.shape_of(g)
         if have != shape:
             raise SirError(f"grad: cannot sum a {list(have)} gradient back to the {list(shape)} "
                            "operand it was broadcast from", self.loc)
@@ -129,22 +160,37 @@ class Sweep:
         rule = RULES.get(n.op)
         if rule is None:
             where = f" at {n.loc}" if n.loc.line else ""
+            why = NO_DERIVATIVE.get(n.op, "")
             raise SirError(f"grad: no derivative rule for '{n.op}' (the value computed"
-                           f"{where}); rules exist for {', '.join(RULES)}", self.loc)
+                           f"{where}){': ' + why if why else ''}", self.loc)
         a = n.args[0] if n.args else None
         b = n.args[1] if len(n.args) > 1 else None
         return rule(self, n, g, a, b)
 
+    def _kept(self, value, n: Node, operand: str):
+        """A reduction's result (or adjoint) in the operand's rank, the reduced axis kept as 1,
+        so that it broadcasts against the operand."""
+        shape = self.by_name[operand].shape
+        attrs = dict(n.attrs)
+        axis = attrs.get("axis")
+        if axis is None or attrs.get("keepdims") or not isinstance(value, str):
+            return value
+        kept = list(shape)
+        kept[axis % len(shape)] = 1
+        return self._op("reshape", value, shape=tuple(kept))
+
     def _expand(self, g, n: Node, operand: str):
         """A reduction's adjoint spread back over the operand it reduced (`axis` or all)."""
         shape = self.by_name[operand].shape
-        axis = dict(n.attrs).get("axis")
-        if axis is not None and isinstance(g, str):
-            kept = list(shape)
-            kept[axis % len(shape)] = 1
-            g = self._op("reshape", g, shape=tuple(kept))
         zeros = self._op("fill", shape=shape, value=0, dtype=self.by_name[operand].dtype)
-        return self._op("add", zeros, g)
+        return self._op("add", zeros, self._kept(g, n, operand))
+
+    def _array(self, g, like: Node):
+        """g as an array of like's shape: a constant adjoint (the loss's 1) filled in, for the
+        rules whose ops take arrays only."""
+        if isinstance(g, str):
+            return g
+        return self._op("fill", shape=like.shape, value=g, dtype=like.dtype)
 
     def _lazy(self, make, operand):
         """Emit a contribution only for an operand that needs one."""
@@ -204,13 +250,124 @@ def _extreme(keep_a: str, keep_b: str):
     return rule
 
 
+def _extreme_of(s: Sweep, n: Node, g, a, b):                 # max/min reductions
+    """The adjoint goes to the elements equal to the result, shared equally among ties (as
+    JAX's rule for reduce_max does)."""
+    at = s._op("eq", a, s._kept(n.name, n, a))
+    dtype = s.by_name[a].dtype
+    count = s._op("sum", s._op("cast", at, to=dtype), **{
+        k: v for k, v in (("axis", dict(n.attrs).get("axis")), ("keepdims", True))
+        if v is not None})
+    share = s._op("div", s._kept(g, n, a) if isinstance(g, str) else g, count)
+    return [(a, s._op("where", at, share, 0.0))]
+
+
+def _pow(s: Sweep, n: Node, g, a, b):                         # a ** b
+    def d_base():
+        less = b - 1 if not isinstance(b, str) else s._op("sub", b, 1.0)
+        return s._mul(g, s._mul(b, s._op("pow", a, less)))
+    return [(a, s._lazy(d_base, a)),
+            (b, s._lazy(lambda: s._mul(g, s._mul(n.name, s._op("log", a) if isinstance(a, str)
+                                                 else math.log(a))), b))]
+
+
+def _index(s: Sweep, n: Node, g, a, b):                       # a[at]: a scatter into zeros
+    attrs = dict(n.attrs)
+    dyn = n.args[1:]
+    gather = any(s.by_name[d].shape for d in dyn)               # an index array may repeat
+    node = s.by_name[a]
+    zeros = s._op("fill", shape=node.shape, value=0, dtype=node.dtype)
+    g = s._array(g, n)
+    return [(a, s._op("setindex", zeros, g, *dyn, at=attrs["at"],
+                      acc="add" if gather else "set"))]
+
+
+def _setindex(s: Sweep, n: Node, g, a, b):                    # a[at] := b, a[at] += b, -=
+    attrs = dict(n.attrs)
+    acc, dyn = attrs.get("acc", "set"), n.args[2:]
+    if acc not in ("set", "add", "sub"):
+        raise SirError(f"grad: no derivative rule for '{acc}' into part of an array"
+                       f"{_at(n)}; rules exist for :=, += and -=", s.loc)
+    g = s._array(g, n)
+    part = lambda: s._op("index", g, *dyn, at=attrs["at"])    # noqa: E731
+    if acc == "set":                    # the old values under the part are overwritten
+        cleared = lambda: s._op("setindex", s._op("copy", g), 0.0, *dyn,   # noqa: E731
+                                at=attrs["at"], acc="set")
+        return [(a, s._lazy(cleared, a)), (b, s._lazy(part, b))]
+    return [(a, g), (b, s._lazy(lambda: part() if acc == "add" else s._neg(part()), b))]
+
+
+def _normal_at(shape: tuple, entries: list) -> tuple:
+    from .ops import normalize_spec
+    return normalize_spec(entries, shape)
+
+
+def _concat(s: Sweep, n: Node, g, a, b):                      # each operand's slice of g
+    axis = dict(n.attrs).get("axis", 0) % len(n.shape)
+    out, start = [], 0
+    for x in n.args:
+        size = s.by_name[x].shape[axis]
+        at = _normal_at(n.shape, [(None, None, None)] * axis + [(start, start + size, 1)])
+        out.append((x, s._lazy(lambda at=at: s._op("index", g, at=at) if at else g, x)))
+        start += size
+    return out
+
+
+def _stack(s: Sweep, n: Node, g, a, b):                       # each operand's row of g
+    axis = dict(n.attrs).get("axis", 0) % len(n.shape)
+    return [(x, s._lazy(lambda at=_normal_at(n.shape, [(None, None, None)] * axis + [k]):
+                        s._op("index", g, at=at), x)) for k, x in enumerate(n.args)]
+
+
+def _einsum(s: Sweep, n: Node, g, a, b):
+    """d/d operand i of einsum("...->out"): einsum of the other operands and g, giving the
+    operand's letters; a letter only that operand has (summed away) is broadcast back."""
+    from .ops import parse_einsum
+    args = list(n.args)
+    subs, out, _ = parse_einsum(dict(n.attrs)["spec"], [s.by_name[x].shape for x in args])
+    result = []
+    for i, x in enumerate(args):
+        if not (isinstance(x, str) and x in s.depends):
+            continue
+        sub = subs[i]
+        if len(set(sub)) != len(sub):
+            raise SirError(f"grad: no derivative rule for an einsum that repeats a letter in "
+                           f"one operand ('{sub}'){_at(n)}", s.loc)
+        others = [(subs[j], args[j]) for j in range(len(args)) if j != i] + [(out, g)]
+        have = {c for t, _ in others for c in t}
+        keep = "".join(c for c in sub if c in have)
+        grad = s._op("einsum", *[s._array(v, n) for _, v in others],
+                     spec=",".join(t for t, _ in others) + "->" + keep)
+        if keep != sub:                     # letters summed only in x: broadcast back
+            shape = s.by_name[x].shape
+            kept = tuple(d if c in have else 1 for c, d in zip(sub, shape))
+            grad = s._op("add", s._op("fill", shape=shape, value=0, dtype=s.by_name[x].dtype),
+                         s._op("reshape", grad, shape=kept))
+        result.append((x, grad))
+    return result
+
+
+def _at(n: Node) -> str:
+    return f" (the value computed at {n.loc})" if n.loc.line else ""
+
+
+NO_DERIVATIVE = {   # the ops without a rule, and why: a grad through one is an error at the grad
+    **dict.fromkeys(("lt", "le", "gt", "ge", "eq", "ne", "argmax", "argmin", "and", "or", "xor",
+                     "not", "shl", "shr"), "its result is a bool or an integer"),
+    **dict.fromkeys(("sign", "floordiv", "mod"), "it is piecewise constant (or integer)"),
+    **dict.fromkeys(("fill", "eye", "arange", "normal", "bernoulli"),
+                    "it reads no value: a constant or a random draw"),
+    **dict.fromkeys(("if", "merge"), "control flow is not differentiated: use where()"),
+}
+
 RULES: dict[str, Callable] = {
     "add": lambda s, n, g, a, b: [(a, g), (b, g)],
     "sub": lambda s, n, g, a, b: [(a, g), (b, s._neg(g))],
     "mul": lambda s, n, g, a, b: [(a, s._lazy(lambda: s._mul(g, b), a)),
                                   (b, s._lazy(lambda: s._mul(g, a), b))],
     "div": lambda s, n, g, a, b: [
-        (a, s._lazy(lambda: s._op("div", g, b) if g is not ONE else s._op("div", 1.0, b), a)),
+        (a, s._lazy(lambda: s._mul(g, 1.0 / b) if not isinstance(b, str)
+                    else s._op("div", g, b) if g is not ONE else s._op("div", 1.0, b), a)),
         (b, s._lazy(lambda: s._neg(s._op("div", s._mul(g, n.name), b)), b))],
     "neg": lambda s, n, g, a, b: [(a, s._neg(g))],
     "relu": lambda s, n, g, a, b: [(a, s._mul(g, s._op("gt", a, 0)))],
@@ -240,4 +397,17 @@ RULES: dict[str, Callable] = {
         (a, s._lazy(lambda: s._op("matmul", g, b), a)),
         (b, s._lazy(lambda: s._op("matmul", g, a, ta=1), b))],
     "matmul": lambda s, n, g, a, b: s._matmul(n, g),
+    "tanh": lambda s, n, g, a, b: [                         # tanh' = 1 - tanh^2
+        (a, s._mul(g, s._op("sub", 1.0, s._op("mul", n.name, n.name))))],
+    "pow": _pow,
+    "max": _extreme_of,
+    "min": _extreme_of,
+    "index": _index,
+    "setindex": _setindex,
+    "reshape": lambda s, n, g, a, b: [(a, s._op("reshape", g, shape=s.by_name[a].shape)
+                                       if isinstance(g, str) else g)],
+    "concat": _concat,
+    "stack": _stack,
+    "einsum": _einsum,
+    "stop_grad": lambda s, n, g, a, b: [],
 }

@@ -166,7 +166,10 @@ class Step:
 
         def run() -> None:
             for d in dyn:
-                record(int(d))
+                if d.ndim:                  # an index array: each of its elements
+                    self.path.extend(d.ravel().tolist())
+                else:
+                    record(int(d))
             try:
                 call()
             except RunError as e:

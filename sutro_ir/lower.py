@@ -18,7 +18,8 @@ from simulator.limits import allowance, gib
 from . import datasets
 from .autodiff import Sweep
 from .errors import Loc, SirError
-from .graph import REGION_OPS, Graph, Node, captures, operand, region_name, verify, walk
+from .graph import (REGION_OPS, Graph, Node, captures, operand, region_name, renamed_reads,
+                    verify, walk)
 from .ops import (
     BINOPS,
     CONST_BINOPS,
@@ -27,6 +28,7 @@ from .ops import (
     INTS,
     OPS,
     check_immediate,
+    check_spec,
     Operand,
     OpError,
     infer,
@@ -405,7 +407,8 @@ def _functions(items: list[FunctionItem], params, consts) -> dict[str, FunctionI
     out: dict[str, FunctionItem] = {}
     taken = {p.name for p in params} | set(consts)
     for f in items:
-        if f.name in out or f.name in taken or f.name in OPS or f.name in ("grad", "range"):
+        if f.name in out or f.name in taken or f.name in OPS or f.name in COMPOSITES or \
+                f.name in ("grad", "range"):
             raise SirError(f"'{f.name}' is already the name of "
                            f"{'a function' if f.name in out else 'something else'}; choose "
                            "another name", f.loc)
@@ -604,7 +607,12 @@ class _Body:
         if self.kind == "eval" and not self.outputs:
             raise SirError("the eval block needs a `predict` statement", item.loc)
         self.nodes = self._drop_unused_derivatives(self.nodes, set(self.outputs))
-        return Graph(tuple(self.nodes), tuple(self.outputs))
+        same = {n.name: n.args[0] for n in walk(self.nodes) if n.op == "stop_grad"}
+        for k in same:                      # stop_grad(stop_grad(x)) reads x
+            while same[k] in same:
+                same[k] = same[same[k]]
+        return Graph(_without_stop_grads(self.nodes, same),
+                     tuple(same.get(o, o) for o in self.outputs))
 
     def _drop_unused_derivatives(self, nodes: list[Node], keep: set) -> list[Node]:
         """A sweep differentiates towards every parameter; drop what no `grad` asked for."""
@@ -990,15 +998,17 @@ class _Body:
             value = self.expr(sub)
             if isinstance(value, str):
                 node = self._node_named(value)
-                if node.shape != () or node.dtype not in INTS:
-                    raise SirError(f"an index is an integer scalar, got {node.type} (cast it: "
-                                   "i32(...))", sub.loc)
+                if node.dtype not in INTS:
+                    raise SirError(f"an index is an integer scalar or array, got {node.type} "
+                                   "(cast it: i32(...))", sub.loc)
                 entries.append(None)
                 dyn.append(value)
             else:
                 entries.append(_integer(value, sub.loc))
         try:
-            return normalize_spec(entries, shape), dyn
+            at = normalize_spec(entries, shape)
+            check_spec(at, shape, [self._node_named(d).shape for d in dyn])
+            return at, dyn
         except OpError as exc:
             raise SirError(str(exc), loc) from None
 
@@ -1019,7 +1029,9 @@ class _Body:
             raise SirError("grad: wrt must name a parameter or a value", kwargs["wrt"].loc)
         if loss not in self.sweeps:
             def emit(op, args, attrs):
-                made = self._node(op, args, attrs, e.loc)
+                # a write into part of an array is a new version of that array's buffer
+                name = self._new_version(args[0].split("@")[0]) if op == "setindex" else None
+                made = self._node(op, args, attrs, e.loc, name=name)
                 self.derived.add(made)
                 return made
             visible = [n for block in self.outer for n in block] + self.nodes
@@ -1028,7 +1040,7 @@ class _Body:
         value = self.sweeps[loss].of(wrt, e.loc)
         mine = {n.name for n in self.nodes}
         if name and isinstance(value, str) and value in self.derived and value.startswith("%") \
-                and value in mine:
+                and "@" not in value and value in mine:      # (a version keeps its buffer's name)
             name = self._unique(name)
             self._rename(value, name)
             for sweep in self.sweeps.values():
@@ -1054,6 +1066,8 @@ class _Body:
             return self._construct(e)
         if e.fn in ("normal_like", "bernoulli"):
             return self._random(e)
+        if e.fn in COMPOSITES:
+            return self._composite(e)
         if e.fn == "einsum":
             if not e.args or not isinstance(e.args[0], Str) or e.kwargs:
                 raise SirError("einsum takes a string and arrays: einsum(\"si,sj->ij\", a, b)",
@@ -1061,6 +1075,8 @@ class _Body:
             args = [self.expr(a) for a in e.args[1:]]
             return self._node("einsum", args, {"spec": e.args[0].value}, e.loc)
         attrs = {k: const_eval(v, self._const_env()) for k, v in e.kwargs}
+        if attrs.get("keepdims") is False:
+            del attrs["keepdims"]           # the default: one spelling, one node
         items = e.args
         if e.fn in ("concat", "stack") and len(items) == 1 and isinstance(items[0], List):
             items = items[0].items
@@ -1074,6 +1090,67 @@ class _Body:
             return _const_cast(args[0], e.fn, e)
         op, attrs = _resolve_call(e, args, attrs)
         return self._node(op, args, attrs, e.loc)
+
+    def _composite(self, e: Call):
+        """softmax, log_softmax, cross_entropy, gelu and layernorm: written out in the ops
+        they are made of (as a library would write them), so each step is traced and grad
+        differentiates them with the ops' rules. The shift by the maximum that keeps exp
+        finite is a stop_grad: softmax does not change with it, so the sweep skips it."""
+        env = self._const_env()
+        kwargs = {k: const_eval(v, env) for k, v in e.kwargs}
+        usage, options, n_args = COMPOSITES[e.fn]
+        if len(e.args) != n_args or not set(kwargs) <= set(options):
+            raise SirError(f"{e.fn} takes {usage}", e.loc)
+        args = [self.expr(a) for a in e.args]
+        if not all(isinstance(a, str) for a in args):
+            raise SirError(f"{e.fn} takes arrays, not constants: {usage}", e.loc)
+        x = self._node_named(args[0])
+        if x.dtype not in ("f32", "f16"):
+            raise SirError(f"{e.fn} takes floats, got {x.type} (cast it: f32(...))",
+                           e.args[0].loc)
+        axis = kwargs.get("axis", -1)
+        if "axis" in options and (not isinstance(axis, int) or isinstance(axis, bool) or
+                                  not -len(x.shape) <= axis < len(x.shape)):
+            raise SirError(f"{e.fn}: axis {axis!r} is out of range for {x.type}", e.loc)
+
+        def op(name, *operands, **attrs):
+            return self._node(name, list(operands), attrs, e.loc)
+
+        def log_softmax(v):
+            z = op("sub", v, op("stop_grad", op("max", v, axis=axis, keepdims=True)))
+            return z, op("log", op("sum", op("exp", z), axis=axis, keepdims=True))
+
+        if e.fn == "softmax":
+            z = op("sub", x.name, op("stop_grad", op("max", x.name, axis=axis, keepdims=True)))
+            ez = op("exp", z)
+            return op("div", ez, op("sum", ez, axis=axis, keepdims=True))
+        if e.fn == "log_softmax":
+            return op("sub", *log_softmax(x.name))
+        if e.fn == "gelu":                  # the tanh form (Hendrycks & Gimpel 2016)
+            cube = op("mul", op("mul", x.name, x.name), x.name)
+            inner = op("mul", math.sqrt(2 / math.pi), op("add", x.name, op("mul", 0.044715, cube)))
+            return op("mul", op("mul", 0.5, x.name), op("add", 1.0, op("tanh", inner)))
+        if e.fn == "layernorm":
+            eps = kwargs.get("eps", 1e-5)
+            if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
+                raise SirError(f"layernorm: eps is a positive number, got {eps!r}", e.loc)
+            centered = op("sub", x.name, op("mean", x.name, axis=axis, keepdims=True))
+            var = op("mean", op("mul", centered, centered), axis=axis, keepdims=True)
+            return op("div", centered, op("sqrt", op("add", var, float(eps))))
+        # cross_entropy(logits[..., V], target[...]): the mean over positions of
+        # log(sum(exp(logits))) - logits[target], the target picked by a one-hot mask
+        target = self._node_named(args[1])
+        if target.dtype not in INTS or target.shape != x.shape[:-1] or not x.shape:
+            raise SirError(f"cross_entropy takes logits [..., classes] and integer targets "
+                           f"[...] of the leading shape: got {x.type} and {target.type}",
+                           e.loc)
+        axis = -1
+        z, log_total = log_softmax(x.name)
+        classes = op("arange", start=0, stop=x.shape[-1], step=1, dtype=target.dtype
+                     if x.shape[-1] <= 127 or target.dtype == "i32" else "i32")
+        column = op("reshape", target.name, shape=target.shape + (1,))
+        picked = op("where", op("eq", column, classes), op("sub", z, log_total), 0.0)
+        return op("div", op("neg", op("sum", picked)), float(n_elements(target.shape)))
 
     def _construct(self, e: Call):
         """zeros(shape), ones(shape), full(shape, value), eye(n), arange([start,] stop[, step]),
@@ -1190,6 +1267,23 @@ class _Body:
         return name
 
 
+def _without_stop_grads(nodes, same: dict) -> tuple:
+    """The block with its stop_grad nodes gone and their readers reading what they wrapped:
+    stop_grad only tells the sweeps where to stop, so it costs nothing."""
+    out = []
+    for n in nodes:
+        if n.op == "stop_grad":
+            continue
+        if n.op == "if":
+            then, orelse = (_without_stop_grads(b, same) for b in n.branches)
+            n = Node(n.name, n.op, (same.get(n.args[0], n.args[0]), *captures(then, orelse)),
+                     (("else", orelse), ("then", then)), n.dtype, n.shape, n.loc)
+        else:
+            n = renamed_reads(n, same)
+        out.append(n)
+    return tuple(out)
+
+
 def _shape(value, loc: Loc) -> tuple:
     dims = value if isinstance(value, tuple) else (value,)
     for d in dims:
@@ -1207,6 +1301,16 @@ CONSTRUCTORS = {"zeros": "zeros(shape) takes a shape: zeros([3, 4]) or zeros(5)"
                           "arange(start, stop, step)"}
 
 SUGAR = {d: ("cast", {"to": d}) for d in DTYPES}
+
+COMPOSITES = {   # name -> (usage, options, number of arrays): written out in ops (_composite)
+    "softmax": ("an array and axis= (the last by default): softmax(s, axis=-1)", ("axis",), 1),
+    "log_softmax": ("an array and axis= (the last by default): log_softmax(s, axis=-1)",
+                    ("axis",), 1),
+    "cross_entropy": ("logits and integer targets: cross_entropy(logits, target)", (), 2),
+    "gelu": ("an array: gelu(h)", (), 1),
+    "layernorm": ("an array, axis= and eps=: layernorm(h, axis=-1, eps=1e-5)",
+                  ("axis", "eps"), 1),
+}
 
 
 def _const_cast(value, dtype: str, e: Call):
@@ -1234,7 +1338,7 @@ def _resolve_call(e: Call, args: list, attrs: dict) -> tuple[str, dict]:
         return ("maximum" if e.fn == "max" else "minimum"), attrs
     if e.fn in OPS and e.fn not in HIDDEN:
         return e.fn, attrs
-    known = sorted((set(OPS) - HIDDEN) | set(SUGAR) | set(CONSTRUCTORS)
+    known = sorted((set(OPS) - HIDDEN) | set(SUGAR) | set(CONSTRUCTORS) | set(COMPOSITES)
                    | {"grad", "einsum", "normal_like", "bernoulli"})
     raise SirError(f"unknown function '{e.fn}' (array ops: {', '.join(known)})", e.loc)
 

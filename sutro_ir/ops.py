@@ -138,10 +138,10 @@ def _transpose(out, a):
 
 
 def _reduce(fn):
-    def run(out, a, axis=None):
+    def run(out, a, axis=None, keepdims=False):
         # a sum of i8 values is made in a wider integer: wrap it into the output's dtype, as
         # the sum along an axis does (`out[...] =` refuses a scalar out of the i8 range)
-        np.copyto(out, fn(a, axis=axis), casting="unsafe")
+        np.copyto(out, fn(a, axis=axis, keepdims=bool(keepdims)), casting="unsafe")
     return run
 
 
@@ -154,6 +154,10 @@ def _setindex(out, a, v, *dyn, at=(), acc="set"):
     key = numpy_key(at, dyn, a.shape)
     if acc == "set":
         out[key] = v
+    elif any(np.ndim(d) for d in dyn):
+        # an index array may repeat an element: each occurrence combines in turn (a
+        # scatter-add), which `out[key] += v` would not do
+        ACCUMULATE[acc].at(out, key, np.asarray(v, out.dtype))
     else:
         out[key] = ACCUMULATE[acc](out[key], v).astype(out.dtype, copy=False)
 
@@ -194,8 +198,8 @@ def _einsum(out, *arrays, spec=""):
 
 
 def _arg(fn):
-    def run(out, a, axis=None):
-        out[...] = fn(a, axis=axis)
+    def run(out, a, axis=None, keepdims=False):
+        out[...] = fn(a, axis=axis, keepdims=bool(keepdims))
     return run
 
 
@@ -244,6 +248,10 @@ OPS: dict[str, OpDef] = {op.name: op for op in [
     OpDef("log", 1, _E, "float", _ew(np.log), (("exp", 1),)),
     OpDef("sqrt", 1, _E, "float", _ew(np.sqrt), (("exp", 1),)),
     OpDef("sigmoid", 1, _E, "float", _sigmoid, (("exp", 1), ("add", 1), ("div", 1))),
+    OpDef("tanh", 1, _E, "float", _ew(np.tanh), (("exp", 1), ("add", 1), ("div", 1))),
+    OpDef("stop_grad", 1, _E, "first", _copy, (),
+          doc="a itself, which grad does not differentiate through (gone once the sweep is "
+              "made: it costs nothing)"),
     OpDef("hinge", 2, _E, "float", _hinge, (("mul", 1), ("sub", 1), ("max", 1)),
           doc="max(0, 1 - a*b): the hinge loss of score a for label b"),
     OpDef("logistic_loss", 2, _E, "float", _logistic_loss,
@@ -258,14 +266,14 @@ OPS: dict[str, OpDef] = {op.name: op for op in [
           doc="a @ b (ta=1: a transposed); for i, for j, for k: read a, read b; write out"),
     OpDef("outer", 2, "outer", "promote", _outer, (("mul", 1),)),
     OpDef("transpose", 1, "transpose", "first", _transpose, ()),
-    OpDef("sum", 1, "reduce", "first", _reduce(np.sum), (("add", 1),), ("axis",)),
-    OpDef("mean", 1, "reduce", "float", _reduce(np.mean), (("add", 1),), ("axis",)),
-    OpDef("max", 1, "reduce", "first", _reduce(np.max), (("max", 1),), ("axis",)),
-    OpDef("min", 1, "reduce", "first", _reduce(np.min), (("min", 1),), ("axis",)),
-    OpDef("argmax", 1, "reduce", "index", _arg(np.argmax), (("cmp", 1),), ("axis",),
+    OpDef("sum", 1, "reduce", "first", _reduce(np.sum), (("add", 1),), ("axis", "keepdims")),
+    OpDef("mean", 1, "reduce", "float", _reduce(np.mean), (("add", 1),), ("axis", "keepdims")),
+    OpDef("max", 1, "reduce", "first", _reduce(np.max), (("max", 1),), ("axis", "keepdims")),
+    OpDef("min", 1, "reduce", "first", _reduce(np.min), (("min", 1),), ("axis", "keepdims")),
+    OpDef("argmax", 1, "reduce", "index", _arg(np.argmax), (("cmp", 1),), ("axis", "keepdims"),
           doc="the position of the largest element (the first, on ties), i32; without axis, "
               "counted row-major over the whole array"),
-    OpDef("argmin", 1, "reduce", "index", _arg(np.argmin), (("cmp", 1),), ("axis",),
+    OpDef("argmin", 1, "reduce", "index", _arg(np.argmin), (("cmp", 1),), ("axis", "keepdims"),
           doc="the position of the smallest element (the first, on ties), i32"),
     OpDef("index", None, "index", "first", _index, (), ("at",),
           doc="a[i, j:k, ...]: `at` has one entry per leading dimension: an integer, a slice "
@@ -455,26 +463,38 @@ def _reduce_shape(op, args, attrs) -> tuple:
     axis = attrs.get("axis")
     if op.dtype_rule == "index" and not a.shape:
         raise OpError(f"{op.name} of a scalar ({_describe(a)}) is not defined")
+    keep = attrs.get("keepdims", False)
+    if not isinstance(keep, bool):
+        raise OpError(f"{op.name}: keepdims is true or false, got {keep!r}")
     if axis is None:
-        return ()
+        return (1,) * len(a.shape) if keep else ()
     if not isinstance(axis, int) or isinstance(axis, bool) or \
             not -len(a.shape) <= axis < len(a.shape):
         raise OpError(f"{op.name}: axis {axis} is out of range for {_describe(a)}")
     axis %= len(a.shape)
-    return a.shape[:axis] + a.shape[axis + 1:]
+    return a.shape[:axis] + ((1,) if keep else ()) + a.shape[axis + 1:]
 
 
 # ----------------------------------------------------------------------------- indexing
 
-def check_spec(at, shape: tuple, n_dynamic: int) -> tuple:
-    """The shape a[at] selects; `at` is canonical (see normalize_spec)."""
+def check_spec(at, shape: tuple, dynamic) -> tuple:
+    """The shape a[at] selects; `at` is canonical (see normalize_spec). `dynamic`: the shapes
+    of the run-time index operands, in order (() for a scalar; an int n: n scalars). An index
+    array (a gather) must be the first subscript: its dimensions replace the first one, as in
+    numpy, `E[ids]` of an E[V, d] and ids[T] being [T, d]."""
+    dynamic = ((),) * dynamic if isinstance(dynamic, int) else tuple(dynamic)
     if not isinstance(at, tuple) or len(at) > len(shape):
         raise OpError(f"too many indices ({len(at) if isinstance(at, tuple) else at!r}) for "
                       f"an array of {len(shape)} dimension{'s' * (len(shape) != 1)}")
-    out, dynamic = [], 0
-    for entry, d in zip(at, shape):
+    out, k = [], 0
+    for position, (entry, d) in enumerate(zip(at, shape)):
         if entry is None:
-            dynamic += 1
+            if k < len(dynamic) and dynamic[k]:
+                if position:
+                    raise OpError("an index array must be the first subscript (E[ids], "
+                                  "E[ids, :])")
+                out.extend(dynamic[k])
+            k += 1
         elif isinstance(entry, int) and not isinstance(entry, bool):
             if not 0 <= entry < d:
                 raise OpError(f"index {entry} is out of range for a dimension of {d}")
@@ -487,8 +507,8 @@ def check_spec(at, shape: tuple, n_dynamic: int) -> tuple:
             out.append(len(range(*entry)))
         else:
             raise OpError(f"bad index {entry!r}")
-    if dynamic != n_dynamic:
-        raise OpError(f"{dynamic} run-time indices but {n_dynamic} index operands")
+    if k != len(dynamic):
+        raise OpError(f"{k} run-time indices but {len(dynamic)} index operands")
     return tuple(out) + tuple(shape[len(at):])
 
 
@@ -542,10 +562,18 @@ def numpy_key(at: tuple, dyn: tuple, shape: tuple) -> tuple:
     key, k = [], 0
     for entry, d in zip(at, shape):
         if entry is None:
-            i = int(dyn[k])
+            i = dyn[k]
             k += 1
-            if not 0 <= i < d:
-                raise RunError(f"index {i} is out of range for a dimension of {d}")
+            if np.ndim(i):                      # an index array: every element in range
+                i = np.asarray(i)
+                bad = (i < 0) | (i >= d)
+                if bad.any():
+                    raise RunError(f"index {int(i[bad].flat[0])} is out of range for a "
+                                   f"dimension of {d}")
+            else:
+                i = int(i)
+                if not 0 <= i < d:
+                    raise RunError(f"index {i} is out of range for a dimension of {d}")
             key.append(i)
         elif isinstance(entry, tuple):
             start, stop, step = entry
@@ -565,7 +593,7 @@ def _index_shape(op, args, attrs) -> tuple:
     if a.dtype is None or not a.shape:
         raise OpError(f"cannot index {_describe(a)}")
     _check_dynamic(dyn)
-    return check_spec(attrs.get("at", ()), a.shape, len(dyn))
+    return check_spec(attrs.get("at", ()), a.shape, [d.shape for d in dyn])
 
 
 def _setindex_shape(op, args, attrs) -> tuple:
@@ -575,7 +603,7 @@ def _setindex_shape(op, args, attrs) -> tuple:
     if a.dtype is None or not a.shape:
         raise OpError(f"cannot write into {_describe(a)} by index")
     _check_dynamic(dyn)
-    part = check_spec(attrs.get("at", ()), a.shape, len(dyn))
+    part = check_spec(attrs.get("at", ()), a.shape, [d.shape for d in dyn])
     acc = attrs.get("acc", "set")
     if acc != "set" and acc not in ACCUMULATE:
         raise OpError(f"setindex: unknown acc {acc!r}")
@@ -602,9 +630,9 @@ def _setindex_shape(op, args, attrs) -> tuple:
 
 def _check_dynamic(dyn) -> None:
     for d in dyn:
-        if d.dtype not in INTS or d.shape:
-            raise OpError(f"a run-time index is an integer scalar (i32, i8, u8), got "
-                          f"{_describe(d)}")
+        if d.dtype not in INTS:
+            raise OpError(f"a run-time index is an integer scalar or array (i32, i8, u8), "
+                          f"got {_describe(d)}")
 
 
 def _construct_shape(op, args, attrs) -> tuple:
@@ -749,7 +777,8 @@ def arith_counts(op: OpDef, dtype: str, shape: tuple, arg_shapes: list[tuple],
         if acc == "set":
             return {}
         at = attrs.get("at", ())
-        n = n_elements(check_spec(at, arg_shapes[0], at.count(None)))
+        dynamic = arg_shapes[len(arg_shapes) - at.count(None):]     # the last operands
+        n = n_elements(check_spec(at, arg_shapes[0], dynamic))
         price = dtype if dtype != "bool" else "i8"
         return {f"{ACC_ARITH.get(acc, acc)}.{price}": n}
     price = dtype if dtype != "bool" else "i8"

@@ -40,9 +40,22 @@ from .ops import OPS, arith_counts, check_spec, n_elements, parse_einsum, select
 from .schedule import BufferSlot, Kernel, Schedule
 
 
-def dynamic_count(kernel: Kernel) -> int:
-    """How many run-time index values one execution of the kernel takes from the path."""
-    return sum(len(dynamic_operands(n)) for n in kernel.nodes)
+def dynamic_count(kernel: Kernel, graph) -> int:
+    """How many run-time index values one execution of the kernel takes from the path (an
+    index array gives all its elements)."""
+    return sum(n_elements(graph[a].shape) for n in kernel.nodes for a in dynamic_operands(n))
+
+
+def _index_arrays(slots: list, dyn: tuple) -> tuple[list, tuple]:
+    """The prefix reads of a kernel's run-time indices (every element of each, in order) and
+    the index values regrouped by operand (an index array as an array)."""
+    prefix, values, k = [], [], 0
+    for s in slots:
+        n = n_elements(s.shape)
+        prefix += [(s, i) for i in range(n)]
+        values.append(np.asarray(dyn[k:k + n]).reshape(s.shape) if s.shape else dyn[k])
+        k += n
+    return prefix, tuple(values)
 
 
 def kernel_accesses(kernel: Kernel, sched: Schedule, dyn: tuple = ()):
@@ -182,8 +195,8 @@ def _reduce(node: Node, ins, dyn, sched):
 def _index(node: Node, ins, dyn, sched):
     a, *idx = ins
     at = dict(node.attrs).get("at", ())
-    return list(zip(idx, [0] * len(idx))), [_col(a, selected(at, dyn, a.shape)),
-                                            _out(node, sched)]
+    prefix, dyn = _index_arrays(idx, dyn)
+    return prefix, [_col(a, selected(at, dyn, a.shape)), _out(node, sched)]
 
 
 def _setindex(node: Node, ins, dyn, sched):
@@ -191,15 +204,16 @@ def _setindex(node: Node, ins, dyn, sched):
     attrs = dict(node.attrs)
     target, *rest = ins
     at = attrs.get("at", ())
-    where = selected(at, dyn, target.shape)
-    part = check_spec(at, target.shape, len(dyn))
     v = node.args[1]
+    if isinstance(v, str):
+        s, rest = sched.slot(graph[v].buffer), rest[1:]
+    prefix, dyn = _index_arrays(rest, dyn)
+    where = selected(at, dyn, target.shape)
+    part = check_spec(at, target.shape, [r.shape for r in rest])
     cols = [] if attrs.get("acc", "set") == "set" else [_col(target, where)]
     if isinstance(v, str):
-        s = sched.slot(graph[v].buffer)
         cols.append(_col(s, _broadcast_index(s, part)))
-        rest = rest[1:]
-    return list(zip(rest, [0] * len(rest))), cols + [_col(target, where)]
+    return prefix, cols + [_col(target, where)]
 
 
 def _construct(node: Node, ins, dyn, sched):
@@ -253,7 +267,7 @@ def n_accesses(kernel: Kernel, graph) -> int:
         return 1
     n_out = n_elements(anchor.shape)
     shapes = [graph[a].shape for a in anchor.operands]
-    dyn = len(dynamic_operands(anchor))
+    dyn = sum(n_elements(graph[a].shape) for a in dynamic_operands(anchor))
     if kind == "elementwise":
         reads = n_out * len(shapes)
     elif kind == "matmul":
@@ -269,7 +283,8 @@ def n_accesses(kernel: Kernel, graph) -> int:
         reads = 0
     elif kind == "setindex":
         attrs = dict(anchor.attrs)
-        part = n_elements(check_spec(attrs.get("at", ()), shapes[0], dyn))
+        part = n_elements(check_spec(attrs.get("at", ()), shapes[0],
+                                     [graph[a].shape for a in dynamic_operands(anchor)]))
         per = (attrs.get("acc", "set") != "set") + isinstance(anchor.args[1], str) + 1
         return dyn + part * per
     elif kind == "index":
@@ -291,7 +306,7 @@ def representative_path(sched: Schedule) -> tuple:
                 out.append(1)
                 visit(k.branches[0])
             else:
-                out.extend([0] * dynamic_count(k))
+                out.extend([0] * dynamic_count(k, sched.graph))
     visit(sched.kernels)
     return tuple(out)
 
@@ -354,7 +369,7 @@ class StepTrace:
     def _walk(self, path: tuple):
         """(kernel, its run-time index values) for every kernel a step on this path runs, in
         order; an if kernel's value is its choice."""
-        it = iter(path)
+        it, g = iter(path), self.sched.graph
         out = []
 
         def visit(kernels):
@@ -364,7 +379,7 @@ class StepTrace:
                     out.append((k, (taken,)))
                     visit(k.branches[0] if taken else k.branches[1])
                 else:
-                    out.append((k, tuple(next(it) for _ in range(dynamic_count(k)))))
+                    out.append((k, tuple(next(it) for _ in range(dynamic_count(k, g)))))
         visit(self.sched.kernels)
         return out
 

@@ -56,7 +56,7 @@ REGION = REGION_OPS
 # the ops a step names (index, setindex, if and merge have steps of their own); arithmetic,
 # products, reductions, outer and transpose more often: float chains and fused kernels with
 # every kind of anchor; the bit ops more often too (they take only some dtypes)
-OP_NAMES = tuple(op for op in OPS if op not in REGION + ("index", "setindex")) + (
+OP_NAMES = tuple(op for op in OPS if op not in REGION + ("index", "setindex", "stop_grad")) + (
     "add", "sub", "mul", "div", "maximum", "minimum", "add", "mul", "sub", "maximum", "add",
     "mul", "relu", "neg", "sign", "sigmoid", "matmul", "matmul", "matmul", "matmul", "matmul",
     "matmul", "outer", "outer", "outer", "transpose", "transpose", "transpose", "sum", "sum",
@@ -287,7 +287,10 @@ class _Builder:
         if spec is None:
             return
         at, dims = spec
-        part = check_spec(at, b.shape, len(dims))
+        dyn = self._indices(at, dims, c)
+        if None in dyn:
+            return
+        part = check_spec(at, b.shape, [self._t(v).shape for v in dyn])
         acc = c.pick(ACCS)
         i = c.int()
         if i % 4 == 0:
@@ -298,9 +301,6 @@ class _Builder:
             value = self._operand(_Choices([i // 4]), pool)
             if value is None:
                 return
-        dyn = [self._runtime_index(d, c) for d in dims]
-        if None in dyn:
-            return
         name = f"{buffer}@{self.versions.get(buffer, 0) + 1}"
         attrs = (("acc", acc), ("at", at))
         try:
@@ -321,7 +321,7 @@ class _Builder:
         if spec is None:
             return
         at, dims = spec
-        dyn = [self._runtime_index(d, c) for d in dims]
+        dyn = self._indices(at, dims, c) if at else []
         if None not in dyn and at:
             self._try("index", [a, *dyn], (("at", at),))
 
@@ -354,9 +354,20 @@ class _Builder:
             return None
         return at, dims
 
-    def _runtime_index(self, d: int, c: _Choices) -> str | None:
+    def _indices(self, at: tuple, dims: list, c: _Choices) -> list:
+        """The run-time index operands of `at`: the first may be an index array (a gather)
+        when it is the first subscript."""
+        return [self._runtime_index(d, c, gather=k == 0 and at[0] is None)
+                for k, d in enumerate(dims)]
+
+    def _runtime_index(self, d: int, c: _Choices, gather: bool = False) -> str | None:
         """An integer scalar in [0, d) at run time: mod(s, d) of an integer scalar s, one that
-        exists or the argmax of an array."""
+        exists or the argmax of an array; with `gather`, sometimes an integer array mod d."""
+        if gather and c.int() % 4 == 0:
+            arrays = [v for v in self.values if self._t(v).dtype in INTS and self._t(v).shape]
+            a = self._operand(c, arrays)
+            if a is not None:
+                return self._try("mod", [a, d])
         ints = [v for v in self.values if self._t(v).dtype in INTS and not self._t(v).shape]
         s = self._operand(c, ints)
         if s is None or c.int() % 3 == 0:

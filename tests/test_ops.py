@@ -22,7 +22,7 @@ import struct
 import numpy as np
 import pytest
 
-from sutro_ir.execute import Step
+from sutro_ir.execute import NodeError, Step
 from sutro_ir.graph import Graph, Node, verify
 from sutro_ir.ops import OPS
 from sutro_ir.schedule import schedule
@@ -309,6 +309,47 @@ def test_sigmoid(dtype):
     within_ulps(run_op("sigmoid", [a], FLOAT_OF[dtype], a.shape), want)
 
 
+@pytest.mark.parametrize("dtype", ["f32", "f16", "i8"])
+def test_tanh(dtype):
+    a = values(dtype, (40,), 12)
+    within_ulps(run_op("tanh", [a], FLOAT_OF[dtype], a.shape),
+                reference(math.tanh, [a], FLOAT_OF[dtype]))
+
+
+def test_stop_grad_is_its_operand():
+    a = values("f32", (5,), 13)
+    same_bits(run_op("stop_grad", [a], "f32", (5,)), a)
+
+
+def test_a_gather_and_a_scatter_by_an_index_array():
+    """E[ids] picks rows one by one; E[ids] += v adds every occurrence of a repeated id (a
+    scatter-add), element by element in Python."""
+    E = values("f32", (4, 3), 14)
+    ids = np.array([[2, 0], [2, 3]], np.int32)
+    want = np.array([[[E[i, j] for j in range(3)] for i in row] for row in ids], np.float32)
+    same_bits(run_op("index", [E, ids], "f32", (2, 2, 3), at=(None,)), want)
+    picked = np.array([[E[i, 1] for i in row] for row in ids], np.float32)
+    same_bits(run_op("index", [E, ids], "f32", (2, 2), at=(None, 1)), picked)
+    v = values("f32", (2, 2, 3), 15)
+    total = [[float(E[i, j]) for j in range(3)] for i in range(4)]
+    for r in range(2):
+        for c in range(2):
+            for j in range(3):
+                total[ids[r, c]][j] = float(np.float32(total[ids[r, c]][j] + float(v[r, c, j])))
+    same_bits(run_write(E, v, [ids], (None,), "add"), np.array(total, np.float32))
+    with pytest.raises(NodeError, match="index 4 is out of range for a dimension of 4"):
+        run_op("index", [E, ids + 2], "f32", (2, 2, 3), at=(None,))
+
+
+def test_reductions_keep_the_reduced_axis_as_one():
+    m = values("f32", (3, 4), 16)
+    for op, fn in (("sum", np.sum), ("max", np.max), ("min", np.min), ("mean", np.mean)):
+        want = np.array([[fn(m[i])] for i in range(3)], np.float32)
+        got = run_op(op, [m], "f32", (3, 1), axis=1, keepdims=True)
+        assert got.shape == (3, 1)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 def test_sigmoid_saturates_without_nan():
     """A known limitation: 1 / (1 + exp(-x)) flushes to 0 once exp(-x) overflows, although
     sigmoid(-100) = 3.7e-44 is an f32 subnormal and sigmoid(-12) = 6.1e-6 an f16 one."""
@@ -501,7 +542,7 @@ def test_outer_transpose_and_index():
     same_bits(run_op("index", [a], "f32", (), at=(2,)), np.array(a[2], np.float32))
 
 
-OWN_TESTS = {"div", "pow", "exp", "log", "sqrt", "sigmoid", "hinge", "logistic_loss", "where",
+OWN_TESTS = {"div", "pow", "exp", "log", "sqrt", "sigmoid", "tanh", "stop_grad", "hinge", "logistic_loss", "where",
              "cast", "copy", "matmul", "outer", "transpose", "index",
              "floordiv", "mod", "and", "or", "xor", "not", "shl", "shr", "min", "argmax",
              "argmin", "setindex", "fill", "eye", "arange", "reshape", "concat", "stack",

@@ -80,7 +80,7 @@ def test_fused_kernels_obey_the_rule_and_count_their_accesses(seed):
             continue
         assert all(OPS[m.op].kind == "elementwise" and m.shape == k.anchor.shape
                    for m in k.nodes[1:]), k.name
-        dyn = (0,) * dynamic_count(k)                   # index 0 is in range of any dimension
+        dyn = (0,) * dynamic_count(k, sched.graph)                   # index 0 is in range of any dimension
         want = traceoracle.kernel_loop(k, sched, dyn)   # the loop nest, one access at a time
         addr, nbytes, is_write, _ = kernel_accesses(k, sched, dyn)
         assert len(addr) == n_accesses(k, graph) == len(want), k.name

@@ -61,7 +61,7 @@ ELEM_BYTES = {"f32": 4, "i32": 4, "f16": 2, "i8": 1, "u8": 1, "bool": 1}   # byt
 ELEMENTWISE = {"add", "sub", "mul", "div", "floordiv", "mod", "pow", "maximum", "minimum",
                "lt", "le", "gt", "ge", "eq", "ne", "and", "or", "xor", "not", "shl", "shr",
                "neg", "relu", "sign", "abs", "exp", "log", "sqrt", "sigmoid", "hinge",
-               "logistic_loss", "where", "cast", "copy"}
+               "logistic_loss", "where", "cast", "copy", "tanh"}
 REDUCTIONS = {"sum", "mean", "max", "min", "argmax", "argmin"}
 GATHERS = {"reshape", "concat", "stack"}
 CONSTRUCTS = {"fill", "eye", "arange", "normal", "bernoulli"}
@@ -92,11 +92,15 @@ def broadcast(index: tuple, shape: tuple) -> tuple:
     return tuple(0 if d == 1 else index[lead + p] for p, d in enumerate(shape))
 
 
-def part_shape(at: tuple, shape: tuple) -> tuple:
-    """The shape a[at] selects: one dim per slice entry (its length), then the dims `at` does
-    not reach."""
-    out = []
+def part_shape(at: tuple, shape: tuple, arrays: tuple = ()) -> tuple:
+    """The shape a[at] selects: one dim per slice entry (its length), the dims of an index
+    array (`arrays`: the run-time indices as (values, shape)), then the dims `at` does not
+    reach."""
+    out, k = [], 0
     for entry in at:
+        if entry is None:
+            out += list(arrays[k][1]) if k < len(arrays) else []
+            k += 1
         if isinstance(entry, tuple):
             start, stop, step = entry
             n = 0
@@ -112,7 +116,13 @@ def source_index(at: tuple, dyn: tuple, shape: tuple, index: tuple) -> tuple:
     out, coord, k = [], list(index), 0
     for entry in at:
         if entry is None:
-            out.append(int(dyn[k]))
+            values, ishape = dyn[k]
+            if ishape:                  # an index array: its element at the leading coords
+                here = tuple(coord[:len(ishape)])
+                del coord[:len(ishape)]
+                out.append(int(values[flat(here, ishape)]))
+            else:
+                out.append(int(values[0]))
             k += 1
         elif isinstance(entry, tuple):
             start, _, step = entry
@@ -127,7 +137,20 @@ def dynamic_dims(node, graph) -> list[int]:
     if node.op not in ("index", "setindex"):
         return []
     shape = graph[node.args[0]].shape
-    return [d for entry, d in zip(dict(node.attrs).get("at", ()), shape) if entry is None]
+    dims = [d for entry, d in zip(dict(node.attrs).get("at", ()), shape) if entry is None]
+    sizes = [math.prod(graph[a].shape) for a in dynamic_operands(node)]
+    return [d for d, n in zip(dims, sizes) for _ in range(n)]     # one per index element
+
+
+def grouped(node, graph, dyn: tuple) -> tuple:
+    """The run-time index values of a node as (values, shape) per index operand."""
+    out, k = [], 0
+    for a in dynamic_operands(node):
+        shape = graph[a].shape
+        n = math.prod(shape)
+        out.append((tuple(dyn[k:k + n]), shape))
+        k += n
+    return tuple(out)
 
 
 def dynamic_operands(node) -> tuple:
@@ -152,9 +175,10 @@ def anchor_reads(node, graph, index: tuple, dyn: tuple = ()) -> list[tuple[str, 
         (a,) = args
         return [(a.buffer, flat(index[::-1], a.shape))]
     if node.op in REDUCTIONS:
-        return _reduce_reads(args[0], attrs.get("axis"), index)
+        return _reduce_reads(args[0], attrs.get("axis"), index, attrs.get("keepdims", False))
     if node.op == "index":
         a = args[0]
+        dyn = grouped(node, graph, dyn)
         return [(a.buffer, flat(source_index(attrs.get("at", ()), dyn, a.shape, index),
                                 a.shape))]
     if node.op == "einsum":
@@ -186,11 +210,12 @@ def _matmul_reads(args, ta: int, index: tuple) -> list[tuple[str, int]]:
     return out
 
 
-def _reduce_reads(a, axis, index: tuple) -> list[tuple[str, int]]:
+def _reduce_reads(a, axis, index: tuple, keepdims: bool) -> list[tuple[str, int]]:
     if axis is None:
         return [(a.buffer, e) for e in range(math.prod(a.shape))]
     axis %= len(a.shape)
-    return [(a.buffer, flat(index[:axis] + (t,) + index[axis:], a.shape))
+    rest = index[axis + 1:] if keepdims else index[axis:]     # keepdims: the kept 1 is skipped
+    return [(a.buffer, flat(index[:axis] + (t,) + rest, a.shape))
             for t in range(a.shape[axis])]
 
 
@@ -263,7 +288,8 @@ def kernel_loop(kernel, sched, dyn: tuple = ()) -> list[tuple[str, int, bool]]:
         f"{kernel.name}: {[n.op for n in kernel.nodes]} is not a loop nest the machine runs"
     if anchor.op == "if":
         return [(graph[anchor.args[0]].buffer, 0, False)]
-    prefix = [(graph[a].buffer, 0, False) for a in dynamic_operands(anchor)]
+    prefix = [(graph[a].buffer, e, False) for a in dynamic_operands(anchor)
+              for e in range(math.prod(graph[a].shape))]     # every element of an index array
     assert len(dyn) == len(prefix), (anchor.name, dyn)
     if anchor.op == "setindex":
         return prefix + _setindex_loop(anchor, graph, dyn)
@@ -282,7 +308,8 @@ def _setindex_loop(node, graph, dyn: tuple) -> list[tuple[str, int, bool]]:
     target, value = graph[node.args[0]], node.args[1]
     at = attrs.get("at", ())
     out = []
-    part = part_shape(at, target.shape)
+    dyn = grouped(node, graph, dyn)
+    part = part_shape(at, target.shape, dyn)
     for index in indices(part):
         e = flat(source_index(at, dyn, target.shape, index), target.shape)
         if attrs.get("acc", "set") != "set":
@@ -342,7 +369,8 @@ def walk_path(sched, path: tuple) -> list[tuple[object, tuple]]:
                 out.append((k, (taken,)))
                 run(k.branches[0] if taken else k.branches[1])
             else:
-                n = sum(len(dynamic_operands(m)) for m in k.nodes)
+                n = sum(math.prod(sched.graph[a].shape) for m in k.nodes
+                        for a in dynamic_operands(m))
                 values = tuple(rest[:n])
                 del rest[:n]
                 assert len(values) == n, ("the path is too short", path)
