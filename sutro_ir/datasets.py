@@ -33,6 +33,7 @@ from simulator.errors import SimError
 from simulator.inputs import check_file, npy_header
 from simulator.limits import allowance, gib
 
+from . import chars
 from .errors import Loc, SirError
 
 ENCODINGS = ("signed-random", "pm1", "01")
@@ -43,6 +44,8 @@ GENERATORS = {
                "noise": 0.0},
     "xor": {"train": None, "test": None, "seed": 0, "encoding": "pm1", "noise": 0.0},
     "from_file": {"path": None},
+    "chars": {"block": None, "vocab": None, "path": "", "length": 20000, "test_fraction": 0.1,
+              "seed": 0},
 }
 MAGNITUDE = (0.5, 1.5)
 FILE_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -78,6 +81,8 @@ def check(generator: str, kwargs: dict, loc: Loc) -> dict:
             raise SirError("from_file() takes the path of an .npz file, e.g. "
                            "from_file(\"data.npz\")", loc)
         return full
+    if generator == "chars":
+        return _check_chars(full, loc)
     for key in ("n", "k", "train", "test", "seed"):
         if key in full and (not isinstance(full[key], int) or isinstance(full[key], bool)
                             or full[key] < (0 if key == "seed" else 1)):
@@ -97,6 +102,37 @@ def check(generator: str, kwargs: dict, loc: Loc) -> dict:
     return full
 
 
+def _check_chars(full: dict, loc: Loc) -> dict:
+    for key, low, high in (("block", 1, 4096), ("vocab", 1, 1 << 20),
+                           ("length", 2, chars.MAX_LENGTH), ("seed", 0, 2 ** 63 - 1)):
+        v = full[key]
+        if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= high:
+            raise SirError(f"chars(): '{key}' is an integer from {low:,} to {high:,}, got "
+                           f"{v!r}", loc)
+    f = full["test_fraction"]
+    if not isinstance(f, (int, float)) or isinstance(f, bool) or not 0 < f < 1:
+        raise SirError(f"chars(): test_fraction is a number between 0 and 1, got {f!r}", loc)
+    full["test_fraction"] = float(f)
+    if not isinstance(full["path"], str):
+        raise SirError("chars(): path is the text file's path, e.g. path=\"text.txt\"", loc)
+    return full
+
+
+def _chars(data) -> tuple[dict, chars.Text]:
+    kwargs = dict(data.kwargs)
+    base = os.path.dirname(data.loc.file) if data.loc and data.loc.file else ""
+    return kwargs, chars.load(kwargs, base, data.loc)
+
+
+def baseline(data) -> dict | None:
+    """A chars dataset's reference figures (chars.baseline), else None."""
+    if data.generator != "chars":
+        return None
+    kwargs = dict(data.kwargs)
+    base = os.path.dirname(data.loc.file) if data.loc and data.loc.file else ""
+    return chars.baseline(kwargs, base, data.loc)
+
+
 def n_inputs(data) -> int:
     kwargs = dict(data.kwargs)
     return 2 if data.generator == "xor" else kwargs["n"]
@@ -109,6 +145,12 @@ def describe(data) -> DataInfo:
         return DataInfo(data.names, {data.names[0]: len(xtr), data.names[1]: len(xte)},
                         FILE_DTYPES[str(xtr.dtype)], xtr.shape[1:], FILE_DTYPES[str(ytr.dtype)],
                         ytr.shape[1:])
+    if data.generator == "chars":
+        kwargs, text = _chars(data)
+        block = kwargs["block"]
+        sizes = {data.names[0]: text.split - block,
+                 data.names[1]: len(text.ids) - text.split - block}
+        return DataInfo(data.names, sizes, "i32", (block,), "i32", ())
     sizes = {data.names[0]: kwargs["train"], data.names[1]: kwargs["test"]}
     kind = "u8" if kwargs["encoding"] == "01" else "f32"
     return DataInfo(data.names, sizes, kind, (n_inputs(data),), kind, ())
@@ -117,6 +159,9 @@ def describe(data) -> DataInfo:
 def nbytes(data) -> int:
     if data.generator == "from_file":
         return sum(a.nbytes for a in _read(_path(data), data.loc))
+    if data.generator == "chars":        # the windows: (block + 1) i32 per character
+        kwargs, text = _chars(data)
+        return len(text.ids) * (kwargs["block"] + 2) * 4
     kwargs = dict(data.kwargs)
     examples = kwargs["train"] + kwargs["test"]
     return examples * ((n_inputs(data) + 1) * GENERATED_BYTES_PER_BIT + EXAMPLE_BYTES) \
@@ -136,6 +181,9 @@ def generate(data) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x_train, y_train, x_test, y_test), in the dtypes describe() gives."""
     if data.generator == "from_file":
         return _read(_path(data), data.loc)
+    if data.generator == "chars":
+        kwargs, text = _chars(data)
+        return chars.examples(text, kwargs["block"])
     kwargs = dict(data.kwargs)
     rng = np.random.default_rng([kwargs["seed"], 2])
     n, idx = n_inputs(data), relevant_bits(data)

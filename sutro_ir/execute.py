@@ -42,6 +42,9 @@ class TrainResult:
     #                             an until check measured it), "test_accuracy", "loss"}
     evaluations: tuple = ()     # Evaluation: the passes over a dataset that the algorithm made
     eval_paths: tuple = ((),)   # the distinct control paths of the evaluated examples
+    loss: dict | None = None    # {"train", "test"}: the eval block's `loss` averaged over each
+    #                             set at the end; without one, train is the last epoch's mean
+    #                             training loss and test None; None if no block names a loss
 
     def path_of(self, step: int) -> int:
         return 0 if self.step_paths is None else int(self.step_paths[step])
@@ -238,6 +241,10 @@ class Executor:
         self.data = datasets.generate(program.data)
         self.evaluations: list[Evaluation] = []
         self.eval_path_ids: dict[tuple, int] = {}
+        named = program.eval.graph.by_name.get("loss")
+        self.eval_loss = (self.eval_arrays[named.buffer] if named is not None
+                          and named.shape == () and named.dtype in ("f32", "f16") else None)
+        self.losses: dict[str, float] = {}      # dataset -> the eval loss of its last pass
 
     def split(self, name: str):
         train, test = self.program.data.names
@@ -252,7 +259,7 @@ class Executor:
         xs, ys = self.split(dataset)
         x, y = self.eval_arrays[loop.x], self.eval_arrays[loop.y]
         pred = self.eval_arrays[self.program.eval.graph[loop.graph.outputs[0]].buffer]
-        hits = 0
+        hits, loss = 0, 0.0
         paths = np.zeros(len(xs), np.int32)
         path = self.eval_step.path
         for i in range(len(xs)):
@@ -268,6 +275,10 @@ class Executor:
                 paths[i] = self.eval_path_ids.setdefault(tuple(path), len(self.eval_path_ids))
                 path.clear()
             hits += bool(np.all(pred == y))
+            if self.eval_loss is not None:
+                loss += float(self.eval_loss)
+        if self.eval_loss is not None:
+            self.losses[dataset] = loss / len(xs)
         if purpose is not None:
             self.evaluations.append(Evaluation(after, dataset, purpose, paths))
         return hits / len(xs)
@@ -339,11 +350,16 @@ class Executor:
                 break
         train_acc = history[-1] if history else self.accuracy(loop.dataset)
         test_acc = self.accuracy(self.program.eval.dataset, "test", step - 1)
+        if self.eval_loss is not None:
+            losses = {"train": self.losses[loop.dataset],
+                      "test": self.losses[self.program.eval.dataset]}
+        else:
+            losses = {"train": log[-1]["loss"], "test": None} if loss is not None else None
         return TrainResult(step, epoch + 1, train_acc, test_acc, tuple(history),
                            time.perf_counter() - t0, tuple(paths) or ((),),
                            None if step_paths is None else np.array(step_paths, np.int32),
                            len(starts), tuple(log), tuple(self.evaluations),
-                           tuple(self.eval_path_ids) or ((),))
+                           tuple(self.eval_path_ids) or ((),), losses)
 
     def _refused_nonfinite(self, e: NodeError, step: int) -> None:
         """A value refused at run time (a cast to an integer type) because it is NaN or

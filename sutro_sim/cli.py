@@ -173,9 +173,10 @@ def _job_options(r) -> None:
     r.add_argument("--energy", default="dally-2020", help="energy preset (default: dally-2020)")
     r.add_argument("--seed", type=int, help="parameter initialization seed (sets config `seed` "
                    "too, when the program has one)")
-    r.add_argument("--trace-steps", default="all", metavar="SPEC",
-                   help="which training steps to account: all (default: every step, exactly), "
-                   "or a sample: N (the first N) or every:K (labelled as not exact)")
+    r.add_argument("--trace-steps", metavar="SPEC",
+                   help="which training steps to account: all (default: every step, exactly, "
+                   "unless the program's config trace_steps names a sample), or a sample: N "
+                   "(the first N) or every:K (labelled as not exact)")
     r.add_argument("--target-accuracy", type=float, metavar="X",
                    help="report the learning energy spent until the test accuracy first "
                    "reached X (a fraction, e.g. 0.9), checked after each epoch")

@@ -62,7 +62,7 @@ def pipelines_of(args: list[str]) -> list[str]:
 
 def compare(path: str, pipelines: list[str], overrides: dict | None = None,
             hierarchy: str = "sutro-tiers", energy_preset: str = "dally-2020",
-            seed: int | None = None, trace_steps: str = "all", progress=None,
+            seed: int | None = None, trace_steps: str | None = None, progress=None,
             cost_models: bool = False, brute_force: bool = False, evaluate: bool = True,
             target_accuracy: float | None = None) -> Comparison:
     """Run every pipeline, each accounting the same steps."""
@@ -71,7 +71,7 @@ def compare(path: str, pipelines: list[str], overrides: dict | None = None,
                               cost_models=cost_models, brute_force=brute_force,
                               evaluate=evaluate, target_accuracy=target_accuracy))
             for i, pipeline in enumerate(pipelines)]
-    return Comparison(tuple(rows), trace_steps)
+    return Comparison(tuple(rows), rows[0].result.trace_policy if rows else trace_steps or "all")
 
 
 def _split(r: RunResult) -> dict:

@@ -18,6 +18,7 @@ from simulator.memtracker import memtracker, op_event_table, with_inputs_written
 from simulator.models import distance_models
 from simulator.report import access_lines, count, energy, render, table
 from simulator.simulate import Result, simulate, step_ranges
+from sutro_ir import datasets
 from sutro_ir.compile import compile_program, read_source
 from sutro_ir.execute import Executor, TrainResult
 from simulator.limits import allowance
@@ -46,6 +47,7 @@ class RunResult:
     init_accesses: int = 0      # step 0's writes of every parameter
     target_accuracy: float | None = None   # --target-accuracy
     distances: dict | None = None   # ByteDMD, Model 1 and Model 2 of the cost-model steps
+    baseline: dict | None = None    # a chars dataset's reference losses (chars.baseline)
 
     @property
     def energy_per_step_fj(self) -> float:
@@ -149,6 +151,8 @@ class RunResult:
         return {"program": self.program, "config": self.config, "passes": list(self.passes),
                 "pass_notes": list(self.pass_notes),
                 "accuracy": {"train": self.train.train_accuracy, "test": self.train.test_accuracy},
+                **({"loss": self.train.loss} if self.train.loss else {}),
+                **({"baseline": self.baseline} if self.baseline else {}),
                 "steps": self.train.steps, "epochs": self.train.epochs, "wall_s": self.wall_s,
                 "traced": traced, "costs": self.costs, "history": self.history_json,
                 **({"target": self.target(self.target_accuracy)}
@@ -201,7 +205,7 @@ def _positive(text: str, spec: str) -> int:
 
 def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers",
         energy_preset: str = "dally-2020", passes: str = "", seed: int | None = None,
-        trace_steps: str = "all", progress=None, train_progress=None,
+        trace_steps: str | None = None, progress=None, train_progress=None,
         cost_models: bool = False, brute_force: bool = False, evaluate: bool = True,
         target_accuracy: float | None = None) -> RunResult:
     """Compile, train for real, trace every step (or the sample `trace_steps` picks) and, with
@@ -214,7 +218,8 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
                        "for example 0.9", "--target-accuracy")
     hier = load_hierarchy(hierarchy)
     energy_mod.level_energies(hier, energy_preset)    # every option checked before the long part
-    select_steps(trace_steps, 0)
+    if trace_steps is not None:
+        select_steps(trace_steps, 0)
     overrides = dict(overrides or {})
     text = read_source(path)
     pass_names = tuple(name for name, _ in parse_pipeline(passes))
@@ -226,6 +231,12 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
         raise SimError(f"the seed is an integer from 0 to 2^63 - 1, got {seed!r} (config "
                        "constant `seed` or --seed)", seed_from)
+    if trace_steps is None:     # the program's own sample (config trace_steps), else all
+        trace_steps = program.config_dict.get("trace_steps", "all")
+        if not isinstance(trace_steps, str):
+            raise SimError(f"config trace_steps is the default of --trace-steps: all, N or "
+                           f"every:K in quotes, got {trace_steps!r}", path)
+        select_steps(trace_steps, 0)
     sched = schedule(program.train.graph)
     eval_sched = schedule(program.eval.graph)
     check_trace_memory(sched, path)
@@ -268,7 +279,8 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
     return RunResult(path, program.config_dict, pass_names, trained, sim, trace_steps,
                      tuple(steps), step_trace.accesses_per_step, time.perf_counter() - t0, prof,
                      kernels, seed_measure, arith, peak_live_bytes(sched), program.train.graph.notes, paths,
-                     len(step_trace.init["addr"]), target_accuracy, distances)
+                     len(step_trace.init["addr"]), target_accuracy, distances,
+                     datasets.baseline(program.data))
 
 
 def _cost_model_steps(steps: list[int], step_trace: StepTrace) -> list[int]:
@@ -290,6 +302,7 @@ def render_run(r: RunResult) -> str:
             "config     " + ", ".join(f"{k}={v}" for k, v in r.config.items()),
             f"accuracy   train {100 * r.train.train_accuracy:.1f}%, test "
             f"{100 * r.train.test_accuracy:.1f}%",
+            *_loss_lines(r),
             f"training   {r.train.steps:,} steps in {r.train.epochs} epochs, "
             f"{r.train.execute_s:.2f} s; wall {r.wall_s:.2f} s",
             *_accounting_lines(r)]
@@ -305,6 +318,21 @@ def render_run(r: RunResult) -> str:
     if len(r.history) > 1:
         text += "\n\n" + history_table(r)
     return text
+
+
+def _loss_lines(r: RunResult) -> list[str]:
+    loss, base = r.train.loss, r.baseline
+    if not loss:
+        return []
+    line = f"loss       train {loss['train']:.4f}" + (
+        f", test {loss['test']:.4f}" if loss["test"] is not None else "") + " (the eval " + (
+        "block's `loss`, per example)" if loss["test"] is not None else
+        "block names no `loss`: train is the last epoch's mean training loss)")
+    if base:
+        line += f"\nbaseline   bigram test loss {base['bigram_test_loss']:.4f}" + (
+            f", entropy of the corpus {base['entropy']:.4f}" if "entropy" in base else "") + \
+            " (nats per character)"
+    return [line]
 
 
 def history_table(r: RunResult, show: int = 10) -> str:
