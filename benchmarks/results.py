@@ -16,6 +16,7 @@ sys.path.insert(0, str(ROOT))
 
 from simulator.report import energy, size  # noqa: E402
 from sutro_ir.compile import compile_file  # noqa: E402
+from sutro_ir.datasets import describe  # noqa: E402
 from sutro_ir.passes.recompute import candidates, recomputed_values  # noqa: E402
 from sutro_sim.compare import Comparison  # noqa: E402
 from sutro_sim.compare import compare as _run_compare  # noqa: E402
@@ -172,7 +173,7 @@ def facts() -> list[str]:
             f"{(every.arith_ops - store.arith_ops) / store.arith_ops:.0%} more arithmetic and "
             f"{every.sim.energy.total / store.sim.energy.total - 1:.0%} more energy",
             f"extra operations and {sqrt_.sim.energy.total / store.sim.energy.total - 1:.0%} "
-            "more energy"]
+            "more energy"] + attention_facts()
 
 
 ALONE = ["dce", "cse", "fuse", "layer-local-update", "recompute{values=h}",
@@ -195,13 +196,78 @@ def each_pass_table() -> str:
                   "ARD", "energy", "change"], rows)
 
 
+ATTENTION = str(ROOT / "programs/char_attention.sir")
+ATTENTION_PASSES = ["", "fuse", "layer-local-update", "layer-local-update,fuse"]
+
+
+def attention_passes_table() -> str:
+    """char_attention.sir at its defaults under the exact passes: the first three steps."""
+    c = compare(ATTENTION, ATTENTION_PASSES)
+    base = c.rows[0].result
+    rows = []
+    for row in c.rows:
+        r = row.result
+        rows.append([row.label, "yes" if row.exact else "no", f"{r.train.loss['test']:.4f}",
+                     f"{100 * r.train.test_accuracy:.1f}%", f"{row.kernels:,.0f}",
+                     f"{r.sim.reuse.reads:,}", size(r.peak_live_bytes),
+                     energy(r.sim.energy.total),
+                     "" if row is c.rows[0] else pct(r.sim.energy.total, base.sim.energy.total)])
+    return table(["pipeline", "exact", "test loss", "test", "kernels", "reads", "peak live",
+                  "energy", "change"], rows)
+
+
+def attention_recompute_table() -> str:
+    """The recompute trade-off on char_attention.sir, before fuse: the first three steps."""
+    pipes = [f"recompute{{policy={p}}},fuse" for p in RECOMPUTE]
+    c = compare(ATTENTION, pipes)
+    before = compile_file(ATTENTION).train.graph
+    base = c.rows[0].result
+    rows = []
+    for row in c.rows:
+        r = row.result
+        after = compile_file(ATTENTION, {}, row.pipeline.removesuffix(",fuse")).train.graph
+        again = recomputed_values(before, after)
+        rows.append([row.pipeline.split("policy=")[1].split("}")[0], str(len(again)),
+                     f"{r.arith_ops:,.0f}", f"{r.arith_ops - base.arith_ops:+,.0f}",
+                     size(r.peak_live_bytes), energy(r.sim.energy.total),
+                     pct(r.sim.energy.total, base.sim.energy.total)])
+    return table(["policy", f"recomputed (of {len(candidates(before))})", "ops/step",
+                  "extra ops", "peak live bytes", "energy", "vs store-all"], rows)
+
+
+def attention_facts() -> list[str]:
+    none = compare(ATTENTION, ATTENTION_PASSES).rows[0].result
+    rec = compare(ATTENTION, [f"recompute{{policy={p}}},fuse" for p in RECOMPUTE])
+    store, sqrt_ = rec.rows[0].result, rec.rows[1].result
+    sizes = describe(compile_file(ATTENTION).data).sizes
+    sample = run_sample(ATTENTION)
+    return [f"test loss {none.train.loss['test']:.4f} nats per character against the "
+            f"bigram's {none.baseline['bigram_test_loss']:.4f}",
+            f"the corpus's entropy, {none.baseline['entropy']:.4f}",
+            f"({none.config['length']:,} characters: {sizes['train']:,} training and "
+            f"{sizes['test']:,} test windows)",
+            f"({len(sample.traced)} of its {sample.train.steps:,} steps)",
+            f"its {store.peak_live_bytes:,} bytes of live values fit in the 64 KiB L1",
+            f"peak live memory for {sqrt_.arith_ops / store.arith_ops - 1:.0%} more arithmetic "
+            f"and {sqrt_.sim.energy.total / store.sim.energy.total:.1f} times the energy"]
+
+
+@functools.lru_cache(maxsize=None)
+def run_sample(path: str):
+    """A run at the program's own sample (its config trace_steps)."""
+    from sutro_sim.run import run
+    return run(path)
+
+
 def all_tables() -> dict[str, str]:
     mlp, mlp_buffers = energy_table(MLP)
     mlp4, mlp4_buffers = energy_table(MLP4)
     return {"seed measure": seed_measure(), "element LRU": element_lru(),
             "mlp_backprop energy": mlp, "mlp_backprop buffers": mlp_buffers,
             "mlp4 energy": mlp4, "mlp4 buffers": mlp4_buffers,
-            "recompute": recompute_table(), "each pass": each_pass_table()}
+            "recompute": recompute_table(), "each pass": each_pass_table(),
+            "char_attention passes": attention_passes_table(),
+            "char_attention recompute": attention_recompute_table()}
 
 
 def main() -> int:

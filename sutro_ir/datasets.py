@@ -48,6 +48,8 @@ GENERATORS = {
               "seed": 0},
 }
 MAGNITUDE = (0.5, 1.5)
+MAX_BLOCK = 4096                # characters in a chars window
+CHARS_BYTES = (2, 4)            # a chars dataset: (block + 2) * 4 bytes a character
 FILE_KEYS = ("x_train", "y_train", "x_test", "y_test")
 FILE_DTYPES = {"float32": "f32", "float16": "f16", "int32": "i32", "int8": "i8", "uint8": "u8",
                "bool": "bool", "float64": "f32", "int64": "i32"}
@@ -103,7 +105,7 @@ def check(generator: str, kwargs: dict, loc: Loc) -> dict:
 
 
 def _check_chars(full: dict, loc: Loc) -> dict:
-    for key, low, high in (("block", 1, 4096), ("vocab", 1, 1 << 20),
+    for key, low, high in (("block", 1, MAX_BLOCK), ("vocab", 1, 1 << 20),
                            ("length", 2, chars.MAX_LENGTH), ("seed", 0, 2 ** 63 - 1)):
         v = full[key]
         if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= high:
@@ -159,9 +161,9 @@ def describe(data) -> DataInfo:
 def nbytes(data) -> int:
     if data.generator == "from_file":
         return sum(a.nbytes for a in _read(_path(data), data.loc))
-    if data.generator == "chars":        # the windows: (block + 1) i32 per character
+    if data.generator == "chars":        # the windows: block + 1 i32 and the id, a character
         kwargs, text = _chars(data)
-        return len(text.ids) * (kwargs["block"] + 2) * 4
+        return len(text.ids) * (kwargs["block"] + CHARS_BYTES[0]) * CHARS_BYTES[1]
     kwargs = dict(data.kwargs)
     examples = kwargs["train"] + kwargs["test"]
     return examples * ((n_inputs(data) + 1) * GENERATED_BYTES_PER_BIT + EXAMPLE_BYTES) \

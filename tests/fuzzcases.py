@@ -158,12 +158,20 @@ def _big(rng: random.Random, big: bool, small_choices, big_choices):
 
 # ============================================================================ programs
 
+NOT_CAPPED = {"vocab": 1 << 20, "length": 400}
+"""A chars dataset's vocab must cover the corpus's 23 characters, and its text needs room for
+windows in both parts: these config constants are capped at these values instead."""
+
+
 def _shrink(text: str) -> str:
-    """A program's small version: integers in its config and data lines capped at 16, two
-    epochs, so that a mutant that still compiles trains in a fraction of a second."""
+    """A program's small version: integers in its config and data lines capped at 16 (but
+    NOT_CAPPED), two epochs, so that a mutant that still compiles trains in a fraction of a
+    second."""
     out = []
     for line in text.splitlines(keepends=True):
         if line.startswith(("config", "data")):
+            kept = {name: min(int(v), NOT_CAPPED[name]) for name, v in
+                    re.findall(r"\b(" + "|".join(NOT_CAPPED) + r") = (\d+)", line)}
             code, hash_, comment = line.partition("#")
             parts = re.split(r'("[^"]*")', code)      # not inside strings ("01")
             code = "".join(part if part.startswith('"') else
@@ -171,6 +179,8 @@ def _shrink(text: str) -> str:
                                   lambda m: str(min(int(m.group()), 16)), part)
                            for part in parts)
             code = re.sub(r"\bepochs = \d+", "epochs = 2", code)
+            for name, v in kept.items():
+                code = re.sub(rf"\b{name} = \d+", f"{name} = {v}", code)
             line = code + hash_ + comment
         out.append(line)
     return "".join(out)

@@ -394,7 +394,7 @@ def test_an_energy_preset_that_cannot_price_a_level_is_refused_before_reading_th
 
 def test_the_contract_page_gives_the_limits_the_code_uses():
     from simulator import cells, grid, hierarchy, limits, trace
-    from sutro_ir import lower
+    from sutro_ir import chars, lower
     from sutro_ir.dally import lowering as dally_lowering
     from sutro_ir.dally import problems as dally_problems
     from sutro_ir.dally import score as dally_score
@@ -409,6 +409,11 @@ def test_the_contract_page_gives_the_limits_the_code_uses():
         "| an integer constant |": f"{lower.CONST_INT_BITS:,} bits",
         "| a program file |": f"{MAX_SOURCE_BYTES >> 10} KiB",
         "| a hierarchy file |": f"{hierarchy.MAX_FILE_BYTES >> 20} MiB",
+        "| a text for `chars(path=...)` |": f"{chars.MAX_TEXT_BYTES >> 20} MiB",
+        "| the built-in corpus (`chars(length=...)`) |": f"{chars.MAX_LENGTH:,} characters",
+        "| a `chars` window (`block`) |": f"1 to {datasets.MAX_BLOCK:,} characters",
+        "| a `chars` dataset |": f"(block + {datasets.CHARS_BYTES[0]}) × "
+                              f"{datasets.CHARS_BYTES[1]} bytes a character",
         "| a trace file's meta.json |": f"{trace.MAX_META_BYTES >> 20} MiB",
         "| one access in a trace |": f"{MAX_ACCESS_BYTES:,} bytes",
         "| a cache line |": f"{hierarchy.MAX_LINE:,} bytes",
