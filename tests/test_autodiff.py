@@ -35,6 +35,19 @@ def test_mlp_autodiff_trains_like_the_hand_written_backward_pass():
         assert auto_w[name].tobytes() == hand_w[name].tobytes(), name
 
 
+def test_the_minibatch_autodiff_program_trains_like_the_hand_written_one():
+    """sparse_parity_autodiff.sir differentiates mean(hinge(out, y)) over a minibatch of 16:
+    the mean's 1/16 (a power of two) and the hinge's mask give the hand-written
+    -y * (out * y < 1) / 16 to the bit, and every weight ends the same."""
+    hand, hand_w = trained("sparse_parity.sir")
+    auto, auto_w = trained("sparse_parity_autodiff.sir")
+    assert (auto.steps, auto.train_accuracy, auto.test_accuracy) == \
+        (hand.steps, hand.train_accuracy, hand.test_accuracy)
+    assert auto.test_accuracy > 0.95
+    for name in hand_w:
+        assert auto_w[name].tobytes() == hand_w[name].tobytes(), name
+
+
 def ops(graph):
     return [(n.op, n.shape) for n in graph.body]
 

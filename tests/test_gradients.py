@@ -17,6 +17,7 @@ minimum are tested where the function is smooth: maximum(a, a) = a.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -280,3 +281,162 @@ def test_the_testing_page_quotes_the_tolerance():
                     .split())
     quoted = page.split("relative tolerance ")[1].split(",")[0]
     assert float(quoted) == RTOL and "for every derivative rule and all six matmul forms" in page
+
+
+# ----------------------------------------------------------------------------- random graphs
+
+RANDOM_PARAMS = {"a": (4,), "b": (3,), "M": (3, 4), "N": (4, 3), "s": ()}
+
+
+class RandomLoss:
+    """A random loss over RANDOM_PARAMS and the example x (f32[4]), built top-down from the
+    shape each subexpression must have, through the differentiable ops: elementwise functions
+    (smooth ones, with arguments kept where they are finite), arithmetic with broadcasting,
+    reductions with and without axis and keepdims (max and min too), matmul in its forms,
+    transpose, einsum, indexing, slices, gathers by an index array, reshape, concat, stack,
+    softmax, log_softmax, layernorm, gelu, pow, where (its condition from the example) and
+    stop_grad. Seeded: the same seed, the same expression."""
+
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+
+    def pick(self, options):
+        return options[int(self.rng.integers(len(options)))]
+
+    def expr(self, shape: tuple, depth: int) -> str:
+        leaves = [n for n, s in RANDOM_PARAMS.items() if s == shape]
+        if shape == (4,):
+            leaves.append("x * a")
+        if depth <= 0 or (leaves and self.rng.random() < 0.2):
+            return self.pick(leaves) if leaves else self._fill(shape)
+        make = self.pick([m for m in self.MAKERS if m[1](shape)])[0]
+        return make(self, shape, depth - 1)
+
+    def _fill(self, shape: tuple) -> str:
+        """A leaf of any shape: a parameter broadcast or reduced to it."""
+        if shape == ():
+            return "s"
+        if shape == (1,) or shape == (2,):
+            return f"b[0:{shape[0]}]"
+        if len(shape) == 1 and shape[0] <= 12:
+            return f"reshape(M, [12])[0:{shape[0]}]"
+        return f"(s + zeros({list(shape)}))"
+
+    # each maker: (function(self, shape, depth) -> text, predicate on the wanted shape)
+    def _unary(self, shape, d):
+        f = self.pick(["tanh({})", "sigmoid({})", "exp(0.3 * {})", "log({0} * {0} + 1.0)",
+                       "sqrt({0} * {0} + 0.5)", "-{}", "gelu({})", "({0} * {0} + 1.0) ** 1.5",
+                       "{0} + stop_grad({0}) - stop_grad({0})", "copy({})"])
+        return "(" + f.format(self.expr(shape, d)) + ")"
+
+    def _binary(self, shape, d):
+        op = self.pick(["+", "-", "*", "/"])
+        other = self.pick([shape, shape[1:], ()]) if shape else ()
+        a, b = self.expr(shape, d), self.expr(other, d)
+        if op == "/":
+            return f"({a} / ({b} * {b} + 1.0))"
+        return f"({a} {op} {b})" if self.rng.random() < 0.5 else f"({b} {op} {a})"
+
+    def _reduce(self, shape, d):
+        op = self.pick(["sum", "mean", "max", "min"])
+        if shape == ():
+            return f"{op}({self.expr(self.pick([(3,), (3, 4)]), d)})"
+        if len(shape) == 1:
+            return f"{op}({self.expr(shape + (2,), d)}, axis=1)"
+        if shape[-1] == 1:
+            return f"{op}({self.expr(shape[:-1] + (3,), d)}, axis=-1, keepdims=true)"
+        return f"{op}({self.expr((2,) + shape, d)}, axis=0)"
+
+    def _matmul(self, shape, d):
+        k = int(self.rng.integers(2, 5))
+        if shape == ():
+            return f"({self.expr((k,), d)} @ {self.expr((k,), d)})"
+        if len(shape) == 1:
+            if self.rng.random() < 0.5:
+                return f"({self.expr(shape + (k,), d)} @ {self.expr((k,), d)})"
+            return f"({self.expr((k,), d)} @ {self.expr((k,) + shape, d)})"
+        if self.rng.random() < 0.3:
+            return f"({self.expr((k, shape[0]), d)}.T @ {self.expr((k, shape[1]), d)})"
+        return f"({self.expr((shape[0], k), d)} @ {self.expr((k, shape[1]), d)})"
+
+    def _einsum(self, shape, d):
+        if len(shape) == 1:
+            return f'einsum("ij,j->i", {self.expr(shape + (3,), d)}, {self.expr((3,), d)})'
+        if shape == ():
+            return f'einsum("ij,ij->", {self.expr((2, 3), d)}, {self.expr((2, 3), d)})'
+        return f'einsum("ik,jk->ij", {self.expr((shape[0], 2), d)}, {self.expr((shape[1], 2), d)})'
+
+    def _index(self, shape, d):
+        if len(shape) == 1 and self.rng.random() < 0.5:
+            n = shape[0] + int(self.rng.integers(0, 3))
+            start = n - shape[0]
+            return f"{self.expr((n,), d)}[{start}:]"
+        if len(shape) == 2 and self.rng.random() < 0.5:    # a gather: rows by an index array
+            rows = f"i32(x[0:{shape[0]}] > 0.0)"
+            return f"{self.expr((2, shape[1]), d)}[{rows}]"
+        return f"{self.expr((2,) + shape, d)}[1]"
+
+    def _shape_ops(self, shape, d):
+        if len(shape) == 2 and self.rng.random() < 0.5:
+            return f"transpose({self.expr(shape[::-1], d)})"
+        if len(shape) == 2 and shape[0] == 2:
+            return f"stack([{self.expr(shape[1:], d)}, {self.expr(shape[1:], d)}])"
+        if len(shape) == 1 and shape[0] >= 2:
+            p = int(self.rng.integers(1, shape[0]))
+            return f"concat([{self.expr((p,), d)}, {self.expr((shape[0] - p,), d)}])"
+        n = int(np.prod(shape))
+        return f"reshape({self.expr((n,), d)}, {list(shape)})"
+
+    def _normalize(self, shape, d):
+        f = self.pick(["softmax({}, axis=-1)", "log_softmax({}, axis=0)", "layernorm({})",
+                       "softmax({}, axis=0)"])
+        return f.format(self.expr(shape, d))
+
+    def _where(self, shape, d):
+        return f"where(x[0] > 0.0, {self.expr(shape, d)}, {self.expr(shape, d)})"
+
+    MAKERS = [(_unary, lambda s: True), (_binary, lambda s: True), (_reduce, lambda s: True),
+              (_matmul, lambda s: len(s) <= 2), (_einsum, lambda s: len(s) <= 2),
+              (_index, lambda s: len(s) <= 2), (_shape_ops, lambda s: 1 <= len(s) <= 2),
+              (_normalize, lambda s: len(s) >= 1 and s[-1] >= 2 and s[0] >= 2),
+              (_where, lambda s: True)]
+
+    def loss(self) -> str:
+        shape = self.pick([(), (3,), (3, 4), (2, 2)])
+        return f"sum({self.expr(shape, 4)} * {self.expr(shape, 2)})"
+
+
+RANDOM_SEEDS = range(60)
+
+
+@pytest.mark.parametrize("seed", RANDOM_SEEDS)
+def test_random_graphs_match_central_differences(seed):
+    """Random compositions of every rule (RandomLoss) against finite differences: what the
+    one-rule cases cannot show, such as contributions summed from several paths, adjoints
+    broadcast and summed back through kept axes, and rules feeding rules."""
+    text = RandomLoss(seed).loss()
+    used = {p: s for p, s in RANDOM_PARAMS.items() if re.search(rf"\b{p}\b", text)}
+    case = Case(f"random-{seed}", used, text, seeds=(seed,))
+    loss = Loss(case)
+    values = start(case, loss, seed)
+    got = {p: loss.at(values)[f"k_{p}"].copy() for p in used}
+    scale = max(1.0, abs(float(loss.at(values)["loss"])))
+    for p in used:
+        np.testing.assert_allclose(got[p], numeric(loss, values, p), rtol=1e-5,
+                                   atol=1e-7 * scale, err_msg=f"d loss / d {p} in {text}")
+
+
+def test_the_random_graphs_reach_every_rule():
+    """Over the seeds, the random losses use every op that has a rule (stop_grad before
+    lowering removes it: in the text)."""
+    ops, texts = set(), []
+    for seed in RANDOM_SEEDS:
+        text = RandomLoss(seed).loss()
+        texts.append(text)
+        used = {p: s for p, s in RANDOM_PARAMS.items() if re.search(rf"\b{p}\b", text)}
+        graph = Loss(Case("r", used, text)).graph
+        ops |= {n.op for n in graph.nodes[:[n.name for n in graph.nodes].index("loss") + 1]}
+    assert set(RULES) - {"stop_grad", "hinge", "logistic_loss", "relu", "maximum", "minimum",
+                         "abs", "outer", "cast", "setindex"} <= ops, \
+        set(RULES) - ops
+    assert any("stop_grad(" in t for t in texts)

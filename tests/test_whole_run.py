@@ -209,6 +209,7 @@ SMALL = {
     "mlp_backprop_always.sir": {"hidden": "32", "epochs": "2", "n_train": "40"},
     "parity3.sir": {"hidden": "8", "epochs": "4"},
     "sparse_parity.sir": {"hidden": "16", "epochs": "2"},
+    "sparse_parity_autodiff.sir": {"hidden": "16", "epochs": "2"},
     "sparse_parity_fourier.sir": {"n_samples": "20"},
     "sparse_parity_gf2.sir": {},
     "sparse_parity_local.sir": {"hidden": "32", "epochs": "2", "n_train": "40"},
