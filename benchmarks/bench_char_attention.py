@@ -1,7 +1,7 @@
 """The whole command `sutro-sim run programs/char_attention.sir`, timed as a user runs it, and
 (with --large) the recompute policies on a larger configuration of the same model.
 
-    python benchmarks/bench_char_attention.py [--repeat 3] [--large]
+    python benchmarks/bench_char_attention.py [--repeat 3] [--whole] [--large]
 
 Prints the wall and CPU seconds of each run (a subprocess: start-up, compile, training, the
 final evaluations, tracing and simulating the program's sample), the test loss and the bigram
@@ -29,11 +29,11 @@ PROGRAM = str(ROOT / "programs/char_attention.sir")
 LARGE = {"block": "16", "d": "32", "hidden": "64", "batch_size": "16", "length": "3000"}
 
 
-def whole_command() -> tuple[float, float, dict]:
+def whole_command(*options: str) -> tuple[float, float, dict]:
     """(wall s, CPU s of the child, its --json report)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "sutro_sim", "run", PROGRAM, "--json"],
+    out = subprocess.run([sys.executable, "-m", "sutro_sim", "run", PROGRAM, "--json", *options],
                          check=True, capture_output=True, text=True, cwd=ROOT,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
     wall = time.perf_counter() - t0
@@ -65,6 +65,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--large", action="store_true")
+    ap.add_argument("--whole", action="store_true",
+                    help="also time the exact whole run (--trace-steps all): minutes")
     args = ap.parse_args()
     walls, cpus = [], []
     for _ in range(args.repeat):
@@ -78,6 +80,12 @@ def main() -> int:
           f", entropy {report['baseline']['entropy']:.4f} (nats per character); test accuracy "
           f"{report['accuracy']['test']:.1%}; {report['steps']:,} steps, "
           f"{report['traced']['n_steps']} traced")
+    if args.whole:
+        wall, cpu, whole = whole_command("--trace-steps", "all")
+        print(f"--trace-steps all (every step simulated, exact): wall {wall:.1f} s, CPU "
+              f"{cpu:.1f} s, {whole['traced']['n_steps']:,} steps, energy "
+              f"{whole['energy_fj']['total'] / 1e9:.3f} mJ (the sample's extrapolation: "
+              f"{report['traced']['extrapolated_total_energy_fj'] / 1e9:.3f} mJ)")
     if args.large:
         large()
     return 0

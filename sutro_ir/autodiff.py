@@ -7,7 +7,10 @@ uses: for `out = W2 @ h + b2; loss = hinge(out, y)` the sweep is `dout = -y * (o
 `dW2 = dout * h`, `dh = dout * W2`, `dh_pre = dh * (h_pre > 0)`, `dW1 = outer(dh_pre, x)`.
 A value read more than once gets the sum of its contributions; an operand that was broadcast
 gets its contribution summed back to its shape. The seed of the sweep (d loss / d loss = 1) is
-never multiplied in.
+never multiplied in. An op without a rule (NO_DERIVATIVE) does not stop the sweep: the values
+it reads get a Failure instead of an adjoint, so only a `grad` whose wrt reaches the loss
+through it fails, and the nodes no `grad` reads are dropped (lower.py). `stop_grad(v)`'s rule
+sends nothing back: the sweep stops there.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ class Sweep:
         params = {n.name for n in nodes if n.op == "param" or n.buffer in buffers}
         self.depends = set(params)          # values that depend on a parameter
         for n in nodes:
-            if n.op != "stop_grad" and any(a in self.depends for a in n.operands):
+            if any(a in self.depends for a in n.operands):
                 self.depends.add(n.name)
         if loss not in self.depends:
             raise SirError(f"grad: the loss '{loss}' does not depend on any parameter", loc)

@@ -171,6 +171,9 @@ def test_char_attention_beats_the_bigram_baseline():
     assert d["accuracy"]["test"] > 0.6
     assert round(bigram, 4) == 1.4944 and round(d["loss"]["test"], 4) == 0.8437   # quoted
     assert r.trace_policy == "1"
+    # docs/machine-model.md: why the program names a sample
+    assert (r.accesses_per_step, r.train.steps) == (1_203_230, 899)
+    assert len(r.train.paths) > 0.8 * r.train.steps
 
 
 def test_the_program_names_its_own_sample_and_the_option_overrides_it():

@@ -440,3 +440,48 @@ def test_the_random_graphs_reach_every_rule():
                          "abs", "outer", "cast", "setindex"} <= ops, \
         set(RULES) - ops
     assert any("stop_grad(" in t for t in texts)
+
+
+COMPOSITES = """config seed = 0
+data train, test = parity(n=4, train=6, test=4, seed=1, encoding="signed-random")
+param M: f32[3, 4] = normal(std=1)
+train (x, y) in train for 1 epochs {
+  t = i32(x[0:3] > 0.0) * 3
+  sm = softmax(M)
+  sm0 = softmax(M, axis=0)
+  ls = log_softmax(M)
+  ce = cross_entropy(M, t)
+  ge = gelu(M)
+  ln = layernorm(M, eps=0.01)
+  loss = sum(M)
+}
+eval (x, y) in test {
+  predict sign(y)
+}
+"""
+
+
+def test_the_composites_compute_what_they_are_named():
+    """softmax, log_softmax, cross_entropy (the mean over positions), gelu (tanh form) and
+    layernorm against numpy formulas, in float64 (the fixture)."""
+    graph = compile_program(COMPOSITES, "c.sir").train.graph
+    arrays: dict = {}
+    step = Step(graph, arrays, schedule(graph).kernels)
+    rng = np.random.default_rng(4)
+    M, x = rng.normal(0, 2, (3, 4)), rng.normal(0, 1, 4)
+    arrays["M"][...], arrays["x"][...] = M, x
+    step()
+    t = (x[:3] > 0).astype(int) * 3
+    e = np.exp(M - M.max(axis=1, keepdims=True))
+    softmax = e / e.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(arrays["sm"], softmax, rtol=1e-12)
+    e0 = np.exp(M - M.max(axis=0))
+    np.testing.assert_allclose(arrays["sm0"], e0 / e0.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(arrays["ls"], np.log(softmax), rtol=1e-12, atol=1e-14)
+    assert float(arrays["ce"]) == pytest.approx(-np.mean(np.log(softmax[range(3), t])),
+                                                rel=1e-12)
+    gelu = 0.5 * M * (1 + np.tanh(np.sqrt(2 / np.pi) * (M + 0.044715 * M ** 3)))
+    np.testing.assert_allclose(arrays["ge"], gelu, rtol=1e-12)
+    centered = M - M.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(arrays["ln"], centered / np.sqrt(
+        (centered ** 2).mean(axis=1, keepdims=True) + 0.01), rtol=1e-12)
