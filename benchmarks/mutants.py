@@ -1513,7 +1513,7 @@ MUTANTS: list[Mutant] = [
       '',
       "stop_grad stays in the graph as a copy",
       ('tests/test_autodiff.py',)),
-    M('lower-cross-entropy-summed', 'sutro_ir/lower.py',
+    M('composites-cross-entropy-summed', 'sutro_ir/composites.py',
       'float(n_elements(target.shape)))',
       '1.0)',
       "cross_entropy sums over positions instead of averaging",

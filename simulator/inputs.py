@@ -21,6 +21,9 @@ def check_file(path: str, what: str, max_bytes: int | None = None) -> int:
         st = os.stat(path)
     except FileNotFoundError:
         raise SimError(f"no such {what}", path) from None
+    except ValueError:              # a NUL byte in the path
+        raise SimError(f"a path cannot hold a NUL character; give a {what}",
+                       path.replace("\0", "\\0")) from None
     except OSError as e:
         raise SimError(f"cannot read the {what}: {e.strerror}", path) from None
     if stat.S_ISDIR(st.st_mode):

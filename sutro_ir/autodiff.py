@@ -59,6 +59,10 @@ class Sweep:
                 self.depends.add(n.name)
         if loss not in self.depends:
             raise SirError(f"grad: the loss '{loss}' does not depend on any parameter", loc)
+        self.reaches = {loss}               # every value the loss is computed from
+        for n in reversed(nodes):
+            if n.name in self.reaches:
+                self.reaches.update(n.operands)
         self.adjoint: dict[str, object] = {}
         parts: dict[str, list] = {loss: [ONE]}
         order = [n for n in nodes if n.name in self.depends]
@@ -67,47 +71,66 @@ class Sweep:
                 continue
             contributions = parts.pop(n.name)
             failed = [c for c in contributions if isinstance(c, Failure)]
-            g = failed[0] if failed else contributions[0] if len(contributions) == 1 \
-                else self._sum(contributions)
+            try:
+                g = failed[0] if failed else contributions[0] if len(contributions) == 1 \
+                    else self._sum(contributions)
+            except SirError as error:
+                g = Failure(error)
+                failed = [g]
             self.adjoint[n.name] = g
             if n.op == "input" or n.name in params:
                 continue
-            try:
-                if failed:
-                    raise failed[0].error
-                self._check_carriers(n)
-                pairs = [(o, self._unbroadcast(c, self.by_name[o].shape))
-                         for o, c in self._vjp(n, g) if o in self.depends]
-            except SirError as error:
-                # only the grads whose wrt reaches the loss through n fail (at the grad); the
-                # nodes made for the others stay, and what no grad reads is dropped
-                failure = Failure(error)
-                selects = SELECTS.get(n.op, lambda k: False)
-                pairs = [(o, failure) for k, o in enumerate(n.args) if not selects(k)
-                         and isinstance(o, str) and o in self.depends]
-            for operand, contribution in pairs:
+            for operand, contribution in self._contributions(n, g, failed):
                 parts.setdefault(operand, []).append(contribution)
 
-    def _check_carriers(self, n: Node) -> None:
-        """The operands a derivative would flow into must be floats: an integer or bool value
-        that depends on a parameter (an argmax, a comparison) carries none, so the loss's
-        dependence through it is an error at the grad, naming where that value is made. A
-        `where`'s condition and an index only select, and are not differentiated."""
-        selects = SELECTS.get(n.op, lambda k: False)
-        for k, a in enumerate(n.args):
-            if selects(k) or not isinstance(a, str) or a not in self.depends:
-                continue
-            v = self.by_name[a]
-            if v.dtype not in FLOATS:
-                where = f" at {v.loc}" if v.loc.line else ""
-                article = "an" if v.dtype.startswith("i") else "a"
-                raise SirError(f"grad: the loss depends on a parameter through {article} "
-                               f"{v.dtype} value ('{v.op}'{where}); integer and bool values "
-                               "carry no derivative", self.loc)
+    def _contributions(self, n: Node, g, failed: list) -> list[tuple[str, object]]:
+        """(operand, its contribution) for n's operands that depend on a parameter. Where no
+        derivative exists, a Failure: for an integer or bool operand alone (the others still
+        get theirs), for every operand when the rule itself cannot be applied or n's own
+        adjoint failed. Only the grads whose wrt reaches the loss through a Failure fail (at
+        the grad); the nodes made for the others stay, and what no grad reads is dropped."""
+        carriers = [a for k, a in enumerate(n.args) if not self._selects(n, k)
+                    and isinstance(a, str) and a in self.depends]
+        try:
+            if failed:
+                raise failed[0].error
+            bad = {a: Failure(self._carrier_error(a)) for a in carriers
+                   if self.by_name[a].dtype not in FLOATS}
+            return [(o, c if isinstance(c, Failure) else
+                     self._unbroadcast(c, self.by_name[o].shape))
+                    for o, c in self._vjp(n, g) if o in self.depends and o not in bad] \
+                + list(bad.items())
+        except SirError as error:
+            return [(o, Failure(error)) for o in dict.fromkeys(carriers)]
+
+    @staticmethod
+    def _selects(n: Node, k: int) -> bool:
+        """Operand k of n only selects (a where's condition, a run-time index): it is not
+        differentiated."""
+        return SELECTS.get(n.op, lambda k: False)(k)
+
+    def _carrier_error(self, a: str) -> SirError:
+        """An integer or bool value that depends on a parameter (an argmax, a comparison)
+        carries no derivative: the error names where that value is made."""
+        v = self.by_name[a]
+        where = f" at {v.loc}" if v.loc.line else ""
+        article = "an" if v.dtype.startswith("i") else "a"
+        return SirError(f"grad: the loss depends on a parameter through {article} {v.dtype} "
+                        f"value ('{v.op}'{where}); integer and bool values carry no derivative",
+                        self.loc)
 
     def of(self, name: str, loc: Loc):
         if name not in self.adjoint:
-            raise SirError(f"grad: the loss does not depend on '{name.split('@')[0]}'", loc)
+            what = name.split("@")[0]
+            if name in self.reaches:
+                raise SirError(f"grad: the loss depends on '{what}' only through a value that "
+                               "selects (an index, a where's condition) or a stop_grad, which "
+                               "carry no derivative", loc)
+            if name in self.by_name and any(r.split("@")[0] == what for r in self.reaches):
+                raise SirError(f"grad: the loss depends on '{what}' as it was before line "
+                               f"{self.by_name[name].loc.line} wrote it: take the grad before "
+                               "the update", loc)
+            raise SirError(f"grad: the loss does not depend on '{what}'", loc)
         g = self.adjoint[name]
         if isinstance(g, Failure):
             raise SirError(g.error.message, loc)
@@ -206,6 +229,7 @@ class Sweep:
         if ra == 1 and rb == 1:             # dot: a[k] . b[k]
             return [(a, self._lazy(lambda: self._mul(g, b), a)),
                     (b, self._lazy(lambda: self._mul(g, a), b))]
+        g = self._array(g, n)               # (a constant adjoint, through a reshape)
         if ra == 2 and rb == 1:             # A[m,k] b[k] (ta: A[k,m])
             return [(a, self._lazy(lambda: self._op("outer", b, g) if ta
                                    else self._op("outer", g, b), a)),
@@ -271,7 +295,15 @@ def _pow(s: Sweep, n: Node, g, a, b):                         # a ** b
         return s._mul(g, s._mul(b, s._op("pow", a, less)))
     return [(a, s._lazy(d_base, a)),
             (b, s._lazy(lambda: s._mul(g, s._mul(n.name, s._op("log", a) if isinstance(a, str)
-                                                 else math.log(a))), b))]
+                                                 else _log_of_base(a, n, s))), b))]
+
+
+def _log_of_base(c, n: Node, s: Sweep) -> float:
+    """log(c) for d(c ** b)/db: defined for a constant base c > 0 only."""
+    if not c > 0:
+        raise SirError(f"grad: {c} ** b has no derivative with respect to b (it needs log({c})"
+                       f"){_at(n)}", s.loc)
+    return math.log(c)
 
 
 def _index(s: Sweep, n: Node, g, a, b):                       # a[at]: a scatter into zeros
@@ -291,6 +323,10 @@ def _setindex(s: Sweep, n: Node, g, a, b):                    # a[at] := b, a[at
     if acc not in ("set", "add", "sub"):
         raise SirError(f"grad: no derivative rule for '{acc}' into part of an array"
                        f"{_at(n)}; rules exist for :=, += and -=", s.loc)
+    if acc == "set" and any(s.by_name[d].shape for d in dyn):
+        raise SirError(f"grad: no derivative rule for := by an index array{_at(n)} (of a "
+                       "repeated id only the last write counts); rules exist for += and -=",
+                       s.loc)
     g = s._array(g, n)
     part = lambda: s._op("index", g, *dyn, at=attrs["at"])    # noqa: E731
     if acc == "set":                    # the old values under the part are overwritten
@@ -307,6 +343,7 @@ def _normal_at(shape: tuple, entries: list) -> tuple:
 
 def _concat(s: Sweep, n: Node, g, a, b):                      # each operand's slice of g
     axis = dict(n.attrs).get("axis", 0) % len(n.shape)
+    g = s._array(g, n)
     out, start = [], 0
     for x in n.args:
         size = s.by_name[x].shape[axis]
@@ -318,6 +355,7 @@ def _concat(s: Sweep, n: Node, g, a, b):                      # each operand's s
 
 def _stack(s: Sweep, n: Node, g, a, b):                       # each operand's row of g
     axis = dict(n.attrs).get("axis", 0) % len(n.shape)
+    g = s._array(g, n)
     return [(x, s._lazy(lambda at=_normal_at(n.shape, [(None, None, None)] * axis + [k]):
                         s._op("index", g, at=at), x)) for k, x in enumerate(n.args)]
 
@@ -334,8 +372,10 @@ def _einsum(s: Sweep, n: Node, g, a, b):
             continue
         sub = subs[i]
         if len(set(sub)) != len(sub):
-            raise SirError(f"grad: no derivative rule for an einsum that repeats a letter in "
-                           f"one operand ('{sub}'){_at(n)}", s.loc)
+            result.append((x, Failure(SirError(
+                f"grad: no derivative rule for an einsum operand that repeats a letter "
+                f"('{sub}'){_at(n)}", s.loc))))
+            continue
         others = [(subs[j], args[j]) for j in range(len(args)) if j != i] + [(out, g)]
         have = {c for t, _ in others for c in t}
         keep = "".join(c for c in sub if c in have)
@@ -350,6 +390,14 @@ def _einsum(s: Sweep, n: Node, g, a, b):
     return result
 
 
+def _reciprocal(c, n: Node, s: Sweep) -> float:
+    """1 / c for d(a / c)/da: a division by the constant 0 has no finite derivative."""
+    if c == 0:
+        raise SirError(f"grad: a division by the constant 0 has no finite derivative{_at(n)}",
+                       s.loc)
+    return 1.0 / c
+
+
 def _at(n: Node) -> str:
     return f" (the value computed at {n.loc})" if n.loc.line else ""
 
@@ -357,7 +405,7 @@ def _at(n: Node) -> str:
 NO_DERIVATIVE = {   # the ops without a rule, and why: a grad through one is an error at the grad
     **dict.fromkeys(("lt", "le", "gt", "ge", "eq", "ne", "argmax", "argmin", "and", "or", "xor",
                      "not", "shl", "shr"), "its result is a bool or an integer"),
-    **dict.fromkeys(("sign", "floordiv", "mod"), "it is piecewise constant (or integer)"),
+    **dict.fromkeys(("sign", "floordiv"), "it is piecewise constant"),
     **dict.fromkeys(("fill", "eye", "arange", "normal", "bernoulli"),
                     "it reads no value: a constant or a random draw"),
     **dict.fromkeys(("if", "merge"), "control flow is not differentiated: use where()"),
@@ -369,7 +417,7 @@ RULES: dict[str, Callable] = {
     "mul": lambda s, n, g, a, b: [(a, s._lazy(lambda: s._mul(g, b), a)),
                                   (b, s._lazy(lambda: s._mul(g, a), b))],
     "div": lambda s, n, g, a, b: [
-        (a, s._lazy(lambda: s._mul(g, 1.0 / b) if not isinstance(b, str)
+        (a, s._lazy(lambda: s._mul(g, _reciprocal(b, n, s)) if not isinstance(b, str)
                     else s._op("div", g, b) if g is not ONE else s._op("div", 1.0, b), a)),
         (b, s._lazy(lambda: s._neg(s._op("div", s._mul(g, n.name), b)), b))],
     "neg": lambda s, n, g, a, b: [(a, s._neg(g))],
@@ -397,8 +445,8 @@ RULES: dict[str, Callable] = {
     "copy": lambda s, n, g, a, b: [(a, g)],
     "cast": lambda s, n, g, a, b: [(a, g)],
     "outer": lambda s, n, g, a, b: [                         # out[i,j] = a[i] b[j]
-        (a, s._lazy(lambda: s._op("matmul", g, b), a)),
-        (b, s._lazy(lambda: s._op("matmul", g, a, ta=1), b))],
+        (a, s._lazy(lambda: s._op("matmul", s._array(g, n), b), a)),
+        (b, s._lazy(lambda: s._op("matmul", s._array(g, n), a, ta=1), b))],
     "matmul": lambda s, n, g, a, b: s._matmul(n, g),
     "tanh": lambda s, n, g, a, b: [                         # tanh' = 1 - tanh^2
         (a, s._mul(g, s._op("sub", 1.0, s._op("mul", n.name, n.name))))],
@@ -413,4 +461,6 @@ RULES: dict[str, Callable] = {
     "stack": _stack,
     "einsum": _einsum,
     "stop_grad": lambda s, n, g, a, b: [],
+    "mod": lambda s, n, g, a, b: [                          # a - b floor(a / b)
+        (a, g), (b, s._lazy(lambda: s._mul(g, s._neg(s._op("floordiv", a, b))), b))],
 }

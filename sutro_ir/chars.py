@@ -118,8 +118,9 @@ def _load(items: tuple, base: str, loc: Loc) -> Text:
     if len(alphabet) > kwargs["vocab"]:
         raise SirError(f"chars(): the text has {len(alphabet)} distinct characters, more than "
                        f"vocab={kwargs['vocab']} (set vocab to at least {len(alphabet)})", loc)
-    lookup = {c: i for i, c in enumerate(alphabet)}
-    ids = np.fromiter((lookup[c] for c in text), np.int32, len(text))
+    codes = np.frombuffer(text.encode("utf-32-le"), np.uint32)   # one code point a character
+    ids = np.searchsorted(np.frombuffer(alphabet.encode("utf-32-le"), np.uint32),
+                          codes).astype(np.int32)
     split = len(text) - int(round(len(text) * kwargs["test_fraction"]))
     block = kwargs["block"]
     for part, n in (("training", split), ("test", len(text) - split)):
@@ -137,7 +138,7 @@ def read_text(path: str, base: str, loc: Loc) -> str:
         with open(full, "rb") as f:
             return f.read().decode("utf-8")
     except SimError as e:
-        raise SirError(f"chars(): {e}", loc) from None
+        raise SirError(f"chars(): {e.where}: {e.message}", loc) from None
     except UnicodeDecodeError as e:
         raise SirError(f"chars(): {path} is not UTF-8 text (byte {e.start:,} is not)",
                        loc) from None
@@ -165,8 +166,8 @@ def bigram_test_loss(text: Text, block: int) -> float:
     counts = np.ones((v, v))
     np.add.at(counts, (train[:-1], train[1:]), 1)
     logp = np.log(counts / counts.sum(axis=1, keepdims=True))
-    _, _, xte, yte = examples(text, block)
-    return float(-logp[xte[:, -1], yte].mean())
+    test = text.ids[text.split:]            # window i: last x test[i + block - 1], y test[i + block]
+    return float(-logp[test[block - 1:-1], test[block:]].mean()) + 0.0     # (not -0.0)
 
 
 def baseline(kwargs: dict, base: str, loc: Loc) -> dict:

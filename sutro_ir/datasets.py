@@ -84,7 +84,7 @@ def check(generator: str, kwargs: dict, loc: Loc) -> dict:
                            "from_file(\"data.npz\")", loc)
         return full
     if generator == "chars":
-        return _check_chars(full, loc)
+        return _check_chars(full, set(kwargs), loc)
     for key in ("n", "k", "train", "test", "seed"):
         if key in full and (not isinstance(full[key], int) or isinstance(full[key], bool)
                             or full[key] < (0 if key == "seed" else 1)):
@@ -104,7 +104,7 @@ def check(generator: str, kwargs: dict, loc: Loc) -> dict:
     return full
 
 
-def _check_chars(full: dict, loc: Loc) -> dict:
+def _check_chars(full: dict, given: set, loc: Loc) -> dict:
     for key, low, high in (("block", 1, MAX_BLOCK), ("vocab", 1, 1 << 20),
                            ("length", 2, chars.MAX_LENGTH), ("seed", 0, 2 ** 63 - 1)):
         v = full[key]
@@ -115,24 +115,29 @@ def _check_chars(full: dict, loc: Loc) -> dict:
     if not isinstance(f, (int, float)) or isinstance(f, bool) or not 0 < f < 1:
         raise SirError(f"chars(): test_fraction is a number between 0 and 1, got {f!r}", loc)
     full["test_fraction"] = float(f)
-    if not isinstance(full["path"], str):
+    if not isinstance(full["path"], str) or "path" in given and not full["path"]:
         raise SirError("chars(): path is the text file's path, e.g. path=\"text.txt\"", loc)
+    if full["path"] and "length" in given:
+        raise SirError("chars(): length= is the built-in corpus's; a text from path= is read "
+                       "whole", loc)
     return full
+
+
+def _folder(data) -> str:
+    """The program's folder: a data file's path is relative to it."""
+    return os.path.dirname(data.loc.file) if data.loc and data.loc.file else ""
 
 
 def _chars(data) -> tuple[dict, chars.Text]:
     kwargs = dict(data.kwargs)
-    base = os.path.dirname(data.loc.file) if data.loc and data.loc.file else ""
-    return kwargs, chars.load(kwargs, base, data.loc)
+    return kwargs, chars.load(kwargs, _folder(data), data.loc)
 
 
 def baseline(data) -> dict | None:
     """A chars dataset's reference figures (chars.baseline), else None."""
     if data.generator != "chars":
         return None
-    kwargs = dict(data.kwargs)
-    base = os.path.dirname(data.loc.file) if data.loc and data.loc.file else ""
-    return chars.baseline(kwargs, base, data.loc)
+    return chars.baseline(dict(data.kwargs), _folder(data), data.loc)
 
 
 def n_inputs(data) -> int:
@@ -243,8 +248,7 @@ def _encode(bits: np.ndarray, encoding: str, rng) -> np.ndarray:
 
 
 def _path(data) -> str:
-    path = dict(data.kwargs)["path"]
-    base = os.path.dirname(data.loc.file) if data.loc and data.loc.file else ""
+    path, base = dict(data.kwargs)["path"], _folder(data)
     return os.path.join(base, path) if base and not os.path.isabs(path) else path
 
 

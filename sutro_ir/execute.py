@@ -241,9 +241,8 @@ class Executor:
         self.data = datasets.generate(program.data)
         self.evaluations: list[Evaluation] = []
         self.eval_path_ids: dict[tuple, int] = {}
-        named = program.eval.graph.by_name.get("loss")
-        self.eval_loss = (self.eval_arrays[named.buffer] if named is not None
-                          and named.shape == () and named.dtype in ("f32", "f16") else None)
+        named = next((n for n in program.eval.graph.nodes if n.name == "loss"), None)
+        self.eval_loss = self.eval_arrays[named.buffer] if named is not None else None
         self.losses: dict[str, float] = {}      # dataset -> the eval loss of its last pass
 
     def split(self, name: str):

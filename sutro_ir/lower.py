@@ -17,9 +17,10 @@ from simulator.limits import allowance, gib
 
 from . import datasets
 from .autodiff import Sweep
-from .errors import Loc, SirError
-from .graph import (REGION_OPS, Graph, Node, captures, operand, region_name, renamed_reads,
-                    verify, walk)
+from .errors import NOWHERE, Loc, SirError
+from .composites import COMPOSITES, write_out
+from .graph import (REGION_OPS, Graph, Node, captures, dynamic_operands, operand, region_name,
+                    renamed_reads, verify, walk)
 from .ops import (
     BINOPS,
     CONST_BINOPS,
@@ -433,9 +434,29 @@ def check_memory(program: Program) -> None:
     for loop in (program.train, program.eval):
         total += sum(n_elements(n.shape) * DTYPES[n.dtype]().itemsize
                      for n in loop.graph.all_nodes if n.op not in REGION_OPS and n.version == 0)
+    total += path_bytes(program)
     if total > limit:
-        raise SirError(f"this program needs {gib(total)} of buffers and data, more than "
-                       f"{allowed}", where)
+        raise SirError(f"this program needs {gib(total)} of buffers, data and recorded index "
+                       f"values, more than {allowed}", where)
+
+
+PATH_BYTES_PER_VALUE = 9
+"""A run-time index's value is kept for every step (and evaluated example), as part of its
+control path (execute.py): a Python int in a tuple, 8 bytes and its share of the tuple."""
+
+
+def path_bytes(program: Program) -> int:
+    """What the recorded index values of a run take: the values of every run-time index (every
+    element of an index array) of a step, for every step, and of an evaluated example for
+    every example of both sets (a test pass and a train accuracy pass)."""
+    def values(loop) -> int:
+        return sum(n_elements(loop.graph[a].shape) for n in loop.graph.all_nodes
+                   for a in dynamic_operands(n))
+    sizes = datasets.describe(program.data).sizes
+    train = program.train
+    steps = (train.epochs or 1) * max(1, sizes[train.dataset] // (train.batch or 1))
+    examples = sum(sizes.values())
+    return PATH_BYTES_PER_VALUE * (steps * values(train) + examples * values(program.eval))
 
 
 # ----------------------------------------------------------------------------- loop bodies
@@ -606,8 +627,17 @@ class _Body:
     def finish(self, item: LoopItem) -> Graph:
         if self.kind == "eval" and not self.outputs:
             raise SirError("the eval block needs a `predict` statement", item.loc)
+        loss = next((n for n in self.nodes if n.name == "loss"), None)
+        if self.kind == "eval" and loss is not None and (loss.shape or loss.dtype not in
+                                                         ("f32", "f16")):
+            raise SirError(f"the eval block's `loss` is reported as its mean over each set: a "
+                           f"float scalar, got {loss.type}", loss.loc)
         self.nodes = self._drop_unused_derivatives(self.nodes, set(self.outputs))
-        same = {n.name: n.args[0] for n in walk(self.nodes) if n.op == "stop_grad"}
+        # stop_grad(v) reads v in place of its own value, unless v's array or its own is
+        # written in place later (the reader could then see another version): a copy
+        written = {n.buffer for n in walk(self.nodes) if n.version > 0}
+        same = {n.name: n.args[0] for n in walk(self.nodes) if n.op == "stop_grad"
+                and n.buffer not in written and n.args[0].split("@")[0] not in written}
         for k in same:                      # stop_grad(stop_grad(x)) reads x
             while same[k] in same:
                 same[k] = same[same[k]]
@@ -1029,6 +1059,8 @@ class _Body:
             raise SirError("grad: wrt must name a parameter or a value", kwargs["wrt"].loc)
         if loss not in self.sweeps:
             def emit(op, args, attrs):
+                for a in args:                  # a forward value the sweep reads again
+                    self._check_not_overwritten(a)
                 # a write into part of an array is a new version of that array's buffer
                 name = self._new_version(args[0].split("@")[0]) if op == "setindex" else None
                 made = self._node(op, args, attrs, e.loc, name=name)
@@ -1038,15 +1070,41 @@ class _Body:
             self.sweeps[loss] = Sweep(visible, loss, emit,
                                       lambda v: self._node_named(v).shape, e.loc)
         value = self.sweeps[loss].of(wrt, e.loc)
+        try:
+            self._check_not_overwritten(value)
+        except SirError as exc:
+            raise SirError(exc.message, e.loc) from None
         mine = {n.name for n in self.nodes}
         if name and isinstance(value, str) and value in self.derived and value.startswith("%") \
-                and "@" not in value and value in mine:      # (a version keeps its buffer's name)
+                and value in mine:
+            # a version (a scatter into zeros: `%7@1`) is renamed with its whole buffer
+            buffer = value.split("@")[0]
             name = self._unique(name)
-            self._rename(value, name)
+            renames = {n.name: name + n.name[len(buffer):] for n in self.nodes
+                       if n.buffer == buffer}
+            for old, new in renames.items():
+                self._rename(old, new)
+            if buffer in self.versions:
+                self.versions[name] = self.versions[buffer]
             for sweep in self.sweeps.values():
-                sweep.adjoint = {k: name if v == value else v for k, v in sweep.adjoint.items()}
-            value = name
+                sweep.adjoint = {k: renames.get(v, v) if isinstance(v, str) else v
+                                 for k, v in sweep.adjoint.items()}
+            value = renames[value]
         return value
+
+    def _check_not_overwritten(self, value) -> None:
+        """A derivative that reads a forward value written over since (`h := h * h`, or a
+        parameter updated before its grad) cannot be made: its buffer holds another version."""
+        if not isinstance(value, str):
+            return
+        buffer = value.split("@")[0]
+        latest = self.current.get(buffer, value)
+        if latest != value and buffer not in self.derived:
+            line = self._node_named(latest).loc.line
+            raise SirError(f"grad: the derivative reads '{buffer}' as it was before line {line} "
+                           f"wrote over it; give the new value a name of its own "
+                           f"(h2 = f(h), not h := f(h)), or take the grad before the update",
+                           NOWHERE)
 
     def _rename(self, old: str, new: str) -> None:
         """Give a node made by a sweep a statement's name; its readers follow."""
@@ -1088,14 +1146,14 @@ class _Body:
             return _apply(CONST_FUNCS[e.fn], args, e)
         if len(args) == 1 and not isinstance(args[0], str) and e.fn in SUGAR and not attrs:
             return _const_cast(args[0], e.fn, e)
+        if e.fn == "stop_grad" and len(args) == 1 and not isinstance(args[0], str):
+            return args[0]                  # a constant has no derivative anyway
         op, attrs = _resolve_call(e, args, attrs)
         return self._node(op, args, attrs, e.loc)
 
     def _composite(self, e: Call):
-        """softmax, log_softmax, cross_entropy, gelu and layernorm: written out in the ops
-        they are made of (as a library would write them), so each step is traced and grad
-        differentiates them with the ops' rules. The shift by the maximum that keeps exp
-        finite is a stop_grad: softmax does not change with it, so the sweep skips it."""
+        """softmax, log_softmax, cross_entropy, gelu and layernorm, written out in ops
+        (composites.py)."""
         env = self._const_env()
         kwargs = {k: const_eval(v, env) for k, v in e.kwargs}
         usage, options, n_args = COMPOSITES[e.fn]
@@ -1108,49 +1166,12 @@ class _Body:
         if x.dtype not in ("f32", "f16"):
             raise SirError(f"{e.fn} takes floats, got {x.type} (cast it: f32(...))",
                            e.args[0].loc)
-        axis = kwargs.get("axis", -1)
-        if "axis" in options and (not isinstance(axis, int) or isinstance(axis, bool) or
-                                  not -len(x.shape) <= axis < len(x.shape)):
-            raise SirError(f"{e.fn}: axis {axis!r} is out of range for {x.type}", e.loc)
-
-        def op(name, *operands, **attrs):
-            return self._node(name, list(operands), attrs, e.loc)
-
-        def log_softmax(v):
-            z = op("sub", v, op("stop_grad", op("max", v, axis=axis, keepdims=True)))
-            return z, op("log", op("sum", op("exp", z), axis=axis, keepdims=True))
-
-        if e.fn == "softmax":
-            z = op("sub", x.name, op("stop_grad", op("max", x.name, axis=axis, keepdims=True)))
-            ez = op("exp", z)
-            return op("div", ez, op("sum", ez, axis=axis, keepdims=True))
-        if e.fn == "log_softmax":
-            return op("sub", *log_softmax(x.name))
-        if e.fn == "gelu":                  # the tanh form (Hendrycks & Gimpel 2016)
-            cube = op("mul", op("mul", x.name, x.name), x.name)
-            inner = op("mul", math.sqrt(2 / math.pi), op("add", x.name, op("mul", 0.044715, cube)))
-            return op("mul", op("mul", 0.5, x.name), op("add", 1.0, op("tanh", inner)))
-        if e.fn == "layernorm":
-            eps = kwargs.get("eps", 1e-5)
-            if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
-                raise SirError(f"layernorm: eps is a positive number, got {eps!r}", e.loc)
-            centered = op("sub", x.name, op("mean", x.name, axis=axis, keepdims=True))
-            var = op("mean", op("mul", centered, centered), axis=axis, keepdims=True)
-            return op("div", centered, op("sqrt", op("add", var, float(eps))))
-        # cross_entropy(logits[..., V], target[...]): the mean over positions of
-        # log(sum(exp(logits))) - logits[target], the target picked by a one-hot mask
-        target = self._node_named(args[1])
-        if target.dtype not in INTS or target.shape != x.shape[:-1] or not x.shape:
-            raise SirError(f"cross_entropy takes logits [..., classes] and integer targets "
-                           f"[...] of the leading shape: got {x.type} and {target.type}",
-                           e.loc)
-        axis = -1
-        z, log_total = log_softmax(x.name)
-        classes = op("arange", start=0, stop=x.shape[-1], step=1, dtype=target.dtype
-                     if x.shape[-1] <= 127 or target.dtype == "i32" else "i32")
-        column = op("reshape", target.name, shape=target.shape + (1,))
-        picked = op("where", op("eq", column, classes), op("sub", z, log_total), 0.0)
-        return op("div", op("neg", op("sum", picked)), float(n_elements(target.shape)))
+        try:
+            return write_out(e.fn, [self._node_named(a) for a in args], kwargs,
+                             lambda op, *operands, **attrs:
+                             self._node(op, list(operands), attrs, e.loc))
+        except OpError as exc:
+            raise SirError(f"{e.fn}: {exc}", e.loc) from None
 
     def _construct(self, e: Call):
         """zeros(shape), ones(shape), full(shape, value), eye(n), arange([start,] stop[, step]),
@@ -1268,17 +1289,20 @@ class _Body:
 
 
 def _without_stop_grads(nodes, same: dict) -> tuple:
-    """The block with its stop_grad nodes gone and their readers reading what they wrapped:
-    stop_grad only tells the sweeps where to stop, so it costs nothing."""
+    """The block with the stop_grad nodes of `same` gone and their readers reading what they
+    wrapped (stop_grad only tells the sweeps where to stop, so it costs nothing); the others
+    become copies."""
     out = []
     for n in nodes:
-        if n.op == "stop_grad":
+        if n.op == "stop_grad" and n.name in same:
             continue
-        if n.op == "if":
+        if n.op == "stop_grad":
+            n = Node(n.name, "copy", n.args, (), n.dtype, n.shape, n.loc)
+        elif n.op == "if":
             then, orelse = (_without_stop_grads(b, same) for b in n.branches)
             n = Node(n.name, n.op, (same.get(n.args[0], n.args[0]), *captures(then, orelse)),
                      (("else", orelse), ("then", then)), n.dtype, n.shape, n.loc)
-        else:
+        if n.op != "if":
             n = renamed_reads(n, same)
         out.append(n)
     return tuple(out)
@@ -1302,15 +1326,6 @@ CONSTRUCTORS = {"zeros": "zeros(shape) takes a shape: zeros([3, 4]) or zeros(5)"
 
 SUGAR = {d: ("cast", {"to": d}) for d in DTYPES}
 
-COMPOSITES = {   # name -> (usage, options, number of arrays): written out in ops (_composite)
-    "softmax": ("an array and axis= (the last by default): softmax(s, axis=-1)", ("axis",), 1),
-    "log_softmax": ("an array and axis= (the last by default): log_softmax(s, axis=-1)",
-                    ("axis",), 1),
-    "cross_entropy": ("logits and integer targets: cross_entropy(logits, target)", (), 2),
-    "gelu": ("an array: gelu(h)", (), 1),
-    "layernorm": ("an array, axis= and eps=: layernorm(h, axis=-1, eps=1e-5)",
-                  ("axis", "eps"), 1),
-}
 
 
 def _const_cast(value, dtype: str, e: Call):

@@ -152,7 +152,9 @@ def _index(out, a, *dyn, at=()):
 def _setindex(out, a, v, *dyn, at=(), acc="set"):
     # `out` is `a`'s own buffer (a new version of it): only the indexed part is written
     key = numpy_key(at, dyn, a.shape)
-    if acc == "set":
+    if acc == "set" and any(np.ndim(d) for d in dyn):
+        _set_in_order(out, key, v)
+    elif acc == "set":
         out[key] = v
     elif any(np.ndim(d) for d in dyn):
         # an index array may repeat an element: each occurrence combines in turn (a
@@ -160,6 +162,18 @@ def _setindex(out, a, v, *dyn, at=(), acc="set"):
         ACCUMULATE[acc].at(out, key, np.asarray(v, out.dtype))
     else:
         out[key] = ACCUMULATE[acc](out[key], v).astype(out.dtype, copy=False)
+
+
+def _set_in_order(out, key: tuple, v) -> None:
+    """out[ids, ...] = v as if written one id after another: of a repeated id the last write
+    counts (numpy leaves the order of a repeated index's assignments open)."""
+    ids = key[0]
+    flat = ids.ravel()
+    part = out[key].shape
+    rows = np.broadcast_to(np.asarray(v, out.dtype), part).reshape((flat.size,) +
+                                                                    part[ids.ndim:])
+    last = flat.size - 1 - np.unique(flat[::-1], return_index=True)[1]
+    out[(flat[last],) + key[1:]] = rows[last]
 
 
 ACCUMULATE = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
@@ -314,7 +328,8 @@ BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%":
           "and": "and", "or": "or"}
 
 # functions of constants, evaluated at compile time
-CONST_FUNCS = {"sqrt": math.sqrt, "exp": math.exp, "log": math.log, "abs": abs, "min": min,
+CONST_FUNCS = {"sqrt": math.sqrt, "exp": math.exp, "log": math.log, "tanh": math.tanh,
+               "abs": abs, "min": min,
                "max": max, "floor": math.floor, "ceil": math.ceil, "int": int, "float": float}
 
 CONST_BINOPS = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b,

@@ -6,6 +6,7 @@ simulator prices it.
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -151,7 +152,8 @@ class RunResult:
         return {"program": self.program, "config": self.config, "passes": list(self.passes),
                 "pass_notes": list(self.pass_notes),
                 "accuracy": {"train": self.train.train_accuracy, "test": self.train.test_accuracy},
-                **({"loss": self.train.loss} if self.train.loss else {}),
+                **({"loss": {k: _finite(v) for k, v in self.train.loss.items()}}
+                   if self.train.loss else {}),
                 **({"baseline": self.baseline} if self.baseline else {}),
                 "steps": self.train.steps, "epochs": self.train.epochs, "wall_s": self.wall_s,
                 "traced": traced, "costs": self.costs, "history": self.history_json,
@@ -178,6 +180,21 @@ def check_trace_memory(sched, where: str) -> None:
         raise SimError(f"one training step makes {per_step:,} memory accesses; tracing it needs "
                        f"about {need / 2**30:,.1f} GiB ({TRACE_BYTES_PER_ACCESS} bytes an "
                        f"access), more than {allowed} (make the program smaller)", where)
+
+
+def program_sample(program, path: str) -> str:
+    """A program's `config trace_steps` (all, N or every:K), the default of --trace-steps."""
+    spec = program.config_dict.get("trace_steps", "all")
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        spec = str(spec)
+    try:
+        if not isinstance(spec, str):
+            raise SimError(f"got {spec!r}")
+        select_steps(spec, 0)
+    except SimError as e:
+        raise SimError(f"config trace_steps is the default of --trace-steps: all, a number of "
+                       f"first steps N, or \"every:K\" ({e.message})", path) from None
+    return spec
 
 
 def select_steps(spec: str, total: int) -> list[int]:
@@ -232,11 +249,7 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
         raise SimError(f"the seed is an integer from 0 to 2^63 - 1, got {seed!r} (config "
                        "constant `seed` or --seed)", seed_from)
     if trace_steps is None:     # the program's own sample (config trace_steps), else all
-        trace_steps = program.config_dict.get("trace_steps", "all")
-        if not isinstance(trace_steps, str):
-            raise SimError(f"config trace_steps is the default of --trace-steps: all, N or "
-                           f"every:K in quotes, got {trace_steps!r}", path)
-        select_steps(trace_steps, 0)
+        trace_steps = program_sample(program, path)
     sched = schedule(program.train.graph)
     eval_sched = schedule(program.eval.graph)
     check_trace_memory(sched, path)
@@ -318,6 +331,11 @@ def render_run(r: RunResult) -> str:
     if len(r.history) > 1:
         text += "\n\n" + history_table(r)
     return text
+
+
+def _finite(v):
+    """A number for JSON: inf and NaN (which strict JSON has no words for) become null."""
+    return v if v is None or math.isfinite(v) else None
 
 
 def _loss_lines(r: RunResult) -> list[str]:

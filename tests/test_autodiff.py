@@ -174,6 +174,20 @@ def test_gradients_match_finite_differences(loss, monkeypatch):
     ("loss = sum(where(A > 0.0, A, A * A))\n  g = grad(loss, wrt=A)\n  h = g * 2.0\n"
      "  loss2 = sum(A // 2.0)\n  k = grad(loss2, wrt=A)", "no derivative rule for 'floordiv'"),
     ("loss = c @ c\n  g = grad(loss)", "grad takes a loss and wrt=NAME"),
+    ("z = c * 1.0\n  z[i32(c > 0.0)] := v * 2.0\n  loss = z @ z\n  g = grad(loss, wrt=v)",
+     "bad.sir:11:7: error: grad: no derivative rule for := by an index array \\(the value "
+     "computed at bad.sir:9:3\\)"),
+    ("loss = sum((-2.0) ** c)\n  g = grad(loss, wrt=c)", "-2.0 \\*\\* b has no derivative "
+     "with respect to b"),
+    ("loss = sum(c / 0.0)\n  g = grad(loss, wrt=c)", "a division by the constant 0 has no "
+     "finite derivative"),
+    ("loss = sum(B[argmax(A @ x)])\n  g = grad(loss, wrt=A)", "the loss depends on 'A' only "
+     "through a value that selects"),
+    ("h = c * 1.0\n  h := h * h\n  loss = sum(h)\n  g = grad(loss, wrt=c)", "bad.sir:11:7: "
+     "error: grad: the derivative reads 'h' as it was before line 9 wrote over it"),
+    ("loss = v @ c\n  v -= 0.01\n  g = grad(loss, wrt=c)", "reads 'v' as it was before line 9"),
+    ("loss = c @ c\n  c -= 0.1\n  g = grad(loss, wrt=c)", "the loss depends on 'c' as it was "
+     "before line 9 wrote it: take the grad before the update"),
     ("loss = c @ c\n  g = grad(loss, wrt=2)", "grad takes a loss and wrt=NAME"),
     ("z = A @ x\n  loss = z @ c\n  dz = grad(loss, wrt=z)\n  dA = grad(loss, wrt=A)\n"
      "  dz *= 0.5", "cannot write 'dz': it is a gradient from grad\\(\\), which other values "
@@ -208,6 +222,19 @@ def test_a_grad_whose_path_avoids_an_op_without_a_rule_works():
         compile_program(bad, "bad.sir")
 
 
+def test_an_integer_operand_fails_only_its_own_path():
+    """In a * f(argmax(h)) the derivative cannot go into argmax, but it still goes into a."""
+    body = ("h = W @ x\n  loss = sum(v * argmax(h))\n  dv = grad(loss, wrt=v)\n"
+            "  v -= 0.1 * dv")
+    text = SMALL.split("param")[0] + "param W: f32[3, 2] = normal(std=1)\n" \
+        "param v: f32[3] = normal(std=1)\ntrain (x, y) in train for 1 epochs {\n  " + body + \
+        "\n}\neval (x, y) in test {\n  predict sign(v @ (W @ x))\n}\n"
+    graph = compile_program(text, "ok.sir").train.graph
+    assert "argmax" in [op for op, _ in ops(graph)]
+    with pytest.raises(SirError, match="through an i32 value \\('argmax'"):
+        compile_program(text.replace("  v -= 0.1 * dv", "  dW = grad(loss, wrt=W)"), "b.sir")
+
+
 def test_stop_grad_stops_the_sweep_and_costs_nothing():
     """d/da of a * stop_grad(a) is stop_grad(a) alone (the value, not 2a), and the stop_grad
     node is gone from the graph: it is not a copy."""
@@ -234,3 +261,22 @@ def _run_grad(program, v):
             arrays[n.buffer][...] = v if n.name == "v" else 0
     step()
     return v - arrays["v"]
+
+
+@pytest.mark.parametrize("body", [
+    "z = stop_grad(c * 2.0)\n  z[0] := 1.0\n  loss = z @ c",
+    "z = stop_grad(c)\n  z += 1.0\n  loss = z @ c",
+    "z = c * 1.0\n  w = stop_grad(z)\n  z += 1.0\n  loss = w @ c",
+    "w = stop_grad(c)\n  loss = w @ c\n  dc = grad(loss, wrt=c)\n  c -= 0.1 * dc\n  q = w @ w",
+])
+def test_stop_grad_of_an_array_written_later_is_a_copy(body):
+    """Where stop_grad's value or its operand's array gets a later version, dropping the node
+    would make a reader see another version: it stays, as a copy, and the step runs."""
+    if "grad(" not in body:
+        body += "\n  dc = grad(loss, wrt=c)\n  c -= 0.1 * dc"
+    text = SMALL.split("train (x, y)")[0] + "train (x, y) in train for 1 epochs {\n  " + body + \
+        "\n}\neval (x, y) in test {\n  predict sign(v @ relu(A @ x + c))\n}\n"
+    program = compile_program(text, "sg.sir")
+    assert "copy" in {op for op, _ in ops(program.train.graph)}
+    Executor(program, schedule(program.train.graph), schedule(program.eval.graph).kernels,
+             seed=0).train()

@@ -16,6 +16,7 @@ import pytest
 
 from sutro_ir import chars
 from sutro_ir.compile import compile_program
+from simulator.errors import SimError
 from sutro_ir.errors import NOWHERE, SirError
 from sutro_sim.cli import main
 from sutro_sim.run import run
@@ -131,13 +132,18 @@ eval (x, y) in test {{
     ("block=4, vocab=30, test_fraction=1.5", "test_fraction is a number between 0 and 1"),
     ("block=4, vocab=30, length=20", "the test part of the text has 2 characters; a window "
      "needs block \\+ 1 = 5"),
-    ("block=4, vocab=30, path=\"missing.txt\"", "missing.txt: error: no such text file"),
+    ("block=4, vocab=30, path=\"missing.txt\"", "chars\\(\\): .*missing.txt: no such text file"),
     ("block=4, vocab=30, path=\"bad.txt\"", "bad.txt is not UTF-8 text \\(byte 2 is not\\)"),
     ("block=4, vocab=30, colour=1", "chars\\(\\) takes block, vocab, path"),
     ("vocab=30", "chars\\(\\) needs block=..."),
+    ("block=4, vocab=30, path=\"\"", "path is the text file's path"),
+    ("block=4, vocab=30, path=\"bad.txt\", length=500", "length= is the built-in corpus's"),
+    ("block=4, vocab=30, path=\"a\0b.txt\"", "a path cannot hold a NUL character"),
+    ("block=4, vocab=30, path=\"sub\"", "sub: this is a directory, not a text file"),
 ])
 def test_chars_mistakes_are_errors_at_the_data_line(tmp_path, args, message):
     (tmp_path / "bad.txt").write_bytes(b"ab\xff\xfe")
+    (tmp_path / "sub").mkdir()
     source = tmp_path / "p.sir"
     source.write_text(DATA.format(args=args))
     with pytest.raises(SirError, match=message) as info:
@@ -172,7 +178,9 @@ def test_char_attention_beats_the_bigram_baseline():
     assert round(bigram, 4) == 1.4944 and round(d["loss"]["test"], 4) == 0.8437   # quoted
     assert r.trace_policy == "1"
     # docs/machine-model.md: why the program names a sample
-    assert (r.accesses_per_step, r.train.steps) == (1_203_230, 899)
+    page = " ".join((ROOT / "docs/machine-model.md").read_text().split())
+    assert f"({r.accesses_per_step:,} accesses a step, {r.train.steps:,} steps)" in page
+    assert f"{len(r.train.paths):,} control paths for {r.train.steps:,} steps" in page
     assert len(r.train.paths) > 0.8 * r.train.steps
 
 
@@ -184,6 +192,60 @@ def test_the_program_names_its_own_sample_and_the_option_overrides_it():
     assert run(str(PROGRAM), small).trace_policy == "every:40"
     assert run(str(PROGRAM), small, trace_steps="2").traced == (0, 1)
     assert run(str(PROGRAM), dict(small, trace_steps="every:30")).traced == (0, 30, 60)
-    with pytest.raises(Exception, match="expected all, a number of first steps N, or every:K"):
-        run(str(PROGRAM), dict(small, trace_steps="sometimes"))
 
+
+@pytest.mark.parametrize("value, message", [
+    ('"sometimes"', "--trace-steps sometimes: expected all"), ('"every:0"', "every:0"),
+    ("true", "got True"), ("2.5", "got 2.5")])
+def test_a_bad_program_sample_is_an_error_naming_the_program(tmp_path, value, message):
+    source = tmp_path / "p.sir"
+    source.write_text(PROGRAM.read_text().replace('config trace_steps = "every:40"',
+                                                  f"config trace_steps = {value}"))
+    with pytest.raises(SimError, match=message) as info:
+        run(str(source), {"length": "400"})
+    assert str(info.value).startswith(f"{source}: error: config trace_steps is the default of "
+                                      "--trace-steps")
+
+
+def test_a_program_sample_may_be_a_number_of_first_steps(tmp_path):
+    source = tmp_path / "p.sir"
+    source.write_text(PROGRAM.read_text().replace('config trace_steps = "every:40"',
+                                                  "config trace_steps = 2"))
+    assert run(str(source), {"length": "400", "batch_size": "4"}).traced == (0, 1)
+
+
+
+EVAL_LOSS = """config seed = 0
+data train, test = chars(block=3, vocab=23, length=300)
+param E: f32[23, 4] = normal(std=0.1)
+param W: f32[4, 23] = normal(std=0.1)
+train (x, y) in train batch 4 for 1 epochs {
+  loss = cross_entropy(E[x][:, 2] @ W, y)
+  dE = grad(loss, wrt=E)
+  E -= 0.1 * dE
+}
+eval (x, y) in test {
+  z = E[x][2] @ W
+  LOSS
+  predict argmax(z)
+}
+"""
+
+
+@pytest.mark.parametrize("line, message", [
+    ("loss = argmax(z)", "p.sir:12:10: error: the eval block's `loss` is reported as its mean "
+     "over each set: a float scalar, got i32\\[\\]"),
+    ("loss = z", "a float scalar, got f32\\[23\\]")])
+def test_the_eval_loss_must_be_a_float_scalar(line, message):
+    with pytest.raises(SirError, match=message):
+        compile_program(EVAL_LOSS.replace("LOSS", line), "p.sir")
+
+
+def test_the_reported_loss_survives_dce_and_is_null_when_not_finite(tmp_path):
+    source = tmp_path / "p.sir"
+    source.write_text(EVAL_LOSS.replace("LOSS", "loss = cross_entropy(z, y)"))
+    plain = run(str(source)).to_dict()["loss"]
+    assert run(str(source), passes="dce").to_dict()["loss"] == plain     # dce keeps `loss`
+    assert plain["test"] > 0
+    source.write_text(EVAL_LOSS.replace("LOSS", "loss = log(0.0 * sum(z))"))
+    assert run(str(source)).to_dict()["loss"]["test"] is None           # -inf: null in JSON

@@ -184,6 +184,10 @@ CASES = [
          "mean(M, axis=0) @ x"),
     Case("where", {"u": V4, "a": V4, "b": V4}, "u @ where(x > 0.0, a, b * b)"),
     Case("tanh", {"u": V4, "a": V4}, "u @ tanh(a) + tanh(u @ a)"),
+    Case("mod", {"u": V4, "a": V4, "b": V4}, "u @ (a % 2.5) + u @ (1.5 % (b * b + 1.0))",
+         guard=lambda v: v["b"] * v["b"] - 0.5),
+    Case("constant-adjoint-through-reshape", {"M": (1, 4), "a": V4, "c": (2, 2)},
+         "reshape(M @ a, []) + reshape(stack([a]), [4]) @ x + reshape(c, [4]) @ x"),
     Case("pow", {"u": V4, "a": V4, "b": V4}, "u @ (a * a + 1.0) ** b + u @ a ** 3.0 + "
          "u @ 2.0 ** b"),
     Case("max-and-min-reductions", {"u": V3, "M": M34},
@@ -437,7 +441,7 @@ def test_the_random_graphs_reach_every_rule():
         graph = Loss(Case("r", used, text)).graph
         ops |= {n.op for n in graph.nodes[:[n.name for n in graph.nodes].index("loss") + 1]}
     assert set(RULES) - {"stop_grad", "hinge", "logistic_loss", "relu", "maximum", "minimum",
-                         "abs", "outer", "cast", "setindex"} <= ops, \
+                         "abs", "outer", "cast", "setindex", "mod"} <= ops, \
         set(RULES) - ops
     assert any("stop_grad(" in t for t in texts)
 

@@ -412,6 +412,7 @@ def test_the_contract_page_gives_the_limits_the_code_uses():
         "| a text for `chars(path=...)` |": f"{chars.MAX_TEXT_BYTES >> 20} MiB",
         "| the built-in corpus (`chars(length=...)`) |": f"{chars.MAX_LENGTH:,} characters",
         "| a `chars` window (`block`) |": f"1 to {datasets.MAX_BLOCK:,} characters",
+        "| recorded index values |": f"{lower.PATH_BYTES_PER_VALUE} bytes a value",
         "| a `chars` dataset |": f"(block + {datasets.CHARS_BYTES[0]}) × "
                               f"{datasets.CHARS_BYTES[1]} bytes a character",
         "| a trace file's meta.json |": f"{trace.MAX_META_BYTES >> 20} MiB",

@@ -339,6 +339,18 @@ def test_a_gather_and_a_scatter_by_an_index_array():
     same_bits(run_write(E, v, [ids], (None,), "add"), np.array(total, np.float32))
     with pytest.raises(NodeError, match="index 4 is out of range for a dimension of 4"):
         run_op("index", [E, ids + 2], "f32", (2, 2, 3), at=(None,))
+    written = [[float(E[i, j]) for j in range(3)] for i in range(4)]
+    for r in range(2):                  # := writes in order: of a repeated id, the last
+        for c in range(2):
+            written[ids[r, c]] = [float(v[r, c, j]) for j in range(3)]
+    same_bits(run_write(E, v, [ids], (None,), "set"), np.array(written, np.float32))
+    column = [float(E[i, 2]) for i in range(4)]
+    for r in range(2):
+        for c in range(2):
+            column[ids[r, c]] = float(v[r, c, 0])
+    want = E.copy()
+    want[:, 2] = column
+    same_bits(run_write(E, v[:, :, 0], [ids], (None, 2), "set"), want)
 
 
 def test_reductions_keep_the_reduced_axis_as_one():

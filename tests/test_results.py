@@ -107,6 +107,8 @@ def test_every_figure_in_the_prose_of_the_pass_pages_is_pinned():
         f"{compare_steps()}",                                          # mlp_backprop's steps
         "2020",                                                        # preset dally-2020
     }
+    attention = compile_file(results.ATTENTION).config_dict
+    derived |= {str(attention[k]) for k in ("d", "block", "hidden", "batch_size")}
     local = compile_file(str(ROOT / "programs/sparse_parity_local.sir")).config_dict
     derived |= {f"{local['n_train']:,}", "100"}                        # examples; 100% accuracy
     pinned = " ".join(list(results.all_tables().values()) + results.facts()

@@ -153,7 +153,7 @@ train (x, y) in train batch 3 for 2 epochs {
   th = tanh(u) + stop_grad(u)
   ks = sum(A, axis=1, keepdims=true)
   km = max(T, axis=0, keepdims=true)
-  ai = arange(3, 0, -1)
+  ai = arange(3) // 2 + 1
   g1 = S[ai]
   bi = arange(4) % 2
   g2 = T[bi, 1:3]

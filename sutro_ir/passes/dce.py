@@ -9,10 +9,12 @@ from . import register
 
 @register("dce", exact=True)
 def dce(graph: Graph) -> Graph:
-    """Removes every node that neither a parameter update nor a prediction needs.
-    Preserves: every trained weight and prediction, bit for bit.
+    """Removes every node that neither a parameter update, a prediction nor the reported
+    `loss` needs.
+    Preserves: every trained weight, prediction and reported loss, bit for bit.
     Changes: the nodes (fewer kernels, reads and writes)."""
-    live = {n.name for n in graph.nodes if n.version > 0 or n.op in SOURCE_OPS}
+    live = {n.name for n in graph.nodes if n.version > 0 or n.op in SOURCE_OPS
+            or n.name == "loss"}
     live |= set(graph.outputs)
     for n in reversed(graph.nodes):
         if n.name in live:
