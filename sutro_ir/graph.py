@@ -16,6 +16,8 @@ networkx is a derived view (`nx_graph`), built on demand for analysis; the tuple
 
 from __future__ import annotations
 
+import math
+
 import functools
 from collections import ChainMap
 from dataclasses import dataclass, field
@@ -68,6 +70,12 @@ def dynamic_operands(n: Node) -> tuple[str, ...]:
     if n.op == "setindex":
         return tuple(n.args[2:])
     return ()
+
+
+def index_values(node: Node, graph) -> int:
+    """The run-time index values a node reads: one for a scalar index, every element of an
+    index array."""
+    return sum(math.prod(graph[a].shape) for a in dynamic_operands(node))
 
 
 def region_name(then: tuple, orelse: tuple) -> str:

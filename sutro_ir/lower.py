@@ -19,7 +19,7 @@ from . import datasets
 from .autodiff import Sweep
 from .errors import NOWHERE, Loc, SirError
 from .composites import COMPOSITES, write_out
-from .graph import (REGION_OPS, Graph, Node, captures, dynamic_operands, operand, region_name,
+from .graph import (REGION_OPS, Graph, Node, captures, index_values, operand, region_name,
                     renamed_reads, verify, walk)
 from .ops import (
     BINOPS,
@@ -450,8 +450,7 @@ def path_bytes(program: Program) -> int:
     element of an index array) of a step, for every step, and of an evaluated example for
     every example of both sets (a test pass and a train accuracy pass)."""
     def values(loop) -> int:
-        return sum(n_elements(loop.graph[a].shape) for n in loop.graph.all_nodes
-                   for a in dynamic_operands(n))
+        return sum(index_values(n, loop.graph) for n in loop.graph.all_nodes)
     sizes = datasets.describe(program.data).sizes
     train = program.train
     steps = (train.epochs or 1) * max(1, sizes[train.dataset] // (train.batch or 1))
@@ -633,11 +632,9 @@ class _Body:
             raise SirError(f"the eval block's `loss` is reported as its mean over each set: a "
                            f"float scalar, got {loss.type}", loss.loc)
         self.nodes = self._drop_unused_derivatives(self.nodes, set(self.outputs))
-        # stop_grad(v) reads v in place of its own value, unless v's array or its own is
-        # written in place later (the reader could then see another version): a copy
-        written = {n.buffer for n in walk(self.nodes) if n.version > 0}
-        same = {n.name: n.args[0] for n in walk(self.nodes) if n.op == "stop_grad"
-                and n.buffer not in written and n.args[0].split("@")[0] not in written}
+        order = list(walk(self.nodes))
+        same = {n.name: n.args[0] for n in order if n.op == "stop_grad"
+                and _reads_in_place(n, order)}
         for k in same:                      # stop_grad(stop_grad(x)) reads x
             while same[k] in same:
                 same[k] = same[same[k]]
@@ -1286,6 +1283,19 @@ class _Body:
         name = name or self._temp_name()
         self._add(Node(name, op, tuple(args), tuple(sorted(attrs.items())), dtype, shape, loc))
         return name
+
+
+def _reads_in_place(sg: Node, order: list[Node]) -> bool:
+    """Whether stop_grad(v)'s readers may read v itself: its own array is never written in
+    place (that would write v's), and every reader comes before v's array gets a new version
+    (else it would read that one). Otherwise the stop_grad stays, as a copy."""
+    at = order.index(sg)
+    source = sg.args[0].split("@")[0]
+    if any(n.buffer == sg.buffer and n.version > 0 for n in order):
+        return False
+    later = [i for i, n in enumerate(order) if i > at and n.buffer == source and n.version > 0]
+    last_read = max((i for i, n in enumerate(order) if sg.name in n.operands), default=at)
+    return not later or last_read < later[0]
 
 
 def _without_stop_grads(nodes, same: dict) -> tuple:

@@ -35,15 +35,15 @@ import numpy as np
 from simulator.trace import CHUNK_ACCESSES, Buffer, Chunk, StepPlan, Trace
 from simulator.trace import Kernel as TraceKernel
 
-from .graph import Node, compute_dtype, dynamic_operands
+from .graph import Node, compute_dtype, dynamic_operands, index_values
 from .ops import OPS, arith_counts, check_spec, n_elements, parse_einsum, selected
 from .schedule import BufferSlot, Kernel, Schedule
 
 
 def dynamic_count(kernel: Kernel, graph) -> int:
-    """How many run-time index values one execution of the kernel takes from the path (an
-    index array gives all its elements)."""
-    return sum(n_elements(graph[a].shape) for n in kernel.nodes for a in dynamic_operands(n))
+    """How many run-time index values one execution of the kernel takes from the path."""
+    return sum(index_values(n, graph) for n in kernel.nodes)
+
 
 
 def _index_arrays(slots: list, dyn: tuple) -> tuple[list, tuple]:
@@ -267,7 +267,7 @@ def n_accesses(kernel: Kernel, graph) -> int:
         return 1
     n_out = n_elements(anchor.shape)
     shapes = [graph[a].shape for a in anchor.operands]
-    dyn = sum(n_elements(graph[a].shape) for a in dynamic_operands(anchor))
+    dyn = index_values(anchor, graph)
     if kind == "elementwise":
         reads = n_out * len(shapes)
     elif kind == "matmul":
