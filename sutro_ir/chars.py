@@ -110,7 +110,7 @@ def load(kwargs: dict, base: str, loc: Loc) -> Text:
 @functools.lru_cache(maxsize=4)
 def _load(items: tuple, base: str, loc: Loc) -> Text:
     kwargs = dict(items)
-    if kwargs["path"]:
+    if kwargs.get("path"):
         text = read_text(kwargs["path"], base, loc)
     else:
         text = grammar_text(kwargs["length"], kwargs["seed"])
@@ -174,7 +174,7 @@ def baseline(kwargs: dict, base: str, loc: Loc) -> dict:
     """The reference figures of run --json's `baseline`."""
     text = load(kwargs, base, loc)
     out = {"bigram_test_loss": bigram_test_loss(text, kwargs["block"])}
-    if not kwargs["path"]:
+    if not kwargs.get("path"):
         out["entropy"] = grammar_entropy()
     return out
 

@@ -120,6 +120,10 @@ def _check_chars(full: dict, given: set, loc: Loc) -> dict:
     if full["path"] and "length" in given:
         raise SirError("chars(): length= is the built-in corpus's; a text from path= is read "
                        "whole", loc)
+    # only what applies is kept (and printed by `graph`): a text's path, or the corpus's
+    # length and seed
+    for key in (("length", "seed") if full["path"] else ("path",)):
+        del full[key]
     return full
 
 

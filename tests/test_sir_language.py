@@ -180,8 +180,8 @@ def test_more_memory_than_the_machine_has_is_refused_up_front():
                           "more than 80% of this machine")
     # each array fits (W1 takes 11.2 GiB) but not all of them together: placed at the data line
     msg = error_of(BASE, {"hidden": "150000000"})
-    assert msg.startswith("p.sir:5:1: error: this program needs 90.1 GiB of buffers and data, "
-                          "more than 80% of this machine")
+    assert msg.startswith("p.sir:5:1: error: this program needs 90.1 GiB of buffers, data and "
+                          "recorded index values, more than 80% of this machine")
 
 
 def test_verify_rejects_a_read_of_an_old_version_after_its_update():
