@@ -82,10 +82,11 @@ def main() -> int:
           f"{report['traced']['n_steps']} traced")
     if args.whole:
         wall, cpu, whole = whole_command("--trace-steps", "all")
+        exact = whole["costs"]["training_steps_fj"]
+        guess = report["traced"]["extrapolated_total_energy_fj"]
         print(f"--trace-steps all (every step simulated, exact): wall {wall:.1f} s, CPU "
-              f"{cpu:.1f} s, {whole['traced']['n_steps']:,} steps, energy "
-              f"{whole['energy_fj']['total'] / 1e9:.3f} mJ (the sample's extrapolation: "
-              f"{report['traced']['extrapolated_total_energy_fj'] / 1e9:.3f} mJ)")
+              f"{cpu:.1f} s; the training steps' energy {exact / 1e12:.2f} mJ, the sample's "
+              f"extrapolation {guess / 1e12:.2f} mJ ({guess / exact - 1:+.1%})")
     if args.large:
         large()
     return 0
