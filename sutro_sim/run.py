@@ -7,6 +7,7 @@ simulator prices it.
 from __future__ import annotations
 
 import math
+import re
 import time
 
 import numpy as np
@@ -182,8 +183,20 @@ def check_trace_memory(sched, where: str) -> None:
                        f"access), more than {allowed} (make the program smaller)", where)
 
 
+def _config_place(text: str, path: str, name: str, overrides: dict) -> str:
+    """Where a config constant's value comes from: `--set NAME`, else its line in the file."""
+    if name in overrides:
+        return f"--set {name}"
+    for number, line in enumerate(text.splitlines(), start=1):
+        m = re.match(rf"\s*config\b.*?\b({name})\s*=", line)
+        if m:
+            return f"{path}:{number}:{m.start(1) + 1}"
+    return path
+
+
 def program_sample(program, path: str) -> str:
-    """A program's `config trace_steps` (all, N or every:K), the default of --trace-steps."""
+    """A program's `config trace_steps` (all, N or every:K), the default of --trace-steps;
+    `path`: where the value was given, for the error."""
     spec = program.config_dict.get("trace_steps", "all")
     if isinstance(spec, int) and not isinstance(spec, bool):
         spec = str(spec)
@@ -249,7 +262,8 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
         raise SimError(f"the seed is an integer from 0 to 2^63 - 1, got {seed!r} (config "
                        "constant `seed` or --seed)", seed_from)
     if trace_steps is None:     # the program's own sample (config trace_steps), else all
-        trace_steps = program_sample(program, path)
+        trace_steps = program_sample(program, _config_place(text, path, "trace_steps",
+                                                            overrides))
     sched = schedule(program.train.graph)
     eval_sched = schedule(program.eval.graph)
     check_trace_memory(sched, path)

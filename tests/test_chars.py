@@ -203,8 +203,10 @@ def test_a_bad_program_sample_is_an_error_naming_the_program(tmp_path, value, me
                                                   f"config trace_steps = {value}"))
     with pytest.raises(SimError, match=message) as info:
         run(str(source), {"length": "400"})
-    assert str(info.value).startswith(f"{source}: error: config trace_steps is the default of "
-                                      "--trace-steps")
+    assert str(info.value).startswith(f"{source}:5:8: error: config trace_steps is the default "
+                                      "of --trace-steps")
+    with pytest.raises(SimError, match="--set trace_steps: error: config trace_steps"):
+        run(str(PROGRAM), {"trace_steps": "sometimes"})
 
 
 def test_a_program_sample_may_be_a_number_of_first_steps(tmp_path):
