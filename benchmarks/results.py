@@ -119,23 +119,25 @@ def energy_table(path: str) -> tuple[str, str]:
     return main, buffers
 
 
+def recompute_runs(path: str, before: str = ""):
+    """(policy, the candidates, the values recomputed, the run, store-all's run) for each
+    policy of `{before,}recompute{policy=P},fuse` on a program at its defaults."""
+    prefix = f"{before}," if before else ""
+    c = compare(path, [f"{prefix}recompute{{policy={p}}},fuse" for p in RECOMPUTE])
+    graph = compile_file(path, {}, before).train.graph
+    for policy, row in zip(RECOMPUTE, c.rows):
+        after = compile_file(path, {}, row.pipeline.removesuffix(",fuse")).train.graph
+        yield (policy, candidates(graph), recomputed_values(graph, after), row.result,
+               c.rows[0].result)
+
+
 def recompute_table() -> str:
     """The recompute trade-off on the 4-layer MLP, after layer-local-update, before fuse."""
-    pipes = [f"layer-local-update,recompute{{policy={p}}},fuse" for p in RECOMPUTE]
-    c = compare(MLP4, pipes)
-    before = compile_file(MLP4, {}, "layer-local-update").train.graph
-    base = c.rows[0].result
-    rows = []
-    for row in c.rows:
-        r = row.result
-        after = compile_file(MLP4, {}, row.pipeline.removesuffix(",fuse")).train.graph
-        again = recomputed_values(before, after)
-        rows.append([row.pipeline.split("policy=")[1].split("}")[0],
-                     ", ".join(v for v in candidates(before) if v not in again) or "none",
-                     ", ".join(again) or "none", f"{r.arith_ops:,.0f}",
-                     f"{r.arith_ops - base.arith_ops:+,.0f}", size(r.peak_live_bytes),
-                     energy(r.sim.energy.total), pct(r.sim.energy.total,
-                                                     base.sim.energy.total)])
+    rows = [[policy, ", ".join(v for v in cands if v not in again) or "none",
+             ", ".join(again) or "none", f"{r.arith_ops:,.0f}",
+             f"{r.arith_ops - base.arith_ops:+,.0f}", size(r.peak_live_bytes),
+             energy(r.sim.energy.total), pct(r.sim.energy.total, base.sim.energy.total)]
+            for policy, cands, again, r, base in recompute_runs(MLP4, "layer-local-update")]
     return table(["policy", "stored", "recomputed", "ops/step", "extra ops",
                   "peak live bytes", "energy", "vs store-all"], rows)
 
@@ -218,21 +220,13 @@ def attention_passes_table() -> str:
 
 def attention_recompute_table() -> str:
     """The recompute trade-off on char_attention.sir, before fuse: the first three steps."""
-    pipes = [f"recompute{{policy={p}}},fuse" for p in RECOMPUTE]
-    c = compare(ATTENTION, pipes)
-    before = compile_file(ATTENTION).train.graph
-    base = c.rows[0].result
-    rows = []
-    for row in c.rows:
-        r = row.result
-        after = compile_file(ATTENTION, {}, row.pipeline.removesuffix(",fuse")).train.graph
-        again = recomputed_values(before, after)
-        rows.append([row.pipeline.split("policy=")[1].split("}")[0], str(len(again)),
-                     f"{r.arith_ops:,.0f}", f"{r.arith_ops - base.arith_ops:+,.0f}",
-                     size(r.peak_live_bytes), energy(r.sim.energy.total),
-                     pct(r.sim.energy.total, base.sim.energy.total)])
-    return table(["policy", f"recomputed (of {len(candidates(before))})", "ops/step",
-                  "extra ops", "peak live bytes", "energy", "vs store-all"], rows)
+    runs = list(recompute_runs(ATTENTION))
+    rows = [[policy, str(len(again)), f"{r.arith_ops:,.0f}",
+             f"{r.arith_ops - base.arith_ops:+,.0f}", size(r.peak_live_bytes),
+             energy(r.sim.energy.total), pct(r.sim.energy.total, base.sim.energy.total)]
+            for policy, _, again, r, base in runs]
+    return table(["policy", f"recomputed (of {len(runs[0][1])})", "ops/step", "extra ops",
+                  "peak live bytes", "energy", "vs store-all"], rows)
 
 
 def attention_facts() -> list[str]:

@@ -204,15 +204,19 @@ def test_grad_errors_say_where_and_what(body, message):
 
 
 
+def wv_program(loss: str) -> str:
+    """A step h = W @ x, the given loss, and an update of v by grad(loss, wrt=v)."""
+    body = f"h = W @ x\n  {loss}\n  dv = grad(loss, wrt=v)\n  v -= 0.1 * dv"
+    return SMALL.split("param")[0] + "param W: f32[3, 2] = normal(std=1)\n" \
+        "param v: f32[3] = normal(std=1)\ntrain (x, y) in train for 1 epochs {\n  " + body + \
+        "\n}\neval (x, y) in test {\n  predict sign(v @ (W @ x))\n}\n"
+
+
 def test_a_grad_whose_path_avoids_an_op_without_a_rule_works():
     """The sweep fails only the grads whose wrt reaches the loss through such an op: here W's
     path crosses an argmax, v's does not, so grad(loss, wrt=v) is the plain derivative and
     grad(loss, wrt=W) is the error, at its own line."""
-    body = ("h = W @ x\n  loss = v @ h + f32(argmax(h)) * 0.5\n  dv = grad(loss, wrt=v)\n"
-            "  v -= 0.1 * dv")
-    text = SMALL.split("param")[0] + "param W: f32[3, 2] = normal(std=1)\n" \
-        "param v: f32[3] = normal(std=1)\ntrain (x, y) in train for 1 epochs {\n  " + body + \
-        "\n}\neval (x, y) in test {\n  predict sign(v @ (W @ x))\n}\n"
+    text = wv_program("loss = v @ h + f32(argmax(h)) * 0.5")
     graph = compile_program(text, "ok.sir").train.graph
     update = graph["v@1"]
     assert sorted(op for op, _ in ops(graph)) == ["add", "argmax", "cast", "matmul", "matmul",
@@ -226,11 +230,7 @@ def test_a_grad_whose_path_avoids_an_op_without_a_rule_works():
 
 def test_an_integer_operand_fails_only_its_own_path():
     """In a * f(argmax(h)) the derivative cannot go into argmax, but it still goes into a."""
-    body = ("h = W @ x\n  loss = sum(v * argmax(h))\n  dv = grad(loss, wrt=v)\n"
-            "  v -= 0.1 * dv")
-    text = SMALL.split("param")[0] + "param W: f32[3, 2] = normal(std=1)\n" \
-        "param v: f32[3] = normal(std=1)\ntrain (x, y) in train for 1 epochs {\n  " + body + \
-        "\n}\neval (x, y) in test {\n  predict sign(v @ (W @ x))\n}\n"
+    text = wv_program("loss = sum(v * argmax(h))")
     graph = compile_program(text, "ok.sir").train.graph
     assert "argmax" in [op for op, _ in ops(graph)]
     with pytest.raises(SirError, match="through an i32 value \\('argmax'"):
