@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from .errors import Loc, SirError
 from .graph import Node
+from .ops import normalize_spec, parse_einsum
 
 ONE = 1.0           # the adjoint of the loss: multiplying by it is skipped
 FLOATS = ("f32", "f16")
@@ -336,18 +337,13 @@ def _setindex(s: Sweep, n: Node, g, a, b):                    # a[at] := b, a[at
     return [(a, g), (b, s._lazy(lambda: part() if acc == "add" else s._neg(part()), b))]
 
 
-def _normal_at(shape: tuple, entries: list) -> tuple:
-    from .ops import normalize_spec
-    return normalize_spec(entries, shape)
-
-
 def _concat(s: Sweep, n: Node, g, a, b):                      # each operand's slice of g
     axis = dict(n.attrs).get("axis", 0) % len(n.shape)
     g = s._array(g, n)
     out, start = [], 0
     for x in n.args:
         size = s.by_name[x].shape[axis]
-        at = _normal_at(n.shape, [(None, None, None)] * axis + [(start, start + size, 1)])
+        at = normalize_spec([(None, None, None)] * axis + [(start, start + size, 1)], n.shape)
         out.append((x, s._lazy(lambda at=at: s._op("index", g, at=at) if at else g, x)))
         start += size
     return out
@@ -356,14 +352,13 @@ def _concat(s: Sweep, n: Node, g, a, b):                      # each operand's s
 def _stack(s: Sweep, n: Node, g, a, b):                       # each operand's row of g
     axis = dict(n.attrs).get("axis", 0) % len(n.shape)
     g = s._array(g, n)
-    return [(x, s._lazy(lambda at=_normal_at(n.shape, [(None, None, None)] * axis + [k]):
+    return [(x, s._lazy(lambda at=normalize_spec([(None, None, None)] * axis + [k], n.shape):
                         s._op("index", g, at=at), x)) for k, x in enumerate(n.args)]
 
 
 def _einsum(s: Sweep, n: Node, g, a, b):
     """d/d operand i of einsum("...->out"): einsum of the other operands and g, giving the
     operand's letters; a letter only that operand has (summed away) is broadcast back."""
-    from .ops import parse_einsum
     args = list(n.args)
     subs, out, _ = parse_einsum(dict(n.attrs)["spec"], [s.by_name[x].shape for x in args])
     result = []
