@@ -24,7 +24,7 @@ from sutro_ir import datasets
 from sutro_ir.compile import compile_program, read_source
 from sutro_ir.execute import Executor, TrainResult
 from simulator.limits import allowance
-from sutro_ir.passes import parse_pipeline
+from sutro_ir.passes import parse_pipeline, step_text
 from sutro_ir.schedule import peak_live_bytes, schedule
 from sutro_ir.tracegen import TEST, TRAINING, UNTIL_CHECK, StepTrace, n_accesses
 
@@ -252,7 +252,7 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
         select_steps(trace_steps, 0)
     overrides = dict(overrides or {})
     text = read_source(path)
-    pass_names = tuple(name for name, _ in parse_pipeline(passes))
+    pass_names = tuple(step_text(name, options) for name, options in parse_pipeline(passes))
     t = time.perf_counter()
     program = compile_program(text, path, overrides, passes)
     seed_from = "--seed"

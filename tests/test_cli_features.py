@@ -540,3 +540,17 @@ def test_bytedmd_keeps_only_the_declared_outputs_live(capsys, tmp_path):
     path = save(trace, tmp_path, "t.npz")
     d = cli_json(capsys, "simulate", path, "--cost-models")
     assert d["bytedmd"]["cost"] == bytedmd(trace)
+
+
+def test_the_report_and_json_keep_each_passs_options(capsys):
+    """A pipeline step's options are part of what ran: the header and the JSON give each step
+    as written, and it parses back to the same pipeline (they were dropped before)."""
+    from sutro_ir.passes import parse_pipeline
+    pipeline = "layer-local-update{approximate=true},recompute{policy=sqrt},fuse"
+    assert main(["run", str(ROOT / "programs/xor.sir"), "--passes", pipeline, "--json"]) == 0
+    passes = json.loads(capsys.readouterr().out)["passes"]
+    assert passes == ["layer-local-update{approximate=true}", "recompute{policy=sqrt}", "fuse"]
+    assert parse_pipeline(",".join(passes)) == parse_pipeline(pipeline)
+    assert main(["run", str(ROOT / "programs/xor.sir"), "--passes", pipeline]) == 0
+    assert "passes layer-local-update{approximate=true}, recompute{policy=sqrt}, fuse" in \
+        capsys.readouterr().out.splitlines()[0]

@@ -77,6 +77,15 @@ def _at_the_option():
         raise SirError(f"{where}: {e.message}" if where else e.message, PASSES) from None
 
 
+def step_text(name: str, options: dict) -> str:
+    """A pipeline step as written: 'b{k=v,k2=v2}' (parse_pipeline reads it back the same)."""
+    if not options:
+        return name
+    text = ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}"
+                    for k, v in options.items())
+    return f"{name}{{{text}}}"
+
+
 def parse_pipeline(text: str) -> list[tuple[str, dict]]:
     """'a,b{k=v,k2=v2}' -> [('a', {}), ('b', {'k': 'v', 'k2': 'v2'})]. Empty text: no passes."""
     with _at_the_option():
