@@ -38,6 +38,7 @@ def entry() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    _program_after_set(args, parser)
     if hasattr(sys.stdout, "reconfigure"):    # a path given in bytes that are not UTF-8 is
         sys.stdout.reconfigure(errors="backslashreplace")     # printed escaped, as stderr does
     try:
@@ -143,7 +144,7 @@ def _run_parser(sub) -> None:
     r = sub.add_parser("run", help="compile a .sir program, train it for real, trace and price it",
                        description="Compile a .sir program, train it for real with numpy, trace "
                        "every memory access of the chosen steps and price them.")
-    r.add_argument("program", help=".sir program (see docs/language.md)")
+    r.add_argument("program", nargs="?", help=".sir program (see docs/language.md)")
     r.add_argument("--passes", default="", metavar="PIPELINE",
                    help="pass pipeline, e.g. layer-local-update,fuse (list: sutro-sim passes)")
     _job_options(r)
@@ -157,7 +158,7 @@ def _compare_parser(sub) -> None:
                        "compare accuracy, accesses, reuse, hit rates and energy. The "
                        "unscheduled program is the first row unless the first -p names "
                        "another; every row traces the same steps.")
-    c.add_argument("program", help=".sir program (see docs/language.md)")
+    c.add_argument("program", nargs="?", help=".sir program (see docs/language.md)")
     c.add_argument("-p", "--passes", action="append", default=[], metavar="PIPELINE",
                    help="a pipeline (repeatable; `none`: the unscheduled program)")
     _job_options(c)
@@ -195,11 +196,26 @@ def _job_options(r) -> None:
 def _graph_parser(sub) -> None:
     g = sub.add_parser("graph", help="print a program's IR (after a pass pipeline)",
                        description="Print the canonical IR of a .sir program after a pipeline.")
-    g.add_argument("program")
-    g.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", nargs="+")
+    g.add_argument("program", nargs="?", help=".sir program")
+    g.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", nargs="+",
+                   help="override a config constant (repeatable; also --set a=1 b=2)")
     g.add_argument("-p", "--passes", default="", metavar="PIPELINE")
     g.add_argument("--dot", action="store_true", help="print the training step as Graphviz dot")
     g.set_defaults(func=cmd_graph)
+
+
+def _program_after_set(args, parser) -> None:
+    """`--set lr=0.1 prog.sir`: --set takes every word after it, so a program named after it
+    lands among its values; the one value without `=` is the program."""
+    if not hasattr(args, "set") or not hasattr(args, "program"):
+        return
+    if args.program is None:
+        loose = [(g, item) for g in args.set for item in g if "=" not in item]
+        if len(loose) != 1:
+            parser.error(f"{args.command}: the program is required (a .sir file)")
+        group, item = loose[0]
+        group.remove(item)
+        args.program = item
 
 
 def _overrides(groups) -> dict:

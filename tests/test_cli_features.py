@@ -554,3 +554,18 @@ def test_the_report_and_json_keep_each_passs_options(capsys):
     assert main(["run", str(ROOT / "programs/xor.sir"), "--passes", pipeline]) == 0
     assert "passes layer-local-update{approximate=true}, recompute{policy=sqrt}, fuse" in \
         capsys.readouterr().out.splitlines()[0]
+
+
+def test_options_may_come_before_the_program(capsys):
+    """`--set` takes every word after it; a program written after it is still the program."""
+    xor = str(ROOT / "programs/xor.sir")
+    assert main(["run", "--set", "epochs=1", "hidden=2", xor, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["program"], out["config"]["epochs"], out["config"]["hidden"]) == (xor, 1, 2)
+    assert main(["graph", "--set", "epochs=1", xor]) == 0
+    assert "epochs = 1" in capsys.readouterr().out
+    for argv in (["run"], ["run", "--set", "a=1"], ["run", "--set", "a", "b"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+        assert "the program is required" in capsys.readouterr().err
