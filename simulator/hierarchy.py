@@ -46,8 +46,10 @@ POLICIES = ("lru", "fifo", "random", "opt")
 OFFCHIP = ("dram", "hbm")
 PRESET_DIR = Path(__file__).parent / "presets" / "hierarchies"
 
-_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB)?\s*$")
+_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+          # as memory sizes are quoted (JEDEC): a cache's "32 KB" is 32 KiB
+          "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)?\s*$")
 _LEVEL_KEYS = ("name", "capacity", "line", "ways", "policy", "write_back", "write_allocate",
                "seed", "energy_fj_per_bit", "offchip")
 _MEMORY_KEYS = ("name", "line", "offchip", "energy_fj_per_bit")

@@ -75,7 +75,8 @@ def test_a_file_loads(tmp_path):
 
 
 @pytest.mark.parametrize("text,size", [("32 KiB", 32768), ("50 MiB", 50 << 20), ("256 B", 256),
-                                       ("1.5 KiB", 1536), ("100", 100)])
+                                       ("1.5 KiB", 1536), ("100", 100), ("8KB", 8192),
+                                       ("2 MB", 2 << 20), ("1 GB", 1 << 30)])
 def test_sizes(text, size):
     assert parse_size(text, "L1") == size
 
