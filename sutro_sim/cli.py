@@ -199,7 +199,8 @@ def _graph_parser(sub) -> None:
     g.add_argument("program", nargs="?", help=".sir program")
     g.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", nargs="+",
                    help="override a config constant (repeatable; also --set a=1 b=2)")
-    g.add_argument("-p", "--passes", default="", metavar="PIPELINE")
+    g.add_argument("-p", "--passes", default="", metavar="PIPELINE",
+                   help="the pass pipeline to apply first, e.g. layer-local-update,fuse")
     g.add_argument("--dot", action="store_true", help="print the training step as Graphviz dot")
     g.set_defaults(func=cmd_graph)
 
