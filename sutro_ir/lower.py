@@ -1273,6 +1273,10 @@ class _Body:
         if opdef.arity is not None and len(args) != opdef.arity:
             raise SirError(f"{op} takes {opdef.arity} operand{'s' * (opdef.arity != 1)}, "
                            f"got {len(args)}", loc)
+        for a in args:
+            if not isinstance(a, (str, int, float)):    # a list (a shape) or a string constant
+                raise SirError(f"{op}: an operand is an array or a number, got the constant "
+                               f"{_shown(a)}", loc)
         operands = [operand(self._node_named(a)) if isinstance(a, str) else Operand(None, (), a)
                     for a in args]
         try:
@@ -1296,6 +1300,12 @@ def _reads_in_place(sg: Node, order: list[Node]) -> bool:
     later = [i for i, n in enumerate(order) if i > at and n.buffer == source and n.version > 0]
     last_read = max((i for i, n in enumerate(order) if sg.name in n.operands), default=at)
     return not later or last_read < later[0]
+
+
+def _shown(value) -> str:
+    """A constant for a message, cut short (a list may nest deep)."""
+    text = repr(value).replace("(", "[").replace(")", "]").replace(",]", "]")
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _without_stop_grads(nodes, same: dict) -> tuple:

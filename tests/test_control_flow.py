@@ -330,6 +330,13 @@ def test_misuse_is_an_error_at_its_place(body, message):
     assert "\n    " in error_of(text)                                  # with the caret
 
 
+def test_a_list_constant_is_not_an_operand():
+    """A config constant that is a list (a shape) used as a value: an error at the operator."""
+    text = "config wd = [[1, 2]]\n" + TRAIN.replace("BODY", "w += wd * w")
+    assert "t.sir:6:11: error: mul: an operand is an array or a number, got the constant " \
+        "[[1, 2]]" in error_of(text)
+
+
 def test_recursion_and_a_write_to_an_argument_are_refused():
     text = "def f(a) {\n  return f(a)\n}\n" + TRAIN.replace("BODY", "v = f(w)")
     assert "f() calls itself" in error_of(text)
