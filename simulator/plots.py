@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .errors import SimError  # noqa: E402
 from .report import ENERGY_UNITS, energy, size  # noqa: E402
-from .simulate import Result  # noqa: E402
+from .simulate import Result, step_ranges  # noqa: E402
 
 
 def write_plots(result: Result, folder: str, history: list[dict] | None = None,
@@ -25,11 +25,23 @@ def write_plots(result: Result, folder: str, history: list[dict] | None = None,
              ("energy_by_level", _energy_by_level), ("energy_by_buffer", _energy_by_buffer)]
     if history:
         plots.append(("history", lambda _, ax: _history((history, title), ax)))
-    return write_figures(folder, result, (7, 4), plots)
+    return write_figures(folder, result, (7, 4), plots, caption(result))
 
 
-def write_figures(folder: str, data, figsize: tuple, plots: list) -> list[str]:
-    """Each (name, draw) of `plots` drawn from `data` into folder/name.png; the paths."""
+def caption(r: Result) -> str:
+    """What a figure is of: the program (or trace), the hierarchy, the energy preset and the
+    traced steps (a long list of sampled steps cut short)."""
+    steps = step_ranges(r.steps)
+    steps = steps if len(steps) <= 40 else steps[:37] + "..."
+    source = str(r.meta.get("program") or r.trace)
+    return (f"{os.path.basename(source) or source}  |  hierarchy {r.hierarchy}  |  energy "
+            f"{r.energy.preset}  |  steps {steps}")
+
+
+def write_figures(folder: str, data, figsize: tuple, plots: list,
+                  caption: str = "") -> list[str]:
+    """Each (name, draw) of `plots` drawn from `data` into folder/name.png, with `caption` above
+    it; the paths."""
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
@@ -41,6 +53,8 @@ def write_figures(folder: str, data, figsize: tuple, plots: list) -> list[str]:
     for name, draw in plots:
         fig, ax = plt.subplots(figsize=figsize)
         draw(data, ax)
+        if caption:
+            fig.suptitle(caption, fontsize=8, color="0.35")
         fig.tight_layout()
         path = os.path.join(folder, f"{name}.png")
         fig.savefig(path, dpi=110)
@@ -125,7 +139,8 @@ def write_comparison(results: list[tuple[str, Result]], folder: str,
     plots = [("compare_reuse_cdf", _cdf_overlay), ("compare_energy", _energy_bars)]
     if tradeoff is not None:
         plots.append(("compare_tradeoff", lambda res, ax: _tradeoff(res, tradeoff, ax)))
-    return write_figures(folder, results, (8, 4.5), plots)
+    return write_figures(folder, results, (8, 4.5), plots,
+                         caption(results[0][1]) if results else "")
 
 
 def _cdf_overlay(results, ax) -> None:

@@ -569,3 +569,25 @@ def test_options_may_come_before_the_program(capsys):
             main(argv)
         assert info.value.code == 2
         assert "the program is required" in capsys.readouterr().err
+
+
+def test_every_plot_says_what_it_is_of(tmp_path, monkeypatch, capsys):
+    """Each figure of run --plot and compare --plot carries the program, the hierarchy, the
+    energy preset and the traced steps above it."""
+    import matplotlib.figure
+    titles = []
+    real = matplotlib.figure.Figure.suptitle
+    monkeypatch.setattr(matplotlib.figure.Figure, "suptitle",
+                        lambda fig, text, **kw: titles.append(text) or real(fig, text, **kw))
+    xor = str(ROOT / "programs/xor.sir")
+    assert main(["run", xor, "--hierarchy", "cpu-like", "--trace-steps", "3",
+                 "--plot", str(tmp_path / "run")]) == 0
+    written = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert len(titles) == len(written) >= 4
+    assert set(titles) == {"xor.sir  |  hierarchy cpu-like  |  energy dally-2020  |  steps 0-2"}
+    titles.clear()
+    assert main(["compare", xor, "-p", "fuse", "--trace-steps", "2",
+                 "--plot", str(tmp_path / "cmp")]) == 0
+    assert titles and set(titles) == {
+        "xor.sir  |  hierarchy sutro-tiers  |  energy dally-2020  |  steps 0-1"}
+    capsys.readouterr()
