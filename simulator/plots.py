@@ -83,15 +83,20 @@ def _cdf(r: Result, ax) -> None:
         ax.step([b for b, _ in cdf], [f for _, f in cdf], where="post", color="#4472c4")
     ax.set_xscale("log", base=2)
     ax.set_ylim(0, 1.02)
+    _capacities(r, ax)
+    ax.set_xlabel("LRU stack distance below (elements); dotted: level capacities")
+    ax.set_ylabel("fraction of finite reads")
+    ax.set_title("Reuse distance CDF")
+
+
+def _capacities(r: Result, ax) -> None:
+    """A dotted line at each cache level's capacity, in elements of the mean read size."""
     elem_bytes = r.reuse.read_bytes / r.reuse.reads if r.reuse.reads else 4.0
-    for s in r.levels[:-1]:  # a capacity in elements of the trace's mean read size
+    for s in r.levels[:-1]:
         elements = s.capacity_bytes / elem_bytes
         ax.axvline(elements, color="gray", ls=":", lw=1)
         ax.text(elements, 0.02, f" {s.name} ({size(s.capacity_bytes)})", rotation=90,
                 fontsize=7, color="gray")
-    ax.set_xlabel("LRU stack distance below (elements); dotted: level capacities")
-    ax.set_ylabel("fraction of finite reads")
-    ax.set_title("Reuse distance CDF")
 
 
 LABEL_CHARS = 40
@@ -143,15 +148,21 @@ def write_comparison(results: list[tuple[str, Result]], folder: str,
                          caption(results[0][1]) if results else "")
 
 
+STYLES = ("-", "--", "-.", ":")     # curves that coincide stay told apart
+
+
 def _cdf_overlay(results, ax) -> None:
-    for label, r in results:
+    for k, (label, r) in enumerate(results):
         cdf = r.reuse.cdf()
         if cdf:
             ax.step([b for b, _ in cdf], [f for _, f in cdf], where="post",
+                    ls=STYLES[k % len(STYLES)], lw=1.5 + 0.5 * (k % 2),
                     label=f"{label} (ARD {r.reuse.ard:,.0f})")
     ax.set_xscale("log", base=2)
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel("LRU stack distance below (elements)")
+    if results:
+        _capacities(results[0][1], ax)
+    ax.set_xlabel("LRU stack distance below (elements); dotted: level capacities")
     ax.set_ylabel("fraction of finite reads")
     ax.set_title("Reuse distance CDF by pipeline")
     ax.legend(fontsize=7, loc="upper left")
@@ -169,6 +180,8 @@ def _energy_bars(results, ax) -> None:
                   / scale for _, r in results]
         ax.bar(x, values, bottom=bottom, label=part)
         bottom = [b + v for b, v in zip(bottom, values)]
+    for i, total in zip(x, totals):     # each bar's total above it
+        ax.text(i, total / scale, energy(total), ha="center", va="bottom", fontsize=7)
     ax.set_xticks(list(x), [label for label, _ in results], rotation=20, fontsize=7, ha="right")
     ax.set_ylabel(f"energy ({unit})")
     ax.set_title("Energy by level, per pipeline (same traced steps)")

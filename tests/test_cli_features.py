@@ -591,3 +591,25 @@ def test_every_plot_says_what_it_is_of(tmp_path, monkeypatch, capsys):
     assert titles and set(titles) == {
         "xor.sir  |  hierarchy sutro-tiers  |  energy dally-2020  |  steps 0-1"}
     capsys.readouterr()
+
+
+def test_compare_plots_tell_identical_rows_apart_and_show_capacities():
+    """Two identical pipelines: their CDF curves get different line styles, the level
+    capacities are drawn as in the single-run CDF, and each energy bar is labelled with its
+    total."""
+    import matplotlib.pyplot as plt
+    from simulator import plots
+    from sutro_sim.compare import compare
+    c = compare(str(ROOT / "programs/xor.sir"), ["", "dce"], trace_steps="2")
+    results = [(row.label, row.result.sim) for row in c.rows]
+    fig, ax = plt.subplots()
+    plots._cdf_overlay(results, ax)
+    curves = [line for line in ax.get_lines() if len(line.get_xdata()) > 2]
+    assert len(curves) == 2 and curves[0].get_linestyle() != curves[1].get_linestyle()
+    levels = results[0][1].levels
+    assert len(ax.get_lines()) - len(curves) == len(levels) - 1       # capacity lines
+    fig2, ax2 = plt.subplots()
+    plots._energy_bars(results, ax2)
+    assert [t.get_text() for t in ax2.texts] == [fmt_energy(r.energy.total) for _, r in results]
+    plt.close(fig)
+    plt.close(fig2)
