@@ -47,12 +47,12 @@ def dynamic_count(kernel: Kernel, graph) -> int:
 
 
 def _index_arrays(slots: list, dyn: tuple) -> tuple[list, tuple]:
-    """The prefix reads of a kernel's run-time indices (every element of each, in order) and
-    the index values regrouped by operand (an index array as an array)."""
+    """The prefix reads of a kernel's run-time indices ((slot, every element number), in
+    order) and the index values regrouped by operand (an index array as an array)."""
     prefix, values, k = [], [], 0
     for s in slots:
         n = n_elements(s.shape)
-        prefix += [(s, i) for i in range(n)]
+        prefix.append((s, np.arange(n)))
         values.append(np.asarray(dyn[k:k + n]).reshape(s.shape) if s.shape else dyn[k])
         k += n
     return prefix, tuple(values)
@@ -137,11 +137,14 @@ def _finish(prefix: list, cols: list, n_writes: int, sched: Schedule):
     w = np.tile(writes, rows)
     if not prefix:
         return a, n, w, b
-    pa = np.array([s.base + i * s.elem_bytes for s, i in prefix], np.int64)
-    pn = np.array([s.elem_bytes for s, _ in prefix], np.int32)
-    pb = np.array([sched.index(s.name) for s, _ in prefix], np.int32)
+    # prefix: (slot, element numbers) read before the loop, in order
+    counts = [np.size(i) for _, i in prefix]
+    pa = np.concatenate([s.base + np.atleast_1d(i).astype(np.int64) * s.elem_bytes
+                         for s, i in prefix])
+    pn = np.repeat(np.array([s.elem_bytes for s, _ in prefix], np.int32), counts)
+    pb = np.repeat(np.array([sched.index(s.name) for s, _ in prefix], np.int32), counts)
     return (np.concatenate([pa, a]), np.concatenate([pn, n]),
-            np.concatenate([np.zeros(len(prefix), bool), w]), np.concatenate([pb, b]))
+            np.concatenate([np.zeros(len(pa), bool), w]), np.concatenate([pb, b]))
 
 
 def _out(node: Node, sched: Schedule):
