@@ -251,3 +251,14 @@ def test_the_reported_loss_survives_dce_and_is_null_when_not_finite(tmp_path):
     assert plain["test"] > 0
     source.write_text(EVAL_LOSS.replace("LOSS", "loss = log(0.0 * sum(z))"))
     assert run(str(source)).to_dict()["loss"]["test"] is None           # -inf: null in JSON
+
+
+def test_the_language_page_gives_the_datasets_defaults():
+    from sutro_ir.datasets import GENERATORS
+    page = " ".join((ROOT / "docs/language.md").read_text().split())
+    spec = GENERATORS["chars"]
+    assert f"(`length=` characters, default {spec['length']:,}," in page
+    assert f"The last `test_fraction` of the text (default {spec['test_fraction']})" in page
+    alphabet = set("".join(chars.sentences()[0]))
+    assert f"{len(alphabet)} characters, with an entropy of {chars.grammar_entropy():.4f}" \
+        in page
