@@ -184,6 +184,22 @@ class Step:
             call()
 
 
+def path_sites(kernels, graph: Graph) -> tuple:
+    """Where a step's control path takes its entries, in the order Step records them: each
+    `if` (its condition, then the sites of both branches) and each node that reads run-time
+    indices (its name and index operands). Two schedules with equal sites encode equal
+    decisions and index values as equal paths."""
+    out = []
+    for k in kernels:
+        if k.branches:
+            out.append(("if", k.anchor.name, k.anchor.args[0],
+                        tuple(path_sites(b, graph) for b in k.branches)))
+        else:
+            out += [("index", n.name, tuple(dynamic_operands(n))) for n in k.nodes
+                    if dynamic_operands(n)]
+    return tuple(out)
+
+
 def nonfinite(a: np.ndarray, infinite_too: bool) -> str:
     """'NaN' or 'infinite' if the array holds one (infinities only when asked: a -inf mask
     value is deliberate), else ''."""

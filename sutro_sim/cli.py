@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"program": getattr(args, "program", None),
                               "diverged": e.to_dict()}, indent=1))
         print(str(e), file=sys.stderr)
+        if getattr(e, "recorded", None):
+            path, run_id = e.recorded
+            print(f"recorded as run {run_id} in {path} (sutro-sim log show {run_id})",
+                  file=sys.stderr)
         return EXIT_DIVERGED
     except SimError as e:
         print(str(e), file=sys.stderr)
@@ -191,6 +195,16 @@ def _job_options(r) -> None:
     r.add_argument("--plot", metavar="DIR", help="write PNG plots into DIR")
     r.add_argument("--cost-models", action="store_true",
                    help="also compute the seed's memtracker measure over op-level events")
+    db_options(r)
+
+
+def db_options(r) -> None:
+    """Where a job records its results (sutro_sim/experiments/db.py)."""
+    r.add_argument("--db", metavar="PATH", help="the results database to record into "
+                   "(default: $SUTRO_SIM_DB, else sutro-results.db in the working directory)")
+    r.add_argument("--no-db", action="store_true", help="record nothing")
+    r.add_argument("--note", metavar="TEXT", help="a note kept with the record "
+                   "(what changed, and why)")
 
 
 def _graph_parser(sub) -> None:
@@ -241,17 +255,46 @@ def _with_seed(overrides: dict, program: str, seed: int | None) -> dict:
     return dict(overrides, seed=str(seed)) if "seed" in names else overrides
 
 
+def job_inputs(args, program: str, passes: str, hierarchy: str | None = None) -> dict:
+    """What a run/compare/sweep point was asked, as the results database keeps it."""
+    from sutro_ir.compile import read_source
+    from sutro_ir.passes import pipeline_text
+    from sutro_sim.experiments.db import inputs_of
+
+    hierarchy = hierarchy or args.hierarchy
+    overrides = _with_seed(_overrides(args.set), program, args.seed)
+    options = {"evaluate": args.evaluate, "brute_force": args.brute_force,
+               "target_accuracy": args.target_accuracy, "cost_models": args.cost_models}
+    return inputs_of(program, read_source(program), overrides, args.seed, pipeline_text(passes),
+                     hierarchy, load_hierarchy(hierarchy), args.energy, args.trace_steps, options)
+
+
+def _recorded(db, rec: dict) -> int:
+    run_id = db.add(rec)
+    print(f"recorded as run {run_id} in {db.path} (sutro-sim log show {run_id})",
+          file=sys.stderr)
+    return run_id
+
+
 def cmd_run(args) -> int:
     from simulator.progress import ProgressBar
+    from sutro_sim.experiments.db import open_for_writing, record
     from sutro_sim.run import render_profile, render_run, run
 
     overrides = _with_seed(_overrides(args.set), args.program, args.seed)
+    db = open_for_writing(args.db, args.no_db)
+    inputs = job_inputs(args, args.program, args.passes) if db else None
     train_bar, sim_bar = ProgressBar("training"), ProgressBar("simulating")
     try:
         result = run(args.program, overrides, args.hierarchy, args.energy, args.passes,
                      args.seed, args.trace_steps, progress=sim_bar, train_progress=train_bar,
                      cost_models=args.cost_models, brute_force=args.brute_force,
                      evaluate=args.evaluate, target_accuracy=args.target_accuracy)
+    except TrainingDiverged as e:
+        if db:
+            e.recorded = (db.path, db.add(record("run", inputs, diverged=e.to_dict(),
+                                                 note=args.note)))
+        raise
     finally:
         train_bar.close()
         sim_bar.close()
@@ -262,8 +305,12 @@ def cmd_run(args) -> int:
         paths = write_plots(result.sim, args.plot, history if drawn else None,
                             f"{args.program}: accuracy against learning energy "
                             f"({result.sim.hierarchy})")
+    out = result.to_dict()
+    if db:
+        run_id = _recorded(db, record("run", inputs, out, note=args.note))
+        out["recorded"] = {"db": db.path, "id": run_id}
     if args.json:
-        print(json.dumps(result.to_dict(), indent=1))
+        print(json.dumps(out, indent=1))
         return 0
     print(render_run(result))
     if args.profile:

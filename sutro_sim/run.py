@@ -22,7 +22,7 @@ from simulator.report import access_lines, count, energy, render, table
 from simulator.simulate import Result, simulate, step_ranges
 from sutro_ir import datasets
 from sutro_ir.compile import compile_program, read_source
-from sutro_ir.execute import Executor, TrainResult
+from sutro_ir.execute import Executor, TrainResult, path_sites
 from simulator.limits import allowance
 from sutro_ir.passes import parse_pipeline, step_text
 from sutro_ir.schedule import peak_live_bytes, schedule
@@ -50,6 +50,7 @@ class RunResult:
     target_accuracy: float | None = None   # --target-accuracy
     distances: dict | None = None   # ByteDMD, Model 1 and Model 2 of the cost-model steps
     baseline: dict | None = None    # a chars dataset's reference losses (chars.baseline)
+    trained_by: str = ""            # compare: the row whose training this one reuses
 
     @property
     def energy_per_step_fj(self) -> float:
@@ -233,27 +234,43 @@ def _positive(text: str, spec: str) -> int:
     return n
 
 
-def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers",
-        energy_preset: str = "dally-2020", passes: str = "", seed: int | None = None,
-        trace_steps: str | None = None, progress=None, train_progress=None,
-        cost_models: bool = False, brute_force: bool = False, evaluate: bool = True,
-        target_accuracy: float | None = None) -> RunResult:
-    """Compile, train for real, trace every step (or the sample `trace_steps` picks) and, with
-    `evaluate`, the evaluations the algorithm makes (its `until` checks and the final test),
-    simulate and report."""
+@dataclass
+class Prepared:
+    """A program compiled under one pipeline and scheduled, every option checked: what
+    training and pricing start from."""
+    path: str
+    program: object
+    pass_names: tuple
+    seed: int
+    trace_steps: str
+    sched: object
+    eval_sched: object
+    target_accuracy: float | None
+    prof: dict
+    t0: float
+
+    def sites(self) -> tuple:
+        """Where a step's control path takes its entries, in the order the executor records
+        them (sutro_ir.execute.path_sites): two preparations with the same sites read the
+        same path the same way, so a training of one serves the other when their values are
+        bit-identical (exact passes)."""
+        return path_sites(self.sched.kernels, self.program.train.graph), \
+            path_sites(self.eval_sched.kernels, self.program.eval.graph)
+
+
+def prepare(path: str, overrides: dict | None = None, passes: str = "",
+            seed: int | None = None, trace_steps: str | None = None,
+            target_accuracy: float | None = None) -> Prepared:
+    """Compile and schedule; every option checked before the long part."""
     t0 = time.perf_counter()
-    prof = {}
     if target_accuracy is not None and not 0 < target_accuracy <= 1:
         raise SimError(f"--target-accuracy {target_accuracy}: a test accuracy in (0, 1], "
                        "for example 0.9", "--target-accuracy")
-    hier = load_hierarchy(hierarchy)
-    energy_mod.level_energies(hier, energy_preset)    # every option checked before the long part
     if trace_steps is not None:
         select_steps(trace_steps, 0)
     overrides = dict(overrides or {})
     text = read_source(path)
     pass_names = tuple(step_text(name, options) for name, options in parse_pipeline(passes))
-    t = time.perf_counter()
     program = compile_program(text, path, overrides, passes)
     seed_from = "--seed"
     if seed is None:
@@ -267,18 +284,51 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
     sched = schedule(program.train.graph)
     eval_sched = schedule(program.eval.graph)
     check_trace_memory(sched, path)
-    prof["compile"] = time.perf_counter() - t
+    return Prepared(path, program, pass_names, seed, trace_steps, sched, eval_sched,
+                    target_accuracy, {"compile": time.perf_counter() - t0}, t0)
+
+
+def train(prep: Prepared, progress=None) -> TrainResult:
+    """Train for real (sutro_ir.execute)."""
     t = time.perf_counter()
-    executor = Executor(program, sched, eval_sched.kernels, seed)
-    trained = executor.train(train_progress)
-    prof["execute"] = time.perf_counter() - t
+    executor = Executor(prep.program, prep.sched, prep.eval_sched.kernels, prep.seed)
+    trained = executor.train(progress)
+    prep.prof["execute"] = time.perf_counter() - t
+    return trained
+
+
+def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers",
+        energy_preset: str = "dally-2020", passes: str = "", seed: int | None = None,
+        trace_steps: str | None = None, progress=None, train_progress=None,
+        cost_models: bool = False, brute_force: bool = False, evaluate: bool = True,
+        target_accuracy: float | None = None) -> RunResult:
+    """Compile, train for real, trace every step (or the sample `trace_steps` picks) and, with
+    `evaluate`, the evaluations the algorithm makes (its `until` checks and the final test),
+    simulate and report."""
+    hier = load_hierarchy(hierarchy)
+    energy_mod.level_energies(hier, energy_preset)    # every option checked before the long part
+    prep = prepare(path, overrides, passes, seed, trace_steps, target_accuracy)
+    return price(prep, train(prep, train_progress), hier, energy_preset, progress=progress,
+                 cost_models=cost_models, brute_force=brute_force, evaluate=evaluate)
+
+
+def price(prep: Prepared, trained: TrainResult, hier, energy_preset: str, progress=None,
+          cost_models: bool = False, brute_force: bool = False, evaluate: bool = True,
+          shared: str = "") -> RunResult:
+    """Trace the chosen steps of a training (and its evaluations), simulate them on `hier`
+    and report. `shared`: the row whose training this one reuses (compare), for the profile."""
+    path, program, sched, eval_sched = prep.path, prep.program, prep.sched, prep.eval_sched
+    t0 = time.perf_counter()
+    prof = dict(prep.prof)
+    if shared:
+        prof["execute"] = 0.0
     t = time.perf_counter()
     step_trace = StepTrace(sched, program.train.x, program.train.y,
                            [p.name for p in program.params], trained.paths)
     per_path = (np.bincount(trained.step_paths, minlength=len(trained.paths))
                 if trained.step_paths is not None else [trained.steps])
     paths = tuple((int(n), step_trace.accesses(p)) for p, n in enumerate(per_path))
-    steps = select_steps(trace_steps, trained.steps)
+    steps = select_steps(prep.trace_steps, trained.steps)
     cm_steps = _cost_model_steps(steps, step_trace) if cost_models else []
     evaluations = trained.evaluations if evaluate and len(steps) == trained.steps else ()
     eval_trace = StepTrace(eval_sched, program.eval.x, program.eval.y,
@@ -303,11 +353,13 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
         distances = dict(distance_models(cm_trace, outputs=params),
                          steps=step_ranges(tuple(cm_steps)), outputs=params)
         prof["distance_models"] = time.perf_counter() - t
-    return RunResult(path, program.config_dict, pass_names, trained, sim, trace_steps,
-                     tuple(steps), step_trace.accesses_per_step, time.perf_counter() - t0, prof,
-                     kernels, seed_measure, arith, peak_live_bytes(sched), program.train.graph.notes, paths,
-                     len(step_trace.init["addr"]), target_accuracy, distances,
-                     datasets.baseline(program.data))
+    wall = (time.perf_counter() - prep.t0) if not shared else \
+        prof["compile"] + time.perf_counter() - t0
+    return RunResult(path, program.config_dict, prep.pass_names, trained, sim,
+                     prep.trace_steps, tuple(steps), step_trace.accesses_per_step, wall, prof,
+                     kernels, seed_measure, arith, peak_live_bytes(sched),
+                     program.train.graph.notes, paths, len(step_trace.init["addr"]),
+                     prep.target_accuracy, distances, datasets.baseline(program.data), shared)
 
 
 def _cost_model_steps(steps: list[int], step_trace: StepTrace) -> list[int]:

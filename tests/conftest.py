@@ -9,6 +9,7 @@ check (benchmarks/mutation.py) runs the suite with `-m "not snapshot"`.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,10 @@ settings.load_profile(os.environ.get("SUTRO_HYPOTHESIS_PROFILE", "sutro"))
 
 
 def pytest_configure(config):
+    # every run records into the results database: the suite's records go to a scratch file,
+    # never into the working directory (tests of the default location set their own)
+    os.environ["SUTRO_SIM_DB"] = os.path.join(tempfile.mkdtemp(prefix="sutro-test-db-"),
+                                              "results.db")
     config.addinivalue_line("markers", "snapshot: compares with a stored copy of our own output "
                                        "(golden file, README or docs text)")
 

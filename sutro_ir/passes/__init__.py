@@ -86,6 +86,11 @@ def step_text(name: str, options: dict) -> str:
     return f"{name}{{{text}}}"
 
 
+def pipeline_text(text: str) -> str:
+    """A pipeline in one spelling ('' for none): the same pipeline always gives the same text."""
+    return ",".join(step_text(name, options) for name, options in parse_pipeline(text))
+
+
 def parse_pipeline(text: str) -> list[tuple[str, dict]]:
     """'a,b{k=v,k2=v2}' -> [('a', {}), ('b', {'k': 'v', 'k2': 'v2'})]. Empty text: no passes."""
     with _at_the_option():
