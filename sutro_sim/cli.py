@@ -157,24 +157,31 @@ def _run_parser(sub) -> None:
 
 
 def _compare_parser(sub) -> None:
-    c = sub.add_parser("compare", help="one program under several pass pipelines, side by side",
-                       description="Run one .sir program under several pass pipelines and "
-                       "compare accuracy, accesses, reuse, hit rates and energy. The "
-                       "unscheduled program is the first row unless the first -p names "
-                       "another; every row traces the same steps.")
-    c.add_argument("program", nargs="?", help=".sir program (see docs/language.md)")
+    c = sub.add_parser("compare", help="programs under several pass pipelines and hierarchies, "
+                       "side by side",
+                       description="Run .sir programs under several pass pipelines and "
+                       "hierarchies and compare accuracy, accesses, reuse, hit rates and "
+                       "energy. The unscheduled program is the first row unless the first -p "
+                       "names another; every row traces the same steps. A training is shared "
+                       "by the rows whose values are bit-identical (exact pipelines of one "
+                       "program; hierarchies of one pipeline).")
+    c.add_argument("program", nargs="*", help=".sir programs (see docs/language.md)")
     c.add_argument("-p", "--passes", action="append", default=[], metavar="PIPELINE",
                    help="a pipeline (repeatable; `none`: the unscheduled program)")
-    _job_options(c)
+    c.add_argument("--retrain", action="store_true",
+                   help="train every row itself, even where a training could be shared (a "
+                   "check: the same figures, slower)")
+    _job_options(c, hierarchies=True)
     c.set_defaults(func=cmd_compare)
 
 
-def _job_options(r) -> None:
+def _job_options(r, hierarchies: bool = False) -> None:
     """The options of a job that trains and prices a program (run, compare)."""
     r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a config constant (repeatable; also --set a=1 b=2)", nargs="+")
     r.add_argument("--hierarchy", default="sutro-tiers",
-                   help="preset name or TOML file (default: sutro-tiers)")
+                   help="preset name or TOML file (default: sutro-tiers)" + (
+                       "; several, comma-separated, for a row each" if hierarchies else ""))
     r.add_argument("--energy", default="dally-2020", help="energy preset (default: dally-2020)")
     r.add_argument("--seed", type=int, help="parameter initialization seed (sets config `seed` "
                    "too, when the program has one)")
@@ -223,6 +230,14 @@ def _program_after_set(args, parser) -> None:
     """`--set lr=0.1 prog.sir`: --set takes every word after it, so a program named after it
     lands among its values; the one value without `=` is the program."""
     if not hasattr(args, "set") or not hasattr(args, "program"):
+        return
+    if isinstance(args.program, list):        # compare: every loose word is a program
+        loose = [(g, item) for g in args.set for item in g if "=" not in item]
+        for group, item in loose:
+            group.remove(item)
+            args.program.append(item)
+        if not args.program:
+            parser.error(f"{args.command}: give at least one program (a .sir file)")
         return
     if args.program is None:
         loose = [(g, item) for g in args.set for item in g if "=" not in item]
@@ -350,38 +365,70 @@ def _dot(graph) -> str:
 
 def cmd_compare(args) -> int:
     from simulator.progress import ProgressBar
-    from sutro_ir.compile import compile_file
     from sutro_sim.compare import compare, pipelines_of, render_compare
+    from sutro_sim.experiments.db import open_for_writing, record
 
-    overrides = _with_seed(_overrides(args.set), args.program, args.seed)
+    programs = list(dict.fromkeys(args.program))
+    overrides = [_with_seed(_overrides(args.set), p, args.seed) for p in programs]
+    hierarchies = _list_option(args.hierarchy, "--hierarchy")
     pipelines = pipelines_of(args.passes)
-    for p in pipelines:             # every pipeline checked before the first long run
-        compile_file(args.program, overrides, p)
+    db = open_for_writing(args.db, args.no_db)
     bars: list = []
+    n_rows = len(programs) * len(pipelines) * len(hierarchies)
 
-    def progress(i: int, pipeline: str):
-        bars.append(ProgressBar(f"simulating {pipeline or 'none'} ({i + 1}/{len(pipelines)})"))
+    def progress(i: int, label: str):
+        bars.append(ProgressBar(f"simulating {label} ({i + 1}/{n_rows})"))
+        return bars[-1]
+
+    def train_progress(i: int, label: str):
+        bars.append(ProgressBar(f"training {label}"))
         return bars[-1]
     try:
-        result = compare(args.program, pipelines, overrides, args.hierarchy, args.energy,
+        result = compare(programs, pipelines, overrides, hierarchies, args.energy,
                          args.seed, args.trace_steps, progress=progress,
                          cost_models=args.cost_models, brute_force=args.brute_force,
-                         evaluate=args.evaluate, target_accuracy=args.target_accuracy)
+                         evaluate=args.evaluate, target_accuracy=args.target_accuracy,
+                         retrain=args.retrain, train_progress=train_progress)
     finally:
         for bar in bars:
             bar.close()
     if args.plot:
         from simulator.plots import write_comparison
-        paths = write_comparison([(row.label, row.result.sim) for row in result.rows], args.plot,
-                                 [(row.result.arith_ops, row.result.peak_live_bytes)
-                                  for row in result.rows])
+        paths = write_comparison(list(zip(result.labels(), (row.result.sim
+                                                             for row in result.rows))),
+                                 args.plot, [(row.result.arith_ops, row.result.peak_live_bytes)
+                                             for row in result.rows])
+    out = result.to_dict()
+    if db:
+        group = db.add_group("compare", {"programs": programs, "pipelines": pipelines,
+                                         "hierarchies": hierarchies, "set": _overrides(args.set),
+                                         "seed": args.seed, "energy": args.energy,
+                                         "trace_steps": args.trace_steps}, args.note)
+        ids = [db.add(record("compare", job_inputs(args, row.program, row.pipeline,
+                                                   row.hierarchy), d["run"], note=args.note,
+                             group_id=group))
+               for row, d in zip(result.rows, out["rows"])]
+        out["recorded"] = {"db": db.path, "group": group, "ids": ids}
+        print(f"recorded as runs {ids[0]}-{ids[-1]} in {db.path} (sutro-sim log --group "
+              f"{group})", file=sys.stderr)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=1))
+        print(json.dumps(out, indent=1))
         return 0
     print(render_compare(result))
     if args.plot:
         print("\nplots: " + ", ".join(paths))
     return 0
+
+
+def _list_option(text: str, option: str) -> list[str]:
+    """A comma-separated option (`--hierarchy a,b`); a file path keeps its commas only when
+    it exists as a whole."""
+    if os.path.exists(text):
+        return [text]
+    items = [t.strip() for t in text.split(",")]
+    if not all(items):
+        raise SimError(f"expected comma-separated names, got '{text}'", option)
+    return list(dict.fromkeys(items))
 
 
 def cmd_passes(args) -> int:

@@ -1,22 +1,30 @@
-"""`sutro-sim compare FILE -p PIPELINE -p PIPELINE ...`: one program under several pass
-pipelines, side by side.
+"""`sutro-sim compare A.sir [B.sir ...] -p PIPELINE ... --hierarchy X,Y`: programs under
+several pass pipelines and hierarchies, side by side.
 
-Every row runs the whole job (`run`): it trains for real and accounts every step of its run
+Every row is the whole job (`run`): it trains for real and accounts every step of its run
 exactly (or the same sample of steps, with `--trace-steps N`), so that their reads, writes and
-energies are comparable. The first row is the baseline for the change column; the
-unscheduled program is first unless the first -p says otherwise (`-p none` is the unscheduled
-program, anywhere).
+energies are comparable. The first row is the baseline for the change column; for each program
+the unscheduled pipeline is first unless the first -p says otherwise (`-p none` is the
+unscheduled program, anywhere).
+
+A training is shared where that gives bit-identical values: by every hierarchy of a
+(program, pipeline), since training does not see the hierarchy, and by the exact pipelines of
+a program whose executors record the same control-path sites (run.Prepared.sites), since
+exact passes keep every value. Those rows differ only in schedule and trace. `retrain=True`
+trains every row itself (the check, and what compare did before).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simulator import energy as energy_mod
+from simulator.hierarchy import load_hierarchy
 from simulator.report import energy, size, table
 from simulator.simulate import step_ranges
 from sutro_ir.passes import is_exact
 
-from .run import RunResult, run
+from .run import RunResult, prepare, price, train
 
 NONE = "none"
 
@@ -25,6 +33,9 @@ NONE = "none"
 class Row:
     pipeline: str
     result: RunResult
+    program: str = ""
+    hierarchy: str = ""
+    trained_by: int | None = None    # the row (index) whose training this one reuses
 
     @property
     def label(self) -> str:
@@ -44,12 +55,37 @@ class Comparison:
     rows: tuple[Row, ...]
     trace_steps: str
 
+    @property
+    def programs(self) -> list[str]:
+        return list(dict.fromkeys(r.program for r in self.rows))
+
+    @property
+    def hierarchies(self) -> list[str]:
+        return list(dict.fromkeys(r.hierarchy for r in self.rows))
+
+    @property
+    def trainings(self) -> int:
+        return sum(r.trained_by is None for r in self.rows)
+
+    def labels(self) -> list[str]:
+        """Each row's name: its pipeline, with the program and hierarchy when they vary."""
+        many_p, many_h = len(self.programs) > 1, len(self.hierarchies) > 1
+        return [" ".join([*([_stem(r.program)] if many_p else []), r.label,
+                          *([f"@{r.hierarchy}"] if many_h else [])]) for r in self.rows]
+
     def to_dict(self) -> dict:
         base = self.rows[0]
-        return {"program": base.result.program, "config": base.result.config,
+        return {"program": base.result.program, "programs": self.programs,
+                "hierarchies": self.hierarchies, "config": base.result.config,
                 "trace_steps": self.trace_steps,
                 "traced_steps": step_ranges(base.result.traced),
+                "trainings": self.trainings,
                 "rows": [_row_dict(r, base) for r in self.rows]}
+
+
+def _stem(path: str) -> str:
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    return name[:-4] if name.endswith(".sir") else name
 
 
 def pipelines_of(args: list[str]) -> list[str]:
@@ -60,17 +96,53 @@ def pipelines_of(args: list[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def compare(path: str, pipelines: list[str], overrides: dict | None = None,
-            hierarchy: str = "sutro-tiers", energy_preset: str = "dally-2020",
+def compare(path: str | list[str], pipelines: list[str], overrides: dict | list[dict] | None = None,
+            hierarchy: str | list[str] = "sutro-tiers", energy_preset: str = "dally-2020",
             seed: int | None = None, trace_steps: str | None = None, progress=None,
             cost_models: bool = False, brute_force: bool = False, evaluate: bool = True,
-            target_accuracy: float | None = None) -> Comparison:
-    """Run every pipeline, each accounting the same steps."""
-    rows = [Row(pipeline, run(path, overrides, hierarchy, energy_preset, pipeline, seed,
-                              trace_steps, progress=progress(i, pipeline) if progress else None,
-                              cost_models=cost_models, brute_force=brute_force,
-                              evaluate=evaluate, target_accuracy=target_accuracy))
-            for i, pipeline in enumerate(pipelines)]
+            target_accuracy: float | None = None, retrain: bool = False,
+            train_progress=None) -> Comparison:
+    """Every program under every pipeline on every hierarchy, each accounting the same steps
+    (rows ordered program, pipeline, hierarchy). `overrides`: one dict for every program, or
+    one per program."""
+    programs = [path] if isinstance(path, str) else list(path)
+    names = [hierarchy] if isinstance(hierarchy, str) else list(hierarchy)
+    per_program = (overrides if isinstance(overrides, list) else
+                   [overrides or {}] * len(programs))
+    hiers = [load_hierarchy(h) for h in names]
+    for h in hiers:
+        energy_mod.level_energies(h, energy_preset)
+    preps = {(p, pipe): prepare(p, o, pipe, seed, trace_steps, target_accuracy)
+             for p, o in zip(programs, per_program) for pipe in pipelines}    # every check first
+    rows: list[Row] = []
+    done: list[tuple] = []       # (program, exact, sites, trained, first row index)
+    for p in programs:
+        for pipe in pipelines:
+            prep = preps[p, pipe]
+            shared = None
+            if not retrain and is_exact(pipe):
+                sites = prep.sites()
+                shared = next((d for d in done if d[0] == p and d[1] and d[2] == sites), None)
+            if shared is None:
+                bar = train_progress(len(rows), _stem(p) + " " + (pipe or NONE)) \
+                    if train_progress else None
+                trained = train(prep, bar)
+                done.append((p, is_exact(pipe), prep.sites() if is_exact(pipe) else None,
+                             trained, len(rows)))
+                first = None
+            else:
+                trained, first = shared[3], shared[4]
+            for k, (name, hier) in enumerate(zip(names, hiers)):
+                by = first if k == 0 else (len(rows) - k if first is None else first)
+                if retrain and k > 0:
+                    trained, by = train(prep), None
+                i = len(rows)
+                label = f"{_stem(p)} {pipe or NONE}" + (f" @{name}" if len(names) > 1 else "")
+                result = price(prep, trained, hier, energy_preset,
+                               progress=progress(i, label) if progress else None,
+                               cost_models=cost_models, brute_force=brute_force,
+                               evaluate=evaluate, shared="" if by is None else f"row {by + 1}")
+                rows.append(Row(pipe, result, p, name, by))
     return Comparison(tuple(rows), rows[0].result.trace_policy if rows else trace_steps or "all")
 
 
@@ -87,7 +159,8 @@ def _change(new: float, old: float) -> float | None:
 def _row_dict(row: Row, base: Row) -> dict:
     r, b = row.result, base.result
     reuse = r.sim.reuse
-    return {"pipeline": row.label, "exact": row.exact,
+    return {"program": row.program, "pipeline": row.label, "hierarchy": row.hierarchy,
+            "exact": row.exact, "trained_by_row": row.trained_by,
             "accuracy": {"train": r.train.train_accuracy, "test": r.train.test_accuracy},
             "steps": r.train.steps, "kernels": row.kernels, "arith_ops_per_step": r.arith_ops,
             "peak_live_bytes": r.peak_live_bytes,
@@ -109,10 +182,10 @@ def _mean(v: float) -> str:
 
 def render_compare(c: Comparison) -> str:
     base = c.rows[0].result
-    levels = [s.name for s in base.sim.levels]
-    head = ["pipeline", "exact", "train", "test", "kernels", "ops/step", "peak live", "reads",
-            "writes", "ARD"]
-    head += [f"{name} hit" for name in levels[:-1]]
+    levels = list(dict.fromkeys(s.name for row in c.rows for s in row.result.sim.levels[:-1]))
+    head = ["pipeline" if len(c.programs) == len(c.hierarchies) == 1 else "run", "exact",
+            "train", "test", "kernels", "ops/step", "peak live", "reads", "writes", "ARD"]
+    head += [f"{name} hit" for name in levels]
     head += ["energy", "memory", "arith", "vs first"]
     target = base.target_accuracy
     if target is not None:
@@ -121,15 +194,16 @@ def render_compare(c: Comparison) -> str:
     if seed:
         head += ["memtracker ARD", "vs first"]
     rows = []
-    for row in c.rows:
+    for i, (label, row) in enumerate(zip(c.labels(), c.rows)):
         r = row.result
         reuse, e = r.sim.reuse, r.sim.energy
         change = _change(e.total, base.sim.energy.total)
-        rows.append([row.label, "yes" if row.exact else "NO",
+        hits = {s.name: f"{100 * s.hit_rate:.1f}%" for s in r.sim.levels[:-1]}
+        rows.append([label, "yes" if row.exact else "NO",
                      f"{100 * r.train.train_accuracy:.1f}%", f"{100 * r.train.test_accuracy:.1f}%",
                      _mean(row.kernels), _mean(r.arith_ops), size(r.peak_live_bytes),
                      f"{reuse.reads:,}", f"{reuse.writes:,}", f"{reuse.ard:,.1f}",
-                     *[f"{100 * s.hit_rate:.1f}%" for s in r.sim.levels[:-1]],
+                     *[hits.get(name, "-") for name in levels],
                      energy(e.total), energy(e.total - e.arithmetic), energy(e.arithmetic),
                      "" if row is c.rows[0] else f"{100 * change:+.1f}%"])
         if target is not None:
@@ -140,14 +214,18 @@ def render_compare(c: Comparison) -> str:
         if seed:
             m, m0 = r.memtracker["per_read_ard_elements"], base.memtracker["per_read_ard_elements"]
             rows[-1] += [f"{m:,.1f}", "" if row is c.rows[0] else f"{100 * _change(m, m0):+.1f}%"]
-    lines = [f"program    {base.program}",
+    programs = c.programs
+    lines = [(f"program    {base.program}" if len(programs) == 1 else
+              f"programs   {', '.join(programs)}"),
              "config     " + ", ".join(f"{k}={v}" for k, v in base.config.items()),
              ("accounted  every step of each row's run, exactly" if base.all_traced else
               f"sampled    steps {step_ranges(base.traced)} of every row (--trace-steps "
               f"{c.trace_steps}): NOT EXACT, the totals are of these steps only")
-             + f"; hierarchy {base.sim.hierarchy}, energy preset {base.sim.energy.preset}", ""]
+             + (f"; hierarchy {base.sim.hierarchy}" if len(c.hierarchies) == 1 else "")
+             + f", energy preset {base.sim.energy.preset}",
+             *_training_lines(c), ""]
     lines.append(table(head, rows))
-    approx = [row.label for row in c.rows if not row.exact]
+    approx = [label for label, row in zip(c.labels(), c.rows) if not row.exact]
     if approx:
         lines.append("\napproximate (changes the arithmetic; compare its accuracy): "
                      + ", ".join(approx))
@@ -156,3 +234,20 @@ def render_compare(c: Comparison) -> str:
         lines.append("")
         lines += [f"note       {n}" for n in notes]
     return "\n".join(lines)
+
+
+def _training_lines(c: Comparison) -> list[str]:
+    """How many trainings the rows took, and which rows share one."""
+    shared: dict[int, list[int]] = {}
+    for i, row in enumerate(c.rows):
+        if row.trained_by is not None:
+            shared.setdefault(row.trained_by, []).append(i)
+    if not shared:
+        return [f"training   every row trained itself ({len(c.rows)} trainings)"]
+    labels = c.labels()
+    parts = [f"{', '.join(labels[j] for j in js)} reuse{'s' if len(js) == 1 else ''} "
+             f"{labels[i]}'s" for i, js in shared.items()]
+    return [f"training   {c.trainings} training{'s' if c.trainings != 1 else ''} for "
+            f"{len(c.rows)} rows: {'; '.join(parts)} (bit-identical values: exact passes keep "
+            "every value and training does not see the hierarchy; only the schedule and the "
+            "trace differ)"]

@@ -6,6 +6,7 @@ simulator prices it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -247,7 +248,6 @@ class Prepared:
     eval_sched: object
     target_accuracy: float | None
     prof: dict
-    t0: float
 
     def sites(self) -> tuple:
         """Where a step's control path takes its entries, in the order the executor records
@@ -285,7 +285,7 @@ def prepare(path: str, overrides: dict | None = None, passes: str = "",
     eval_sched = schedule(program.eval.graph)
     check_trace_memory(sched, path)
     return Prepared(path, program, pass_names, seed, trace_steps, sched, eval_sched,
-                    target_accuracy, {"compile": time.perf_counter() - t0}, t0)
+                    target_accuracy, {"compile": time.perf_counter() - t0})
 
 
 def train(prep: Prepared, progress=None) -> TrainResult:
@@ -305,11 +305,13 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
     """Compile, train for real, trace every step (or the sample `trace_steps` picks) and, with
     `evaluate`, the evaluations the algorithm makes (its `until` checks and the final test),
     simulate and report."""
+    t0 = time.perf_counter()
     hier = load_hierarchy(hierarchy)
     energy_mod.level_energies(hier, energy_preset)    # every option checked before the long part
     prep = prepare(path, overrides, passes, seed, trace_steps, target_accuracy)
-    return price(prep, train(prep, train_progress), hier, energy_preset, progress=progress,
-                 cost_models=cost_models, brute_force=brute_force, evaluate=evaluate)
+    result = price(prep, train(prep, train_progress), hier, energy_preset, progress=progress,
+                   cost_models=cost_models, brute_force=brute_force, evaluate=evaluate)
+    return dataclasses.replace(result, wall_s=time.perf_counter() - t0)
 
 
 def price(prep: Prepared, trained: TrainResult, hier, energy_preset: str, progress=None,
@@ -353,8 +355,7 @@ def price(prep: Prepared, trained: TrainResult, hier, energy_preset: str, progre
         distances = dict(distance_models(cm_trace, outputs=params),
                          steps=step_ranges(tuple(cm_steps)), outputs=params)
         prof["distance_models"] = time.perf_counter() - t
-    wall = (time.perf_counter() - prep.t0) if not shared else \
-        prof["compile"] + time.perf_counter() - t0
+    wall = prof["compile"] + prof.get("execute", 0.0) + time.perf_counter() - t0
     return RunResult(path, program.config_dict, prep.pass_names, trained, sim,
                      prep.trace_steps, tuple(steps), step_trace.accesses_per_step, wall, prof,
                      kernels, seed_measure, arith, peak_live_bytes(sched),

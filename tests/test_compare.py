@@ -90,3 +90,53 @@ def test_cost_models_hold_as_many_first_steps_as_fit(capsys):
     fit = 20_000_000 // d["traced"]["accesses_per_step"]
     assert code == 0 and 10 < fit < 7000 and d["traced"]["all_steps"]
     assert d["memtracker"]["steps"] == f"0-{fit - 1}"
+
+def _figures(row) -> dict:
+    """A row's run --json without what may differ between a shared and an own training (the
+    times, the profile)."""
+    d = dict(row.result.to_dict())
+    for key in ("wall_s", "profile_s"):
+        d.pop(key)
+    return d
+
+
+SHARED_CASES = [
+    # an `if` per step (two control paths); every exact pipeline shares one training
+    ("programs/mlp_backprop.sir", {"epochs": "2", "hidden": "64"}, "all",
+     ["", "fuse", "cse", "layer-local-update", "recompute{policy=all}",
+      "layer-local-update{approximate=true}"], 2),
+    # run-time index reads: recompute repeats a gather, so its path has other sites and it
+    # trains itself
+    ("programs/char_attention.sir", {"length": "1200"}, "every:20",
+     ["", "fuse", "recompute{policy=sqrt}", "fuse,cse"], 2),
+]
+
+
+@pytest.mark.parametrize("program,overrides,steps,pipelines,trainings", SHARED_CASES)
+def test_a_shared_training_gives_every_figure_a_retraining_gives(program, overrides, steps,
+                                                                  pipelines, trainings):
+    """The oracle of training once: each row's report equals the one from its own training,
+    on two hierarchies (which share every training too)."""
+    from sutro_sim.compare import compare
+    args = (str(ROOT / program), pipelines, overrides, ["sutro-tiers", "cpu-like"])
+    shared = compare(*args, trace_steps=steps)
+    own = compare(*args, trace_steps=steps, retrain=True)
+    assert shared.trainings == trainings and own.trainings == len(own.rows) == 2 * len(pipelines)
+    assert [r.trained_by for r in own.rows] == [None] * len(own.rows)
+    for a, b in zip(shared.rows, own.rows):
+        assert (a.program, a.pipeline, a.hierarchy) == (b.program, b.pipeline, b.hierarchy)
+        assert _figures(a) == _figures(b), (a.pipeline, a.hierarchy)
+    by = [r.trained_by for r in shared.rows]
+    assert by[:2] == [None, 0]                  # the second hierarchy of the first pipeline
+
+
+def test_compare_across_programs_and_hierarchies_says_what_it_shared(capsys):
+    code, out, err = cli(capsys, "compare", XOR, str(ROOT / "programs/parity3.sir"), "-p",
+                         "fuse", "--hierarchy", "sutro-tiers,cpu-like", "--trace-steps", "2")
+    assert code == 0, err
+    assert "programs   " in out and "xor fuse @cpu-like" in out and "parity3 none @sutro-tiers" in out
+    assert "2 trainings for 8 rows" in out
+    code, out, err = cli(capsys, "compare", XOR, "--hierarchy", "sutro-tiers,", "--no-db")
+    assert code == 2 and "--hierarchy: error: expected comma-separated names" in err
+    code, out, err = cli(capsys, "compare", XOR, "-p", "fuse", "--retrain", "--json", "--no-db")
+    assert code == 0 and json.loads(out)["trainings"] == 2
