@@ -77,11 +77,22 @@ def _histogram(r: Result, ax) -> None:
                  f"{r.reuse.cold_reads:,} cold reads not shown")
 
 
+def log_scale(ax, axis: str = "x", base: float = 10) -> None:
+    """A log axis whose tick labels are plain numbers: the default labels are mathtext, which
+    is off here (text.parse_math), so they would print as `$\\mathdefault{10^{3}}$`."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    getattr(ax, f"set_{axis}scale")("log", base=base)
+    which = ax.xaxis if axis == "x" else ax.yaxis
+    which.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.4g}"))
+    which.set_minor_formatter(NullFormatter())
+
+
 def _cdf(r: Result, ax) -> None:
     cdf = r.reuse.cdf()
     if cdf:
         ax.step([b for b, _ in cdf], [f for _, f in cdf], where="post", color="#4472c4")
-    ax.set_xscale("log", base=2)
+    log_scale(ax, "x", 2)
     ax.set_ylim(0, 1.02)
     _capacities(r, ax)
     ax.set_xlabel("LRU stack distance below (elements); dotted: level capacities")
@@ -158,7 +169,7 @@ def _cdf_overlay(results, ax) -> None:
             ax.step([b for b, _ in cdf], [f for _, f in cdf], where="post",
                     ls=STYLES[k % len(STYLES)], lw=1.5 + 0.5 * (k % 2),
                     label=f"{label} (ARD {r.reuse.ard:,.0f})")
-    ax.set_xscale("log", base=2)
+    log_scale(ax, "x", 2)
     ax.set_ylim(0, 1.02)
     if results:
         _capacities(results[0][1], ax)
@@ -195,7 +206,7 @@ def _tradeoff(results, tradeoff, ax) -> None:
                        (1.0, "fJ"))
     for (label, r), (ops, peak) in zip(results, tradeoff):
         ax.scatter(ops, r.energy.total / scale, label=f"{label} (peak live {size(peak)})")
-    ax.set_yscale("log")
+    log_scale(ax, "y")
     ax.legend(fontsize=7)
     ax.set_xlabel("arithmetic operations per step")
     ax.set_ylabel(f"energy ({unit})")

@@ -130,6 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_simulate)
     _run_parser(sub)
     _compare_parser(sub)
+    _sweep_parser(sub)
+    from .experiments.log import add_parser as log_parser
+    log_parser(sub)
     _graph_parser(sub)
     from .score import add_parser as score_parser
     score_parser(sub)
@@ -214,6 +217,122 @@ def db_options(r) -> None:
                    "(what changed, and why)")
 
 
+def _sweep_parser(sub) -> None:
+    from .experiments.engines import ENGINES
+    w = sub.add_parser("sweep", help="run the cross product of programs, --set values, seeds, "
+                       "pipelines and hierarchies; record and tabulate",
+                       description="Run every point of a cross product (or a seeded random "
+                       "sample of it): programs x --set values x seeds x pipelines x "
+                       "hierarchies x energy presets, in parallel on the local cores (or a "
+                       "Dask cluster). Every point is recorded into the results database as it "
+                       "finishes; a point already recorded is read back, not rerun, so an "
+                       "interrupted sweep resumes where it stopped.")
+    w.add_argument("program", nargs="*", help=".sir programs (see docs/language.md)")
+    w.add_argument("--set", action="append", default=[], metavar="NAME=V1,V2", nargs="+",
+                   help="a config constant and its values, comma-separated (repeatable)")
+    w.add_argument("--seeds", metavar="N|S1,S2",
+                   help="N seeds (0 to N-1) or the seeds listed; default: the programs' own")
+    w.add_argument("-p", "--passes", action="append", default=[], metavar="PIPELINE",
+                   help="a pipeline (repeatable; `none`: the unscheduled program; default: "
+                   "none)")
+    w.add_argument("--hierarchy", default="sutro-tiers", metavar="NAMES",
+                   help="hierarchy presets or TOML files, comma-separated (default: "
+                   "sutro-tiers)")
+    w.add_argument("--energy", default="dally-2020", metavar="NAMES",
+                   help="energy presets, comma-separated (default: dally-2020)")
+    w.add_argument("--sample", type=int, metavar="N",
+                   help="run a random sample of N points of the cross product")
+    w.add_argument("--sample-seed", type=int, default=0, metavar="S",
+                   help="the sample's seed (default 0: the same sample every time)")
+    w.add_argument("--trace-steps", metavar="SPEC",
+                   help="which training steps to account (as run; default: every step, "
+                   "unless a program names a sample)")
+    w.add_argument("--target-accuracy", type=float, metavar="X",
+                   help="also report the learning energy until the test accuracy reached X")
+    w.add_argument("--no-eval", dest="evaluate", action="store_false",
+                   help="leave the evaluations out of the trace")
+    w.add_argument("--brute-force", action="store_true",
+                   help="simulate every access of every step (a check; slower)")
+    w.add_argument("-j", "--jobs", type=int, metavar="N",
+                   help="points run at once (default: one per core)")
+    w.add_argument("--engine", choices=ENGINES, default="local",
+                   help="local: this machine's cores (default); dask: a Dask cluster "
+                   "(pip install 'sutro-sim[cluster]')")
+    w.add_argument("--address", metavar="ADDRESS",
+                   help="the Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a cluster on "
+                   "this machine)")
+    w.add_argument("--rerun", action="store_true",
+                   help="run every point, even those already recorded")
+    w.add_argument("--json", action="store_true", help="print the result as JSON")
+    w.add_argument("--plot", metavar="DIR", help="write PNG plots into DIR")
+    db_options(w)
+    w.set_defaults(func=cmd_sweep)
+
+
+def cmd_sweep(args) -> int:
+    from simulator.progress import ProgressBar
+    from sutro_sim.experiments import sweep as sw
+    from sutro_sim.experiments.db import open_for_writing, run_options
+
+    if args.jobs is not None and args.jobs < 1:
+        raise SimError(f"--jobs {args.jobs}: at least 1", "--jobs")
+    if args.sample is not None and args.sample < 1:
+        raise SimError(f"--sample {args.sample}: at least 1 point", "--sample")
+    if args.target_accuracy is not None and not 0 < args.target_accuracy <= 1:
+        raise SimError(f"--target-accuracy {args.target_accuracy}: a test accuracy in (0, 1]",
+                       "--target-accuracy")
+    if args.trace_steps is not None:
+        from sutro_sim.run import select_steps
+        select_steps(args.trace_steps, 0)
+    from sutro_sim.compare import NONE
+    axes = sw.Axes(list(dict.fromkeys(args.program)), sw.set_axes(args.set),
+                   sw.seeds_of(args.seeds),
+                   list(dict.fromkeys("" if p.strip() in ("", NONE) else p.strip()
+                                      for p in args.passes)) or [""],
+                   _list_option(args.hierarchy, "--hierarchy"),
+                   _list_option(args.energy, "--energy"))
+    db = open_for_writing(args.db, args.no_db)
+    options = run_options(args.evaluate, args.brute_force, args.target_accuracy)
+    n = min(axes.size, args.sample or axes.size)
+    group = db.add_group("sweep", {**sw.to_dict(axes, [], None, None)["axes"],
+                                   "sample": args.sample, "sample_seed": args.sample_seed,
+                                   "trace_steps": args.trace_steps, "options": options},
+                         args.note) if db else None
+    bar = ProgressBar(f"sweep of {n} points", delay=0.0)
+    try:
+        outcomes = sw.sweep(axes, db, group, args.trace_steps, options, args.engine, args.jobs,
+                            args.address, args.sample, args.sample_seed, args.rerun, args.note,
+                            progress=bar)
+    except KeyboardInterrupt:
+        bar.close()
+        if db:
+            kept = len(db.runs(group=group))
+            print(f"interrupted: {kept} finished points of sweep {group} are recorded in "
+                  f"{db.path}; the same command resumes", file=sys.stderr)
+        raise
+    finally:
+        bar.close()
+    if args.plot:
+        paths = sw.write_plots(axes, outcomes, args.plot, _sweep_caption(axes, args))
+    if args.json:
+        print(json.dumps(sw.to_dict(axes, outcomes, group, db.path if db else None), indent=1))
+    else:
+        print(sw.render(axes, outcomes))
+        if db:
+            print(f"recorded in {db.path} as sweep {group} (sutro-sim log --group {group})")
+        if args.plot:
+            print("\nplots: " + ", ".join(paths))
+    errors = [o for o in outcomes if o.status == "error"]
+    return EXIT_USER_ERROR if errors else 0
+
+
+def _sweep_caption(axes, args) -> str:
+    names = ", ".join(os.path.basename(p) for p in axes.programs)
+    steps = args.trace_steps or "each program's default"
+    return (f"{names}  |  hierarchy {', '.join(axes.hierarchies)}  |  energy "
+            f"{', '.join(axes.energies)}  |  steps {steps}")
+
+
 def _graph_parser(sub) -> None:
     g = sub.add_parser("graph", help="print a program's IR (after a pass pipeline)",
                        description="Print the canonical IR of a .sir program after a pipeline.")
@@ -259,27 +378,20 @@ def _overrides(groups) -> dict:
 
 
 def _with_seed(overrides: dict, program: str, seed: int | None) -> dict:
-    """--seed sets the config constant `seed` too, when the program has one."""
-    from sutro_ir.compile import read_source
-    from sutro_ir.syntax import ConfigItem, parse
-
-    if seed is None or "seed" in overrides:
-        return overrides
-    module = parse(read_source(program), program)
-    names = {b[0] for item in module.items if isinstance(item, ConfigItem) for b in item.bindings}
-    return dict(overrides, seed=str(seed)) if "seed" in names else overrides
+    from sutro_sim.run import with_seed
+    return with_seed(overrides, program, seed)
 
 
 def job_inputs(args, program: str, passes: str, hierarchy: str | None = None) -> dict:
     """What a run/compare/sweep point was asked, as the results database keeps it."""
     from sutro_ir.compile import read_source
     from sutro_ir.passes import pipeline_text
-    from sutro_sim.experiments.db import inputs_of
+    from sutro_sim.experiments.db import inputs_of, run_options
 
     hierarchy = hierarchy or args.hierarchy
     overrides = _with_seed(_overrides(args.set), program, args.seed)
-    options = {"evaluate": args.evaluate, "brute_force": args.brute_force,
-               "target_accuracy": args.target_accuracy, "cost_models": args.cost_models}
+    options = run_options(args.evaluate, args.brute_force, args.target_accuracy,
+                          args.cost_models)
     return inputs_of(program, read_source(program), overrides, args.seed, pipeline_text(passes),
                      hierarchy, load_hierarchy(hierarchy), args.energy, args.trace_steps, options)
 

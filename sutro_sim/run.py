@@ -196,6 +196,17 @@ def _config_place(text: str, path: str, name: str, overrides: dict) -> str:
     return path
 
 
+def with_seed(overrides: dict, program: str, seed: int | None) -> dict:
+    """--seed sets the config constant `seed` too, when the program has one."""
+    from sutro_ir.syntax import ConfigItem, parse
+
+    if seed is None or "seed" in overrides:
+        return overrides
+    module = parse(read_source(program), program)
+    names = {b[0] for item in module.items if isinstance(item, ConfigItem) for b in item.bindings}
+    return dict(overrides, seed=str(seed)) if "seed" in names else overrides
+
+
 def program_sample(program, path: str) -> str:
     """A program's `config trace_steps` (all, N or every:K), the default of --trace-steps;
     `path`: where the value was given, for the error."""

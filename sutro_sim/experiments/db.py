@@ -289,6 +289,13 @@ def record(command: str, inputs: dict, result: dict | None = None,
                 result=r if diverged is None else {"diverged": diverged})
 
 
+def run_options(evaluate: bool = True, brute_force: bool = False,
+                target_accuracy: float | None = None, cost_models: bool = False) -> dict:
+    """The options of a run that decide its result, as its point hashes them."""
+    return {"evaluate": evaluate, "brute_force": brute_force,
+            "target_accuracy": target_accuracy, "cost_models": cost_models}
+
+
 def inputs_of(program: str, program_text: str, overrides: dict, seed: int | None, passes: str,
               hierarchy: str, hierarchy_obj, energy_preset: str, trace_steps: str | None,
               options: dict) -> dict:

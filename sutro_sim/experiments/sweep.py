@@ -1,0 +1,391 @@
+"""`sutro-sim sweep`: a cross product (or a seeded random sample of it) of programs, `--set`
+values, seeds, pipelines, hierarchies and energy presets, run on an engine (engines.py),
+recorded point by point into the results database, which makes it resumable: a point whose
+inputs are already recorded is read back, not run again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import math
+import random
+from dataclasses import dataclass, field
+
+from simulator import energy as energy_mod
+from simulator.errors import SimError
+from simulator.hierarchy import load_hierarchy
+from simulator.report import energy, table
+from sutro_ir.compile import compile_file, read_source
+from sutro_ir.passes import pipeline_text
+
+from .db import inputs_of, record, run_options
+
+
+def split_values(text: str, where: str) -> list[str]:
+    """'0.01,0.05,[1, 2]' -> ['0.01', '0.05', '[1, 2]']: commas inside brackets or quotes
+    belong to the value."""
+    out, depth, quote, cur = [], 0, "", ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+            continue
+        cur += ch
+    out.append(cur.strip())
+    if not all(out):
+        raise SimError(f"an empty value in '{text}' (values are comma-separated)", where)
+    return list(dict.fromkeys(out))
+
+
+def set_axes(groups: list[list[str]]) -> list[tuple[str, list[str]]]:
+    """--set NAME=V1,V2 ... -> [(NAME, [V1, V2])], in the order given."""
+    axes: dict[str, list[str]] = {}
+    for item in (i for g in groups for i in g):
+        name, eq, values = item.partition("=")
+        name = name.strip()
+        if not eq or not name:
+            raise SimError(f"--set {item}: expected NAME=VALUE[,VALUE...]", "--set")
+        if name in axes:
+            raise SimError(f"--set {name} is given twice (give its values comma-separated)",
+                           "--set")
+        axes[name] = split_values(values, f"--set {name}")
+    return list(axes.items())
+
+
+def seeds_of(text: str | None) -> list[int | None]:
+    """--seeds N (0 .. N-1) or --seeds 3,7,11; none: the programs' own seeds."""
+    if text is None:
+        return [None]
+    try:
+        values = [int(v) for v in split_values(text, "--seeds")]
+    except ValueError:
+        raise SimError(f"--seeds {text}: a count N (seeds 0 to N-1) or comma-separated "
+                       "integer seeds", "--seeds") from None
+    if len(values) == 1 and "," not in text:
+        if values[0] < 1:
+            raise SimError(f"--seeds {text}: at least one seed", "--seeds")
+        return list(range(values[0]))
+    if any(v < 0 for v in values):
+        raise SimError(f"--seeds {text}: seeds are non-negative", "--seeds")
+    return values
+
+
+@dataclass(frozen=True)
+class Point:
+    """One run of the sweep: which value each axis takes."""
+    program: str
+    sets: tuple            # ((name, value), ...) of the --set axes
+    seed: int | None
+    passes: str
+    hierarchy: str
+    energy_preset: str
+
+    def label(self, axes: "Axes") -> dict:
+        """The values of the axes that vary, by column name."""
+        out = {}
+        if len(axes.programs) > 1:
+            out["program"] = self.program
+        out.update({name: v for name, v in self.sets if len(dict(axes.sets)[name]) > 1})
+        if len(axes.seeds) > 1:
+            out["seed"] = str(self.seed)
+        if len(axes.pipelines) > 1:
+            out["passes"] = self.passes or "none"
+        if len(axes.hierarchies) > 1:
+            out["hierarchy"] = self.hierarchy
+        if len(axes.energies) > 1:
+            out["energy"] = self.energy_preset
+        return out
+
+
+@dataclass(frozen=True)
+class Axes:
+    programs: list[str]
+    sets: list[tuple[str, list[str]]]
+    seeds: list[int | None]
+    pipelines: list[str]
+    hierarchies: list[str]
+    energies: list[str]
+
+    @property
+    def size(self) -> int:
+        return math.prod([len(self.programs), *(len(v) for _, v in self.sets), len(self.seeds),
+                          len(self.pipelines), len(self.hierarchies), len(self.energies)])
+
+    def points(self, sample: int | None = None, sample_seed: int = 0) -> list[Point]:
+        """The cross product, in axis order; or `sample` of its points, drawn without
+        replacement by a generator seeded with `sample_seed` (the same sample every time)."""
+        names = [n for n, _ in self.sets]
+        product = itertools.product(self.programs, itertools.product(*(v for _, v in self.sets)),
+                                    self.seeds, self.pipelines, self.hierarchies, self.energies)
+        points = [Point(p, tuple(zip(names, vals)), s, pipe, h, e)
+                  for p, vals, s, pipe, h, e in product]
+        if sample is not None and sample < len(points):
+            keep = sorted(random.Random(sample_seed).sample(range(len(points)), sample))
+            points = [points[i] for i in keep]
+        return points
+
+    def varying(self) -> list[str]:
+        return list(Point(self.programs[0], tuple((n, v[0]) for n, v in self.sets),
+                          self.seeds[0], self.pipelines[0], self.hierarchies[0],
+                          self.energies[0]).label(self))
+
+
+@dataclass
+class Outcome:
+    point: Point
+    run_id: int | None
+    status: str              # new | recorded | diverged | diverged (recorded) | error
+    result: dict = field(default_factory=dict)
+    error: str = ""
+
+
+def check(axes: Axes) -> None:
+    """Every point's program, values and options checked before the first run."""
+    for h in axes.hierarchies:
+        hier = load_hierarchy(h)
+        for e in axes.energies:
+            energy_mod.level_energies(hier, e)
+    for p in axes.programs:
+        read_source(p)
+        for vals in itertools.product(*(v for _, v in axes.sets)):
+            for pipe in axes.pipelines:
+                compile_file(p, dict(zip([n for n, _ in axes.sets], vals)), pipe)
+
+
+def job_of(point: Point, trace_steps: str | None, options: dict, with_seed) -> dict:
+    """What the engine runs and the database keeps for a point."""
+    overrides = with_seed(dict(point.sets), point.program, point.seed)
+    inputs = inputs_of(point.program, read_source(point.program), overrides, point.seed,
+                       pipeline_text(point.passes), point.hierarchy,
+                       load_hierarchy(point.hierarchy), point.energy_preset, trace_steps,
+                       options)
+    return inputs
+
+
+def sweep(axes: Axes, db=None, group: int | None = None, trace_steps: str | None = None,
+          options: dict | None = None, engine: str = "local", jobs: int | None = None,
+          address: str | None = None, sample: int | None = None, sample_seed: int = 0,
+          rerun: bool = False, note: str | None = None, progress=None) -> list[Outcome]:
+    """Run the points not recorded yet (all with `rerun`), recording each as it finishes;
+    the points' outcomes in point order."""
+    from sutro_sim.run import with_seed
+    from .engines import execute
+
+    options = options or run_options()
+    points = axes.points(sample, sample_seed)
+    check(axes)
+    inputs = [job_of(p, trace_steps, options, with_seed) for p in points]
+    known = db.recorded([i["point"] for i in inputs]) if db is not None and not rerun else {}
+    outcomes: list[Outcome | None] = [None] * len(points)
+    todo = []
+    for k, (p, i) in enumerate(zip(points, inputs)):
+        if i["point"] in known:
+            row = db.get(known[i["point"]])
+            diverged = row["status"] == "diverged"
+            outcomes[k] = Outcome(p, row["id"], "diverged (recorded)" if diverged else
+                                  "recorded", row["result"])
+        else:
+            todo.append(k)
+    done = len(points) - len(todo)
+    if progress:
+        progress(done, len(points))
+    for j, out in execute([inputs[k] for k in todo], engine, jobs, address):
+        k = todo[j]
+        if "error" in out:
+            outcomes[k] = Outcome(points[k], None, "error", {}, out["error"])
+        else:
+            diverged = out.get("diverged")
+            rec = record("sweep", inputs[k], out.get("result"), diverged, note, group)
+            run_id = db.add(rec) if db is not None else None
+            outcomes[k] = Outcome(points[k], run_id, "diverged" if diverged else "new",
+                                  rec["result"])
+        done += 1
+        if progress:
+            progress(done, len(points))
+    return outcomes
+
+
+# ----------------------------------------------------------------------------- report
+
+def metrics(result: dict) -> dict:
+    """The figures a sweep table shows, from a `run --json` object."""
+    if not result or "diverged" in result:
+        return {}
+    loss = (result.get("loss") or {}).get("test")
+    return {"train": result["accuracy"]["train"], "test": result["accuracy"]["test"],
+            "loss": loss, "energy_fj": result["energy_fj"]["total"],
+            "exact": result["traced"]["all_steps"], "ard": result["reuse"]["ard"],
+            "steps": result["steps"]}
+
+
+def render(axes: Axes, outcomes: list[Outcome]) -> str:
+    cols = axes.varying()
+    has_loss = any(metrics(o.result).get("loss") is not None for o in outcomes)
+    head = ["run", *cols, "train", "test", *(["test loss"] if has_loss else []), "energy",
+            "ARD", "status"]
+    body = []
+    for o in outcomes:
+        m, label = metrics(o.result), o.point.label(axes)
+        pct = (lambda v: f"{100 * v:.1f}%")
+        body.append(["-" if o.run_id is None else str(o.run_id), *[label[c] for c in cols],
+                     *([pct(m["train"]), pct(m["test"])] if m else ["-", "-"]),
+                     *([("-" if m.get("loss") is None else f"{m['loss']:.4f}")]
+                       if has_loss else []),
+                     (energy(m["energy_fj"]) + ("" if m["exact"] else " (sample)")) if m
+                     else "-", f"{m['ard']:,.1f}" if m else "-",
+                     o.status + (f": {o.error}" if o.error else "")])
+    lines = [table(head, body, left=tuple(range(1, 1 + len(cols))) + (len(head) - 1,))]
+    if len(axes.seeds) > 1:
+        lines += ["", f"over {len(axes.seeds)} seeds (mean, and the smallest and largest):",
+                  seed_summary(axes, outcomes)]
+    new = sum(o.status in ("new", "diverged") for o in outcomes)
+    lines.append(f"\n{len(outcomes)} points: {new} run now, "
+                 f"{sum(o.status.endswith('(recorded)') or o.status == 'recorded' for o in outcomes)}"
+                 f" already recorded, {sum(o.status.startswith('diverged') for o in outcomes)} "
+                 f"diverged, {sum(o.status == 'error' for o in outcomes)} refused")
+    return "\n".join(lines)
+
+
+def groups_over_seeds(axes: Axes, outcomes: list[Outcome]) -> dict[tuple, list[Outcome]]:
+    cols = [c for c in axes.varying() if c != "seed"]
+    groups: dict[tuple, list[Outcome]] = {}
+    for o in outcomes:
+        label = o.point.label(axes)
+        groups.setdefault(tuple(label[c] for c in cols), []).append(o)
+    return groups
+
+
+def seed_summary(axes: Axes, outcomes: list[Outcome]) -> str:
+    cols = [c for c in axes.varying() if c != "seed"]
+    body = []
+    for key, group in groups_over_seeds(axes, outcomes).items():
+        ms = [metrics(o.result) for o in group]
+        ms = [m for m in ms if m]
+        if not ms:
+            body.append([*key, "0", "-", "-"])
+            continue
+        test = [m["test"] for m in ms]
+        e = [m["energy_fj"] for m in ms]
+        body.append([*key, str(len(ms)),
+                     f"{100 * sum(test) / len(test):.1f}% ({100 * min(test):.1f}-"
+                     f"{100 * max(test):.1f})",
+                     f"{energy(sum(e) / len(e))} ({energy(min(e))}-{energy(max(e))})"])
+    return table([*cols, "runs", "test", "energy"], body, left=tuple(range(len(cols))))
+
+
+def to_dict(axes: Axes, outcomes: list[Outcome], group: int | None, db_path: str | None) -> dict:
+    return {"sweep": group, "db": db_path,
+            "axes": {"programs": axes.programs, "set": dict(axes.sets), "seeds": axes.seeds,
+                     "passes": axes.pipelines, "hierarchies": axes.hierarchies,
+                     "energies": axes.energies},
+            "points": [{"run_id": o.run_id, "status": o.status, "error": o.error or None,
+                        "program": o.point.program, "set": dict(o.point.sets),
+                        "seed": o.point.seed, "passes": o.point.passes,
+                        "hierarchy": o.point.hierarchy, "energy": o.point.energy_preset,
+                        **metrics(o.result)} for o in outcomes]}
+
+
+# ----------------------------------------------------------------------------- plots
+
+def _number(text: str) -> float | None:
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+def write_plots(axes: Axes, outcomes: list[Outcome], folder: str, caption: str) -> list[str]:
+    """For each swept numeric --set value: test accuracy and energy against it (a line per
+    combination of the other axes, the seeds' mean with their range as error bars); and energy
+    against test accuracy for every point."""
+    from simulator.plots import write_figures
+
+    plots = []
+    for name, values in axes.sets:
+        xs = [_number(v) for v in values]
+        if len(values) > 1 and all(x is not None for x in xs):
+            for metric, title in (("test", "test accuracy"), ("energy_fj", "energy (fJ)")):
+                plots.append((f"sweep_{metric.split('_')[0]}_vs_{name}",
+                              lambda data, ax, n=name, m=metric, t=title:
+                              _against(axes, data, ax, n, m, t)))
+    plots.append(("sweep_energy_accuracy", lambda data, ax: _tradeoff(axes, data, ax)))
+    return write_figures(folder, outcomes, (7, 4.5), plots, caption)
+
+
+def _against(axes: Axes, outcomes, ax, name: str, metric: str, title: str) -> None:
+    from simulator.plots import log_scale
+    from simulator.report import ENERGY_UNITS
+
+    others = [c for c in axes.varying() if c not in (name, "seed")]
+    lines: dict[tuple, dict[float, list[float]]] = {}
+    for o in outcomes:
+        m = metrics(o.result)
+        if not m:
+            continue
+        label = o.point.label(axes)
+        x = _number(dict(o.point.sets)[name])
+        lines.setdefault(tuple(label[c] for c in others), {}).setdefault(x, []).append(m[metric])
+    scale, unit = 1.0, ""
+    if metric == "energy_fj":
+        top = max((v for by_x in lines.values() for vs in by_x.values() for v in vs), default=0)
+        scale, unit = next(((s, u) for s, u in ENERGY_UNITS if top >= s), (1.0, "fJ"))
+        title = f"energy ({unit})"
+    for k, (key, by_x) in enumerate(sorted(lines.items())):
+        xs = sorted(by_x)
+        mean = [sum(by_x[x]) / len(by_x[x]) / scale for x in xs]
+        low = [mean[i] - min(by_x[x]) / scale for i, x in enumerate(xs)]
+        high = [max(by_x[x]) / scale - mean[i] for i, x in enumerate(xs)]
+        ax.errorbar(xs, mean, yerr=[low, high], marker="o", capsize=3,
+                    ls=("-", "--", "-.", ":")[k % 4], label=_legend(others, key))
+    xs = sorted({x for by_x in lines.values() for x in by_x})
+    if xs and min(xs) > 0 and max(xs) / min(xs) >= 10:
+        log_scale(ax, "x")
+    if xs:
+        ax.set_xticks(xs, [f"{x:g}" for x in xs])
+    if metric == "energy_fj":
+        log_scale(ax, "y")
+    ax.set_xlabel(name)
+    ax.set_ylabel(title + (f" (mean of {len(axes.seeds)} seeds; bars: range)"
+                           if len(axes.seeds) > 1 else ""))
+    ax.set_title(f"{title.split(' (')[0]} against {name}")
+    if any(others) and lines:
+        ax.legend(fontsize=7)
+
+
+def _tradeoff(axes: Axes, outcomes, ax) -> None:
+    from simulator.plots import log_scale
+    others = [c for c in axes.varying() if c != "seed"]
+    groups: dict[str, list[tuple[float, float]]] = {}
+    for o in outcomes:
+        m = metrics(o.result)
+        if m:
+            label = o.point.label(axes)
+            key = _legend(others, tuple(label[c] for c in others)) or ""
+            groups.setdefault(key, []).append((m["energy_fj"], m["test"]))
+    markers = "os^vD<>Px*"
+    for k, (key, pts) in enumerate(sorted(groups.items())):
+        ax.scatter([e for e, _ in pts], [a for _, a in pts], marker=markers[k % len(markers)],
+                   label=key or None)
+    log_scale(ax, "x")
+    ax.set_xlabel("energy (fJ; the traced steps)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("energy against accuracy, every point")
+    if len(groups) > 1 and len(groups) <= 20:
+        ax.legend(fontsize=6)
+
+
+def _legend(columns: list[str], values: tuple) -> str | None:
+    """'parity3.sir, hierarchy=cpu-like': a program by its file name."""
+    parts = [os.path.basename(v) if c == "program" else f"{c}={v}"
+             for c, v in zip(columns, values)]
+    return ", ".join(parts) or None
