@@ -19,6 +19,7 @@ from simulator.report import size, table
 
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3     # a valid program whose training made a NaN (or an infinite parameter)
+EXIT_INTERRUPTED = 130
 
 
 def entry() -> None:
@@ -32,6 +33,8 @@ def entry() -> None:
                 stream.flush()
         except (BrokenPipeError, ValueError):
             pass
+    if code == EXIT_INTERRUPTED:    # the interpreter's teardown frees what an interrupted
+        sys.exit(code)              # sweep's worker pool held (its semaphores)
     os._exit(code)
 
 
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `sutro-sim ... | head`
         sys.stdout = None
         return 0

@@ -198,7 +198,19 @@ def sweep(axes: Axes, db=None, group: int | None = None, trace_steps: str | None
     done = len(points) - len(todo)
     if progress:
         progress(done, len(points))
-    for j, out in execute([inputs[k] for k in todo], engine, jobs, address):
+    finished = execute([inputs[k] for k in todo], engine, jobs, address)
+    try:
+        _record_each(finished, todo, points, inputs, outcomes, db, note, group, progress, done)
+    finally:
+        close = getattr(finished, "close", None)
+        if close:               # the engine's workers stopped now, on an interrupt too
+            close()
+    return outcomes
+
+
+def _record_each(finished, todo, points, inputs, outcomes, db, note, group, progress,
+                 done) -> None:
+    for j, out in finished:
         k = todo[j]
         if "error" in out:
             outcomes[k] = Outcome(points[k], None, "error", {}, out["error"])
@@ -211,7 +223,6 @@ def sweep(axes: Axes, db=None, group: int | None = None, trace_steps: str | None
         done += 1
         if progress:
             progress(done, len(points))
-    return outcomes
 
 
 # ----------------------------------------------------------------------------- report
