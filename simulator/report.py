@@ -109,10 +109,26 @@ def _energy(r: Result) -> str:
     return "\n".join(lines)
 
 
+NAME_WIDTH = 32     # a temporary's expression is cut to this many characters
+
+
+def buffer_label(r: Result, name: str) -> str:
+    """A buffer as a person reads it: a temporary (`%N`) with the expression that computes
+    it (`%0 = W1 @ x`), else its name."""
+    src = r.source(name)
+    if not src or not name.split(".")[-1].startswith("%") or src["text"] == name:
+        return name
+    label = f"{name} = {src['text']}"
+    return label if len(label) <= NAME_WIDTH else label[:NAME_WIDTH - 3] + "..."
+
+
 def _buffers(r: Result) -> str:
-    headers = ["buffer", "bytes", "reads", "writes", "cold", "ARD (elem)", "min", "max",
-               "served by", "energy"]
-    rows = [[b.name, size(b.nbytes), count(b.reads), count(b.writes), count(b.cold_reads),
+    lines = any(r.source(b.name) for b in r.reuse.buffers)
+    headers = ["buffer", *(["line"] if lines else []), "bytes", "reads", "writes", "cold",
+               "ARD (elem)", "min", "max", "served by", "energy"]
+    rows = [[buffer_label(r, b.name),
+             *([str(r.source(b.name)["line"]) if r.source(b.name) else "-"] if lines else []),
+             size(b.nbytes), count(b.reads), count(b.writes), count(b.cold_reads),
              f"{b.ard:,.1f}" if b.min is not None else "-", count(b.min), count(b.max),
              b.served_by or "-", energy(r.energy.by_buffer.get(b.name, 0.0))]
             for b in r.reuse.buffers]

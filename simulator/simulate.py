@@ -75,6 +75,12 @@ class Result:
     meta: dict
     account: StepAccount | None = None   # per step, for a trace with a step plan
 
+    def source(self, buffer: str) -> dict | None:
+        """Where a buffer's value comes from in the program ({line, text}), when the trace
+        says (a run's trace does: sutro_ir.tracegen.StepTrace.sources)."""
+        src = self.meta.get("sources", {}).get(buffer)
+        return {"line": src[0], "text": src[1]} if src else None
+
     def to_dict(self) -> dict:
         r = self.reuse
         return {
@@ -87,8 +93,8 @@ class Result:
             "levels": [_level_dict(s) for s in self.levels],
             "traffic": traffic(self.levels),
             "energy_fj": self.energy.to_dict(),
-            "buffers": [dict(b.to_dict(), energy_fj=self.energy.by_buffer.get(b.name, 0.0))
-                        for b in r.buffers],
+            "buffers": [dict(b.to_dict(), energy_fj=self.energy.by_buffer.get(b.name, 0.0),
+                             source=self.source(b.name)) for b in r.buffers],
             **({"accounting": self.account.to_dict()} if self.account else {}),
         }
 

@@ -19,9 +19,16 @@ class Loc:
     line: int
     col: int
     text: str = ""      # the whole source line, for the caret
+    span: tuple = (0, 0)    # the columns of the whole expression (end excluded) on its line
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
+
+    @property
+    def source(self) -> str:
+        """The expression's text, when it is on one line ('' otherwise)."""
+        start, end = self.span
+        return self.text[start - 1:end - 1].strip() if 0 < start < end else ""
 
 
 NOWHERE = Loc("<program>", 0, 0)

@@ -265,9 +265,9 @@ def source_lines(text: str) -> tuple:
     return tuple(line.removesuffix("\r") for line in lines)
 
 
-def loc_at(file: str, lines: tuple, line: int, col: int) -> Loc:
+def loc_at(file: str, lines: tuple, line: int, col: int, span: tuple = (0, 0)) -> Loc:
     text = lines[line - 1] if 0 < line <= len(lines) else ""
-    return Loc(file, line, col, text)
+    return Loc(file, line, col, text, span)
 
 
 TOKEN_WORDS = {"_NL": "end of line", "NAME": "a name", "NUMBER": "a number", "STRING": "a string",
@@ -319,8 +319,14 @@ class _Build(Transformer_NonRecursive):
         super().__init__()
         self.file, self.lines = file, lines
 
-    def _loc(self, meta_or_token) -> Loc:
-        return loc_at(self.file, self.lines, meta_or_token.line, meta_or_token.column)
+    def _loc(self, meta_or_token, whole=None) -> Loc:
+        """The place of `meta_or_token` (the caret), and the span of `whole` (default: the
+        same) when it lies on one line: an expression's text, which names its value."""
+        whole = whole or meta_or_token
+        line, end_line = getattr(whole, "line", None), getattr(whole, "end_line", None)
+        span = (whole.column, whole.end_column) if line is not None and line == end_line \
+            else (0, 0)
+        return loc_at(self.file, self.lines, meta_or_token.line, meta_or_token.column, span)
 
     # expressions
     def number(self, meta, c):
@@ -348,7 +354,7 @@ class _Build(Transformer_NonRecursive):
         return (str(c[0]), c[1])
 
     def binop(self, meta, c):
-        return BinOp(str(c[1]), c[0], c[2], self._loc(c[1]))
+        return BinOp(str(c[1]), c[0], c[2], self._loc(c[1], meta))
 
     compare = binop
 

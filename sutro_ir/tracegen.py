@@ -515,7 +515,27 @@ class StepTrace:
             return Chunk(int(table[r, 0]), part["addr"], part["nbytes"], part["is_write"],
                          part["kernel"], instr, part["buffer"])
         n_chunks = int(ends[-1]) if len(ends) else 0
+        sources = self.sources()
+        if remap is not None:
+            sources.update({f"eval.{n}": v for n, v in eval_trace.sources().items()
+                            if f"eval.{n}" in {b.name for b in buffers}})
+        meta = dict(meta, sources=sources, kernel_lines={
+            k.name: int(k.source.rsplit(":", 2)[1]) for k in kernels
+            if k.source.count(":") >= 2 and k.source.rsplit(":", 2)[1].isdigit()})
         return Trace(buffers, kernels, n_chunks, get, meta, where="run", plan=plan)
+
+    def sources(self) -> dict:
+        """Each buffer's place in the program: [line, text], the text being its name, or for
+        a temporary (`%N`) the expression that computes it (its op when the expression spans
+        lines). The first node that writes the buffer gives it (a parameter: its `param`)."""
+        out: dict = {}
+        for node in self.sched.graph.all_nodes:
+            b = node.buffer
+            if b in out or not node.loc.line:
+                continue
+            text = node.loc.source if b.startswith("%") else b
+            out[b] = [node.loc.line, text or node.op]
+        return out
 
     def _kernel_table(self, per_path: Counter, prefix: str = "") -> list:
         """The kernel table's rows for this schedule's kernels, each with the arithmetic of

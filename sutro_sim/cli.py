@@ -16,6 +16,7 @@ from simulator.errors import SimError
 from sutro_ir.errors import TrainingDiverged
 from simulator.hierarchy import list_presets, load_hierarchy
 from simulator.report import size, table
+from .schema import dumps
 
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3     # a valid program whose training made a NaN (or an infinite parameter)
@@ -50,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except TrainingDiverged as e:   # the program is valid; its training failed
         if getattr(args, "json", False):
-            print(json.dumps({"program": getattr(args, "program", None),
-                              "diverged": e.to_dict()}, indent=1))
+            print(dumps({"program": getattr(args, "program", None),
+                         "diverged": e.to_dict()}))
         print(str(e), file=sys.stderr)
         if getattr(e, "recorded", None):
             path, run_id = e.recorded
@@ -159,6 +160,9 @@ def _run_parser(sub) -> None:
                    help="pass pipeline, e.g. layer-local-update,fuse (list: sutro-sim passes)")
     _job_options(r)
     r.add_argument("--profile", action="store_true", help="print the time of each phase")
+    r.add_argument("--by-line", action="store_true",
+                   help="energy, accesses and reuse distance per source line, beside the "
+                   "program (a line is charged for the values it defines)")
     r.set_defaults(func=cmd_run)
 
 
@@ -318,7 +322,7 @@ def cmd_sweep(args) -> int:
     if args.plot:
         paths = sw.write_plots(axes, outcomes, args.plot, _sweep_caption(axes, args))
     if args.json:
-        print(json.dumps(sw.to_dict(axes, outcomes, group, db.path if db else None), indent=1))
+        print(dumps(sw.to_dict(axes, outcomes, group, db.path if db else None)))
     else:
         print(sw.render(axes, outcomes))
         if db:
@@ -436,13 +440,20 @@ def cmd_run(args) -> int:
                             f"{args.program}: accuracy against learning energy "
                             f"({result.sim.hierarchy})")
     out = result.to_dict()
+    if args.by_line:
+        from sutro_ir.compile import read_source
+        from sutro_sim.lines import by_line, render_by_line
+        text = read_source(args.program)
+        out["by_line"] = by_line(result.sim, text)
     if db:
         run_id = _recorded(db, record("run", inputs, out, note=args.note))
         out["recorded"] = {"db": db.path, "id": run_id}
     if args.json:
-        print(json.dumps(out, indent=1))
+        print(dumps(out))
         return 0
     print(render_run(result))
+    if args.by_line:
+        print("\n" + render_by_line(out["by_line"], text, args.program))
     if args.profile:
         print("\n" + render_profile(result))
     if args.plot:
@@ -527,7 +538,7 @@ def cmd_compare(args) -> int:
         print(f"recorded as runs {ids[0]}-{ids[-1]} in {db.path} (sutro-sim log --group "
               f"{group})", file=sys.stderr)
     if args.json:
-        print(json.dumps(out, indent=1))
+        print(dumps(out))
         return 0
     print(render_compare(result))
     if args.plot:
@@ -577,7 +588,7 @@ def cmd_simulate(args) -> int:
         from simulator.plots import write_plots
         paths = write_plots(result, args.plot)
     if args.json:
-        print(json.dumps(dict(result.to_dict(), **extra), indent=1))
+        print(dumps(dict(result.to_dict(), **extra)))
     else:
         print(render(result))
         if extra:
@@ -673,7 +684,7 @@ def _render_cost_models(extra: dict) -> str:
 def cmd_hierarchies(args) -> int:
     presets = list_presets()
     if args.json:
-        print(json.dumps([_hierarchy_dict(h) for h in presets], indent=1))
+        print(dumps([_hierarchy_dict(h) for h in presets]))
         return 0
     for h in presets:
         print(f"{h.name}: {h.description}")
@@ -701,10 +712,10 @@ def _hierarchy_dict(h) -> dict:
 def cmd_energies(args) -> int:
     presets = list(energy_mod.PRESETS.values())
     if args.json:
-        print(json.dumps([{"name": p.name, "description": p.description,
-                           "constants": {k: {"value": c.value, "unit": c.unit, "source": c.source}
-                                         for k, c in energy_mod.preset_constants(p)}}
-                          for p in presets], indent=1))
+        print(dumps([{"name": p.name, "description": p.description,
+                      "constants": {k: {"value": c.value, "unit": c.unit, "source": c.source}
+                                    for k, c in energy_mod.preset_constants(p)}}
+                     for p in presets]))
         return 0
     for p in presets:
         print(f"{p.name}: {p.description}")

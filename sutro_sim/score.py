@@ -18,6 +18,7 @@ from sutro_ir.dally.baselines import BASELINES
 from sutro_ir.dally.isa import VERSIONS
 from sutro_ir.dally.problems import PROBLEMS
 from sutro_ir.dally.score import Score, score
+from .schema import dumps
 
 EXIT_WRONG = 1
 HIST_ROWS = 12
@@ -143,7 +144,7 @@ def allocate_and_report(prog, prob, args, before_allocation) -> int:
     if before_allocation is not None:
         d["cost_ssa"] = before_allocation
     if args.json:
-        print(json.dumps(d, indent=1))
+        print(dumps(d))
         return 0 if verdict is None or verdict.correct else EXIT_WRONG
     print(f"cost      {result.before:,} -> {result.cost:,} (Model 1; "
           f"{100 * (result.before - result.cost) / max(result.before, 1):.1f}% less)")
@@ -201,8 +202,8 @@ def cmd_lower(args) -> int:
         write_text(args.output, to_text(prog))
     cost = model1(prog).cost
     if args.json:
-        print(json.dumps({"cost": cost, "output": args.output,
-                          "correct": None if verdict is None else verdict.correct}, indent=1))
+        print(dumps({"cost": cost, "output": args.output,
+                          "correct": None if verdict is None else verdict.correct}))
     else:
         print(f"cost      {cost:,} (Model 1, every value in its own cell)")
         if verdict is not None:
@@ -231,7 +232,7 @@ def cmd_score(args) -> int:
         if args.model == "2":
             d["cost"] = result.model2.energy_fj
         d["model"] = int(args.model)
-        print(json.dumps(d, indent=1))
+        print(dumps(d))
     else:
         print(render(result, args.program, args.model))
         if paths:

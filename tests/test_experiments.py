@@ -325,7 +325,7 @@ def test_log_lists_shows_notes_and_plots(capsys, tmp_path):
     assert code == 0 and out.count("xor.sir") == 2 and "lr=0.5" in out
     assert cli(capsys, "log", "--db", str(db), "note", "2", "larger step")[0] == 0
     code, out, _ = cli(capsys, "log", "--db", str(db), "--json", "-n", "1")
-    [last] = json.loads(out)
+    [last] = json.loads(out)["runs"]
     assert last["id"] == 2 and last["note"] == "larger step"
     code, out, _ = cli(capsys, "log", "--db", str(db), "show", "2", "--program-text")
     assert "note            larger step" in out and Path(XOR).read_text().strip() in out

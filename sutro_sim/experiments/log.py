@@ -17,6 +17,7 @@ from simulator.errors import SimError
 from simulator.report import energy, table
 
 from .db import open_for_reading
+from ..schema import dumps
 
 COLUMNS = ("accuracy_train", "accuracy_test", "loss_test", "energy_fj", "ard", "steps",
            "wall_s")
@@ -72,10 +73,11 @@ def _list(db, args) -> int:
         raise SimError(f"--last {args.last}: a count, 0 for all", "--last")
     runs = db.runs(args.last or None, args.program, args.group)
     if args.json:
-        print(json.dumps([{k: r[k] for k in ("id", "created", "command", "group_id", "note",
-                                             "status", "program", "passes", "hierarchy",
-                                             "energy_preset", "seed", "overrides", *COLUMNS,
-                                             "exact", "git_commit")} for r in runs], indent=1))
+        print(dumps({"db": db.path, "runs": [
+            {k: r[k] for k in ("id", "created", "command", "group_id", "note", "status",
+                               "program", "passes", "hierarchy", "energy_preset", "seed",
+                               "overrides", *COLUMNS, "exact", "git_commit")}
+            for r in runs]}))
         return 0
     if not runs:
         print(f"no runs recorded in {db.path}" + (" match" if args.program or args.group else ""))
@@ -116,7 +118,7 @@ FIELDS = ("command", "group_id", "status", "note", "program", "program_sha256", 
 def _show(db, args) -> int:
     r = db.get(args.id)
     if args.json:
-        print(json.dumps(r, indent=1))
+        print(dumps(r))
         return 0
     lines = [f"run {r['id']}, recorded {r['created']}"]
     for k in FIELDS:
@@ -212,7 +214,7 @@ def _diff(db, args) -> int:
     a, b = db.get(args.a), db.get(args.b)
     d = diff(a, b)
     if args.json:
-        print(json.dumps(d, indent=1))
+        print(dumps(d))
         return 0
     lines = [f"run {a['id']} -> run {b['id']}" + "".join(
         f"\n  note {r['id']}: {r['note']}" for r in (a, b) if r["note"])]
