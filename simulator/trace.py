@@ -34,7 +34,7 @@ from .inputs import NPY_HEADER_MAX, check_file, decode_utf8, npy_header
 from .limits import allowance
 
 FORMAT = "sutro-trace"
-VERSION = 1
+VERSION = 2         # 2: a step plan (each kind of step stored once); 1: chunks only
 CHUNK_ACCESSES = 1 << 20
 ROLES = ("param", "data", "activation", "grad", "temp", "other")
 DTYPE_BYTES = {"f64": 8, "f32": 4, "f16": 2, "bf16": 2, "i64": 8, "i32": 4, "i16": 2, "i8": 1,
@@ -329,7 +329,10 @@ def check_meta(meta: Mapping, buffers: Sequence[Buffer], kernels: Sequence[Kerne
 # ----------------------------------------------------------------------------- files
 
 def save(trace: Trace, path: str | os.PathLike) -> None:
-    """Write the trace to one `.npz`-style zip, chunk by chunk; the file appears whole or not at all."""
+    """Write the trace to one `.npz`-style zip, chunk by chunk; the file appears whole or not at
+    all. A trace with a step plan (a run's) is written as its plan: each kind of step's chunks
+    once, and per step its kind (format version 2), so a whole run takes the room of its
+    distinct steps, not of every access."""
     path = os.fspath(path)
     chunk_info = []
     folder = os.path.dirname(os.path.abspath(path))
@@ -337,21 +340,68 @@ def save(trace: Trace, path: str | os.PathLike) -> None:
     os.close(fd)
     try:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-            for i, chunk in enumerate(trace):
+            def write(name: str, array: np.ndarray) -> None:
+                with zf.open(name, "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, np.ascontiguousarray(array),
+                                              allow_pickle=False)
+
+            def write_chunk(chunk: Chunk) -> None:
                 cols = chunk.columns()
                 for name, col in cols.items():
-                    with zf.open(f"c{i:06d}_{name}.npy", "w", force_zip64=True) as f:
-                        np.lib.format.write_array(f, np.ascontiguousarray(col), allow_pickle=False)
+                    write(f"c{len(chunk_info):06d}_{name}.npy", col)
                 chunk_info.append({"step": chunk.step, "n": len(chunk), "columns": sorted(cols)})
-            header = {"format": FORMAT, "version": VERSION,
-                      "buffers": [b.to_dict() for b in trace.buffers],
-                      "kernels": [k.to_dict() for k in trace.kernels],
-                      "chunks": chunk_info, "meta": trace.meta}
+
+            plan = _stored_plan(trace)
+            header = {"format": FORMAT, "version": 1 if plan is None else VERSION}
+            if plan is None:
+                for chunk in trace:
+                    write_chunk(chunk)
+            else:
+                kinds = []
+                for k, first_chunk in enumerate(plan):
+                    kinds.append({"first": len(chunk_info),
+                                  "chunks": int(trace.plan.chunks[first_chunk[1]]),
+                                  "arith": dict(trace.plan.arith[k]) if trace.plan.arith
+                                  else {}})
+                    for i in range(first_chunk[0], first_chunk[0] + kinds[-1]["chunks"]):
+                        write_chunk(trace.chunk(i))
+                for name in PLAN_COLUMNS:
+                    column = getattr(trace.plan, name)
+                    write(f"plan_{name}.npy", np.zeros(len(trace.plan.steps), np.int64)
+                          if column is None else np.asarray(column, np.int64))
+                header["plan"] = {"kinds": kinds, "steps": len(trace.plan.steps)}
+            header.update({"buffers": [b.to_dict() for b in trace.buffers],
+                           "kernels": [k.to_dict() for k in trace.kernels],
+                           "chunks": chunk_info, "meta": trace.meta})
             zf.writestr("meta.json", json.dumps(header))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)       # as any new file (mkstemp made it private)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+PLAN_COLUMNS = ("steps", "kinds", "phase")     # members plan_NAME.npy, one row per step
+
+
+def _stored_plan(trace: Trace) -> list[tuple[int, int]] | None:
+    """Per kind of step, (its first chunk, its first plan row), when the trace has a plan
+    whose steps of one kind have equal chunks (no per-step instruction ids); else None."""
+    plan = trace.plan
+    if plan is None or not len(plan.steps):
+        return None
+    starts = np.concatenate([[0], np.cumsum(plan.chunks)[:-1]])
+    firsts: dict[int, tuple[int, int]] = {}
+    for row, k in enumerate(plan.kinds.tolist()):
+        firsts.setdefault(k, (int(starts[row]), row))
+    if sorted(firsts) != list(range(len(firsts))):
+        return None
+    first = firsts[0]
+    if plan.chunks[first[1]] and trace.chunk(first[0]).instr is not None:
+        return None             # instruction ids differ from step to step
+    return [firsts[k] for k in range(len(firsts))]
 
 
 MAX_META_BYTES = 256 << 20      # meta.json: the tables and the chunk list
@@ -382,14 +432,78 @@ def load(path: str | os.PathLike) -> Trace:
     buffers, kernels, chunks, meta = _parse_header(header, where)
     members = {info.filename: info for info in zf.infolist()}
     _check_members(chunks, members, where)
+    plan = _read_plan(zf, header, chunks, members, where)
 
-    def get_chunk(i: int) -> Chunk:
+    def stored(i: int, step: int | None = None) -> Chunk:
         info = chunks[i]
         cols = {name: _read_member(zf, f"c{i:06d}_{name}.npy", info["n"], name, where)
                 for name in info["columns"]}
-        return make_chunk(info["step"], where=where, **cols)
+        return make_chunk(info["step"] if step is None else step, where=where, **cols)
 
-    return Trace(buffers, kernels, len(chunks), get_chunk, meta, where)
+    if plan is None:
+        return Trace(buffers, kernels, len(chunks), stored, meta, where)
+    plan, first = plan
+    ends = np.cumsum(plan.chunks)
+
+    def get_chunk(i: int) -> Chunk:         # chunk i of the run: its step's kind's chunk
+        row = int(np.searchsorted(ends, i, side="right"))
+        offset = i - int(ends[row] - plan.chunks[row])
+        return stored(first[int(plan.kinds[row])] + offset, int(plan.steps[row]))
+
+    return Trace(buffers, kernels, int(ends[-1]) if len(ends) else 0, get_chunk, meta, where,
+                 plan=plan)
+
+
+def _read_plan(zf, header: dict, chunks: list, members: dict, where: str):
+    """A version-2 file's step plan, checked: (StepPlan, each kind's first stored chunk), or
+    None for a file without one."""
+    if header["version"] == 1:
+        return None
+
+    def fail(what: str):
+        raise SimError(f"corrupt trace: meta.json: plan: {what}", where)
+
+    plan = header.get("plan")
+    if not isinstance(plan, dict) or not isinstance(plan.get("kinds"), list) or \
+            not _is_int(plan.get("steps")) or not 0 <= plan["steps"] <= MAX_ADDRESS:
+        fail("expected {\"kinds\": [...], \"steps\": a count}")
+    first, sizes, arith = [], [], []
+    for k, kind in enumerate(plan["kinds"]):
+        if not isinstance(kind, dict) or not all(_is_int(kind.get(f)) for f in
+                                                 ("first", "chunks")):
+            fail(f"kind {k}: expected {{\"first\": a chunk, \"chunks\": a count, "
+                 "\"arith\": {...}}")
+        lo, n = kind["first"], kind["chunks"]
+        if not (0 <= lo and 0 <= n and lo + n <= len(chunks)):
+            fail(f"kind {k}: chunks {lo} to {lo + n - 1} are not all in the chunk list "
+                 f"({len(chunks)} chunks)")
+        counts = kind.get("arith", {})
+        if not isinstance(counts, dict) or not all(_is_int(c) and 0 <= c < 1 << 63
+                                                   for c in counts.values()):
+            fail(f"kind {k}: 'arith' must map operations to counts")
+        first.append(lo)
+        sizes.append(n)
+        arith.append(dict(counts))
+    n_steps = plan["steps"]
+    limit, allowed = allowance()
+    if n_steps * 8 * len(PLAN_COLUMNS) > limit:
+        raise SimError(f"the step plan lists {n_steps:,} steps, more than fit in {allowed}",
+                       where)
+    cols = {}
+    for name in PLAN_COLUMNS:
+        member = f"plan_{name}.npy"
+        if member not in members:
+            raise SimError(f"truncated trace: the step plan has no {member}", where)
+        cols[name] = _read_member(zf, member, n_steps, f"plan {name}", where).astype(np.int64)
+    kinds = cols["kinds"]
+    if n_steps and (kinds.min() < 0 or kinds.max() >= len(first)):
+        bad = int(kinds.min() if kinds.min() < 0 else kinds.max())
+        raise SimError(f"corrupt trace: the step plan names kind {bad}; it lists "
+                       f"{len(first)} kinds", where)
+    if n_steps and (cols["steps"].min() < 0 or cols["steps"].max() > MAX_STEP):
+        raise SimError("corrupt trace: a step number of the plan is out of range", where)
+    return StepPlan(cols["steps"], kinds, np.array(sizes, np.int64)[kinds], tuple(arith),
+                    cols["phase"]), first
 
 
 def _read_meta(zf: zipfile.ZipFile, where: str):
@@ -472,9 +586,9 @@ def _parse_header(header, where: str):
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise SimError(f"not a sutro-sim trace (meta.json has no format '{FORMAT}')", where)
     version = header.get("version")
-    if version != VERSION or not _is_int(version):
+    if version not in (1, VERSION) or not _is_int(version):
         raise SimError(f"trace format version {version!r} is not supported (this sutro-sim "
-                       f"reads version {VERSION}, written as the number {VERSION})", where)
+                       f"reads versions 1 and {VERSION}, written as numbers)", where)
 
     def field(d, key: str, kind, what: str):
         if not isinstance(d, dict):

@@ -95,6 +95,22 @@ def check_plot_folder(folder: str) -> None:
         raise SimError(f"cannot write into {parent}: {e.strerror}", "--plot") from None
 
 
+def check_output_file(path: str, option: str) -> None:
+    """A file a command will write: a name, in an existing, writable directory, not a
+    directory itself. Checked before the long part; the file is written whole or not at all."""
+    if not path.strip() or "\0" in path:
+        raise SimError(f"give a file name (got {path!r})", option)
+    if os.path.isdir(path):
+        raise SimError(f"{path} is a directory", option)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise SimError(f"cannot write {path}: {folder} is not a directory", option)
+    if len(os.fsencode(os.path.basename(path))) > 255:
+        raise SimError(f"{path}: the file name is longer than 255 bytes", option)
+    if not os.access(folder, os.W_OK):
+        raise SimError(f"cannot write into {folder}", option)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sutro-sim", description="Compiler and energy simulator for "
                                 "inventing energy-efficient learning algorithms.")
@@ -160,6 +176,10 @@ def _run_parser(sub) -> None:
                    help="pass pipeline, e.g. layer-local-update,fuse (list: sutro-sim passes)")
     _job_options(r)
     r.add_argument("--profile", action="store_true", help="print the time of each phase")
+    r.add_argument("--save-trace", metavar="FILE",
+                   help="write the run's trace (docs/trace-format.md) for `sutro-sim simulate` "
+                   "on other hierarchies without retraining: each kind of step once, and the "
+                   "order of the steps")
     r.add_argument("--by-line", action="store_true",
                    help="energy, accesses and reuse distance per source line, beside the "
                    "program (a line is charged for the values it defines)")
@@ -418,12 +438,15 @@ def cmd_run(args) -> int:
     overrides = _with_seed(_overrides(args.set), args.program, args.seed)
     db = open_for_writing(args.db, args.no_db)
     inputs = job_inputs(args, args.program, args.passes) if db else None
+    if args.save_trace is not None:
+        check_output_file(args.save_trace, "--save-trace")
     train_bar, sim_bar = ProgressBar("training"), ProgressBar("simulating")
     try:
         result = run(args.program, overrides, args.hierarchy, args.energy, args.passes,
                      args.seed, args.trace_steps, progress=sim_bar, train_progress=train_bar,
                      cost_models=args.cost_models, brute_force=args.brute_force,
-                     evaluate=args.evaluate, target_accuracy=args.target_accuracy)
+                     evaluate=args.evaluate, target_accuracy=args.target_accuracy,
+                     keep_trace=args.save_trace is not None)
     except TrainingDiverged as e:
         if db:
             e.recorded = (db.path, db.add(record("run", inputs, diverged=e.to_dict(),
@@ -439,6 +462,13 @@ def cmd_run(args) -> int:
         paths = write_plots(result.sim, args.plot, history if drawn else None,
                             f"{args.program}: accuracy against learning energy "
                             f"({result.sim.hierarchy})")
+    if args.save_trace is not None:
+        from simulator.trace import save
+        try:
+            save(result.trace, args.save_trace)
+        except OSError as e:
+            raise SimError(f"cannot write {args.save_trace}: {e.strerror or e}",
+                           "--save-trace") from None
     out = result.to_dict()
     if args.by_line:
         from sutro_ir.compile import read_source

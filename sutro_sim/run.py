@@ -52,6 +52,7 @@ class RunResult:
     distances: dict | None = None   # ByteDMD, Model 1 and Model 2 of the cost-model steps
     baseline: dict | None = None    # a chars dataset's reference losses (chars.baseline)
     trained_by: str = ""            # compare: the row whose training this one reuses
+    trace: object = None            # the trace priced (run --save-trace keeps it)
 
     @property
     def energy_per_step_fj(self) -> float:
@@ -312,7 +313,7 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
         energy_preset: str = "dally-2020", passes: str = "", seed: int | None = None,
         trace_steps: str | None = None, progress=None, train_progress=None,
         cost_models: bool = False, brute_force: bool = False, evaluate: bool = True,
-        target_accuracy: float | None = None) -> RunResult:
+        target_accuracy: float | None = None, keep_trace: bool = False) -> RunResult:
     """Compile, train for real, trace every step (or the sample `trace_steps` picks) and, with
     `evaluate`, the evaluations the algorithm makes (its `until` checks and the final test),
     simulate and report."""
@@ -321,13 +322,14 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
     energy_mod.level_energies(hier, energy_preset)    # every option checked before the long part
     prep = prepare(path, overrides, passes, seed, trace_steps, target_accuracy)
     result = price(prep, train(prep, train_progress), hier, energy_preset, progress=progress,
-                   cost_models=cost_models, brute_force=brute_force, evaluate=evaluate)
+                   cost_models=cost_models, brute_force=brute_force, evaluate=evaluate,
+                   keep_trace=keep_trace)
     return dataclasses.replace(result, wall_s=time.perf_counter() - t0)
 
 
 def price(prep: Prepared, trained: TrainResult, hier, energy_preset: str, progress=None,
           cost_models: bool = False, brute_force: bool = False, evaluate: bool = True,
-          shared: str = "") -> RunResult:
+          shared: str = "", keep_trace: bool = False) -> RunResult:
     """Trace the chosen steps of a training (and its evaluations), simulate them on `hier`
     and report. `shared`: the row whose training this one reuses (compare), for the profile."""
     path, program, sched, eval_sched = prep.path, prep.program, prep.sched, prep.eval_sched
@@ -371,7 +373,8 @@ def price(prep: Prepared, trained: TrainResult, hier, energy_preset: str, progre
                      prep.trace_steps, tuple(steps), step_trace.accesses_per_step, wall, prof,
                      kernels, seed_measure, arith, peak_live_bytes(sched),
                      program.train.graph.notes, paths, len(step_trace.init["addr"]),
-                     prep.target_accuracy, distances, datasets.baseline(program.data), shared)
+                     prep.target_accuracy, distances, datasets.baseline(program.data), shared,
+                     trace if keep_trace else None)
 
 
 def _cost_model_steps(steps: list[int], step_trace: StepTrace) -> list[int]:

@@ -293,7 +293,7 @@ TRACE_CASES = {
     "not UTF-8": (dict(raw_meta=b'{"format": "sutro-trace\xff"}'), "meta.json is not UTF-8 text"),
     "version a string": (dict(meta=lambda m: m.update(version="1")),
                          "trace format version '1' is not supported (this sutro-sim reads "
-                         "version 1, written as the number 1)"),
+                         "versions 1 and 2, written as numbers)"),
     "extra column": (dict(meta=lambda m: m["chunks"][0]["columns"].append("bogus")),
                      "chunk 0: unknown column 'bogus'"),
     "column twice": (dict(meta=lambda m: m["chunks"][0]["columns"].append("addr")),
