@@ -44,6 +44,9 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # one thread per worker, and fork-safe
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# every run records into the results database: a campaign's records go to a scratch file
+os.environ.setdefault("SUTRO_SIM_DB", os.path.join(tempfile.mkdtemp(
+    prefix="sutro-fuzz-db-"), "results.db"))
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

@@ -905,7 +905,7 @@ MUTANTS: list[Mutant] = [
       'result = run(args.program, overrides, args.hierarchy, "dally-2020", args.passes,',
       'run --energy not passed on by the CLI',
       ('tests/test_cli_features.py',)),
-    M('cli-seed-sets-config-seed-program', 'sutro_sim/cli.py',
+    M('cli-seed-sets-config-seed-program', 'sutro_sim/run.py',
       '    return dict(overrides, seed=str(seed)) if "seed" in names else overrides',
       '    return dict(overrides, seed=str(seed))',
       '--seed sets config seed on a program without one (the bug fixed)',

@@ -51,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except TrainingDiverged as e:   # the program is valid; its training failed
         if getattr(args, "json", False):
-            print(dumps({"program": getattr(args, "program", None),
-                         "diverged": e.to_dict()}))
+            recorded = getattr(e, "recorded", None)
+            print(dumps({"program": getattr(args, "program", None), "diverged": e.to_dict(),
+                         **({"recorded": {"db": recorded[0], "id": recorded[1]}}
+                            if recorded else {})}))
         print(str(e), file=sys.stderr)
         if getattr(e, "recorded", None):
             path, run_id = e.recorded

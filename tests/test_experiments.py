@@ -43,7 +43,8 @@ def rows(db: Path) -> list[dict]:
 
 def figures(result: dict) -> dict:
     """A run --json object without what differs between two runs of the same inputs."""
-    return {k: v for k, v in result.items() if k not in ("wall_s", "profile_s", "recorded")}
+    return {k: v for k, v in result.items()
+            if k not in ("wall_s", "profile_s", "recorded", "schema_version")}
 
 
 # ----------------------------------------------------------------------------- the database

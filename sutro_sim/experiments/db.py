@@ -145,7 +145,8 @@ class Database:
 
     def add(self, record: dict) -> int:
         """Record one run (a dict from `record`); its id."""
-        values = [json.dumps(record[c]) if c in JSON_COLUMNS else record[c] for c in COLUMNS]
+        values = [json.dumps(record[c]) if c in JSON_COLUMNS else _text(record[c])
+                  for c in COLUMNS]
         with self.conn:
             cur = self.conn.execute(f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES "
                                     f"({', '.join('?' * len(COLUMNS))})", values)
@@ -216,6 +217,14 @@ def open_for_reading(option: str | None) -> Database:
         raise SimError(f"no results database at {path} (runs record into it; --db PATH or "
                        f"{ENV} names another)", "--db")
     return Database(path)
+
+
+def _text(value):
+    """SQLite text is UTF-8: a path or note holding undecodable bytes (surrogate escapes)
+    keeps them as backslash escapes."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 def _decoded(row: sqlite3.Row) -> dict:

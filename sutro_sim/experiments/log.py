@@ -193,9 +193,9 @@ def diff(a: dict, b: dict) -> dict:
         a["program_text"].splitlines(), b["program_text"].splitlines(),
         f"run {a['id']}: {a['program']}", f"run {b['id']}: {b['program']}", lineterm=""))
     changed = {k: [a[k], b[k]] for k in INPUTS if a[k] != b[k]}
-    ca, cb = a["config"] or {}, b["config"] or {}
-    config = {k: [ca.get(k), cb.get(k)] for k in dict.fromkeys([*ca, *cb])
-              if ca.get(k) != cb.get(k)}
+    ca, cb = a["config"], b["config"]      # a diverged run has none: its overrides say it
+    config = {} if ca is None or cb is None else {
+        k: [ca.get(k), cb.get(k)] for k in dict.fromkeys([*ca, *cb]) if ca.get(k) != cb.get(k)}
     ma, mb = flat_metrics(a), flat_metrics(b)
     metrics = {k: {"a": ma.get(k), "b": mb.get(k), "change": _change(ma.get(k), mb.get(k))}
                for k in dict.fromkeys([*ma, *mb])}

@@ -302,6 +302,8 @@ def to_dict(axes: Axes, outcomes: list[Outcome], group: int | None, db_path: str
                         "program": o.point.program, "set": dict(o.point.sets),
                         "seed": o.point.seed, "passes": o.point.passes,
                         "hierarchy": o.point.hierarchy, "energy": o.point.energy_preset,
+                        **({"diverged": o.result["diverged"]} if "diverged" in o.result
+                           else {}),
                         **metrics(o.result)} for o in outcomes]}
 
 
