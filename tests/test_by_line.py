@@ -112,3 +112,11 @@ def test_the_buffer_table_names_temporaries_by_their_expression(capsys):
     by_name = {b["name"]: b["source"] for b in d["buffers"]}
     assert by_name["W1"]["line"] == 6 and any(
         s and s["text"] == "lr * dW1" for n, s in by_name.items() if n.startswith("%"))
+
+
+@pytest.mark.parametrize("program", sorted(p.name for p in (ROOT / "programs").glob("*.sir")))
+def test_every_program_attributes_at_least_99_percent_to_lines(program):
+    """docs/experiments.md: every program in programs/."""
+    path = ROOT / "programs" / program
+    r = run(str(path), trace_steps="2")
+    assert by_line(r.sim, path.read_text())["attributed_fraction"] >= 0.99

@@ -150,3 +150,24 @@ def test_a_trace_without_a_plan_is_still_written_as_version_1(tmp_path):
     with pytest.raises(SimError):
         _rewrite(path, tmp_path / "v3.npz", header=lambda m: m.update(version=3))
         load(tmp_path / "v3.npz")
+
+
+def test_the_main_jobs_plan_is_small_where_its_accesses_are_not(capsys, tmp_path):
+    """docs/trace-format.md: more than 20 GB written access by access, less than 20 MB as a
+    plan."""
+    doc = (ROOT / "docs/trace-format.md").read_text()
+    assert "would take more than 20 GB, its plan less than 20 MB" in doc
+    saved = tmp_path / "main.npz"
+    assert cli(capsys, "run", str(ROOT / "programs/mlp_backprop.sir"), "--save-trace",
+               str(saved), "--no-db")[0] == 0
+    assert saved.stat().st_size < 20e6
+    trace = load(saved)
+    first = trace.chunk(0)
+    per_access = sum(col.itemsize for col in first.columns().values())
+    with zipfile.ZipFile(saved) as zf:
+        header = json.loads(zf.read("meta.json"))
+    n = {k: sum(c["n"] for c in header["chunks"][kind["first"]:kind["first"] + kind["chunks"]])
+         for k, kind in enumerate(header["plan"]["kinds"])}
+    accesses = sum(n[int(k)] for k in trace.plan.kinds)
+    assert accesses == 1_246_887_693                      # the README's whole run
+    assert accesses * per_access > 20e9
