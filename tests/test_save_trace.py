@@ -171,3 +171,22 @@ def test_the_main_jobs_plan_is_small_where_its_accesses_are_not(capsys, tmp_path
     accesses = sum(n[int(k)] for k in trace.plan.kinds)
     assert accesses == 1_246_887_693                      # the README's whole run
     assert accesses * per_access > 20e9
+
+
+def test_a_saved_plan_reads_back_as_the_run_it_was_chunk_for_chunk(tmp_path):
+    """Every chunk of the loaded file (the plan expanded) equals the run's own: its step and
+    every column."""
+    from simulator.trace import save
+    from sutro_sim.run import run
+    r = run(str(ROOT / "programs/mlp_backprop.sir"), {"hidden": "16", "epochs": "2"},
+            keep_trace=True)
+    save(r.trace, tmp_path / "t.npz")
+    back = load(tmp_path / "t.npz")
+    assert back.n_chunks == r.trace.n_chunks > 100
+    assert np.array_equal(back.plan.steps, r.trace.plan.steps)
+    assert np.array_equal(back.plan.phase, r.trace.plan.phase)
+    for i in range(back.n_chunks):
+        a, b = back.chunk(i), r.trace.chunk(i)
+        assert a.step == b.step, i
+        for name, col in b.columns().items():
+            assert np.array_equal(a.columns()[name], col), (i, name)
