@@ -201,7 +201,7 @@ def test_a_sweep_runs_every_point_once_and_resumes(capsys, tmp_path):
     code, out, _ = cli(capsys, "run", PARITY3, "--set", "lr=0.5", "--seed", "2", "--hierarchy",
                        "cpu-like", "--json", "--no-db")
     alone = json.loads(out)
-    assert (p["test"], p["energy_fj"], p["ard"]) == (alone["accuracy"]["test"],
+    assert (p["accuracy_test"], p["energy_fj"], p["ard"]) == (alone["accuracy"]["test"],
                                                       alone["energy_fj"]["total"],
                                                       alone["reuse"]["ard"])
     code, out, err = cli(capsys, "sweep", *SWEEP, "--db", str(db))

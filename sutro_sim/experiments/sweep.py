@@ -232,15 +232,16 @@ def metrics(result: dict) -> dict:
     if not result or "diverged" in result:
         return {}
     loss = (result.get("loss") or {}).get("test")
-    return {"train": result["accuracy"]["train"], "test": result["accuracy"]["test"],
-            "loss": loss, "energy_fj": result["energy_fj"]["total"],
+    return {"accuracy_train": result["accuracy"]["train"],
+            "accuracy_test": result["accuracy"]["test"],
+            "loss_test": loss, "energy_fj": result["energy_fj"]["total"],
             "exact": result["traced"]["all_steps"], "ard": result["reuse"]["ard"],
             "steps": result["steps"]}
 
 
 def render(axes: Axes, outcomes: list[Outcome]) -> str:
     cols = axes.varying()
-    has_loss = any(metrics(o.result).get("loss") is not None for o in outcomes)
+    has_loss = any(metrics(o.result).get("loss_test") is not None for o in outcomes)
     head = ["run", *cols, "train", "test", *(["test loss"] if has_loss else []), "energy",
             "ARD", "status"]
     body = []
@@ -248,8 +249,8 @@ def render(axes: Axes, outcomes: list[Outcome]) -> str:
         m, label = metrics(o.result), o.point.label(axes)
         pct = (lambda v: f"{100 * v:.1f}%")
         body.append(["-" if o.run_id is None else str(o.run_id), *[label[c] for c in cols],
-                     *([pct(m["train"]), pct(m["test"])] if m else ["-", "-"]),
-                     *([("-" if m.get("loss") is None else f"{m['loss']:.4f}")]
+                     *([pct(m["accuracy_train"]), pct(m["accuracy_test"])] if m else ["-", "-"]),
+                     *([("-" if m.get("loss_test") is None else f"{m['loss_test']:.4f}")]
                        if has_loss else []),
                      (energy(m["energy_fj"]) + ("" if m["exact"] else " (sample)")) if m
                      else "-", f"{m['ard']:,.1f}" if m else "-",
@@ -284,7 +285,7 @@ def seed_summary(axes: Axes, outcomes: list[Outcome]) -> str:
         if not ms:
             body.append([*key, "0", "-", "-"])
             continue
-        test = [m["test"] for m in ms]
+        test = [m["accuracy_test"] for m in ms]
         e = [m["energy_fj"] for m in ms]
         body.append([*key, str(len(ms)),
                      f"{100 * sum(test) / len(test):.1f}% ({100 * min(test):.1f}-"
@@ -327,8 +328,9 @@ def write_plots(axes: Axes, outcomes: list[Outcome], folder: str, caption: str) 
     for name, values in axes.sets:
         xs = [_number(v) for v in values]
         if len(values) > 1 and all(x is not None for x in xs):
-            for metric, title in (("test", "test accuracy"), ("energy_fj", "energy (fJ)")):
-                plots.append((f"sweep_{metric.split('_')[0]}_vs_{name}",
+            for metric, title, short in (("accuracy_test", "test accuracy", "test"),
+                                         ("energy_fj", "energy (fJ)", "energy")):
+                plots.append((f"sweep_{short}_vs_{name}",
                               lambda data, ax, n=name, m=metric, t=title:
                               _against(axes, data, ax, n, m, t)))
     plots.append(("sweep_energy_accuracy", lambda data, ax: _tradeoff(axes, data, ax)))
@@ -384,7 +386,7 @@ def _tradeoff(axes: Axes, outcomes, ax) -> None:
         if m:
             label = o.point.label(axes)
             key = _legend(others, tuple(label[c] for c in others)) or ""
-            groups.setdefault(key, []).append((m["energy_fj"], m["test"]))
+            groups.setdefault(key, []).append((m["energy_fj"], m["accuracy_test"]))
     markers = "os^vD<>Px*"
     for k, (key, pts) in enumerate(sorted(groups.items())):
         ax.scatter([e for e, _ in pts], [a for _, a in pts], marker=markers[k % len(markers)],
