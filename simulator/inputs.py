@@ -93,13 +93,20 @@ class Utf8Error(SimError):
 def check_writable(path: str, where: str) -> str:
     """Where a user's output file will go (a link's target), checked before the work that
     makes it: a path, not a device, a pipe or a directory, in a folder that exists."""
-    if not path:
+    if not path.strip():
         raise SimError("give a file to write (got an empty path)", where)
+    if "\0" in path:
+        raise SimError(f"{path!r}: a path cannot hold a NUL byte", where)
+    if len(os.fsencode(os.path.basename(path))) > 255:
+        raise SimError(f"{path}: the file name is longer than 255 bytes", where)
     real = os.path.realpath(path)
     if os.path.lexists(real) and not stat.S_ISREG(os.stat(real).st_mode):
         raise SimError(f"{path} exists and is not a regular file; give a file to write", where)
-    if not os.path.isdir(os.path.dirname(real)):
-        raise SimError(f"{path}: the folder {os.path.dirname(real)} does not exist", where)
+    folder = os.path.dirname(real)
+    if not os.path.isdir(folder):
+        raise SimError(f"{path}: the folder {folder} does not exist", where)
+    if not os.access(folder, os.W_OK):
+        raise SimError(f"cannot write into {folder}", where)
     return real
 
 

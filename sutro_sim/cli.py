@@ -97,22 +97,6 @@ def check_plot_folder(folder: str) -> None:
         raise SimError(f"cannot write into {parent}: {e.strerror}", "--plot") from None
 
 
-def check_output_file(path: str, option: str) -> None:
-    """A file a command will write: a name, in an existing, writable directory, not a
-    directory itself. Checked before the long part; the file is written whole or not at all."""
-    if not path.strip() or "\0" in path:
-        raise SimError(f"give a file name (got {path!r})", option)
-    if os.path.isdir(path):
-        raise SimError(f"{path} is a directory", option)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise SimError(f"cannot write {path}: {folder} is not a directory", option)
-    if len(os.fsencode(os.path.basename(path))) > 255:
-        raise SimError(f"{path}: the file name is longer than 255 bytes", option)
-    if not os.access(folder, os.W_OK):
-        raise SimError(f"cannot write into {folder}", option)
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sutro-sim", description="Compiler and energy simulator for "
                                 "inventing energy-efficient learning algorithms.")
@@ -441,7 +425,8 @@ def cmd_run(args) -> int:
     db = open_for_writing(args.db, args.no_db)
     inputs = job_inputs(args, args.program, args.passes) if db else None
     if args.save_trace is not None:
-        check_output_file(args.save_trace, "--save-trace")
+        from simulator.inputs import check_writable
+        check_writable(args.save_trace, "--save-trace")
     train_bar, sim_bar = ProgressBar("training"), ProgressBar("simulating")
     try:
         result = run(args.program, overrides, args.hierarchy, args.energy, args.passes,

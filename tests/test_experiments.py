@@ -107,22 +107,22 @@ def test_a_default_database_that_cannot_be_written_warns_and_the_run_goes_on(cap
     monkeypatch.delenv("SUTRO_SIM_DB")
     code, out, err = cli(capsys, "run", XOR, "--trace-steps", "2")
     assert code == 0 and "accuracy" in out
-    assert "warning: not recording this run" in err and "is a directory" in err
+    assert "warning: not recording this run" in err and "is not a regular file" in err
 
 
 @pytest.mark.parametrize("make,message", [
-    (lambda p: p.mkdir(), "is a directory, not a database file"),
+    (lambda p: p.mkdir(), "exists and is not a regular file"),
     (lambda p: p.write_text("not a database\n" * 100), "cannot use"),
     (lambda p: sqlite3.connect(p).execute("CREATE TABLE other (x)").connection.commit(),
      "not a sutro-sim results database"),
     (lambda p: sqlite3.connect(p).execute("PRAGMA user_version = 99").connection.commit(),
      "written by a newer sutro-sim"),
-    (lambda p: None, "is not a directory"),       # its folder does not exist
+    (lambda p: None, "does not exist"),       # its folder does not exist
 ])
 def test_a_named_database_that_cannot_be_used_is_refused_before_the_run(capsys, tmp_path,
                                                                          make, message):
     path = tmp_path / "db"
-    if message == "is not a directory":
+    if message == "does not exist":
         path = tmp_path / "missing" / "r.db"
     else:
         make(path)

@@ -61,8 +61,8 @@ def test_a_saved_run_replays_on_another_hierarchy_as_a_run_there(capsys, tmp_pat
 
 
 @pytest.mark.parametrize("target,message", [
-    (lambda p: p, "is a directory"),
-    (lambda p: p / "missing" / "t.npz", "is not a directory"),
+    (lambda p: p, "exists and is not a regular file"),
+    (lambda p: p / "missing" / "t.npz", "does not exist"),
     (lambda p: p / ("x" * 300 + ".npz"), "longer than 255 bytes"),
 ])
 def test_a_bad_save_trace_target_is_refused_before_the_run(capsys, tmp_path, target, message):

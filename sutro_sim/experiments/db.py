@@ -26,6 +26,7 @@ import subprocess
 from importlib import metadata
 
 from simulator.errors import SimError
+from simulator.inputs import check_writable
 
 ENV = "SUTRO_SIM_DB"
 DEFAULT = "sutro-results.db"
@@ -109,13 +110,7 @@ class Database:
 
     def __init__(self, path: str, where: str = "--db"):
         self.path = path
-        if not path.strip() or "\0" in path:
-            raise SimError(f"give a file for the results database (got {path!r})", where)
-        if os.path.isdir(path):
-            raise SimError(f"{path} is a directory, not a database file", where)
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise SimError(f"cannot make {path}: {folder} is not a directory", where)
+        check_writable(path, where)       # and SQLite writes a journal beside it
         try:
             self.conn = sqlite3.connect(path, timeout=30)
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
