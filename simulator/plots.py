@@ -49,17 +49,30 @@ def write_figures(folder: str, data, figsize: tuple, plots: list,
     for name, _ in plots:         # every target checked before the first is written
         if os.path.isdir(os.path.join(folder, f"{name}.png")):
             raise SimError(f"{os.path.join(folder, name)}.png is a directory", "--plot")
-    paths = []
-    for name, draw in plots:
-        fig, ax = plt.subplots(figsize=figsize)
-        draw(data, ax)
-        if caption:
-            fig.suptitle(caption, fontsize=8, color="0.35")
-        fig.tight_layout()
-        path = os.path.join(folder, f"{name}.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+    paths, written = [], []
+    try:
+        for name, draw in plots:
+            fig, ax = plt.subplots(figsize=figsize)
+            try:
+                draw(data, ax)
+                if caption:
+                    fig.suptitle(caption, fontsize=8, color="0.35")
+                fig.tight_layout()
+                path = os.path.join(folder, f"{name}.png")
+                tmp = os.path.join(folder, f".{name}.png.tmp")
+                written.append(tmp)
+                fig.savefig(tmp, dpi=110, format="png")
+            finally:
+                plt.close(fig)
+            paths.append(path)
+        for tmp, path in zip(written, paths):       # every figure drawn: then all appear
+            os.replace(tmp, path)
+    except OSError as e:
+        for tmp in written:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        raise SimError(f"cannot write the plots into {folder}: {e.strerror or e}",
+                       "--plot") from None
     return paths
 
 
@@ -183,7 +196,8 @@ def _energy_bars(results, ax) -> None:
     totals = [r.energy.total for _, r in results]
     scale, unit = next(((s, u) for s, u in ENERGY_UNITS if max(totals, default=0) >= s),
                        (1.0, "fJ"))
-    parts = list(results[0][1].energy.by_level) + ["arithmetic"]
+    parts = list(dict.fromkeys(lv for _, r in results for lv in r.energy.by_level))
+    parts.append("arithmetic")                 # every row's levels (hierarchies may differ)
     x = range(len(results))
     bottom = [0.0] * len(results)
     for part in parts:

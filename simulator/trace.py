@@ -228,6 +228,7 @@ class Trace:
             raise ValueError(f"the step plan covers {int(plan.chunks.sum())} chunks, the trace "
                              f"has {n_chunks}")
         self.plan = plan
+        self.n_accesses: int | None = None   # when known without reading the chunks (a file)
         self._bases, self._ends, self._order = _buffer_index(self.buffers, where)
         check_meta(self.meta, self.buffers, self.kernels, where)
 
@@ -291,8 +292,9 @@ META_FIELDS = ("outputs", "args", "address_cells", "tape_kernels")
 
 def check_meta(meta: Mapping, buffers: Sequence[Buffer], kernels: Sequence[Kernel],
                where: str) -> None:
-    """The cost models' meta fields, when present: `outputs` and `args` name buffers (outputs
-    may repeat), `address_cells` is {cell_bytes >= 1, origin}, `tape_kernels` name kernels."""
+    """The meta fields sutro-sim reads, when present: `outputs` and `args` name buffers
+    (outputs may repeat), `address_cells` is {cell_bytes >= 1, origin}, `tape_kernels` name
+    kernels; `sources` and `kernel_lines` place buffers and kernels in a program."""
     def fail(what: str):
         raise SimError(f"meta.json: {what}", where)
 
@@ -324,6 +326,19 @@ def check_meta(meta: Mapping, buffers: Sequence[Buffer], kernels: Sequence[Kerne
         unknown = [n for n in tape if n not in kernel_names]
         if unknown:
             fail(f"'tape_kernels' names '{unknown[0][:80]}', which is not a kernel")
+    sources = meta.get("sources")       # a run's: each buffer's [line, text] in the program
+    if sources is not None:
+        if not isinstance(sources, dict) or not all(
+                isinstance(v, list) and len(v) == 2 and _is_int(v[0]) and v[0] > 0
+                and isinstance(v[1], str) for v in sources.values()):
+            fail("'sources' must map buffer names to [line, text]")
+        unknown = [n for n in sources if n not in names]
+        if unknown:
+            fail(f"'sources' names '{unknown[0][:80]}', which is not a buffer")
+    lines = meta.get("kernel_lines")    # a run's: each kernel's line in the program
+    if lines is not None and (not isinstance(lines, dict) or not all(
+            _is_int(v) and v > 0 for v in lines.values())):
+        fail("'kernel_lines' must map kernel names to line numbers")
 
 
 # ----------------------------------------------------------------------------- files
@@ -441,22 +456,28 @@ def load(path: str | os.PathLike) -> Trace:
         return make_chunk(info["step"] if step is None else step, where=where, **cols)
 
     if plan is None:
-        return Trace(buffers, kernels, len(chunks), stored, meta, where)
-    plan, first = plan
+        trace = Trace(buffers, kernels, len(chunks), stored, meta, where)
+        trace.n_accesses = sum(c["n"] for c in chunks)
+        return trace
+    plan, first, sizes = plan
     ends = np.cumsum(plan.chunks)
+    kind_accesses = np.array([sum(c["n"] for c in chunks[lo:lo + n])
+                              for lo, n in zip(first, sizes)], np.int64)
 
     def get_chunk(i: int) -> Chunk:         # chunk i of the run: its step's kind's chunk
         row = int(np.searchsorted(ends, i, side="right"))
         offset = i - int(ends[row] - plan.chunks[row])
         return stored(first[int(plan.kinds[row])] + offset, int(plan.steps[row]))
 
-    return Trace(buffers, kernels, int(ends[-1]) if len(ends) else 0, get_chunk, meta, where,
-                 plan=plan)
+    trace = Trace(buffers, kernels, int(ends[-1]) if len(ends) else 0, get_chunk, meta, where,
+                  plan=plan)
+    trace.n_accesses = int(kind_accesses[plan.kinds].sum()) if len(plan.kinds) else 0
+    return trace
 
 
 def _read_plan(zf, header: dict, chunks: list, members: dict, where: str):
-    """A version-2 file's step plan, checked: (StepPlan, each kind's first stored chunk), or
-    None for a file without one."""
+    """A version-2 file's step plan, checked: (StepPlan, each kind's first stored chunk, each
+    kind's number of chunks), or None for a file without one."""
     if header["version"] == 1:
         return None
 
@@ -503,7 +524,7 @@ def _read_plan(zf, header: dict, chunks: list, members: dict, where: str):
     if n_steps and (cols["steps"].min() < 0 or cols["steps"].max() > MAX_STEP):
         raise SimError("corrupt trace: a step number of the plan is out of range", where)
     return StepPlan(cols["steps"], kinds, np.array(sizes, np.int64)[kinds], tuple(arith),
-                    cols["phase"]), first
+                    cols["phase"]), first, sizes
 
 
 def _read_meta(zf: zipfile.ZipFile, where: str):
@@ -564,8 +585,11 @@ def _read_member(zf: zipfile.ZipFile, member: str, n: int, name: str, where: str
                 raise SimError(f"corrupt trace: {member} holds {dtype}; column '{name}' holds "
                                "integers (or booleans)", where)
             if shape != (n,):
-                raise SimError(f"inconsistent trace: {member} has shape {list(shape)}; its chunk "
-                               f"lists {n:,} accesses", where)
+                whose = "the step plan lists" if member.startswith("plan_") else \
+                    "its chunk lists"
+                unit = "steps" if member.startswith("plan_") else "accesses"
+                raise SimError(f"inconsistent trace: {member} has shape {list(shape)}; {whose} "
+                               f"{n:,} {unit}", where)
             data = f.read(n * dtype.itemsize)
     except SimError:
         raise

@@ -529,9 +529,10 @@ class StepTrace:
         a temporary (`%N`) the expression that computes it (its op when the expression spans
         lines). The first node that writes the buffer gives it (a parameter: its `param`)."""
         out: dict = {}
+        buffers = {b.name for b in self.sched.buffers}
         for node in self.sched.graph.all_nodes:
             b = node.buffer
-            if b in out or not node.loc.line:
+            if b in out or b not in buffers or not node.loc.line:
                 continue
             text = node.loc.source if b.startswith("%") else b
             out[b] = [node.loc.line, text or node.op]

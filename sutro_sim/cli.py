@@ -57,9 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                             if recorded else {})}))
         print(str(e), file=sys.stderr)
         if getattr(e, "recorded", None):
-            path, run_id = e.recorded
-            print(f"recorded as run {run_id} in {path} (sutro-sim log show {run_id})",
-                  file=sys.stderr)
+            path, run_id, hint = e.recorded
+            print(f"recorded as run {run_id} in {path} ({hint})", file=sys.stderr)
         return EXIT_DIVERGED
     except SimError as e:
         print(str(e), file=sys.stderr)
@@ -304,14 +303,15 @@ def cmd_sweep(args) -> int:
                                       for p in args.passes)) or [""],
                    _list_option(args.hierarchy, "--hierarchy"),
                    _list_option(args.energy, "--energy"))
+    if args.address is not None and args.engine != "dask":
+        raise SimError("--address is for a cluster engine (--engine dask)", "--address")
     db = open_for_writing(args.db, args.no_db)
     options = run_options(args.evaluate, args.brute_force, args.target_accuracy)
     n = min(axes.size, args.sample or axes.size)
-    group = db.add_group("sweep", {**sw.to_dict(axes, [], None, None)["axes"],
-                                   "sample": args.sample, "sample_seed": args.sample_seed,
-                                   "trace_steps": args.trace_steps, "options": options},
-                         args.note) if db else None
-    bar = ProgressBar(f"sweep of {n} points", delay=0.0)
+    group = sw.Group(db, {**sw.to_dict(axes, [], None, None)["axes"], "sample": args.sample,
+                          "sample_seed": args.sample_seed, "trace_steps": args.trace_steps,
+                          "options": options}, args.note) if db else None
+    bar = ProgressBar(f"sweep of {n} point{'s' if n != 1 else ''}", delay=0.0)
     try:
         outcomes = sw.sweep(axes, db, group, args.trace_steps, options, args.engine, args.jobs,
                             args.address, args.sample, args.sample_seed, args.rerun, args.note,
@@ -319,20 +319,24 @@ def cmd_sweep(args) -> int:
     except KeyboardInterrupt:
         bar.close()
         if db:
-            kept = len(db.runs(group=group))
-            print(f"interrupted: {kept} finished points of sweep {group} are recorded in "
-                  f"{db.path}; the same command resumes", file=sys.stderr)
+            kept = len(db.runs(group=group.id)) if group.id is not None else 0
+            print(f"interrupted: {kept} point{'s' if kept != 1 else ''} run by this sweep "
+                  f"{'are' if kept != 1 else 'is'} recorded in {db.path}; the same command "
+                  "resumes", file=sys.stderr)
         raise
     finally:
         bar.close()
     if args.plot:
         paths = sw.write_plots(axes, outcomes, args.plot, _sweep_caption(axes, args))
+    group_id = group.id if group is not None else None
     if args.json:
-        print(dumps(sw.to_dict(axes, outcomes, group, db.path if db else None)))
+        print(dumps(sw.to_dict(axes, outcomes, group_id, db.path if db else None)))
     else:
         print(sw.render(axes, outcomes))
-        if db:
-            print(f"recorded in {db.path} as sweep {group} (sutro-sim log --group {group})")
+        if group_id is not None:
+            from sutro_sim.experiments.db import log_hint
+            print(f"recorded in {db.path} as sweep {group_id} "
+                  f"({log_hint(db, f'--group {group_id}')})")
         if args.plot:
             print("\nplots: " + ", ".join(paths))
     errors = [o for o in outcomes if o.status == "error"]
@@ -390,28 +394,29 @@ def _overrides(groups) -> dict:
     return out
 
 
-def _with_seed(overrides: dict, program: str, seed: int | None) -> dict:
+def _with_seed(overrides: dict, program: str, seed: int | None, text: str | None = None) -> dict:
     from sutro_sim.run import with_seed
-    return with_seed(overrides, program, seed)
+    return with_seed(overrides, program, seed, text)
 
 
-def job_inputs(args, program: str, passes: str, hierarchy: str | None = None) -> dict:
-    """What a run/compare/sweep point was asked, as the results database keeps it."""
-    from sutro_ir.compile import read_source
+def job_inputs(args, program: str, text: str, passes: str, hierarchy: str | None = None) -> dict:
+    """What a run or compare row was asked, as the results database keeps it (`text`: the
+    program's text as read once, before the run)."""
     from sutro_ir.passes import pipeline_text
     from sutro_sim.experiments.db import inputs_of, run_options
 
     hierarchy = hierarchy or args.hierarchy
-    overrides = _with_seed(_overrides(args.set), program, args.seed)
+    overrides = _with_seed(_overrides(args.set), program, args.seed, text)
     options = run_options(args.evaluate, args.brute_force, args.target_accuracy,
                           args.cost_models)
-    return inputs_of(program, read_source(program), overrides, args.seed, pipeline_text(passes),
-                     hierarchy, load_hierarchy(hierarchy), args.energy, args.trace_steps, options)
+    return inputs_of(program, text, overrides, args.seed, pipeline_text(passes), hierarchy,
+                     load_hierarchy(hierarchy), args.energy, args.trace_steps, options)
 
 
 def _recorded(db, rec: dict) -> int:
+    from sutro_sim.experiments.db import log_hint
     run_id = db.add(rec)
-    print(f"recorded as run {run_id} in {db.path} (sutro-sim log show {run_id})",
+    print(f"recorded as run {run_id} in {db.path} ({log_hint(db, f'show {run_id}')})",
           file=sys.stderr)
     return run_id
 
@@ -421,23 +426,31 @@ def cmd_run(args) -> int:
     from sutro_sim.experiments.db import open_for_writing, record
     from sutro_sim.run import render_profile, render_run, run
 
-    overrides = _with_seed(_overrides(args.set), args.program, args.seed)
+    from sutro_ir.compile import read_source
+    text = read_source(args.program)             # once: the run and its record are of it
+    overrides = _with_seed(_overrides(args.set), args.program, args.seed, text)
     db = open_for_writing(args.db, args.no_db)
-    inputs = job_inputs(args, args.program, args.passes) if db else None
+    inputs = job_inputs(args, args.program, text, args.passes) if db else None
     if args.save_trace is not None:
         from simulator.inputs import check_writable
-        check_writable(args.save_trace, "--save-trace")
+        target = check_writable(args.save_trace, "--save-trace")
+        for other, what in ((args.program, "the program"),
+                            (db.real if db else None, "the results database")):
+            if other is not None and os.path.realpath(other) == target:
+                raise SimError(f"{args.save_trace} is {what}; give another file",
+                               "--save-trace")
     train_bar, sim_bar = ProgressBar("training"), ProgressBar("simulating")
     try:
         result = run(args.program, overrides, args.hierarchy, args.energy, args.passes,
                      args.seed, args.trace_steps, progress=sim_bar, train_progress=train_bar,
                      cost_models=args.cost_models, brute_force=args.brute_force,
                      evaluate=args.evaluate, target_accuracy=args.target_accuracy,
-                     keep_trace=args.save_trace is not None)
+                     keep_trace=args.save_trace is not None, text=text)
     except TrainingDiverged as e:
         if db:
-            e.recorded = (db.path, db.add(record("run", inputs, diverged=e.to_dict(),
-                                                 note=args.note)))
+            from sutro_sim.experiments.db import log_hint
+            run_id = db.add(record("run", inputs, diverged=e.to_dict(), note=args.note))
+            e.recorded = (db.path, run_id, log_hint(db, f"show {run_id}"))
         raise
     finally:
         train_bar.close()
@@ -458,9 +471,7 @@ def cmd_run(args) -> int:
                            "--save-trace") from None
     out = result.to_dict()
     if args.by_line:
-        from sutro_ir.compile import read_source
         from sutro_sim.lines import by_line, render_by_line
-        text = read_source(args.program)
         out["by_line"] = by_line(result.sim, text)
     if db:
         run_id = _recorded(db, record("run", inputs, out, note=args.note))
@@ -511,8 +522,10 @@ def cmd_compare(args) -> int:
     from sutro_sim.compare import compare, pipelines_of, render_compare
     from sutro_sim.experiments.db import open_for_writing, record
 
+    from sutro_ir.compile import read_source
     programs = list(dict.fromkeys(args.program))
-    overrides = [_with_seed(_overrides(args.set), p, args.seed) for p in programs]
+    texts = {p: read_source(p) for p in programs}   # once: the rows and records are of them
+    overrides = [_with_seed(_overrides(args.set), p, args.seed, texts[p]) for p in programs]
     hierarchies = _list_option(args.hierarchy, "--hierarchy")
     pipelines = pipelines_of(args.passes)
     db = open_for_writing(args.db, args.no_db)
@@ -531,7 +544,7 @@ def cmd_compare(args) -> int:
                          args.seed, args.trace_steps, progress=progress,
                          cost_models=args.cost_models, brute_force=args.brute_force,
                          evaluate=args.evaluate, target_accuracy=args.target_accuracy,
-                         retrain=args.retrain, train_progress=train_progress)
+                         retrain=args.retrain, train_progress=train_progress, texts=texts)
     finally:
         for bar in bars:
             bar.close()
@@ -547,13 +560,15 @@ def cmd_compare(args) -> int:
                                          "hierarchies": hierarchies, "set": _overrides(args.set),
                                          "seed": args.seed, "energy": args.energy,
                                          "trace_steps": args.trace_steps}, args.note)
-        ids = [db.add(record("compare", job_inputs(args, row.program, row.pipeline,
-                                                   row.hierarchy), d["run"], note=args.note,
-                             group_id=group))
+        ids = [db.add(record("compare", job_inputs(args, row.program, texts[row.program],
+                                                   row.pipeline, row.hierarchy), d["run"],
+                             note=args.note, group_id=group))
                for row, d in zip(result.rows, out["rows"])]
         out["recorded"] = {"db": db.path, "group": group, "ids": ids}
-        print(f"recorded as runs {ids[0]}-{ids[-1]} in {db.path} (sutro-sim log --group "
-              f"{group})", file=sys.stderr)
+        from sutro_sim.experiments.db import log_hint
+        which = f"run {ids[0]}" if len(ids) == 1 else f"runs {ids[0]}-{ids[-1]}"
+        print(f"recorded as {which} in {db.path} ({log_hint(db, f'--group {group}')})",
+              file=sys.stderr)
     if args.json:
         print(dumps(out))
         return 0
@@ -587,6 +602,7 @@ def cmd_passes(args) -> int:
 
 def cmd_simulate(args) -> int:
     from simulator.progress import ProgressBar
+    from sutro_sim.run import COST_MODELS_MAX
     from simulator.report import render
     from simulator.simulate import simulate
 
@@ -595,6 +611,11 @@ def cmd_simulate(args) -> int:
     energy_mod.level_energies(hierarchy, args.energy)     # fail before the long part
     energy_mod.check_arith(trace.kernels, args.energy, trace.where)
     models = {"1", "2"} if args.cost_models else set(args.model)
+    if models and (trace.n_accesses or 0) > COST_MODELS_MAX:
+        raise SimError(f"the cost models (--cost-models, --model) hold every access in "
+                       f"memory: at most {COST_MODELS_MAX:,}, and this trace has "
+                       f"{trace.n_accesses:,} (for a saved run, `run --cost-models` prices "
+                       "its first steps)", trace.where)
     extra = _cost_models(trace, args, models)      # its mistakes before the long part
     bar = ProgressBar("simulating")
     try:

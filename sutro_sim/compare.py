@@ -101,10 +101,10 @@ def compare(path: str | list[str], pipelines: list[str], overrides: dict | list[
             seed: int | None = None, trace_steps: str | None = None, progress=None,
             cost_models: bool = False, brute_force: bool = False, evaluate: bool = True,
             target_accuracy: float | None = None, retrain: bool = False,
-            train_progress=None) -> Comparison:
+            train_progress=None, texts: dict | None = None) -> Comparison:
     """Every program under every pipeline on every hierarchy, each accounting the same steps
     (rows ordered program, pipeline, hierarchy). `overrides`: one dict for every program, or
-    one per program."""
+    one per program. `texts`: each program's text, when the caller has read it."""
     programs = [path] if isinstance(path, str) else list(path)
     names = [hierarchy] if isinstance(hierarchy, str) else list(hierarchy)
     per_program = (overrides if isinstance(overrides, list) else
@@ -112,7 +112,8 @@ def compare(path: str | list[str], pipelines: list[str], overrides: dict | list[
     hiers = [load_hierarchy(h) for h in names]
     for h in hiers:
         energy_mod.level_energies(h, energy_preset)
-    preps = {(p, pipe): prepare(p, o, pipe, seed, trace_steps, target_accuracy)
+    texts = texts or {}
+    preps = {(p, pipe): prepare(p, o, pipe, seed, trace_steps, target_accuracy, texts.get(p))
              for p, o in zip(programs, per_program) for pipe in pipelines}    # every check first
     rows: list[Row] = []
     done: list[tuple] = []       # (program, exact, sites, trained, first row index)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from simulator import energy as energy_mod
 from simulator.errors import SimError
-from simulator.hierarchy import load_hierarchy
+from simulator.hierarchy import Hierarchy, load_hierarchy
 from simulator.memtracker import memtracker, op_event_table, with_inputs_written
 from simulator.models import distance_models
 from simulator.report import access_lines, count, energy, render, table
@@ -197,13 +197,14 @@ def _config_place(text: str, path: str, name: str, overrides: dict) -> str:
     return path
 
 
-def with_seed(overrides: dict, program: str, seed: int | None) -> dict:
-    """--seed sets the config constant `seed` too, when the program has one."""
+def with_seed(overrides: dict, program: str, seed: int | None, text: str | None = None) -> dict:
+    """--seed sets the config constant `seed` too, when the program has one. `text`: the
+    program's text, when already read."""
     from sutro_ir.syntax import ConfigItem, parse
 
     if seed is None or "seed" in overrides:
         return overrides
-    module = parse(read_source(program), program)
+    module = parse(read_source(program) if text is None else text, program)
     names = {b[0] for item in module.items if isinstance(item, ConfigItem) for b in item.bindings}
     return dict(overrides, seed=str(seed)) if "seed" in names else overrides
 
@@ -272,8 +273,10 @@ class Prepared:
 
 def prepare(path: str, overrides: dict | None = None, passes: str = "",
             seed: int | None = None, trace_steps: str | None = None,
-            target_accuracy: float | None = None) -> Prepared:
-    """Compile and schedule; every option checked before the long part."""
+            target_accuracy: float | None = None, text: str | None = None) -> Prepared:
+    """Compile and schedule; every option checked before the long part. `text`: the
+    program's text, when the caller has read it (the record keeps that text, so the run must
+    be of it, whatever the file holds by now)."""
     t0 = time.perf_counter()
     if target_accuracy is not None and not 0 < target_accuracy <= 1:
         raise SimError(f"--target-accuracy {target_accuracy}: a test accuracy in (0, 1], "
@@ -281,7 +284,7 @@ def prepare(path: str, overrides: dict | None = None, passes: str = "",
     if trace_steps is not None:
         select_steps(trace_steps, 0)
     overrides = dict(overrides or {})
-    text = read_source(path)
+    text = read_source(path) if text is None else text
     pass_names = tuple(step_text(name, options) for name, options in parse_pipeline(passes))
     program = compile_program(text, path, overrides, passes)
     seed_from = "--seed"
@@ -313,14 +316,16 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
         energy_preset: str = "dally-2020", passes: str = "", seed: int | None = None,
         trace_steps: str | None = None, progress=None, train_progress=None,
         cost_models: bool = False, brute_force: bool = False, evaluate: bool = True,
-        target_accuracy: float | None = None, keep_trace: bool = False) -> RunResult:
+        target_accuracy: float | None = None, keep_trace: bool = False,
+        text: str | None = None) -> RunResult:
     """Compile, train for real, trace every step (or the sample `trace_steps` picks) and, with
     `evaluate`, the evaluations the algorithm makes (its `until` checks and the final test),
-    simulate and report."""
+    simulate and report. `hierarchy`: a name, a TOML file or a Hierarchy; `text`: the
+    program's text, when already read."""
     t0 = time.perf_counter()
-    hier = load_hierarchy(hierarchy)
+    hier = hierarchy if isinstance(hierarchy, Hierarchy) else load_hierarchy(hierarchy)
     energy_mod.level_energies(hier, energy_preset)    # every option checked before the long part
-    prep = prepare(path, overrides, passes, seed, trace_steps, target_accuracy)
+    prep = prepare(path, overrides, passes, seed, trace_steps, target_accuracy, text)
     result = price(prep, train(prep, train_progress), hier, energy_preset, progress=progress,
                    cost_models=cost_models, brute_force=brute_force, evaluate=evaluate,
                    keep_trace=keep_trace)

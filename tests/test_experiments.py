@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -33,10 +34,16 @@ def cli(capsys, *argv):
 
 
 def rows(db: Path) -> list[dict]:
+    """The runs recorded so far (none while the file is being made: it exists a moment
+    before its tables do)."""
     conn = sqlite3.connect(db)
     conn.row_factory = sqlite3.Row
     try:
         return [dict(r) for r in conn.execute("SELECT * FROM runs ORDER BY id")]
+    except sqlite3.OperationalError as e:
+        if "no such table" in str(e):
+            return []
+        raise
     finally:
         conn.close()
 
@@ -58,7 +65,7 @@ def test_a_run_records_what_reproduces_it_and_every_metric(capsys, tmp_path):
     printed = json.loads(out)
     [r] = rows(db)
     assert printed["recorded"] == {"db": str(db), "id": r["id"]}
-    assert f"recorded as run {r['id']} in {db}" in err
+    assert f"recorded as run {r['id']} in {db} (sutro-sim log --db {db} show {r['id']})" in err
     assert r["command"] == "run" and r["status"] == "ok" and r["note"] == "try a larger step"
     assert r["program"] == XOR and r["program_text"] == Path(XOR).read_text()
     assert json.loads(r["overrides"]) == {"lr": "0.2", "seed": "7"}   # --seed sets config seed
@@ -115,8 +122,12 @@ def test_a_default_database_that_cannot_be_written_warns_and_the_run_goes_on(cap
     (lambda p: p.write_text("not a database\n" * 100), "cannot use"),
     (lambda p: sqlite3.connect(p).execute("CREATE TABLE other (x)").connection.commit(),
      "not a sutro-sim results database"),
-    (lambda p: sqlite3.connect(p).execute("PRAGMA user_version = 99").connection.commit(),
+    (lambda p: sqlite3.connect(p).executescript("CREATE TABLE runs (x); "
+                                                "PRAGMA user_version = 99;").close(),
      "written by a newer sutro-sim"),
+    # another program's `runs` table: refused, and the file left as it was
+    (lambda p: sqlite3.connect(p).executescript("CREATE TABLE runs (id, point);").close(),
+     "not a sutro-sim results database (it is left as it is)"),
     (lambda p: None, "does not exist"),       # its folder does not exist
 ])
 def test_a_named_database_that_cannot_be_used_is_refused_before_the_run(capsys, tmp_path,
@@ -126,9 +137,12 @@ def test_a_named_database_that_cannot_be_used_is_refused_before_the_run(capsys, 
         path = tmp_path / "missing" / "r.db"
     else:
         make(path)
+    before = path.read_bytes() if path.is_file() else None
     code, out, err = cli(capsys, "run", XOR, "--db", str(path))
     assert code == 2 and out == "" and "Traceback" not in err
     assert err.startswith("--db: error: ") and message in err
+    if before is not None:
+        assert path.read_bytes() == before                # nothing written into it
 
 
 def test_a_diverged_run_is_recorded_as_such(capsys, tmp_path):
@@ -139,8 +153,8 @@ def test_a_diverged_run_is_recorded_as_such(capsys, tmp_path):
     [r] = rows(db)
     assert r["status"] == "diverged" and r["energy_fj"] is None
     assert json.loads(r["result"])["diverged"]["step"] >= 0
-    assert err.rstrip().endswith(f"recorded as run {r['id']} in {db} (sutro-sim log show "
-                                 f"{r['id']})")
+    assert err.rstrip().endswith(f"recorded as run {r['id']} in {db} (sutro-sim log --db "
+                                 f"{db} show {r['id']})")
 
 
 def test_git_state_names_the_commit_and_whether_the_program_changed(tmp_path):
@@ -257,14 +271,16 @@ def test_a_dask_scheduler_that_cannot_be_reached_is_an_error(capsys, tmp_path):
     code, out, err = cli(capsys, "sweep", XOR, "--engine", "dask", "--address",
                          "tcp://127.0.0.1:9", "--db", str(tmp_path / "d.db"))
     assert code == 2 and "--address: error: cannot reach the Dask scheduler" in err
-    assert rows(tmp_path / "d.db") == []
+    assert not (tmp_path / "d.db").exists()             # nothing recorded, no file made
 
 
 @pytest.mark.parametrize("argv,message", [
     (["--set", "=0.1"], "--set: error: --set =0.1: expected NAME=VALUE"),
     (["--set", "lr=0.1", "--set", "lr=0.2"], "--set lr is given twice"),
     (["--set", "lr=0.1,,0.2"], "an empty value"),
-    (["--seeds", "0"], "--seeds 0: at least one seed"),
+    (["--seeds", "0"], "--seeds 0: from 1 to 1,000,000 seeds"),
+    (["--seeds", "1,99999999999999999999"], "a seed is an integer from 0 to 2^63 - 1"),
+    (["--seeds", "4294967296"], "from 1 to 1,000,000 seeds"),
     (["--seeds", "a"], "--seeds a: a count N"),
     (["--jobs", "0"], "--jobs 0: at least 1"),
     (["--sample", "0"], "--sample 0: at least 1 point"),
@@ -335,11 +351,17 @@ def test_log_lists_shows_notes_and_plots(capsys, tmp_path):
     code, out, _ = cli(capsys, "log", "--db", str(db), "plot", "levels.L1.hit_rate", "--out",
                        str(png))
     assert code == 0 and png.stat().st_size > 0 and "(2 runs)" in out
-    for argv, message in ((["show", "9"], "no run 9"), (["plot", "nope"], "no recorded run has"),
+    for argv, message in ((["show", "9"], "no run 9"), (["plot", "nope"], "is in no recorded run"),
+                          (["plot", "traced.all_steps"], "is not a number in the runs (it is bool)"),
+                          (["show", "99999999999999999999"], "ids are numbers from 1"),
+                          (["show", "0"], "ids are numbers from 1"),
                           (["plot", "energy_fj", "--out", str(tmp_path / "x.txt")], ".png"),
                           (["diff", "1", "9"], "no run 9")):
-        code, out, err = cli(capsys, "log", "--db", str(db), *argv)
-        assert code == 2 and message in err and "Traceback" not in err
+        try:
+            code, out, err = cli(capsys, "log", "--db", str(db), *argv)
+        except SystemExit as e:             # argparse's own refusal: exit 2 too
+            code, (out, err) = e.code, capsys.readouterr()
+        assert code == 2 and message in err and "Traceback" not in err, (argv, err)
     code, out, err = cli(capsys, "log", "--db", str(tmp_path / "none.db"))
     assert code == 2 and "no results database at" in err
     assert not (tmp_path / "none.db").exists()
@@ -358,3 +380,152 @@ def test_compare_records_its_rows_as_a_group(capsys, tmp_path):
         assert figures(json.loads(r["result"])) == figures(row["run"])
     code, out, _ = cli(capsys, "log", "--db", str(db), "--group", str(d["recorded"]["group"]))
     assert out.count("compare") == 2
+
+
+# ----------------------------------------------------------------------------- what a hostile
+# campaign found (each a traceback, a lost record or a silently wrong figure before)
+
+def test_a_point_runs_the_text_it_records_whatever_the_file_holds_by_then(tmp_path):
+    """An edit of the program during a sweep (or a worker reading another file by that path)
+    must not put one program's figures under another's text."""
+    from sutro_sim.experiments.engines import run_job
+    from sutro_sim.experiments.sweep import Point, job_of
+    from sutro_sim.run import with_seed
+    prog = tmp_path / "p.sir"
+    prog.write_text(Path(XOR).read_text())
+    job = job_of(Point(str(prog), (), None, "", "sutro-tiers", "dally-2020"), "2",
+                 {"evaluate": True, "brute_force": False, "target_accuracy": None,
+                  "cost_models": False}, with_seed)
+    prog.write_text(Path(XOR).read_text().replace("hidden = 8", "hidden = 2"))
+    out = run_job(job)
+    assert out["result"]["config"]["hidden"] == 8
+
+
+def test_the_tool_version_changes_with_the_code():
+    from sutro_sim.experiments.db import tool_version
+    version = tool_version()
+    assert re.fullmatch(r".+\+src\.[0-9a-f]{12}", version)
+
+
+def test_a_refused_command_records_nothing_and_makes_no_file(capsys, tmp_path):
+    db = tmp_path / "r.db"
+    for argv in (["run", str(tmp_path / "missing.sir")], ["run", XOR, "--hierarchy", "nope"],
+                 ["sweep", XOR, "--set", "nosuch=1,2"], ["sweep", str(tmp_path / "x.sir")],
+                 ["compare", XOR, "-p", "nosuch"]):
+        code, _, err = cli(capsys, *argv, "--db", str(db))
+        assert code == 2 and "Traceback" not in err, argv
+        assert not db.exists(), argv
+
+
+def test_log_reads_a_database_it_cannot_write_and_never_changes_it(capsys, tmp_path):
+    db = tmp_path / "r.db"
+    assert cli(capsys, "run", XOR, "--trace-steps", "2", "--db", str(db))[0] == 0
+    before = db.read_bytes()
+    db.chmod(0o444)
+    try:
+        for argv in (["log"], ["log", "show", "1"], ["log", "diff", "1", "1"]):
+            code, out, err = cli(capsys, argv[0], "--db", str(db), *argv[1:])
+            assert code == 0, (argv, err)
+        code, out, err = cli(capsys, "log", "show", "1", "--db", str(db))   # --db after it
+        assert code == 0 and "run 1, recorded" in out
+    finally:
+        db.chmod(0o644)
+    assert db.read_bytes() == before
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    code, out, err = cli(capsys, "log", "--db", str(empty))
+    assert code == 2 and "holds no runs" in err and empty.read_bytes() == b""
+
+
+def test_a_damaged_or_locked_database_is_an_error_not_a_traceback(capsys, tmp_path):
+    db = tmp_path / "r.db"
+    assert cli(capsys, "run", XOR, "--trace-steps", "2", "--db", str(db))[0] == 0
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE runs SET result = '{bad'")
+    conn.commit()
+    conn.close()
+    code, out, err = cli(capsys, "log", "show", "1", "--db", str(db))
+    assert code == 2 and "run 1: its `result` is not the JSON sutro-sim wrote" in err
+    code, out, err = cli(capsys, "log", "--db", str(db))
+    assert code == 2 and "Traceback" not in err
+    from sutro_sim.experiments import db as dbmod
+    locked = tmp_path / "locked.db"
+    assert cli(capsys, "run", XOR, "--trace-steps", "2", "--db", str(locked))[0] == 0
+    holder = sqlite3.connect(locked, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    old, dbmod.LOCK_WAIT_S = dbmod.LOCK_WAIT_S, 0.2
+    try:
+        code, out, err = cli(capsys, "run", XOR, "--trace-steps", "2", "--db", str(locked))
+    finally:
+        dbmod.LOCK_WAIT_S = old
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert code == 2 and "Traceback" not in err and "locked" in err
+
+
+def test_memory_and_uri_names_are_files(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli(capsys, "run", XOR, "--trace-steps", "2", "--db", ":memory:")[0] == 0
+    assert len(rows(tmp_path / ":memory:")) == 1
+    code, out, _ = cli(capsys, "log", "--db", ":memory:")
+    assert code == 0 and "xor.sir" in out
+
+
+def test_save_trace_refuses_the_database_and_the_program(capsys, tmp_path):
+    db = tmp_path / "r.db"
+    prog = tmp_path / "p.sir"
+    prog.write_text(Path(XOR).read_text())
+    code, _, err = cli(capsys, "run", str(prog), "--db", str(db), "--save-trace", str(db))
+    assert code == 2 and "is the results database" in err and not db.exists()
+    code, _, err = cli(capsys, "run", str(prog), "--no-db", "--save-trace", str(prog))
+    assert code == 2 and "is the program" in err and prog.read_text() == Path(XOR).read_text()
+
+
+def test_a_huge_sweep_is_refused_or_sampled_without_building_it(capsys, tmp_path):
+    values = ",".join(str(v) for v in range(1, 1101))
+    code, _, err = cli(capsys, "sweep", XOR, "--set", f"hidden={values}", "--set",
+                       f"epochs={values}", "--no-db")
+    assert code == 2 and "the sweep has 1,210,000 points" in err
+    code, out, err = cli(capsys, "sweep", XOR, "--set", f"hidden={values}", "--set",
+                         f"epochs={values}", "--sample", "2", "--no-db", "--trace-steps", "1",
+                         "--json", "-j", "1")
+    assert code == 0, err
+    points = json.loads(out)["points"]
+    assert len(points) == 2 and all(p["status"] == "new" for p in points)
+    axes = Axes([XOR], [("hidden", values.split(",")), ("epochs", values.split(","))], [None],
+                [""], ["sutro-tiers"], ["dally-2020"])
+    assert axes.points(2, 0) == [p for i, p in enumerate(
+        Axes([XOR], [("hidden", values.split(",")[:1100]), ("epochs", values.split(","))],
+             [None], [""], ["sutro-tiers"], ["dally-2020"]).points(2, 0))]
+
+
+def test_the_sampled_points_are_those_of_the_built_product():
+    axes = Axes([XOR, PARITY3], [("lr", ["0.1", "0.2", "0.3"]), ("n", ["1", "2"])], [0, 1],
+                ["", "fuse"], ["a", "b"], ["e"])
+    import itertools
+    product = [(p, (("lr", a), ("n", b)), s, pipe, h, e) for p, a, b, s, pipe, h, e in
+               itertools.product(axes.programs, ["0.1", "0.2", "0.3"], ["1", "2"], [0, 1],
+                                 ["", "fuse"], ["a", "b"], ["e"])]
+    assert [(q.program, q.sets, q.seed, q.passes, q.hierarchy, q.energy_preset)
+            for q in axes.points()] == product
+    import random
+    keep = sorted(random.Random(5).sample(range(len(product)), 7))
+    assert [(q.program, q.sets, q.seed, q.passes, q.hierarchy, q.energy_preset)
+            for q in axes.points(7, 5)] == [product[i] for i in keep]
+
+
+def test_compare_energy_bars_stack_every_rows_levels(tmp_path):
+    import matplotlib.pyplot as plt
+    from simulator import plots
+    from sutro_sim.compare import compare
+    c = compare(PARITY3, [""], None, ["sutro-tiers", "cpu-like"], trace_steps="2")
+    results = [(label, row.result.sim) for label, row in zip(c.labels(), c.rows)]
+    fig, ax = plt.subplots()
+    plots._energy_bars(results, ax)
+    heights = [0.0, 0.0]
+    for patch in ax.patches:
+        heights[round(patch.get_x() + patch.get_width() / 2)] += patch.get_height()
+    totals = [r.energy.total for _, r in results]
+    scale = totals[0] / [t for t in ax.texts][0].get_position()[1]
+    assert [h * scale for h in heights] == pytest.approx(totals, rel=1e-9)
+    plt.close(fig)

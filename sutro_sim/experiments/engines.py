@@ -26,10 +26,12 @@ def run_job(job: dict) -> dict:
     """One point: the `run --json` object, or the divergence, or a user error's text."""
     from sutro_ir.errors import TrainingDiverged
     from sutro_sim.run import run
+    from .db import hierarchy_from_spec
 
-    try:
-        r = run(job["program"], job["overrides"], job["hierarchy"], job["energy_preset"],
-                job["passes"], job["seed"], job["trace_steps"], **job["options"])
+    try:           # the text and levels the record keeps, not what a path holds here now
+        r = run(job["program"], job["overrides"], hierarchy_from_spec(job["hierarchy_spec"]),
+                job["energy_preset"], job["passes"], job["seed"], job["trace_steps"],
+                text=job["program_text"], **job["options"])
         return {"result": r.to_dict()}
     except TrainingDiverged as e:
         return {"diverged": e.to_dict()}
@@ -79,6 +81,33 @@ def _indexed(item: tuple[int, dict]) -> tuple[int, dict]:
     return item[0], run_job(item[1])
 
 
+CONNECT_S = 20      # how long to wait for a Dask scheduler to answer
+
+
+def _connect(client_class, address: str):
+    """A client of the scheduler at `address`, within CONNECT_S seconds. Dask's own timeout
+    does not cover a server that accepts the connection and never speaks Dask (an HTTP
+    server: the client waits forever), so the client is made in a thread and abandoned (a
+    daemon) past the deadline."""
+    import threading
+
+    box: dict = {}
+
+    def connect() -> None:
+        try:
+            box["client"] = client_class(address, timeout=f"{CONNECT_S}s")
+        except BaseException as e:      # handed to the waiting thread, raised there
+            box["error"] = e
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(CONNECT_S + 5)
+    if "client" in box:
+        return box["client"]
+    if "error" in box:
+        raise box["error"]
+    raise TimeoutError(f"no answer from a Dask scheduler in {CONNECT_S} s")
+
+
 def _dask(jobs, workers, address):
     try:
         from dask.distributed import Client, LocalCluster, as_completed
@@ -93,7 +122,7 @@ def _dask(jobs, workers, address):
                                    dashboard_address=None)
             client = Client(cluster)
         else:
-            client = Client(address, timeout="20s")
+            client = _connect(Client, address)
     except (OSError, TimeoutError, ValueError) as e:
         if cluster is not None:
             cluster.close()

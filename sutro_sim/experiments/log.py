@@ -7,6 +7,7 @@ each.
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import json
 import math
@@ -29,21 +30,21 @@ def add_parser(sub) -> None:
                        "and sweep record into it). Without a subcommand: the newest runs.")
     g.add_argument("--db", metavar="PATH", help="the results database (default: "
                    "$SUTRO_SIM_DB, else sutro-results.db in the working directory)")
-    g.add_argument("-n", "--last", type=int, default=20, metavar="N",
+    g.add_argument("-n", "--last", type=run_id_or_zero, default=20, metavar="N",
                    help="how many of the newest runs to list (default 20; 0: all)")
     g.add_argument("--program", metavar="TEXT", help="only runs whose program path contains TEXT")
-    g.add_argument("--group", type=int, metavar="ID", help="only the runs of one compare or "
+    g.add_argument("--group", type=run_id, metavar="ID", help="only the runs of one compare or "
                    "sweep")
     g.add_argument("--json", action="store_true", help="print the result as JSON")
     g.set_defaults(func=cmd_log)
     lsub = g.add_subparsers(dest="log_command", metavar="SUBCOMMAND")
     s = lsub.add_parser("show", help="one run, whole")
-    s.add_argument("id", type=int)
+    s.add_argument("id", type=run_id)
     s.add_argument("--program-text", action="store_true", help="print the program's text too")
     s.add_argument("--json", action="store_true", help="print the record as JSON")
     d = lsub.add_parser("diff", help="what changed between two runs, and each metric's change")
-    d.add_argument("a", type=int)
-    d.add_argument("b", type=int)
+    d.add_argument("a", type=run_id)
+    d.add_argument("b", type=run_id)
     d.add_argument("--json", action="store_true", help="print the result as JSON")
     p = lsub.add_parser("plot", help="a metric over the runs, in the order they were recorded")
     p.add_argument("metric", help="a column (" + ", ".join(COLUMNS) + ") or a path into the "
@@ -51,14 +52,32 @@ def add_parser(sub) -> None:
     p.add_argument("--out", metavar="FILE", default="log.png",
                    help="the PNG to write (default: log.png)")
     p.add_argument("--program", metavar="TEXT", help="only runs whose program path contains TEXT")
-    p.add_argument("--group", type=int, metavar="ID", help="only the runs of one group")
+    p.add_argument("--group", type=run_id, metavar="ID", help="only the runs of one group")
     n = lsub.add_parser("note", help="keep a note with a run")
-    n.add_argument("id", type=int)
+    n.add_argument("id", type=run_id)
     n.add_argument("text")
+    for sub_parser in (s, d, p, n):      # --db after the subcommand too
+        sub_parser.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS,
+                                help="the results database")
+
+
+def run_id(text: str) -> int:
+    """An id of a run or group: 1 to 2^63 - 1 (SQLite's integers)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an id (a number from 1)") from None
+    if not 0 < value < 1 << 63:
+        raise argparse.ArgumentTypeError(f"{text}: ids are numbers from 1 to 2^63 - 1")
+    return value
+
+
+def run_id_or_zero(text: str) -> int:
+    return 0 if text.strip() == "0" else run_id(text)
 
 
 def cmd_log(args) -> int:
-    db = open_for_reading(args.db)
+    db = open_for_reading(args.db, write=args.log_command == "note")
     try:
         return {None: _list, "show": _show, "diff": _diff, "plot": _plot,
                 "note": _note}[args.log_command](db, args)
@@ -69,8 +88,6 @@ def cmd_log(args) -> int:
 # ----------------------------------------------------------------------------- list
 
 def _list(db, args) -> int:
-    if args.last < 0:
-        raise SimError(f"--last {args.last}: a count, 0 for all", "--last")
     runs = db.runs(args.last or None, args.program, args.group)
     if args.json:
         print(dumps({"db": db.path, "runs": [
@@ -87,12 +104,20 @@ def _list(db, args) -> int:
              r["passes"] or "none", r["hierarchy"], _sets(r), _pct(r["accuracy_test"]),
              "-" if r["energy_fj"] is None else energy(r["energy_fj"]) +
              ("" if r["exact"] else "*"), r["status"] if r["status"] != "ok" else "",
-             r["note"] or ""] for r in runs]
+             _one_line(r["note"] or "")] for r in runs]
     print(table(["id", "recorded (UTC)", "by", "program", "passes", "hierarchy", "set", "test",
                  "energy", "", "note"], body, left=(1, 2, 3, 4, 5, 6, 9, 10)))
     if any(not r["exact"] and r["energy_fj"] is not None for r in runs):
         print("* the energy of a sample of steps (--trace-steps), not of the whole run")
     return 0
+
+
+NOTE_WIDTH = 60     # a note in the listing (log show prints it whole)
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= NOTE_WIDTH else text[:NOTE_WIDTH - 3] + "..."
 
 
 def _short(path: str) -> str:
@@ -241,13 +266,13 @@ def _diff(db, args) -> int:
         lines += ["", "config"] + [f"  {k} = {x} -> {y}" for k, (x, y) in d["config"].items()]
     if not d["program"] and not d["changed"] and not d["config"]:
         lines += ["", "inputs     the same (the runs differ only in when and where they ran)"]
+    if d["status"][0] != d["status"][1]:
+        lines += ["", f"status     {d['status'][0]} -> {d['status'][1]}"]
     if d["metrics"]:
         body = [[k, _fmt(k, m["a"]), _fmt(k, m["b"]),
                  "-" if m["change"] is None else f"{100 * m['change']:+.1f}%"]
                 for k, m in d["metrics"].items()]
         lines += ["", table(["metric", f"run {a['id']}", f"run {b['id']}", "change"], body)]
-    elif d["status"] != ["ok", "ok"]:
-        lines += ["", f"status     {d['status'][0]} -> {d['status'][1]}"]
     print("\n".join(lines))
     return 0
 
@@ -256,7 +281,13 @@ def _diff(db, args) -> int:
 
 def metric_of(r: dict, metric: str):
     """A column, or a dotted path into the run's JSON (a list of named things, as `levels`,
-    is indexed by name); None where the run has no such value."""
+    is indexed by name); None where the run has no such number."""
+    v = raw_metric(r, metric)
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def raw_metric(r: dict, metric: str):
+    """What the path names in a run, whatever its type (None: nothing)."""
     if metric in COLUMNS:
         return r[metric]
     node = r["result"]
@@ -270,22 +301,28 @@ def metric_of(r: dict, metric: str):
             return None
         if node is None:
             return None
-    return node if isinstance(node, (int, float)) and not isinstance(node, bool) else None
+    return node
 
 
 def _plot(db, args) -> int:
     from simulator.plots import log_scale      # first: the Agg backend, `$` taken literally
     import matplotlib.pyplot as plt
 
-    if not args.out.endswith(".png"):
+    if not args.out.lower().endswith(".png"):
         raise SimError(f"{args.out}: the plot is a PNG file (name it .png)", "--out")
     runs = db.runs(None, args.program, args.group)
+    if not runs:
+        raise SimError(f"no recorded runs{' match' if args.program or args.group else ''} "
+                       f"in {db.path}", "log plot")
     points = [(r["id"], metric_of(r, args.metric), r) for r in runs]
     points = [(i, v, r) for i, v, r in points if v is not None and math.isfinite(v)]
     if not points:
-        raise SimError(f"no recorded run has the metric '{args.metric}' (a column: "
-                       f"{', '.join(COLUMNS)}; or a path into a run's JSON, such as "
-                       "reuse.ard or levels.L1.hit_rate)", "log plot")
+        kinds = {type(raw_metric(r, args.metric)).__name__ for r in runs} - {"NoneType"}
+        what = (f"is not a number in the runs (it is {', '.join(sorted(kinds))})" if kinds
+                else "is in no recorded run")
+        raise SimError(f"the metric '{args.metric}' {what}; give a column "
+                       f"({', '.join(COLUMNS)}) or a path to a number in a run's JSON, such as "
+                       "reuse.ard or levels.L1.hit_rate", "log plot")
     folder = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(folder):
         raise SimError(f"cannot write {args.out}: {folder} is not a directory", "--out")

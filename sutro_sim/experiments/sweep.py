@@ -61,6 +61,10 @@ def set_axes(groups: list[list[str]]) -> list[tuple[str, list[str]]]:
     return list(axes.items())
 
 
+MAX_POINTS = 1_000_000     # a cross product larger than this needs --sample
+MAX_SEED = (1 << 63) - 1
+
+
 def seeds_of(text: str | None) -> list[int | None]:
     """--seeds N (0 .. N-1) or --seeds 3,7,11; none: the programs' own seeds."""
     if text is None:
@@ -71,11 +75,11 @@ def seeds_of(text: str | None) -> list[int | None]:
         raise SimError(f"--seeds {text}: a count N (seeds 0 to N-1) or comma-separated "
                        "integer seeds", "--seeds") from None
     if len(values) == 1 and "," not in text:
-        if values[0] < 1:
-            raise SimError(f"--seeds {text}: at least one seed", "--seeds")
+        if not 1 <= values[0] <= MAX_POINTS:
+            raise SimError(f"--seeds {text}: from 1 to {MAX_POINTS:,} seeds", "--seeds")
         return list(range(values[0]))
-    if any(v < 0 for v in values):
-        raise SimError(f"--seeds {text}: seeds are non-negative", "--seeds")
+    if any(not 0 <= v <= MAX_SEED for v in values):
+        raise SimError(f"--seeds {text}: a seed is an integer from 0 to 2^63 - 1", "--seeds")
     return values
 
 
@@ -122,16 +126,28 @@ class Axes:
 
     def points(self, sample: int | None = None, sample_seed: int = 0) -> list[Point]:
         """The cross product, in axis order; or `sample` of its points, drawn without
-        replacement by a generator seeded with `sample_seed` (the same sample every time)."""
+        replacement by a generator seeded with `sample_seed` (the same sample every time).
+        A sample is drawn by index: the product is never built."""
+        size = self.size
+        if sample is None or sample >= size:
+            if size > MAX_POINTS:
+                raise SimError(f"the sweep has {size:,} points; run at most {MAX_POINTS:,}, "
+                               "or a sample of them (--sample N)", "sweep")
+            chosen = range(size)
+        else:
+            chosen = sorted(random.Random(sample_seed).sample(range(size), sample))
+        axes = [self.programs, *(v for _, v in self.sets), self.seeds, self.pipelines,
+                self.hierarchies, self.energies]
         names = [n for n, _ in self.sets]
-        product = itertools.product(self.programs, itertools.product(*(v for _, v in self.sets)),
-                                    self.seeds, self.pipelines, self.hierarchies, self.energies)
-        points = [Point(p, tuple(zip(names, vals)), s, pipe, h, e)
-                  for p, vals, s, pipe, h, e in product]
-        if sample is not None and sample < len(points):
-            keep = sorted(random.Random(sample_seed).sample(range(len(points)), sample))
-            points = [points[i] for i in keep]
-        return points
+        out = []
+        for index in chosen:         # mixed radix, the last axis fastest (as the product)
+            picks = []
+            for values in reversed(axes):
+                index, i = divmod(index, len(values))
+                picks.append(values[i])
+            p, *vals, s, pipe, h, e = picks[::-1]
+            out.append(Point(p, tuple(zip(names, vals)), s, pipe, h, e))
+        return out
 
     def varying(self) -> list[str]:
         return list(Point(self.programs[0], tuple((n, v[0]) for n, v in self.sets),
@@ -148,30 +164,44 @@ class Outcome:
     error: str = ""
 
 
-def check(axes: Axes) -> None:
-    """Every point's program, values and options checked before the first run."""
+def check(axes: Axes, points: list[Point]) -> None:
+    """Every point's program, values, seed and options checked before the first run (each
+    distinct program, values and pipeline compiled once)."""
     for h in axes.hierarchies:
         hier = load_hierarchy(h)
         for e in axes.energies:
             energy_mod.level_energies(hier, e)
     for p in axes.programs:
         read_source(p)
-        for vals in itertools.product(*(v for _, v in axes.sets)):
-            for pipe in axes.pipelines:
-                compile_file(p, dict(zip([n for n, _ in axes.sets], vals)), pipe)
+    for program, sets, pipe in dict.fromkeys((q.program, q.sets, q.passes) for q in points):
+        compile_file(program, dict(sets), pipe)
 
 
 def job_of(point: Point, trace_steps: str | None, options: dict, with_seed) -> dict:
     """What the engine runs and the database keeps for a point."""
-    overrides = with_seed(dict(point.sets), point.program, point.seed)
-    inputs = inputs_of(point.program, read_source(point.program), overrides, point.seed,
+    text = read_source(point.program)
+    overrides = with_seed(dict(point.sets), point.program, point.seed, text)
+    inputs = inputs_of(point.program, text, overrides, point.seed,
                        pipeline_text(point.passes), point.hierarchy,
                        load_hierarchy(point.hierarchy), point.energy_preset, trace_steps,
                        options)
     return inputs
 
 
-def sweep(axes: Axes, db=None, group: int | None = None, trace_steps: str | None = None,
+class Group:
+    """The sweep's row of `groups`, made when its first point is recorded (a sweep refused
+    before it runs, or with every point recorded already, leaves none)."""
+
+    def __init__(self, db, spec: dict, note: str | None):
+        self.db, self.spec, self.note, self.id = db, spec, note, None
+
+    def __call__(self) -> int:
+        if self.id is None:
+            self.id = self.db.add_group("sweep", self.spec, self.note)
+        return self.id
+
+
+def sweep(axes: Axes, db=None, group: Group | None = None, trace_steps: str | None = None,
           options: dict | None = None, engine: str = "local", jobs: int | None = None,
           address: str | None = None, sample: int | None = None, sample_seed: int = 0,
           rerun: bool = False, note: str | None = None, progress=None) -> list[Outcome]:
@@ -182,7 +212,7 @@ def sweep(axes: Axes, db=None, group: int | None = None, trace_steps: str | None
 
     options = options or run_options()
     points = axes.points(sample, sample_seed)
-    check(axes)
+    check(axes, points)
     inputs = [job_of(p, trace_steps, options, with_seed) for p in points]
     known = db.recorded([i["point"] for i in inputs]) if db is not None and not rerun else {}
     outcomes: list[Outcome | None] = [None] * len(points)
@@ -216,7 +246,8 @@ def _record_each(finished, todo, points, inputs, outcomes, db, note, group, prog
             outcomes[k] = Outcome(points[k], None, "error", {}, out["error"])
         else:
             diverged = out.get("diverged")
-            rec = record("sweep", inputs[k], out.get("result"), diverged, note, group)
+            rec = record("sweep", inputs[k], out.get("result"), diverged, note,
+                         group() if group is not None else None)
             run_id = db.add(rec) if db is not None else None
             outcomes[k] = Outcome(points[k], run_id, "diverged" if diverged else "new",
                                   rec["result"])
@@ -254,17 +285,22 @@ def render(axes: Axes, outcomes: list[Outcome]) -> str:
                        if has_loss else []),
                      (energy(m["energy_fj"]) + ("" if m["exact"] else " (sample)")) if m
                      else "-", f"{m['ard']:,.1f}" if m else "-",
-                     o.status + (f": {o.error}" if o.error else "")])
+                     o.status + (f": {o.error}" if o.error else "") + _diverged(o)])
     lines = [table(head, body, left=tuple(range(1, 1 + len(cols))) + (len(head) - 1,))]
     if len(axes.seeds) > 1:
         lines += ["", f"over {len(axes.seeds)} seeds (mean, and the smallest and largest):",
                   seed_summary(axes, outcomes)]
     new = sum(o.status in ("new", "diverged") for o in outcomes)
-    lines.append(f"\n{len(outcomes)} points: {new} run now, "
+    lines.append(f"\n{len(outcomes)} point{'s' if len(outcomes) != 1 else ''}: {new} run now, "
                  f"{sum(o.status.endswith('(recorded)') or o.status == 'recorded' for o in outcomes)}"
                  f" already recorded, {sum(o.status.startswith('diverged') for o in outcomes)} "
                  f"diverged, {sum(o.status == 'error' for o in outcomes)} refused")
     return "\n".join(lines)
+
+
+def _diverged(o: Outcome) -> str:
+    d = o.result.get("diverged") if o.result else None
+    return f" at step {d['step']} ({d['where']})" if d else ""
 
 
 def groups_over_seeds(axes: Axes, outcomes: list[Outcome]) -> dict[tuple, list[Outcome]]:
