@@ -38,6 +38,20 @@ def caption(r: Result) -> str:
             f"{r.energy.preset}  |  steps {steps}")
 
 
+def caption_of_many(results: list[Result]) -> str:
+    """caption() of several results: each program, hierarchy and preset they cover."""
+    if not results:
+        return ""
+    def each(values) -> str:
+        return ", ".join(dict.fromkeys(values))
+    sources = [str(r.meta.get("program") or r.trace) for r in results]
+    steps = step_ranges(results[0].steps)
+    steps = steps if len(steps) <= 40 else steps[:37] + "..."
+    return (f"{each(os.path.basename(s) or s for s in sources)}  |  hierarchy "
+            f"{each(r.hierarchy for r in results)}  |  energy "
+            f"{each(r.energy.preset for r in results)}  |  steps {steps}")
+
+
 def write_figures(folder: str, data, figsize: tuple, plots: list,
                   caption: str = "") -> list[str]:
     """Each (name, draw) of `plots` drawn from `data` into folder/name.png, with `caption` above
@@ -169,7 +183,7 @@ def write_comparison(results: list[tuple[str, Result]], folder: str,
     if tradeoff is not None:
         plots.append(("compare_tradeoff", lambda res, ax: _tradeoff(res, tradeoff, ax)))
     return write_figures(folder, results, (8, 4.5), plots,
-                         caption(results[0][1]) if results else "")
+                         caption_of_many([r for _, r in results]))
 
 
 STYLES = ("-", "--", "-.", ":")     # curves that coincide stay told apart

@@ -140,3 +140,13 @@ def test_compare_across_programs_and_hierarchies_says_what_it_shared(capsys):
     assert code == 2 and "--hierarchy: error: expected comma-separated names" in err
     code, out, err = cli(capsys, "compare", XOR, "-p", "fuse", "--retrain", "--json", "--no-db")
     assert code == 0 and json.loads(out)["trainings"] == 2
+
+
+def test_compare_plots_name_every_program_and_hierarchy(capsys, tmp_path):
+    from simulator.plots import caption_of_many
+    from sutro_sim.compare import compare
+    c = compare([XOR, str(ROOT / "programs/parity3.sir")], [""], None,
+                ["sutro-tiers", "cpu-like"], trace_steps="2")
+    text = caption_of_many([row.result.sim for row in c.rows])
+    assert text == ("xor.sir, parity3.sir  |  hierarchy sutro-tiers, cpu-like  |  energy "
+                    "dally-2020  |  steps 0-1")
