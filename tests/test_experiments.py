@@ -529,3 +529,11 @@ def test_compare_energy_bars_stack_every_rows_levels(tmp_path):
     scale = totals[0] / [t for t in ax.texts][0].get_position()[1]
     assert [h * scale for h in heights] == pytest.approx(totals, rel=1e-9)
     plt.close(fig)
+
+
+def test_the_experiments_page_gives_the_limits_the_code_uses():
+    from sutro_sim.experiments import db, engines, sweep
+    page = " ".join((ROOT / "docs/experiments.md").read_text().split())
+    assert f"held by another writer for more than {db.LOCK_WAIT_S} s" in page
+    assert f"A product of more than {sweep.MAX_POINTS:,} points needs `--sample`" in page
+    assert f"does not answer as Dask within {engines.CONNECT_S} s" in page
