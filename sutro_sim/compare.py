@@ -22,6 +22,7 @@ from simulator import energy as energy_mod
 from simulator.hierarchy import load_hierarchy
 from simulator.report import energy, size, table
 from simulator.simulate import step_ranges
+from sutro_ir.errors import TrainingDiverged
 from sutro_ir.passes import is_exact
 
 from .run import RunResult, prepare, price, train
@@ -127,7 +128,11 @@ def compare(path: str | list[str], pipelines: list[str], overrides: dict | list[
             if shared is None:
                 bar = train_progress(len(rows), _stem(p) + " " + (pipe or NONE)) \
                     if train_progress else None
-                trained = train(prep, bar)
+                try:
+                    trained = train(prep, bar)
+                except TrainingDiverged as e:      # which row: the pipeline changes the sums
+                    e.message = f"{_stem(p)} under {pipe or NONE}: {e.message}"
+                    raise
                 done.append((p, is_exact(pipe), prep.sites() if is_exact(pipe) else None,
                              trained, len(rows)))
                 first = None

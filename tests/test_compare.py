@@ -150,3 +150,10 @@ def test_compare_plots_name_every_program_and_hierarchy(capsys, tmp_path):
     text = caption_of_many([row.result.sim for row in c.rows])
     assert text == ("xor.sir, parity3.sir  |  hierarchy sutro-tiers, cpu-like  |  energy "
                     "dally-2020  |  steps 0-1")
+
+
+def test_a_diverging_row_is_named(capsys):
+    code, out, err = cli(capsys, "compare", str(ROOT / "programs/mlp4_backprop.sir"), "-p",
+                         "layer-local-update{approximate=true}", "--no-db")
+    assert code == 3 and "Traceback" not in err
+    assert "mlp4_backprop under layer-local-update{approximate=true}: training diverged" in err
