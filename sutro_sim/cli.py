@@ -520,7 +520,7 @@ def _dot(graph) -> str:
 def cmd_compare(args) -> int:
     from simulator.progress import ProgressBar
     from sutro_sim.compare import compare, pipelines_of, render_compare
-    from sutro_sim.experiments.db import open_for_writing, record
+    from sutro_sim.experiments.db import open_for_writing
 
     from sutro_ir.compile import read_source
     programs = list(dict.fromkeys(args.program))
@@ -555,27 +555,38 @@ def cmd_compare(args) -> int:
                                  args.plot, [(row.result.arith_ops, row.result.peak_live_bytes)
                                              for row in result.rows])
     out = result.to_dict()
+    unrecorded = None
     if db:
-        group = db.add_group("compare", {"programs": programs, "pipelines": pipelines,
-                                         "hierarchies": hierarchies, "set": _overrides(args.set),
-                                         "seed": args.seed, "energy": args.energy,
-                                         "trace_steps": args.trace_steps}, args.note)
-        ids = [db.add(record("compare", job_inputs(args, row.program, texts[row.program],
-                                                   row.pipeline, row.hierarchy), d["run"],
-                             note=args.note, group_id=group))
-               for row, d in zip(result.rows, out["rows"])]
-        out["recorded"] = {"db": db.path, "group": group, "ids": ids}
-        from sutro_sim.experiments.db import log_hint
-        which = f"run {ids[0]}" if len(ids) == 1 else f"runs {ids[0]}-{ids[-1]}"
-        print(f"recorded as {which} in {db.path} ({log_hint(db, f'--group {group}')})",
-              file=sys.stderr)
+        try:
+            out["recorded"] = _record_compare(db, args, result, out, programs, pipelines,
+                                              hierarchies, texts)
+        except SimError as e:
+            unrecorded = e
     if args.json:
         print(dumps(out))
-        return 0
-    print(render_compare(result))
-    if args.plot:
-        print("\nplots: " + ", ".join(paths))
-    return 0
+    else:
+        print(render_compare(result))
+        if args.plot:
+            print("\nplots: " + ", ".join(paths))
+    return _not_recorded(unrecorded)
+
+
+def _record_compare(db, args, result, out: dict, programs, pipelines, hierarchies,
+                    texts) -> dict:
+    """Every row of a comparison, as one group; where they went."""
+    from sutro_sim.experiments.db import log_hint, record
+    group = db.add_group("compare", {"programs": programs, "pipelines": pipelines,
+                                     "hierarchies": hierarchies, "set": _overrides(args.set),
+                                     "seed": args.seed, "energy": args.energy,
+                                     "trace_steps": args.trace_steps}, args.note)
+    ids = [db.add(record("compare", job_inputs(args, row.program, texts[row.program],
+                                               row.pipeline, row.hierarchy), d["run"],
+                         note=args.note, group_id=group))
+           for row, d in zip(result.rows, out["rows"])]
+    which = f"run {ids[0]}" if len(ids) == 1 else f"runs {ids[0]}-{ids[-1]}"
+    print(f"recorded as {which} in {db.path} ({log_hint(db, f'--group {group}')})",
+          file=sys.stderr)
+    return {"db": db.path, "group": group, "ids": ids}
 
 
 def _list_option(text: str, option: str) -> list[str]:

@@ -147,7 +147,7 @@ def compare(path: str | list[str], pipelines: list[str], overrides: dict | list[
                 result = price(prep, trained, hier, energy_preset,
                                progress=progress(i, label) if progress else None,
                                cost_models=cost_models, brute_force=brute_force,
-                               evaluate=evaluate, shared="" if by is None else f"row {by + 1}")
+                               evaluate=evaluate, shared=by is not None)
                 rows.append(Row(pipe, result, p, name, by))
     return Comparison(tuple(rows), rows[0].result.trace_policy if rows else trace_steps or "all")
 

@@ -51,7 +51,6 @@ class RunResult:
     target_accuracy: float | None = None   # --target-accuracy
     distances: dict | None = None   # ByteDMD, Model 1 and Model 2 of the cost-model steps
     baseline: dict | None = None    # a chars dataset's reference losses (chars.baseline)
-    trained_by: str = ""            # compare: the row whose training this one reuses
     trace: object = None            # the trace priced (run --save-trace keeps it)
 
     @property
@@ -334,9 +333,10 @@ def run(path: str, overrides: dict | None = None, hierarchy: str = "sutro-tiers"
 
 def price(prep: Prepared, trained: TrainResult, hier, energy_preset: str, progress=None,
           cost_models: bool = False, brute_force: bool = False, evaluate: bool = True,
-          shared: str = "", keep_trace: bool = False) -> RunResult:
+          shared: bool = False, keep_trace: bool = False) -> RunResult:
     """Trace the chosen steps of a training (and its evaluations), simulate them on `hier`
-    and report. `shared`: the row whose training this one reuses (compare), for the profile."""
+    and report. `shared`: the training is another row's (compare): none of it is this one's
+    time."""
     path, program, sched, eval_sched = prep.path, prep.program, prep.sched, prep.eval_sched
     t0 = time.perf_counter()
     prof = dict(prep.prof)
@@ -378,7 +378,7 @@ def price(prep: Prepared, trained: TrainResult, hier, energy_preset: str, progre
                      prep.trace_steps, tuple(steps), step_trace.accesses_per_step, wall, prof,
                      kernels, seed_measure, arith, peak_live_bytes(sched),
                      program.train.graph.notes, paths, len(step_trace.init["addr"]),
-                     prep.target_accuracy, distances, datasets.baseline(program.data), shared,
+                     prep.target_accuracy, distances, datasets.baseline(program.data),
                      trace if keep_trace else None)
 
 

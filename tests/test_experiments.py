@@ -537,3 +537,22 @@ def test_the_experiments_page_gives_the_limits_the_code_uses():
     assert f"held by another writer for more than {db.LOCK_WAIT_S} s" in page
     assert f"A product of more than {sweep.MAX_POINTS:,} points needs `--sample`" in page
     assert f"does not answer as Dask within {engines.CONNECT_S} s" in page
+
+
+def test_a_record_that_fails_keeps_the_report(capsys, tmp_path, monkeypatch):
+    """A write that fails after the run (a lock taken meanwhile, a full disk): the figures
+    are printed, then the reason, exit 2."""
+    from simulator.errors import SimError
+    from sutro_sim.experiments import db as dbmod
+
+    def refuse(self, *args):
+        raise SimError("cannot record the run: database is locked", self.path)
+    monkeypatch.setattr(dbmod.Database, "add", refuse)
+    monkeypatch.setattr(dbmod.Database, "add_group", refuse)
+    for argv, shown in ((["run", XOR], "accuracy   train"), (["compare", XOR, "-p", "fuse"],
+                                                              "pipeline")):
+        code, out, err = cli(capsys, *argv, "--trace-steps", "2", "--db",
+                             str(tmp_path / "r.db"))
+        assert code == 2 and shown in out, argv
+        assert err.rstrip().endswith("database is locked (the run is not recorded)")
+        assert "Traceback" not in err
