@@ -473,20 +473,33 @@ def cmd_run(args) -> int:
     if args.by_line:
         from sutro_sim.lines import by_line, render_by_line
         out["by_line"] = by_line(result.sim, text)
+    unrecorded = None              # a record that failed loses the record, not the report
     if db:
-        run_id = _recorded(db, record("run", inputs, out, note=args.note))
-        out["recorded"] = {"db": db.path, "id": run_id}
+        try:
+            run_id = _recorded(db, record("run", inputs, out, note=args.note))
+            out["recorded"] = {"db": db.path, "id": run_id}
+        except SimError as e:
+            unrecorded = e
     if args.json:
         print(dumps(out))
+    else:
+        print(render_run(result))
+        if args.by_line:
+            print("\n" + render_by_line(out["by_line"], text, args.program))
+        if args.profile:
+            print("\n" + render_profile(result))
+        if args.plot:
+            print("\nplots: " + ", ".join(paths))
+    return _not_recorded(unrecorded)
+
+
+def _not_recorded(error: SimError | None) -> int:
+    """Exit 0, or 2 with the reason when the results could not be recorded (after the
+    report: the run's figures are printed either way)."""
+    if error is None:
         return 0
-    print(render_run(result))
-    if args.by_line:
-        print("\n" + render_by_line(out["by_line"], text, args.program))
-    if args.profile:
-        print("\n" + render_profile(result))
-    if args.plot:
-        print("\nplots: " + ", ".join(paths))
-    return 0
+    print(f"{error} (the run is not recorded)", file=sys.stderr)
+    return EXIT_USER_ERROR
 
 
 def cmd_graph(args) -> int:

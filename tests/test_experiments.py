@@ -553,6 +553,6 @@ def test_a_record_that_fails_keeps_the_report(capsys, tmp_path, monkeypatch):
                                                               "pipeline")):
         code, out, err = cli(capsys, *argv, "--trace-steps", "2", "--db",
                              str(tmp_path / "r.db"))
-        assert code == 2 and shown in out, argv
+        assert code == 2 and shown in out, (argv, err)
         assert err.rstrip().endswith("database is locked (the run is not recorded)")
         assert "Traceback" not in err
