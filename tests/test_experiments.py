@@ -537,6 +537,8 @@ def test_the_experiments_page_gives_the_limits_the_code_uses():
     assert f"held by another writer for more than {db.LOCK_WAIT_S} s" in page
     assert f"A product of more than {sweep.MAX_POINTS:,} points needs `--sample`" in page
     assert f"does not answer as Dask within {engines.CONNECT_S} s" in page
+    from sutro_sim.schema import SCHEMA_VERSION
+    assert f"Every `--json` object starts with `schema_version` (now {SCHEMA_VERSION})" in page
 
 
 def test_a_record_that_fails_keeps_the_report(capsys, tmp_path, monkeypatch):
