@@ -6,7 +6,6 @@ User mistakes (SimError) print `where: error: message` on stderr and exit 2; no 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile

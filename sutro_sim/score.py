@@ -7,7 +7,6 @@ the line).
 
 from __future__ import annotations
 
-import json
 import sys
 
 import numpy as np

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from sutro_sim.cli import main
-from sutro_sim.experiments.db import Database, git_state, point_of
+from sutro_sim.experiments.db import git_state, point_of
 from sutro_sim.experiments.sweep import Axes, seeds_of, set_axes, split_values
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,6 @@ inputs are already recorded is read back, not run again.
 
 from __future__ import annotations
 
-import itertools
 import os
 import math
 import random
