@@ -171,8 +171,8 @@ def test_git_state_names_the_commit_and_whether_the_program_changed(tmp_path):
     assert git_state(str(prog)) == (head, 0)
     prog.write_text(Path(XOR).read_text() + "\n")
     assert git_state(str(prog)) == (head, 1)
-    outside = tmp_path.parent / "outside-repo.sir"
-    assert git_state(str(outside)) in ((None, None), (git_state(str(outside))[0], 0))
+    outside = tmp_path.parent / "outside-repo.sir"        # pytest's folder: no repository
+    assert git_state(str(outside)) == (None, None)
 
 
 # ----------------------------------------------------------------------------- sweep
@@ -492,11 +492,10 @@ def test_a_huge_sweep_is_refused_or_sampled_without_building_it(capsys, tmp_path
     assert code == 0, err
     points = json.loads(out)["points"]
     assert len(points) == 2 and all(p["status"] == "new" for p in points)
+    got = {(p["set"]["hidden"], p["set"]["epochs"]) for p in points}
     axes = Axes([XOR], [("hidden", values.split(",")), ("epochs", values.split(","))], [None],
                 [""], ["sutro-tiers"], ["dally-2020"])
-    assert axes.points(2, 0) == [p for i, p in enumerate(
-        Axes([XOR], [("hidden", values.split(",")[:1100]), ("epochs", values.split(","))],
-             [None], [""], ["sutro-tiers"], ["dally-2020"]).points(2, 0))]
+    assert got == {tuple(v for _, v in p.sets) for p in axes.points(2, 0)}   # the same draw
 
 
 def test_the_sampled_points_are_those_of_the_built_product():
