@@ -117,15 +117,14 @@ def compare(path: str | list[str], pipelines: list[str], overrides: dict | list[
     preps = {(p, pipe): prepare(p, o, pipe, seed, trace_steps, target_accuracy, texts.get(p))
              for p, o in zip(programs, per_program) for pipe in pipelines}    # every check first
     rows: list[Row] = []
-    done: list[tuple] = []       # (program, exact, sites, trained, first row index)
+    trainings: dict[tuple, tuple] = {}   # (program, path sites) -> (training, its first row)
     for p in programs:
         for pipe in pipelines:
             prep = preps[p, pipe]
-            shared = None
-            if not retrain and is_exact(pipe):
-                sites = prep.sites()
-                shared = next((d for d in done if d[0] == p and d[1] and d[2] == sites), None)
-            if shared is None:
+            key = (p, prep.sites()) if is_exact(pipe) and not retrain else None
+            if key in trainings:
+                trained, first = trainings[key]
+            else:
                 bar = train_progress(len(rows), _stem(p) + " " + (pipe or NONE)) \
                     if train_progress else None
                 try:
@@ -133,11 +132,9 @@ def compare(path: str | list[str], pipelines: list[str], overrides: dict | list[
                 except TrainingDiverged as e:      # which row: the pipeline changes the sums
                     e.message = f"{_stem(p)} under {pipe or NONE}: {e.message}"
                     raise
-                done.append((p, is_exact(pipe), prep.sites() if is_exact(pipe) else None,
-                             trained, len(rows)))
                 first = None
-            else:
-                trained, first = shared[3], shared[4]
+                if key is not None:
+                    trainings[key] = (trained, len(rows))
             for k, (name, hier) in enumerate(zip(names, hiers)):
                 by = first if k == 0 else (len(rows) - k if first is None else first)
                 if retrain and k > 0:
