@@ -7,6 +7,7 @@ simulator prices it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import time
@@ -199,13 +200,21 @@ def _config_place(text: str, path: str, name: str, overrides: dict) -> str:
 def with_seed(overrides: dict, program: str, seed: int | None, text: str | None = None) -> dict:
     """--seed sets the config constant `seed` too, when the program has one. `text`: the
     program's text, when already read."""
-    from sutro_ir.syntax import ConfigItem, parse
-
     if seed is None or "seed" in overrides:
         return overrides
-    module = parse(read_source(program) if text is None else text, program)
-    names = {b[0] for item in module.items if isinstance(item, ConfigItem) for b in item.bindings}
+    names = _config_names(read_source(program) if text is None else text, program)
     return dict(overrides, seed=str(seed)) if "seed" in names else overrides
+
+
+@functools.lru_cache(maxsize=64)
+def _config_names(text: str, path: str) -> frozenset:
+    """The config constants a program declares (parsed once per text: a sweep asks for each
+    of its points)."""
+    from sutro_ir.syntax import ConfigItem, parse
+
+    module = parse(text, path)
+    return frozenset(b[0] for item in module.items if isinstance(item, ConfigItem)
+                     for b in item.bindings)
 
 
 def program_sample(program, path: str) -> str:

@@ -389,13 +389,13 @@ def test_a_point_runs_the_text_it_records_whatever_the_file_holds_by_then(tmp_pa
     """An edit of the program during a sweep (or a worker reading another file by that path)
     must not put one program's figures under another's text."""
     from sutro_sim.experiments.engines import run_job
-    from sutro_sim.experiments.sweep import Point, job_of
-    from sutro_sim.run import with_seed
+    from sutro_sim.experiments.sweep import Axes, check, job_of
     prog = tmp_path / "p.sir"
     prog.write_text(Path(XOR).read_text())
-    job = job_of(Point(str(prog), (), None, "", "sutro-tiers", "dally-2020"), "2",
-                 {"evaluate": True, "brute_force": False, "target_accuracy": None,
-                  "cost_models": False}, with_seed)
+    axes = Axes([str(prog)], [], [None], [""], ["sutro-tiers"], ["dally-2020"])
+    [point] = axes.points()
+    job = job_of(point, "2", {"evaluate": True, "brute_force": False, "target_accuracy": None,
+                              "cost_models": False}, *check(axes, [point]))
     prog.write_text(Path(XOR).read_text().replace("hidden = 8", "hidden = 2"))
     out = run_job(job)
     assert out["result"]["config"]["hidden"] == 8

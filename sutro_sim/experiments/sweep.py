@@ -15,7 +15,7 @@ from simulator import energy as energy_mod
 from simulator.errors import SimError
 from simulator.hierarchy import load_hierarchy
 from simulator.report import energy, table
-from sutro_ir.compile import compile_file, read_source
+from sutro_ir.compile import compile_program, read_source
 from sutro_ir.passes import pipeline_text
 
 from .db import inputs_of, record, run_options
@@ -163,28 +163,30 @@ class Outcome:
     error: str = ""
 
 
-def check(axes: Axes, points: list[Point]) -> None:
-    """Every point's program, values, seed and options checked before the first run (each
-    distinct program, values and pipeline compiled once)."""
-    for h in axes.hierarchies:
-        hier = load_hierarchy(h)
+def check(axes: Axes, points: list[Point]) -> tuple[dict, dict]:
+    """Every point's program, values and options checked before the first run (each
+    distinct program, values and pipeline compiled once): each program's text, read once,
+    and each hierarchy, loaded once, which the points then run."""
+    hierarchies = {h: load_hierarchy(h) for h in axes.hierarchies}
+    for hier in hierarchies.values():
         for e in axes.energies:
             energy_mod.level_energies(hier, e)
-    for p in axes.programs:
-        read_source(p)
+    texts = {p: read_source(p) for p in axes.programs}
     for program, sets, pipe in dict.fromkeys((q.program, q.sets, q.passes) for q in points):
-        compile_file(program, dict(sets), pipe)
+        compile_program(texts[program], program, dict(sets), pipe)
+    return texts, hierarchies
 
 
-def job_of(point: Point, trace_steps: str | None, options: dict, with_seed) -> dict:
+def job_of(point: Point, trace_steps: str | None, options: dict, texts: dict,
+           hierarchies: dict) -> dict:
     """What the engine runs and the database keeps for a point."""
-    text = read_source(point.program)
+    from sutro_sim.run import with_seed
+
+    text = texts[point.program]
     overrides = with_seed(dict(point.sets), point.program, point.seed, text)
-    inputs = inputs_of(point.program, text, overrides, point.seed,
-                       pipeline_text(point.passes), point.hierarchy,
-                       load_hierarchy(point.hierarchy), point.energy_preset, trace_steps,
-                       options)
-    return inputs
+    return inputs_of(point.program, text, overrides, point.seed, pipeline_text(point.passes),
+                     point.hierarchy, hierarchies[point.hierarchy], point.energy_preset,
+                     trace_steps, options)
 
 
 class Group:
@@ -206,13 +208,12 @@ def sweep(axes: Axes, db=None, group: Group | None = None, trace_steps: str | No
           rerun: bool = False, note: str | None = None, progress=None) -> list[Outcome]:
     """Run the points not recorded yet (all with `rerun`), recording each as it finishes;
     the points' outcomes in point order."""
-    from sutro_sim.run import with_seed
     from .engines import execute
 
     options = options or run_options()
     points = axes.points(sample, sample_seed)
-    check(axes, points)
-    inputs = [job_of(p, trace_steps, options, with_seed) for p in points]
+    texts, hierarchies = check(axes, points)
+    inputs = [job_of(p, trace_steps, options, texts, hierarchies) for p in points]
     known = db.recorded([i["point"] for i in inputs]) if db is not None and not rerun else {}
     outcomes: list[Outcome | None] = [None] * len(points)
     todo = []
